@@ -1,0 +1,174 @@
+/*
+ * agent.h: the OTA-Key agent protocol core. No I/O of its own: the daemon
+ * hands it each message from a device and publishes what it returns; the
+ * device registry and the cloud platforms are reached through the two
+ * interfaces below (SQLite/PostgreSQL registries and the mosquitto
+ * dynamic-security adapter implement them; tests use the in-memory ones).
+ *
+ * Agent-side device states (docs/protocol.md §7.2):
+ *   PENDING  a claim was issued, no key set committed yet;
+ *   ACTIVE   a key set is committed (maybe with an update pending);
+ *   REVOKED  refused for good (cloud credentials deleted).
+ * Invariants: versions issued to a device strictly increase and are never
+ * reused; the committed set's cloud credentials are deleted only after the
+ * device proved a newer set (CONFIRM under its AK), or on revocation.
+ */
+#ifndef OTAKEY_AGENT_H
+#define OTAKEY_AGENT_H
+
+#include "otakey/common.h"
+#include "otakey/crypto.h"
+#include "otakey/wire.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum otk_agent_dev_state { OTK_DS_PENDING = 1, OTK_DS_ACTIVE = 2, OTK_DS_REVOKED = 3 };
+
+/* What an operator or a campaign wants next for a device. */
+enum otk_want { OTK_WANT_NONE = 0, OTK_WANT_ROTATE = 1, OTK_WANT_SWITCH = 2 };
+
+/* The agent's record of one device (the registry stores it whole). */
+typedef struct otk_agent_device {
+    uint8_t id[OTK_DEVICE_ID_LEN];
+    uint8_t batch_id[OTK_BATCH_ID_LEN];
+    uint8_t state;            /* OTK_DS_* */
+    uint8_t reclaim_allowed;  /* an operator allowed one more claim */
+    uint8_t has_committed;
+    uint8_t has_pending;
+    uint32_t issued_version;  /* highest version ever issued, 0 if none */
+    otk_keyset committed;     /* committed set (version inside) */
+    otk_keyset pending;       /* issued, not yet confirmed */
+    uint8_t pending_th[OTK_HASH_LEN]; /* transcript of the request answered */
+    uint16_t pending_resp_len;        /* cached response to that request */
+    uint8_t pending_resp[OTK_RESP_MAX_LEN];
+    uint8_t want;             /* OTK_WANT_* */
+    uint32_t want_cloud;      /* target cloud for OTK_WANT_SWITCH */
+    uint8_t has_stale;        /* old credentials still to delete */
+    uint32_t stale_cloud;
+    char stale_user[OTK_USER_MAX + 1];
+} otk_agent_device;
+
+/* Audit events (stored with the device id, version and status code). */
+enum otk_audit_kind {
+    OTK_AUD_CLAIM_ISSUED = 1,
+    OTK_AUD_CLAIM_SUPERSEDED = 2,
+    OTK_AUD_CLAIM_REFUSED = 3,   /* includes clones: code ALREADY_CLAIMED */
+    OTK_AUD_UPDATE_ISSUED = 4,
+    OTK_AUD_COMMIT = 5,
+    OTK_AUD_ABORT = 6,
+    OTK_AUD_REFUSED = 7,         /* any other refused message */
+    OTK_AUD_REVOKE = 8,
+    OTK_AUD_RECLAIM_ALLOWED = 9,
+    OTK_AUD_CLOUD_CLEANUP = 10,
+    OTK_AUD_UPDATE_REQUESTED = 11
+};
+
+typedef struct otk_audit {
+    uint8_t kind;              /* OTK_AUD_* */
+    uint8_t msg_type;          /* message that caused it, 0 for operator actions */
+    uint8_t has_id;
+    uint8_t id[OTK_DEVICE_ID_LEN];
+    uint32_t version;
+    otk_status code;
+} otk_audit;
+
+/*
+ * Registry interface. Each function returns OTK_OK or an otk_status.
+ * put_device stores the record and the audit event (may be NULL) in one
+ * transaction: either both are durable or neither is.
+ */
+typedef struct otk_registry {
+    void *ctx;
+    otk_status (*get_batch)(void *ctx, const uint8_t batch_id[8], uint8_t pk[32]); /* UNKNOWN_BATCH */
+    otk_status (*get_device)(void *ctx, const uint8_t id[16], otk_agent_device *out); /* NOT_FOUND */
+    otk_status (*put_device)(void *ctx, const otk_agent_device *dev, const otk_audit *ev);
+    otk_status (*audit)(void *ctx, const otk_audit *ev);
+} otk_registry;
+
+/*
+ * Cloud adapter: creates and deletes one device's client on a cloud
+ * platform. Both are idempotent (creating an existing identical client or
+ * deleting an absent one is OTK_OK). Failure: OTK_ERR_CLOUD.
+ */
+typedef struct otk_cloud_adapter {
+    void *ctx;
+    otk_status (*create)(void *ctx, const uint8_t device_id[16], const otk_cloud *creds);
+    otk_status (*remove)(void *ctx, uint32_t cloud_id, const char *user);
+} otk_cloud_adapter;
+
+/* A cloud platform the agent can assign (credentials are per device). */
+typedef struct otk_cloud_endpoint {
+    uint32_t cloud_id;
+    char host[OTK_HOST_MAX + 1];
+    uint16_t port;
+    uint8_t flags;
+} otk_cloud_endpoint;
+
+#define OTK_AGENT_MAX_CLOUDS 8
+
+typedef struct otk_agent_config {
+    uint8_t sign_priv[OTK_PRIV_LEN];
+    uint8_t sign_pub[OTK_PUB_LEN];
+    otk_cloud_endpoint clouds[OTK_AGENT_MAX_CLOUDS];
+    size_t n_clouds;
+    uint32_t claim_cloud; /* cloud id assigned at claim */
+} otk_agent_config;
+
+typedef struct otk_agent {
+    const otk_crypto *crypto;
+    otk_registry reg;
+    otk_cloud_adapter cloud;
+    otk_agent_config cfg;
+} otk_agent;
+
+/* Copies the interfaces and config; crypto must outlive the agent. */
+OTK_CHECK_RETURN otk_status otk_agent_init(otk_agent *a, const otk_crypto *crypto,
+                                           const otk_registry *reg, const otk_cloud_adapter *cloud,
+                                           const otk_agent_config *cfg);
+
+/*
+ * Handles one message from a device. On success, *out_len is the length of
+ * the reply (CLAIM_RESP, UPDATE_RESP, STATUS, ACK or NACK). On refusal it
+ * returns the reason and, when the message named a device, writes an ERROR
+ * reply carrying it (*out_len 0 otherwise); the registry is unchanged apart
+ * from the audit entry. out_size >= OTK_MSG_MAX_LEN always suffices.
+ */
+OTK_CHECK_RETURN otk_status otk_agent_handle(otk_agent *a, const uint8_t *in, size_t in_len,
+                                             uint8_t *out, size_t out_size, size_t *out_len);
+
+/*
+ * Marks a device for rotation (cloud_id ignored) or a switch to cloud_id,
+ * and writes the NOTIFY to publish to it (MAC under its committed AK).
+ * OTK_ERR_NO_KEYSET before its first commit, OTK_ERR_REVOKED when revoked.
+ */
+OTK_CHECK_RETURN otk_status otk_agent_request_update(otk_agent *a, const uint8_t id[16], int want,
+                                                     uint32_t cloud_id, uint8_t *out,
+                                                     size_t out_size, size_t *out_len);
+
+/* Revokes a device: deletes its cloud credentials (committed and pending). */
+OTK_CHECK_RETURN otk_status otk_agent_revoke(otk_agent *a, const uint8_t id[16]);
+
+/* Allows one new claim of an already claimed id (a replaced or reset device). */
+OTK_CHECK_RETURN otk_status otk_agent_allow_reclaim(otk_agent *a, const uint8_t id[16]);
+
+/* Deletes old credentials left behind by a failed cloud call (idempotent). */
+OTK_CHECK_RETURN otk_status otk_agent_cleanup(otk_agent *a, const uint8_t id[16]);
+
+/* ---- in-memory registry and cloud, for tests and tools ---- */
+
+typedef struct otk_memreg otk_memreg;
+otk_memreg *otk_memreg_new(void);
+void otk_memreg_free(otk_memreg *m);
+OTK_CHECK_RETURN otk_status otk_memreg_add_batch(otk_memreg *m, const uint8_t batch_id[8],
+                                                 const uint8_t pk[32]);
+void otk_memreg_bind(otk_memreg *m, otk_registry *out);
+size_t otk_memreg_audit_count(const otk_memreg *m, int kind); /* kind 0: all */
+/* Makes the next n put_device calls fail with OTK_ERR_STORAGE (fault injection). */
+void otk_memreg_fail_puts(otk_memreg *m, unsigned n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

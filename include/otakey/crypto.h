@@ -1,0 +1,104 @@
+/*
+ * crypto.h: the crypto port. Both protocol cores reach cryptography only
+ * through this table of functions, so the same core runs over mbedTLS (the
+ * device), OpenSSL 3 (the agent), or a secure element / PSA driver.
+ *
+ * Suite (docs/protocol.md §3): P-256 ECDH, ECDSA P-256/SHA-256,
+ * HKDF-SHA256, HMAC-SHA256, AES-128-CCM with a 16-byte tag.
+ *
+ * Conventions for every function:
+ *  - returns OTK_OK, or OTK_ERR_BAD_MAC / OTK_ERR_BAD_SIGNATURE for a
+ *    failed check, OTK_ERR_INVALID_ARGUMENT for malformed keys or points,
+ *    OTK_ERR_CRYPTO for a backend failure;
+ *  - points are X || Y (64 bytes), scalars and r, s big-endian 32 bytes;
+ *  - outputs are written only on success; on failure their content is
+ *    unspecified but never a partial plaintext (ccm_decrypt wipes it).
+ */
+#ifndef OTAKEY_CRYPTO_H
+#define OTAKEY_CRYPTO_H
+
+#include "otakey/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One contiguous piece of a message that is hashed or MACed in parts. */
+typedef struct otk_iov {
+    const void *p;
+    size_t n;
+} otk_iov;
+
+typedef struct otk_crypto {
+    void *ctx; /* backend state; passed back as the first argument */
+
+    /* Fills out with cryptographically secure random bytes. */
+    otk_status (*random)(void *ctx, uint8_t *out, size_t len);
+
+    /* SHA-256 over the concatenation of n parts. */
+    otk_status (*sha256)(void *ctx, const otk_iov *parts, size_t n, uint8_t out[32]);
+
+    /* HMAC-SHA256(key, parts...). */
+    otk_status (*hmac_sha256)(void *ctx, const uint8_t *key, size_t key_len,
+                              const otk_iov *parts, size_t n, uint8_t out[32]);
+
+    /* HKDF-Extract (RFC 5869 §2.2) with SHA-256. */
+    otk_status (*hkdf_extract)(void *ctx, const uint8_t *salt, size_t salt_len,
+                               const uint8_t *ikm, size_t ikm_len, uint8_t prk[32]);
+
+    /* HKDF-Expand (RFC 5869 §2.3) with SHA-256; out_len <= 255 * 32. */
+    otk_status (*hkdf_expand)(void *ctx, const uint8_t prk[32], const uint8_t *info,
+                              size_t info_len, uint8_t *out, size_t out_len);
+
+    /* AES-128-CCM, 13-byte nonce, 16-byte tag; ct may alias pt. */
+    otk_status (*ccm_encrypt)(void *ctx, const uint8_t key[16], const uint8_t iv[13],
+                              const uint8_t *aad, size_t aad_len, const uint8_t *pt,
+                              size_t len, uint8_t *ct, uint8_t tag[16]);
+
+    /* Inverse of ccm_encrypt; OTK_ERR_BAD_MAC (and pt wiped) on a bad tag. */
+    otk_status (*ccm_decrypt)(void *ctx, const uint8_t key[16], const uint8_t iv[13],
+                              const uint8_t *aad, size_t aad_len, const uint8_t *ct,
+                              size_t len, const uint8_t tag[16], uint8_t *pt);
+
+    /* New P-256 key pair from the backend's RNG. */
+    otk_status (*ec_keygen)(void *ctx, uint8_t priv[32], uint8_t pub[64]);
+
+    /* ECDH: x-coordinate of priv * peer; rejects points not on the curve. */
+    otk_status (*ecdh)(void *ctx, const uint8_t priv[32], const uint8_t peer[64],
+                       uint8_t shared[32]);
+
+    /* ECDSA P-256 over a SHA-256 digest. */
+    otk_status (*ecdsa_sign)(void *ctx, const uint8_t priv[32], const uint8_t digest[32],
+                             uint8_t sig[64]);
+    otk_status (*ecdsa_verify)(void *ctx, const uint8_t pub[64], const uint8_t digest[32],
+                               const uint8_t sig[64]);
+} otk_crypto;
+
+/*
+ * Random source for a backend: fills out and returns 0, non-zero on failure.
+ * Tests pass a deterministic one; production passes NULL to use the
+ * backend's own entropy (getrandom via mbedTLS entropy / OpenSSL RAND).
+ */
+typedef int (*otk_rng_fn)(void *rng_ctx, uint8_t *out, size_t len);
+
+/*
+ * mbedTLS backend. The caller allocates storage of at least
+ * OTK_CRYPTO_MBEDTLS_STATE_SIZE bytes (aligned for any type), which must
+ * outlive the table; otk_crypto_mbedtls_free releases it.
+ */
+#define OTK_CRYPTO_MBEDTLS_STATE_SIZE 1024u
+OTK_CHECK_RETURN otk_status otk_crypto_mbedtls_init(otk_crypto *c, void *state, size_t state_size,
+                                                    otk_rng_fn rng, void *rng_ctx);
+void otk_crypto_mbedtls_free(otk_crypto *c);
+
+/*
+ * OpenSSL 3 backend. The state is heap-allocated by init and released by
+ * free (the agent side is not malloc-free).
+ */
+OTK_CHECK_RETURN otk_status otk_crypto_openssl_init(otk_crypto *c, otk_rng_fn rng, void *rng_ctx);
+void otk_crypto_openssl_free(otk_crypto *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,85 @@
+/*
+ * keystore.h: the A/B key store on the device's key partition
+ * (docs/protocol.md §6).
+ *
+ * Two slots, each the first half / second half of the partition. A slot
+ * holds one record: a commit marker (one program unit at offset 0), then
+ * magic, version, the key-set plaintext and a CRC-32. A slot is
+ *   EMPTY      when its record does not verify (erased, torn, corrupt);
+ *   STAGED     when the record verifies and the marker is not all zero;
+ *   COMMITTED  when the record verifies and the marker is all zero.
+ * The active set is the committed record with the highest version; a
+ * staged record counts only if its version is above the active one. The
+ * new set always goes to the other slot, so the active one is never
+ * touched until the new one is committed, and the commit is one program
+ * operation of one unit. A torn marker reads as STAGED and committing it
+ * again completes it (programming zeros over partly cleared bits).
+ */
+#ifndef OTAKEY_KEYSTORE_H
+#define OTAKEY_KEYSTORE_H
+
+#include "otakey/common.h"
+#include "otakey/port.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define OTK_SLOT_NONE 0xFFu
+
+/* Smallest slot: the largest record plus the largest marker, rounded up. */
+#define OTK_SLOT_MIN 256u
+
+/* Key-store state; all-zero is "not mounted". Fields are private. */
+typedef struct otk_keystore {
+    const otk_port *port;
+    uint8_t mounted;
+    uint8_t active;  /* slot index or OTK_SLOT_NONE */
+    uint8_t staged;  /* slot index or OTK_SLOT_NONE */
+    uint8_t invalid; /* bit i set: slot i did not verify at mount */
+    uint32_t active_version;
+    uint32_t staged_version;
+} otk_keystore;
+
+/*
+ * Scans both slots and derives the active and staged sets. Never fails on
+ * bad contents (they read as EMPTY); OTK_ERR_INVALID_ARGUMENT for a port
+ * whose geometry is unusable, OTK_ERR_STORAGE when a read fails.
+ */
+OTK_CHECK_RETURN otk_status otk_ks_mount(otk_keystore *ks, const otk_port *port);
+
+/*
+ * Writes ks->version + key set to the inactive slot (erasing it first) and
+ * verifies it by reading back. OTK_ERR_ROLLBACK when the version is not
+ * above the active one. A previously staged set is replaced.
+ */
+OTK_CHECK_RETURN otk_status otk_ks_stage(otk_keystore *ks, const otk_keyset *set);
+
+/*
+ * Programs the commit marker of the staged set of this version, which then
+ * becomes the active set. OTK_ERR_BAD_STATE when no staged set has it;
+ * committing the active version again returns OTK_OK (idempotent).
+ */
+OTK_CHECK_RETURN otk_status otk_ks_commit(otk_keystore *ks, uint32_t version);
+
+/* Erases the staged set of this version (OTK_OK when none is staged). */
+OTK_CHECK_RETURN otk_status otk_ks_discard(otk_keystore *ks, uint32_t version);
+
+/*
+ * Reads the active (staged = 0) or staged (staged = 1) set into out,
+ * checking its integrity again. OTK_ERR_NO_KEYSET when there is none,
+ * OTK_ERR_CORRUPT when it no longer verifies. out is wiped on failure.
+ */
+OTK_CHECK_RETURN otk_status otk_ks_load(const otk_keystore *ks, int staged, otk_keyset *out);
+
+/* Versions (0 when none). */
+uint32_t otk_ks_active_version(const otk_keystore *ks);
+uint32_t otk_ks_staged_version(const otk_keystore *ks);
+
+/* CRC-32 (IEEE 802.3, reflected, as zlib's crc32) used by the record. */
+uint32_t otk_crc32(uint32_t crc, const uint8_t *p, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,1 @@
+/* placeholder: being written */ typedef int otk_placeholder_;

@@ -1,0 +1,82 @@
+/* Status names, secret hygiene and byte-order helpers. */
+#include "internal.h"
+
+const char *otk_strerror(otk_status st)
+{
+    switch (st) {
+    case OTK_OK: return "OK";
+    case OTK_ERR_INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case OTK_ERR_BAD_STATE: return "BAD_STATE";
+    case OTK_ERR_BUFFER_TOO_SMALL: return "BUFFER_TOO_SMALL";
+    case OTK_ERR_BAD_MAC: return "BAD_MAC";
+    case OTK_ERR_BAD_SIGNATURE: return "BAD_SIGNATURE";
+    case OTK_ERR_REPLAY: return "REPLAY";
+    case OTK_ERR_ROLLBACK: return "ROLLBACK";
+    case OTK_ERR_CORRUPT: return "CORRUPT";
+    case OTK_ERR_STORAGE: return "STORAGE";
+    case OTK_ERR_CRYPTO: return "CRYPTO";
+    case OTK_ERR_TRUNCATED: return "TRUNCATED";
+    case OTK_ERR_TRAILING: return "TRAILING";
+    case OTK_ERR_BAD_LENGTH: return "BAD_LENGTH";
+    case OTK_ERR_UNKNOWN_TYPE: return "UNKNOWN_TYPE";
+    case OTK_ERR_UNKNOWN_VERSION: return "UNKNOWN_VERSION";
+    case OTK_ERR_UNKNOWN_DEVICE: return "UNKNOWN_DEVICE";
+    case OTK_ERR_UNKNOWN_BATCH: return "UNKNOWN_BATCH";
+    case OTK_ERR_ALREADY_CLAIMED: return "ALREADY_CLAIMED";
+    case OTK_ERR_REVOKED: return "REVOKED";
+    case OTK_ERR_NOT_FOUND: return "NOT_FOUND";
+    case OTK_ERR_CLOUD: return "CLOUD";
+    case OTK_ERR_RATE_LIMITED: return "RATE_LIMITED";
+    case OTK_ERR_STALE: return "STALE";
+    case OTK_ERR_WRONG_DEVICE: return "WRONG_DEVICE";
+    case OTK_ERR_PROOF_FAILED: return "PROOF_FAILED";
+    case OTK_ERR_INTERNAL: return "INTERNAL";
+    case OTK_ERR_NO_KEYSET: return "NO_KEYSET";
+    case OTK_ERR_UNEXPECTED: return "UNEXPECTED";
+    case OTK_ERR_BAD_VALUE: return "BAD_VALUE";
+    case OTK_ERR_BUSY: return "BUSY";
+    default: return "UNKNOWN_STATUS";
+    }
+}
+
+void otk_wipe(void *p, size_t n)
+{
+    /* A volatile pointer keeps the stores from being optimised away. */
+    volatile uint8_t *v = (volatile uint8_t *)p;
+    while (n--)
+        *v++ = 0;
+}
+
+int otk_ct_compare(const void *a, const void *b, size_t n)
+{
+    const uint8_t *x = (const uint8_t *)a, *y = (const uint8_t *)b;
+    uint8_t d = 0;
+    size_t i;
+    for (i = 0; i < n; i++)
+        d |= (uint8_t)(x[i] ^ y[i]);
+    return d;
+}
+
+void otk_put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+void otk_put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+uint16_t otk_get_u16(const uint8_t *p)
+{
+    return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+uint32_t otk_get_u32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}

@@ -1,0 +1,305 @@
+/*
+ * Message codec. Each type's layout after the 18-byte header is a list of
+ * fields; one walker encodes or decodes it, so the two directions cannot
+ * disagree on a layout (docs/protocol.md §4).
+ */
+#include "internal.h"
+
+enum field { F_END = 0, F_BATCH, F_VERSION, F_NONCE, F_EPUB, F_CODE, F_REF, F_CT, F_MAC, F_SIG };
+
+static const uint8_t layouts[OTK_MSG_TYPE_MAX + 1][6] = {
+    [OTK_MSG_CLAIM] = {F_BATCH, F_NONCE, F_EPUB, F_MAC},
+    [OTK_MSG_CLAIM_RESP] = {F_VERSION, F_EPUB, F_CT, F_SIG},
+    [OTK_MSG_UPDATE_REQ] = {F_VERSION, F_NONCE, F_EPUB, F_MAC},
+    [OTK_MSG_UPDATE_RESP] = {F_VERSION, F_EPUB, F_CT, F_SIG},
+    [OTK_MSG_CONFIRM] = {F_VERSION, F_MAC},
+    [OTK_MSG_ABORT] = {F_VERSION, F_CODE, F_MAC},
+    [OTK_MSG_ACK] = {F_VERSION, F_MAC},
+    [OTK_MSG_NACK] = {F_VERSION, F_CODE, F_SIG},
+    [OTK_MSG_NOTIFY] = {F_VERSION, F_MAC},
+    [OTK_MSG_STATUS] = {F_VERSION, F_CODE, F_MAC},
+    [OTK_MSG_ERROR] = {F_REF, F_CODE},
+};
+
+static const char *const names[OTK_MSG_TYPE_MAX + 1] = {
+    "?", "CLAIM", "CLAIM_RESP", "UPDATE_REQ", "UPDATE_RESP", "CONFIRM",
+    "ABORT", "ACK", "NACK", "NOTIFY", "STATUS", "ERROR",
+};
+
+const char *otk_msg_name(uint8_t type)
+{
+    return type <= OTK_MSG_TYPE_MAX ? names[type] : "?";
+}
+
+static size_t field_size(uint8_t f, size_t ct_len)
+{
+    switch (f) {
+    case F_BATCH: return OTK_BATCH_ID_LEN;
+    case F_VERSION: return 4;
+    case F_NONCE: return OTK_NONCE_LEN;
+    case F_EPUB: return OTK_PUB_LEN;
+    case F_CODE: return 2;
+    case F_REF: return 2; /* ref type + reserved zero byte */
+    case F_CT: return 2 + ct_len;
+    case F_MAC: return OTK_MAC_LEN;
+    case F_SIG: return OTK_SIG_LEN;
+    default: return 0;
+    }
+}
+
+static int valid_type(uint8_t type)
+{
+    return type >= 1 && type <= OTK_MSG_TYPE_MAX;
+}
+
+size_t otk_msg_size(uint8_t type, size_t ct_len)
+{
+    size_t n = OTK_HDR_LEN;
+    const uint8_t *f;
+    if (!valid_type(type))
+        return 0;
+    for (f = layouts[type]; *f != F_END; f++)
+        n += field_size(*f, ct_len);
+    return n;
+}
+
+size_t otk_msg_auth_offset(uint8_t type, size_t msg_len)
+{
+    if (!valid_type(type) || type == OTK_MSG_ERROR)
+        return 0;
+    if (type == OTK_MSG_CLAIM_RESP || type == OTK_MSG_UPDATE_RESP || type == OTK_MSG_NACK)
+        return msg_len >= OTK_SIG_LEN ? msg_len - OTK_SIG_LEN : 0;
+    return msg_len >= OTK_MAC_LEN ? msg_len - OTK_MAC_LEN : 0;
+}
+
+otk_status otk_msg_encode(const otk_msg *m, uint8_t *out, size_t out_size, size_t *out_len)
+{
+    const uint8_t *f;
+    size_t need, off = OTK_HDR_LEN;
+    if (m == NULL || out == NULL || out_len == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    if (!valid_type(m->type))
+        return OTK_ERR_UNKNOWN_TYPE;
+    if ((m->type == OTK_MSG_CLAIM_RESP || m->type == OTK_MSG_UPDATE_RESP) &&
+        (m->ct == NULL || m->ct_len < OTK_CT_MIN || m->ct_len > OTK_CT_MAX))
+        return OTK_ERR_BAD_LENGTH;
+    need = otk_msg_size(m->type, m->ct_len);
+    if (out_size < need)
+        return OTK_ERR_BUFFER_TOO_SMALL;
+    out[0] = OTK_PROTO_VERSION;
+    out[1] = m->type;
+    memcpy(out + 2, m->device_id, OTK_DEVICE_ID_LEN);
+    for (f = layouts[m->type]; *f != F_END; f++) {
+        uint8_t *p = out + off;
+        switch (*f) {
+        case F_BATCH: memcpy(p, m->batch_id, OTK_BATCH_ID_LEN); break;
+        case F_VERSION: otk_put_u32(p, m->version); break;
+        case F_NONCE: memcpy(p, m->nonce, OTK_NONCE_LEN); break;
+        case F_EPUB: memcpy(p, m->epub, OTK_PUB_LEN); break;
+        case F_CODE: otk_put_u16(p, (uint16_t)m->code); break;
+        case F_REF: p[0] = m->ref_type; p[1] = 0; break;
+        case F_CT:
+            otk_put_u16(p, m->ct_len);
+            memmove(p + 2, m->ct, m->ct_len); /* ct may already sit in out */
+            break;
+        case F_MAC: memcpy(p, m->mac, OTK_MAC_LEN); break;
+        case F_SIG: memcpy(p, m->sig, OTK_SIG_LEN); break;
+        default: return OTK_ERR_INTERNAL;
+        }
+        off += field_size(*f, m->ct_len);
+    }
+    *out_len = off;
+    return OTK_OK;
+}
+
+otk_status otk_msg_decode(const uint8_t *in, size_t len, otk_msg *m)
+{
+    const uint8_t *f;
+    size_t off = OTK_HDR_LEN;
+    if (m == NULL || (in == NULL && len > 0))
+        return OTK_ERR_INVALID_ARGUMENT;
+    memset(m, 0, sizeof *m);
+    if (len < OTK_HDR_LEN)
+        return OTK_ERR_TRUNCATED;
+    if (in[0] != OTK_PROTO_VERSION)
+        return OTK_ERR_UNKNOWN_VERSION;
+    if (!valid_type(in[1]))
+        return OTK_ERR_UNKNOWN_TYPE;
+    m->type = in[1];
+    memcpy(m->device_id, in + 2, OTK_DEVICE_ID_LEN);
+    for (f = layouts[m->type]; *f != F_END; f++) {
+        const uint8_t *p = in + off;
+        size_t left = len - off, sz;
+        if (*f == F_CT) {
+            if (left < 2)
+                return OTK_ERR_TRUNCATED;
+            m->ct_len = otk_get_u16(p);
+            if (m->ct_len < OTK_CT_MIN || m->ct_len > OTK_CT_MAX)
+                return OTK_ERR_BAD_LENGTH;
+        }
+        sz = field_size(*f, m->ct_len);
+        if (left < sz)
+            return OTK_ERR_TRUNCATED;
+        switch (*f) {
+        case F_BATCH: memcpy(m->batch_id, p, OTK_BATCH_ID_LEN); break;
+        case F_VERSION: m->version = otk_get_u32(p); break;
+        case F_NONCE: memcpy(m->nonce, p, OTK_NONCE_LEN); break;
+        case F_EPUB: memcpy(m->epub, p, OTK_PUB_LEN); break;
+        case F_CODE: m->code = (int16_t)otk_get_u16(p); break;
+        case F_REF:
+            m->ref_type = p[0];
+            if (p[1] != 0)
+                return OTK_ERR_BAD_VALUE;
+            break;
+        case F_CT: m->ct = p + 2; break;
+        case F_MAC: memcpy(m->mac, p, OTK_MAC_LEN); break;
+        case F_SIG: memcpy(m->sig, p, OTK_SIG_LEN); break;
+        default: return OTK_ERR_INTERNAL;
+        }
+        off += sz;
+    }
+    if (off != len)
+        return OTK_ERR_TRAILING;
+    return OTK_OK;
+}
+
+/* ---- key-set plaintext ---- */
+
+static int printable(const char *s, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if ((uint8_t)s[i] < 0x21 || (uint8_t)s[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+static otk_status check_string(const char *s, size_t n, size_t max)
+{
+    if (n == 0 || n > max)
+        return OTK_ERR_BAD_LENGTH;
+    return printable(s, n) ? OTK_OK : OTK_ERR_BAD_VALUE;
+}
+
+static otk_status check_cloud(const otk_cloud *c)
+{
+    OTK_TRY(check_string(c->host, c->host_len, OTK_HOST_MAX));
+    OTK_TRY(check_string(c->user, c->user_len, OTK_USER_MAX));
+    return check_string(c->secret, c->secret_len, OTK_SECRET_MAX);
+}
+
+otk_status otk_cloud_set(otk_cloud *c, uint32_t cloud_id, const char *host, uint16_t port,
+                         uint8_t flags, const char *user, const char *secret)
+{
+    otk_cloud t;
+    size_t hl, ul, sl;
+    if (c == NULL || host == NULL || user == NULL || secret == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    hl = strlen(host);
+    ul = strlen(user);
+    sl = strlen(secret);
+    if (hl > OTK_HOST_MAX || ul > OTK_USER_MAX || sl > OTK_SECRET_MAX)
+        return OTK_ERR_BAD_LENGTH;
+    memset(&t, 0, sizeof t);
+    t.cloud_id = cloud_id;
+    t.port = port;
+    t.flags = flags;
+    t.host_len = (uint8_t)hl;
+    t.user_len = (uint8_t)ul;
+    t.secret_len = (uint8_t)sl;
+    memcpy(t.host, host, hl);
+    memcpy(t.user, user, ul);
+    memcpy(t.secret, secret, sl);
+    OTK_TRY(check_cloud(&t));
+    *c = t;
+    otk_wipe(&t, sizeof t);
+    return OTK_OK;
+}
+
+static uint8_t *put_str(uint8_t *p, const char *s, uint8_t n)
+{
+    *p++ = n;
+    memcpy(p, s, n);
+    return p + n;
+}
+
+otk_status otk_keyset_encode(const otk_keyset *ks, uint8_t *out, size_t out_size, size_t *out_len)
+{
+    const otk_cloud *c;
+    size_t need;
+    uint8_t *p = out;
+    if (ks == NULL || out == NULL || out_len == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    c = &ks->cloud;
+    OTK_TRY(check_cloud(c));
+    need = OTK_KEYSET_FIXED_LEN + c->host_len + c->user_len + c->secret_len;
+    if (out_size < need)
+        return OTK_ERR_BUFFER_TOO_SMALL;
+    memcpy(p, ks->ak, OTK_AK_LEN);
+    p += OTK_AK_LEN;
+    otk_put_u32(p, c->cloud_id);
+    otk_put_u16(p + 4, c->port);
+    p[6] = c->flags;
+    p += 7;
+    p = put_str(p, c->host, c->host_len);
+    p = put_str(p, c->user, c->user_len);
+    p = put_str(p, c->secret, c->secret_len);
+    *out_len = (size_t)(p - out);
+    return OTK_OK;
+}
+
+/* Reads one length-prefixed string into dst (max bytes + NUL). */
+static otk_status get_str(const uint8_t **pp, size_t *left, char *dst, uint8_t *dlen, size_t max)
+{
+    uint8_t n;
+    if (*left < 1)
+        return OTK_ERR_TRUNCATED;
+    n = **pp;
+    if (n == 0 || n > max)
+        return OTK_ERR_BAD_LENGTH;
+    if (*left - 1 < n)
+        return OTK_ERR_TRUNCATED;
+    memcpy(dst, *pp + 1, n);
+    dst[n] = '\0';
+    if (!printable(dst, n))
+        return OTK_ERR_BAD_VALUE;
+    *dlen = n;
+    *pp += 1u + n;
+    *left -= 1u + n;
+    return OTK_OK;
+}
+
+otk_status otk_keyset_decode(const uint8_t *in, size_t len, otk_keyset *out)
+{
+    otk_keyset t;
+    otk_status st;
+    const uint8_t *p = in;
+    size_t left = len;
+    if (out == NULL || (in == NULL && len > 0))
+        return OTK_ERR_INVALID_ARGUMENT;
+    memset(&t, 0, sizeof t);
+    if (left < OTK_AK_LEN + 7u) {
+        st = OTK_ERR_TRUNCATED;
+        goto out;
+    }
+    memcpy(t.ak, p, OTK_AK_LEN);
+    t.cloud.cloud_id = otk_get_u32(p + OTK_AK_LEN);
+    t.cloud.port = otk_get_u16(p + OTK_AK_LEN + 4);
+    t.cloud.flags = p[OTK_AK_LEN + 6];
+    p += OTK_AK_LEN + 7u;
+    left -= OTK_AK_LEN + 7u;
+    st = get_str(&p, &left, t.cloud.host, &t.cloud.host_len, OTK_HOST_MAX);
+    if (st == OTK_OK)
+        st = get_str(&p, &left, t.cloud.user, &t.cloud.user_len, OTK_USER_MAX);
+    if (st == OTK_OK)
+        st = get_str(&p, &left, t.cloud.secret, &t.cloud.secret_len, OTK_SECRET_MAX);
+    if (st == OTK_OK && left != 0)
+        st = OTK_ERR_TRAILING;
+    if (st == OTK_OK) {
+        t.version = out->version;
+        *out = t;
+    }
+out:
+    otk_wipe(&t, sizeof t);
+    return st;
+}

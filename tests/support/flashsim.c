@@ -1,0 +1,141 @@
+#include "flashsim.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t next_rand(otk_flashsim *f)
+{
+    uint64_t z = (f->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+int otk_flashsim_init(otk_flashsim *f, uint32_t size, uint32_t sector_size, uint32_t prog_size)
+{
+    memset(f, 0, sizeof *f);
+    f->mem = malloc(size);
+    if (f->mem == NULL)
+        return -1;
+    memset(f->mem, 0xFF, size);
+    f->size = size;
+    f->sector_size = sector_size;
+    f->prog_size = prog_size;
+    f->cut_at = -1;
+    f->fail_at = -1;
+    return 0;
+}
+
+void otk_flashsim_free(otk_flashsim *f)
+{
+    free(f->mem);
+    memset(f, 0, sizeof *f);
+}
+
+void otk_flashsim_cut(otk_flashsim *f, unsigned long op, int tear, uint64_t seed)
+{
+    f->cut_at = (long)(f->ops + op);
+    f->tear = tear;
+    f->rng = seed;
+}
+
+void otk_flashsim_reboot(otk_flashsim *f)
+{
+    f->dead = 0;
+    f->cut_at = -1;
+}
+
+/* Counts an operation; returns 1 to perform it, 0 if power is cut now. */
+static int op_begin(otk_flashsim *f, int *torn)
+{
+    long idx = (long)f->ops++;
+    *torn = 0;
+    if (f->dead)
+        return 0;
+    if (idx == f->cut_at) {
+        f->dead = 1;
+        *torn = f->tear;
+        return 0;
+    }
+    return 1;
+}
+
+static int sim_read(void *ctx, uint32_t off, uint8_t *buf, uint32_t len)
+{
+    otk_flashsim *f = ctx;
+    f->reads++;
+    if (f->dead || off > f->size || len > f->size - off)
+        return -1;
+    memcpy(buf, f->mem + off, len);
+    return 0;
+}
+
+static int sim_prog(void *ctx, uint32_t off, const uint8_t *buf, uint32_t len)
+{
+    otk_flashsim *f = ctx;
+    int torn;
+    uint32_t i, n;
+    if (off > f->size || len > f->size - off || off % f->prog_size || len % f->prog_size)
+        return -1;
+    if ((long)f->ops == f->fail_at) {
+        f->ops++;
+        return -1;
+    }
+    if (!op_begin(f, &torn)) {
+        if (torn && len) {
+            /* A prefix lands, then one byte gets only some of its bits. */
+            n = (uint32_t)(next_rand(f) % len);
+            for (i = 0; i < n; i++)
+                f->mem[off + i] &= buf[i];
+            f->mem[off + n] &= (uint8_t)(buf[n] | (uint8_t)next_rand(f));
+        }
+        return -1;
+    }
+    for (i = 0; i < len; i++)
+        f->mem[off + i] &= buf[i];
+    return 0;
+}
+
+static int sim_erase(void *ctx, uint32_t off)
+{
+    otk_flashsim *f = ctx;
+    int torn;
+    uint32_t n;
+    if (off >= f->size || off % f->sector_size)
+        return -1;
+    if ((long)f->ops == f->fail_at) {
+        f->ops++;
+        return -1;
+    }
+    if (!op_begin(f, &torn)) {
+        if (torn) {
+            /* Part of the sector is erased, the byte at the edge is garbage. */
+            n = (uint32_t)(next_rand(f) % f->sector_size);
+            memset(f->mem + off, 0xFF, n);
+            f->mem[off + n] |= (uint8_t)next_rand(f);
+        }
+        return -1;
+    }
+    memset(f->mem + off, 0xFF, f->sector_size);
+    return 0;
+}
+
+static uint32_t sim_now(void *ctx)
+{
+    return ((otk_flashsim *)ctx)->now_ms;
+}
+
+void otk_flashsim_port(otk_flashsim *f, const otk_crypto *crypto, otk_port *out)
+{
+    memset(out, 0, sizeof *out);
+    out->version = OTK_PORT_VERSION;
+    out->ctx = f;
+    out->flash_size = f->size;
+    out->sector_size = f->sector_size;
+    out->prog_size = f->prog_size;
+    out->flash_read = sim_read;
+    out->flash_prog = sim_prog;
+    out->flash_erase = sim_erase;
+    out->now_ms = sim_now;
+    out->crypto = crypto;
+}
