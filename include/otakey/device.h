@@ -45,7 +45,7 @@ typedef struct otk_device_config {
     uint32_t retry_max_ms;           /* backoff ceiling; 0: 300000 */
 } otk_device_config;
 
-typedef enum otk_device_state {
+typedef enum otk_dev_state {
     OTK_DEV_UNINIT = 0,  /* all-zero context: call otk_device_init */
     OTK_DEV_UNCLAIMED,   /* no key set; otk_device_next sends a CLAIM */
     OTK_DEV_CLAIMING,    /* CLAIM sent; waiting for CLAIM_RESP */
@@ -53,7 +53,7 @@ typedef enum otk_device_state {
     OTK_DEV_CONFIRMING,  /* CONFIRM/ABORT sent; waiting for ACK/NACK */
     OTK_DEV_READY,       /* committed set active, nothing in flight */
     OTK_DEV_UPDATING     /* UPDATE_REQ sent; waiting for UPDATE_RESP/STATUS */
-} otk_device_state;
+} otk_dev_state;
 
 /* Outcome of the caller's attempt to connect with the staged set. */
 typedef enum otk_proof {
@@ -86,6 +86,7 @@ typedef struct otk_device {
     uint8_t eph_priv[OTK_PRIV_LEN];
     uint8_t eph_pub[OTK_PUB_LEN];
     uint8_t nonce[OTK_NONCE_LEN];
+    uint8_t th[OTK_HASH_LEN]; /* transcript hash of the request in flight */
 } otk_device;
 
 /*
@@ -97,7 +98,7 @@ OTK_CHECK_RETURN otk_status otk_device_init(otk_device *d, const otk_port *port,
                                             const otk_device_config *cfg);
 
 /* Current state. */
-otk_device_state otk_device_state(const otk_device *d);
+otk_dev_state otk_device_state(const otk_device *d);
 
 /*
  * The message to send now, if any: the first CLAIM / UPDATE_REQ / CONFIRM /

@@ -1,1 +1,406 @@
-/* placeholder: being written */ typedef int otk_placeholder_;
+/*
+ * Device protocol state machine (docs/protocol.md §7.1). The persistent
+ * state is only the key store; everything in the context can be lost in a
+ * power cut and is rebuilt from the store by otk_device_init.
+ */
+#include "internal.h"
+
+static uint32_t now_ms(const otk_device *d)
+{
+    return d->port->now_ms ? d->port->now_ms(d->port->ctx) : 0;
+}
+
+static const otk_crypto *cry(const otk_device *d)
+{
+    return d->port->crypto;
+}
+
+/* A storage or internal failure poisons the context until the next init. */
+static otk_status fatal(otk_device *d, otk_status st)
+{
+    if (st == OTK_ERR_STORAGE || st == OTK_ERR_INTERNAL || st == OTK_ERR_CORRUPT) {
+        if (d->sticky == OTK_OK)
+            d->sticky = st;
+    }
+    return st;
+}
+
+static void forget_request(otk_device *d)
+{
+    otk_wipe(d->eph_priv, sizeof d->eph_priv);
+    otk_wipe(d->eph_pub, sizeof d->eph_pub);
+    otk_wipe(d->nonce, sizeof d->nonce);
+    otk_wipe(d->th, sizeof d->th);
+}
+
+/* Enters a state whose message (type) is sent by otk_device_next. */
+static void expect(otk_device *d, uint8_t state, uint8_t outbound)
+{
+    d->state = state;
+    d->outbound = outbound;
+    d->sent = 0;
+    d->retries = 0;
+    d->backoff_ms = d->cfg.retry_min_ms;
+}
+
+static void settle(otk_device *d)
+{
+    forget_request(d);
+    if (otk_ks_staged_version(&d->ks))
+        expect(d, OTK_DEV_PROVE, 0);
+    else if (otk_ks_active_version(&d->ks))
+        expect(d, OTK_DEV_READY, 0);
+    else
+        expect(d, OTK_DEV_UNCLAIMED, 0);
+}
+
+otk_status otk_device_init(otk_device *d, const otk_port *port, const otk_device_config *cfg)
+{
+    otk_status st;
+    if (d == NULL || port == NULL || cfg == NULL || port->crypto == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    memset(d, 0, sizeof *d);
+    d->cfg = *cfg;
+    if (d->cfg.retry_min_ms == 0)
+        d->cfg.retry_min_ms = OTK_RETRY_MIN_MS;
+    if (d->cfg.retry_max_ms < d->cfg.retry_min_ms)
+        d->cfg.retry_max_ms = d->cfg.retry_min_ms > OTK_RETRY_MAX_MS ? d->cfg.retry_min_ms
+                                                                     : OTK_RETRY_MAX_MS;
+    st = otk_ks_mount(&d->ks, port);
+    if (st != OTK_OK) {
+        otk_wipe(d, sizeof *d);
+        return st;
+    }
+    d->port = port;
+    settle(d);
+    return OTK_OK;
+}
+
+otk_dev_state otk_device_state(const otk_device *d)
+{
+    return d ? (otk_dev_state)d->state : OTK_DEV_UNINIT;
+}
+
+static void header(const otk_device *d, otk_msg *m, uint8_t type)
+{
+    memset(m, 0, sizeof *m);
+    m->type = type;
+    memcpy(m->device_id, d->cfg.device_id, OTK_DEVICE_ID_LEN);
+}
+
+/* Encodes m and MACs it with key (extra bytes bound as in the spec). */
+static otk_status seal(const otk_device *d, const otk_msg *m, const uint8_t *key, uint8_t *out,
+                       size_t out_size, size_t *out_len)
+{
+    size_t len = 0;
+    OTK_TRY(otk_msg_encode(m, out, out_size, &len));
+    OTK_TRY(otk_mac_write(cry(d), key, OTK_AK_LEN, out, otk_msg_auth_offset(m->type, len), NULL, 0));
+    *out_len = len;
+    return OTK_OK;
+}
+
+/* Starts a CLAIM or UPDATE_REQ: fresh nonce and ephemeral key. */
+static otk_status new_request(otk_device *d)
+{
+    const otk_crypto *c = cry(d);
+    otk_status st = c->random(c->ctx, d->nonce, sizeof d->nonce);
+    if (st == OTK_OK)
+        st = c->ec_keygen(c->ctx, d->eph_priv, d->eph_pub);
+    if (st != OTK_OK)
+        forget_request(d);
+    return st;
+}
+
+/*
+ * Builds the message of the current state. CLAIM and UPDATE_REQ come out
+ * identical on every call (same nonce and key), so a retransmission is
+ * recognised by the agent and answered from its cache.
+ */
+static otk_status build(otk_device *d, uint8_t *out, size_t out_size, size_t *out_len)
+{
+    otk_keyset ks;
+    otk_msg m;
+    otk_status st;
+    switch (d->outbound) {
+    case OTK_MSG_CLAIM:
+        header(d, &m, OTK_MSG_CLAIM);
+        memcpy(m.batch_id, d->cfg.batch_id, OTK_BATCH_ID_LEN);
+        memcpy(m.nonce, d->nonce, OTK_NONCE_LEN);
+        memcpy(m.epub, d->eph_pub, OTK_PUB_LEN);
+        st = seal(d, &m, d->cfg.pk, out, out_size, out_len);
+        break;
+    case OTK_MSG_UPDATE_REQ:
+    case OTK_MSG_CONFIRM:
+    case OTK_MSG_ABORT:
+        /* UPDATE_REQ is MACed with the active AK, CONFIRM/ABORT with the staged one. */
+        st = otk_ks_load(&d->ks, d->outbound != OTK_MSG_UPDATE_REQ, &ks);
+        if (st != OTK_OK)
+            return fatal(d, st);
+        header(d, &m, d->outbound);
+        m.version = ks.version;
+        m.code = d->abort_reason;
+        memcpy(m.nonce, d->nonce, OTK_NONCE_LEN);
+        memcpy(m.epub, d->eph_pub, OTK_PUB_LEN);
+        st = seal(d, &m, ks.ak, out, out_size, out_len);
+        otk_wipe(&ks, sizeof ks);
+        break;
+    default:
+        return OTK_ERR_INTERNAL;
+    }
+    if (st == OTK_OK && (d->outbound == OTK_MSG_CLAIM || d->outbound == OTK_MSG_UPDATE_REQ))
+        st = otk_transcript(cry(d), out, *out_len, d->th);
+    return st;
+}
+
+static otk_status send_now(otk_device *d, uint8_t *out, size_t out_size, size_t *out_len)
+{
+    uint32_t b;
+    OTK_TRY(build(d, out, out_size, out_len));
+    if (d->sent) {
+        d->retries++;
+        b = d->backoff_ms * 2u;
+        d->backoff_ms = (b < d->backoff_ms || b > d->cfg.retry_max_ms) ? d->cfg.retry_max_ms : b;
+    }
+    d->sent = 1;
+    d->deadline_ms = now_ms(d) + d->backoff_ms;
+    return OTK_OK;
+}
+
+otk_status otk_device_next(otk_device *d, uint8_t *out, size_t out_size, size_t *out_len)
+{
+    otk_status st;
+    if (d == NULL || out == NULL || out_len == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    *out_len = 0;
+    if (d->state == OTK_DEV_UNINIT)
+        return OTK_ERR_BAD_STATE;
+    if (d->sticky != OTK_OK)
+        return d->sticky;
+    if (d->state == OTK_DEV_UNCLAIMED || (d->state == OTK_DEV_READY && d->poll_wanted)) {
+        st = new_request(d);
+        if (st != OTK_OK)
+            return st;
+        d->poll_wanted = 0;
+        if (d->state == OTK_DEV_UNCLAIMED)
+            expect(d, OTK_DEV_CLAIMING, OTK_MSG_CLAIM);
+        else
+            expect(d, OTK_DEV_UPDATING, OTK_MSG_UPDATE_REQ);
+    }
+    if (d->outbound == 0)
+        return OTK_OK;
+    /* Signed difference: correct across the 32-bit millisecond wrap. */
+    if (d->sent && (int32_t)(now_ms(d) - d->deadline_ms) < 0)
+        return OTK_OK;
+    return send_now(d, out, out_size, out_len);
+}
+
+otk_status otk_device_poll(otk_device *d)
+{
+    if (d == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    if (d->sticky != OTK_OK)
+        return d->sticky;
+    if (d->state != OTK_DEV_READY && d->state != OTK_DEV_UPDATING)
+        return OTK_ERR_BAD_STATE;
+    if (d->state == OTK_DEV_READY)
+        d->poll_wanted = 1;
+    return OTK_OK;
+}
+
+/* CLAIM_RESP / UPDATE_RESP: open, check the version, stage. */
+static otk_status on_response(otk_device *d, const otk_msg *m, const uint8_t *in, size_t len)
+{
+    otk_keyset active, set;
+    const uint8_t *ak = NULL;
+    otk_status st;
+    int update = m->type == OTK_MSG_UPDATE_RESP;
+    if (d->state != (update ? OTK_DEV_UPDATING : OTK_DEV_CLAIMING))
+        return OTK_ERR_UNEXPECTED;
+    memset(&active, 0, sizeof active);
+    memset(&set, 0, sizeof set);
+    if (update) {
+        st = otk_ks_load(&d->ks, 0, &active);
+        if (st != OTK_OK)
+            return fatal(d, st);
+        ak = active.ak;
+    }
+    st = otk_resp_open(cry(d), in, len, m, d->th, d->eph_priv, ak, d->cfg.agent_pub, &set);
+    if (st == OTK_OK && set.version <= otk_ks_active_version(&d->ks))
+        st = OTK_ERR_ROLLBACK;
+    if (st == OTK_OK) {
+        st = otk_ks_stage(&d->ks, &set);
+        if (st == OTK_OK) {
+            forget_request(d);
+            expect(d, OTK_DEV_PROVE, 0);
+        } else {
+            st = fatal(d, st);
+        }
+    }
+    otk_wipe(&active, sizeof active);
+    otk_wipe(&set, sizeof set);
+    return st;
+}
+
+/* Checks a MAC under the active (staged = 0) or staged set's AK. */
+static otk_status check_mac(otk_device *d, int staged, const uint8_t *in, size_t len,
+                            const uint8_t *extra, size_t extra_len)
+{
+    otk_keyset ks;
+    otk_status st = otk_ks_load(&d->ks, staged, &ks);
+    if (st != OTK_OK)
+        return fatal(d, st);
+    st = otk_mac_check(cry(d), ks.ak, OTK_AK_LEN, in, otk_msg_auth_offset(in[1], len), extra,
+                       extra_len);
+    otk_wipe(&ks, sizeof ks);
+    return st;
+}
+
+static otk_status on_ack(otk_device *d, const otk_msg *m, const uint8_t *in, size_t len)
+{
+    otk_status st;
+    uint32_t staged = otk_ks_staged_version(&d->ks);
+    if (staged != 0 && m->version == staged &&
+        (d->state == OTK_DEV_CONFIRMING || d->state == OTK_DEV_PROVE)) {
+        OTK_TRY(check_mac(d, 1, in, len, NULL, 0));
+        st = otk_ks_commit(&d->ks, m->version);
+        if (st != OTK_OK)
+            return fatal(d, st);
+        d->abort_reason = 0;
+        settle(d);
+        return OTK_OK;
+    }
+    /* A duplicate ACK for what is already committed changes nothing. */
+    if (m->version != 0 && m->version == otk_ks_active_version(&d->ks))
+        return check_mac(d, 0, in, len, NULL, 0);
+    return OTK_ERR_UNEXPECTED;
+}
+
+static otk_status on_nack(otk_device *d, const otk_msg *m, const uint8_t *in)
+{
+    const otk_crypto *c = cry(d);
+    uint8_t digest[32];
+    otk_status st;
+    uint32_t staged = otk_ks_staged_version(&d->ks);
+    if (staged == 0 || m->version != staged ||
+        (d->state != OTK_DEV_CONFIRMING && d->state != OTK_DEV_PROVE))
+        return OTK_ERR_UNEXPECTED;
+    /* Only the agent's signature may make the device drop a staged set. */
+    OTK_TRY(otk_nack_digest(c, in, digest));
+    OTK_TRY(c->ecdsa_verify(c->ctx, d->cfg.agent_pub, digest, in + OTK_NACK_LEN - OTK_SIG_LEN));
+    st = otk_ks_discard(&d->ks, m->version);
+    if (st != OTK_OK)
+        return fatal(d, st);
+    d->last_remote = m->code;
+    d->abort_reason = 0;
+    settle(d);
+    return OTK_OK;
+}
+
+otk_status otk_device_receive(otk_device *d, const uint8_t *in, size_t in_len, uint8_t *out,
+                              size_t out_size, size_t *out_len)
+{
+    otk_msg m;
+    otk_status st;
+    if (d == NULL || in == NULL || out == NULL || out_len == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    *out_len = 0;
+    if (d->state == OTK_DEV_UNINIT)
+        return OTK_ERR_BAD_STATE;
+    if (d->sticky != OTK_OK)
+        return d->sticky;
+    OTK_TRY(otk_msg_decode(in, in_len, &m));
+    if (otk_ct_compare(m.device_id, d->cfg.device_id, OTK_DEVICE_ID_LEN) != 0)
+        return OTK_ERR_WRONG_DEVICE;
+    switch (m.type) {
+    case OTK_MSG_CLAIM_RESP:
+    case OTK_MSG_UPDATE_RESP:
+        return on_response(d, &m, in, in_len);
+    case OTK_MSG_ACK:
+        return on_ack(d, &m, in, in_len);
+    case OTK_MSG_NACK:
+        return on_nack(d, &m, in);
+    case OTK_MSG_NOTIFY:
+        if (d->state == OTK_DEV_UPDATING)
+            return OTK_OK; /* already asking */
+        if (d->state != OTK_DEV_READY || m.version != otk_ks_active_version(&d->ks))
+            return OTK_ERR_UNEXPECTED;
+        OTK_TRY(check_mac(d, 0, in, in_len, NULL, 0));
+        d->poll_wanted = 1;
+        return otk_device_next(d, out, out_size, out_len);
+    case OTK_MSG_STATUS:
+        if (d->state != OTK_DEV_UPDATING || m.version != otk_ks_active_version(&d->ks))
+            return OTK_ERR_UNEXPECTED;
+        st = check_mac(d, 0, in, in_len, d->nonce, OTK_NONCE_LEN);
+        if (st != OTK_OK)
+            return st;
+        d->last_remote = m.code;
+        settle(d);
+        return OTK_OK;
+    case OTK_MSG_ERROR:
+        /* Unauthenticated: recorded for diagnostics, never acted upon. */
+        d->last_remote = m.code;
+        return OTK_OK;
+    default:
+        return OTK_ERR_UNEXPECTED;
+    }
+}
+
+otk_status otk_device_proof(otk_device *d, otk_proof result, uint8_t *out, size_t out_size,
+                            size_t *out_len)
+{
+    if (d == NULL || out == NULL || out_len == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    *out_len = 0;
+    if (d->sticky != OTK_OK)
+        return d->sticky;
+    if (d->state != OTK_DEV_PROVE)
+        return OTK_ERR_BAD_STATE;
+    switch (result) {
+    case OTK_PROOF_OK:
+        d->abort_reason = 0;
+        expect(d, OTK_DEV_CONFIRMING, OTK_MSG_CONFIRM);
+        break;
+    case OTK_PROOF_REFUSED:
+        d->abort_reason = OTK_ERR_PROOF_FAILED;
+        expect(d, OTK_DEV_CONFIRMING, OTK_MSG_ABORT);
+        break;
+    case OTK_PROOF_UNREACHABLE:
+        return OTK_OK;
+    default:
+        return OTK_ERR_INVALID_ARGUMENT;
+    }
+    return send_now(d, out, out_size, out_len);
+}
+
+otk_status otk_device_cloud(const otk_device *d, int which, otk_cloud *out)
+{
+    otk_keyset ks;
+    otk_status st;
+    if (d == NULL || out == NULL || (which != OTK_SET_ACTIVE && which != OTK_SET_STAGED))
+        return OTK_ERR_INVALID_ARGUMENT;
+    if (d->state == OTK_DEV_UNINIT)
+        return OTK_ERR_BAD_STATE;
+    st = otk_ks_load(&d->ks, which == OTK_SET_STAGED, &ks);
+    if (st == OTK_OK)
+        *out = ks.cloud;
+    otk_wipe(&ks, sizeof ks);
+    return st;
+}
+
+uint32_t otk_device_version(const otk_device *d, int which)
+{
+    if (d == NULL || d->state == OTK_DEV_UNINIT)
+        return 0;
+    return which == OTK_SET_STAGED ? otk_ks_staged_version(&d->ks) : otk_ks_active_version(&d->ks);
+}
+
+otk_status otk_device_last_remote(const otk_device *d)
+{
+    return d ? d->last_remote : OTK_OK;
+}
+
+void otk_device_free(otk_device *d)
+{
+    if (d)
+        otk_wipe(d, sizeof *d);
+}
