@@ -76,8 +76,9 @@ typedef struct otk_crypto {
 
 /*
  * Random source for a backend: fills out and returns 0, non-zero on failure.
- * Tests pass a deterministic one; production passes NULL to use the
- * backend's own entropy (getrandom via mbedTLS entropy / OpenSSL RAND).
+ * Tests pass a deterministic one. A device port passes its TRNG; NULL uses
+ * the OS (getrandom(2) for mbedTLS on Linux, RAND_bytes for OpenSSL) and
+ * is refused by the mbedTLS backend where there is no OS source.
  */
 typedef int (*otk_rng_fn)(void *rng_ctx, uint8_t *out, size_t len);
 
@@ -86,7 +87,7 @@ typedef int (*otk_rng_fn)(void *rng_ctx, uint8_t *out, size_t len);
  * OTK_CRYPTO_MBEDTLS_STATE_SIZE bytes (aligned for any type), which must
  * outlive the table; otk_crypto_mbedtls_free releases it.
  */
-#define OTK_CRYPTO_MBEDTLS_STATE_SIZE 1024u
+#define OTK_CRYPTO_MBEDTLS_STATE_SIZE 64u
 OTK_CHECK_RETURN otk_status otk_crypto_mbedtls_init(otk_crypto *c, void *state, size_t state_size,
                                                     otk_rng_fn rng, void *rng_ctx);
 void otk_crypto_mbedtls_free(otk_crypto *c);

@@ -74,25 +74,30 @@ static int sim_prog(void *ctx, uint32_t off, const uint8_t *buf, uint32_t len)
 {
     otk_flashsim *f = ctx;
     int torn;
-    uint32_t i, n;
+    uint32_t u, i, n;
     if (off > f->size || len > f->size - off || off % f->prog_size || len % f->prog_size)
         return -1;
-    if ((long)f->ops == f->fail_at) {
-        f->ops++;
-        return -1;
-    }
-    if (!op_begin(f, &torn)) {
-        if (torn && len) {
-            /* A prefix lands, then one byte gets only some of its bits. */
-            n = (uint32_t)(next_rand(f) % len);
-            for (i = 0; i < n; i++)
-                f->mem[off + i] &= buf[i];
-            f->mem[off + n] &= (uint8_t)(buf[n] | (uint8_t)next_rand(f));
+    /* Hardware programs one unit at a time: each unit is an operation. */
+    for (u = 0; u < len; u += f->prog_size) {
+        uint8_t *dst = f->mem + off + u;
+        const uint8_t *src = buf + u;
+        if ((long)f->ops == f->fail_at) {
+            f->ops++;
+            return -1;
         }
-        return -1;
+        if (!op_begin(f, &torn)) {
+            if (torn) {
+                /* A prefix of the unit lands, then one byte gets only some bits. */
+                n = (uint32_t)(next_rand(f) % f->prog_size);
+                for (i = 0; i < n; i++)
+                    dst[i] &= src[i];
+                dst[n] &= (uint8_t)(src[n] | (uint8_t)next_rand(f));
+            }
+            return -1;
+        }
+        for (i = 0; i < f->prog_size; i++)
+            dst[i] &= src[i];
     }
-    for (i = 0; i < len; i++)
-        f->mem[off + i] &= buf[i];
     return 0;
 }
 

@@ -3,7 +3,8 @@
  * injection: power fails at the N-th program/erase operation, and that
  * operation can be torn (a random part of its bits changed). After a cut
  * every operation fails until otk_flashsim_reboot(), as on a board whose
- * supply dropped. Erase sets 0xFF; program ANDs (clears bits only) and
+ * supply dropped. Each erased sector and each programmed unit (prog_size
+ * bytes) is one operation, as the hardware does them. Erase sets 0xFF; program ANDs (clears bits only) and
  * enforces alignment to prog_size.
  */
 #ifndef OTK_FLASHSIM_H
