@@ -37,6 +37,7 @@ typedef struct otk_agent_device {
     uint8_t reclaim_allowed;  /* an operator allowed one more claim */
     uint8_t has_committed;
     uint8_t has_pending;
+    uint8_t pending_claim;    /* the pending set answers a claim (a re-claim if ACTIVE) */
     uint32_t issued_version;  /* highest version ever issued, 0 if none */
     otk_keyset committed;     /* committed set (version inside) */
     otk_keyset pending;       /* issued, not yet confirmed */

@@ -113,7 +113,8 @@ int main(int argc, char **argv)
     w.tap = tap;
     if (wdev_boot(&w, &d) != OTK_OK || world_settle(&w, &d, 32) != OTK_OK)
         return 1;
-    (void)otk_device_poll(&d.dev);
+    if (otk_device_poll(&d.dev) != OTK_OK)
+        return 1;
     if (world_settle(&w, &d, 32) != OTK_OK ||
         world_request(&w, &d, OTK_WANT_ROTATE, 0) != OTK_OK || world_settle(&w, &d, 32) != OTK_OK ||
         world_request(&w, &d, OTK_WANT_SWITCH, WORLD_CLOUD_B) != OTK_OK)

@@ -123,7 +123,7 @@ otk_status world_settle(world *w, wdev *d, int max_steps)
             bad = d->last;
         if (w->last_agent != OTK_OK)
             bad = w->last_agent;
-        if (s == OTK_DEV_READY)
+        if (s == OTK_DEV_READY && !d->dev.poll_wanted)
             return OTK_OK;
         if (s == OTK_DEV_PROVE) {
             otk_proof r = OTK_PROOF_UNREACHABLE;
