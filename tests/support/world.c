@@ -147,7 +147,9 @@ otk_status world_settle(world *w, wdev *d, int max_steps)
         else
             d->flash.now_ms += 1000; /* let the backoff elapse */
     }
-    return bad;
+    if (w->last_agent != OTK_OK)
+        return w->last_agent;
+    return d->last != OTK_OK ? d->last : bad;
 }
 
 otk_status world_request(world *w, wdev *d, int want, uint32_t cloud_id)
