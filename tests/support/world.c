@@ -1,9 +1,11 @@
 #include "world.h"
 
+#include "otakey/sqlreg.h"
+
 #include <stdlib.h>
 #include <string.h>
 
-int world_init(world *w, uint64_t seed)
+static int init(world *w, uint64_t seed, const char *path)
 {
     static const char *hosts[] = {"127.0.0.1", "127.0.0.2"};
     size_t i;
@@ -27,20 +29,54 @@ int world_init(world *w, uint64_t seed)
     }
     w->cfg.n_clouds = 2;
     w->cfg.claim_cloud = WORLD_CLOUD_A;
-    w->reg = otk_memreg_new();
     w->cloud = otk_memcloud_new();
-    if (w->reg == NULL || w->cloud == NULL || otk_memreg_add_batch(w->reg, w->batch, w->pk) != OTK_OK)
+    if (w->cloud == NULL)
         return -1;
-    otk_memreg_bind(w->reg, &w->regif);
+    if (path != NULL) {
+        char err[256];
+        otk_status st;
+        if (otk_sqlreg_open(path, &w->agent_crypto, &w->sql, err, sizeof err) != OTK_OK)
+            return -1;
+        st = otk_sqlreg_add_batch(w->sql, w->batch, "world", w->pk);
+        if (st != OTK_OK && st != OTK_ERR_BAD_STATE)
+            return -1;
+        otk_sqlreg_bind(w->sql, &w->regif);
+    } else {
+        w->reg = otk_memreg_new();
+        if (w->reg == NULL || otk_memreg_add_batch(w->reg, w->batch, w->pk) != OTK_OK)
+            return -1;
+        otk_memreg_bind(w->reg, &w->regif);
+    }
     otk_memcloud_adapter(w->cloud, &w->cloudif);
     return otk_agent_init(&w->agent, &w->agent_crypto, &w->regif, &w->cloudif, &w->cfg) == OTK_OK
                ? 0
                : -1;
 }
 
+int world_init(world *w, uint64_t seed)
+{
+    return init(w, seed, NULL);
+}
+
+int world_init_sqlite(world *w, uint64_t seed, const char *path)
+{
+    return init(w, seed, path);
+}
+
+int world_restart_agent(world *w)
+{
+    otk_agent fresh;
+    if (otk_agent_init(&fresh, &w->agent_crypto, &w->regif, &w->cloudif, &w->cfg) != OTK_OK)
+        return -1;
+    memset(&w->agent, 0xa5, sizeof w->agent); /* nothing survives in memory */
+    w->agent = fresh;
+    return 0;
+}
+
 void world_free(world *w)
 {
     otk_memreg_free(w->reg);
+    otk_sqlreg_close(w->sql);
     otk_memcloud_free(w->cloud);
     otk_crypto_openssl_free(&w->agent_crypto);
     otk_crypto_mbedtls_free(&w->dev_crypto);

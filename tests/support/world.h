@@ -26,6 +26,7 @@ typedef struct world {
     } mbed;
     otk_crypto dev_crypto, agent_crypto;
     otk_memreg *reg;
+    struct otk_sqlreg *sql; /* when the world runs on SQLite */
     otk_registry regif;
     otk_memcloud *cloud;
     otk_cloud_adapter cloudif;
@@ -52,6 +53,10 @@ typedef struct wdev {
 
 /* 0 on success. */
 int world_init(world *w, uint64_t seed);
+/* The same world over the SQLite registry at path (reopened if it exists). */
+int world_init_sqlite(world *w, uint64_t seed, const char *path);
+/* Simulates an agent crash and restart: a new agent core over the same registry. */
+int world_restart_agent(world *w);
 void world_free(world *w);
 
 /* A device of the world's batch with id derived from n; flash erased. */

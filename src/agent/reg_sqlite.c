@@ -1,0 +1,501 @@
+/*
+ * SQLite registry (include/otakey/sqlreg.h). One row per device, one per
+ * batch, and the hash-chained audit log; every put_device writes the
+ * device row and its audit row in one IMMEDIATE transaction.
+ */
+#include "internal.h"
+
+#include <sqlite3.h>
+#include <time.h>
+
+#include "otakey/sqlreg.h"
+
+/* Schema migrations: index i brings a database from version i to i + 1. */
+static const char *const migrations[] = {
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    "CREATE TABLE batches(batch_id BLOB PRIMARY KEY, product TEXT NOT NULL, pk BLOB NOT NULL,"
+    "  created INTEGER NOT NULL);"
+    "CREATE TABLE devices(id BLOB PRIMARY KEY, batch_id BLOB NOT NULL, state INTEGER NOT NULL,"
+    "  reclaim INTEGER NOT NULL, issued INTEGER NOT NULL, want INTEGER NOT NULL,"
+    "  want_cloud INTEGER NOT NULL,"
+    "  c_version INTEGER, c_ak BLOB, c_cloud INTEGER, c_host TEXT, c_port INTEGER,"
+    "  c_flags INTEGER, c_user TEXT, c_secret_hash BLOB,"
+    "  p_version INTEGER, p_claim INTEGER, p_keyset BLOB, p_th BLOB, p_resp BLOB,"
+    "  stale_cloud INTEGER, stale_user TEXT, updated INTEGER NOT NULL);"
+    "CREATE INDEX devices_batch ON devices(batch_id);"
+    "CREATE TABLE audit(seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, kind INTEGER NOT NULL,"
+    "  msg_type INTEGER NOT NULL, device BLOB, version INTEGER NOT NULL, code INTEGER NOT NULL,"
+    "  hash BLOB NOT NULL);"
+    "CREATE INDEX audit_device ON audit(device);"
+    "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+    "  BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;"
+    "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+    "  BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;",
+};
+#define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
+
+enum { Q_GET_BATCH, Q_GET_DEVICE, Q_PUT_DEVICE, Q_LAST_AUDIT, Q_ADD_AUDIT, Q_COUNT };
+
+static const char *const queries[Q_COUNT] = {
+    "SELECT pk FROM batches WHERE batch_id = ?1",
+    "SELECT batch_id, state, reclaim, issued, want, want_cloud, c_version, c_ak, c_cloud, c_host,"
+    " c_port, c_flags, c_user, p_version, p_claim, p_keyset, p_th, p_resp, stale_cloud, stale_user"
+    " FROM devices WHERE id = ?1",
+    "INSERT INTO devices(id, batch_id, state, reclaim, issued, want, want_cloud, c_version, c_ak,"
+    " c_cloud, c_host, c_port, c_flags, c_user, c_secret_hash, p_version, p_claim, p_keyset, p_th,"
+    " p_resp, stale_cloud, stale_user, updated)"
+    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23)"
+    " ON CONFLICT(id) DO UPDATE SET batch_id = excluded.batch_id, state = excluded.state,"
+    " reclaim = excluded.reclaim, issued = excluded.issued, want = excluded.want,"
+    " want_cloud = excluded.want_cloud, c_version = excluded.c_version, c_ak = excluded.c_ak,"
+    " c_cloud = excluded.c_cloud, c_host = excluded.c_host, c_port = excluded.c_port,"
+    " c_flags = excluded.c_flags, c_user = excluded.c_user,"
+    " c_secret_hash = CASE WHEN excluded.c_secret_hash IS NOT NULL THEN excluded.c_secret_hash"
+    "   WHEN excluded.c_user IS c_user THEN c_secret_hash END,"
+    " p_version = excluded.p_version, p_claim = excluded.p_claim, p_keyset = excluded.p_keyset,"
+    " p_th = excluded.p_th, p_resp = excluded.p_resp, stale_cloud = excluded.stale_cloud,"
+    " stale_user = excluded.stale_user, updated = excluded.updated",
+    "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+    "INSERT INTO audit(seq, ts, kind, msg_type, device, version, code, hash)"
+    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+};
+
+struct otk_sqlreg {
+    sqlite3 *db;
+    const otk_crypto *crypto;
+    sqlite3_stmt *q[Q_COUNT];
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static otk_status exec(otk_sqlreg *r, const char *sql)
+{
+    return sqlite3_exec(r->db, sql, NULL, NULL, NULL) == SQLITE_OK ? OTK_OK : OTK_ERR_STORAGE;
+}
+
+static otk_status fail_err(otk_sqlreg *r, char *err, size_t err_size, const char *what)
+{
+    if (err && err_size)
+        snprintf(err, err_size, "%s: %s", what, r->db ? sqlite3_errmsg(r->db) : "out of memory");
+    return OTK_ERR_STORAGE;
+}
+
+static otk_status migrate(otk_sqlreg *r, char *err, size_t err_size)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t version = 0;
+    size_t i;
+    /* A missing meta table is version 0 (an empty database). */
+    if (sqlite3_prepare_v2(r->db, "SELECT value FROM meta WHERE key = 'schema_version'", -1, &st,
+                           NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            version = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    if (version > (int64_t)N_MIGRATIONS) {
+        snprintf(err, err_size, "database schema version %lld is newer than this agent's (%d)",
+                 (long long)version, OTK_SQLREG_SCHEMA_VERSION);
+        return OTK_ERR_STORAGE;
+    }
+    for (i = (size_t)version; i < N_MIGRATIONS; i++) {
+        char sql[96];
+        snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO meta VALUES('schema_version', %zu)", i + 1);
+        if (exec(r, "BEGIN IMMEDIATE") != OTK_OK || exec(r, migrations[i]) != OTK_OK ||
+            exec(r, sql) != OTK_OK || exec(r, "COMMIT") != OTK_OK) {
+            otk_status st2 = fail_err(r, err, err_size, "schema migration");
+            (void)exec(r, "ROLLBACK");
+            return st2;
+        }
+    }
+    return OTK_OK;
+}
+
+otk_status otk_sqlreg_open(const char *path, const otk_crypto *crypto, otk_sqlreg **out,
+                           char *err, size_t err_size)
+{
+    otk_sqlreg *r;
+    size_t i;
+    if (out == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (path == NULL || crypto == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    r = calloc(1, sizeof *r);
+    if (r == NULL)
+        abort();
+    r->crypto = crypto;
+    if (sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_busy_timeout(r->db, 5000);
+    /* WAL + NORMAL: a commit survives a process crash; a power loss may lose
+     * the last transactions but never corrupts the database. */
+    /* secure_delete: a pending secret, once committed or dropped, is
+     * overwritten in the file rather than left in a free page. */
+    if (exec(r, "PRAGMA journal_mode=WAL") != OTK_OK || exec(r, "PRAGMA synchronous=NORMAL") != OTK_OK ||
+        exec(r, "PRAGMA secure_delete=ON") != OTK_OK)
+        goto fail;
+    if (migrate(r, err, err_size) != OTK_OK) {
+        sqlite3_close(r->db);
+        free(r);
+        return OTK_ERR_STORAGE;
+    }
+    for (i = 0; i < Q_COUNT; i++)
+        if (sqlite3_prepare_v3(r->db, queries[i], -1, SQLITE_PREPARE_PERSISTENT, &r->q[i], NULL) !=
+            SQLITE_OK)
+            goto fail;
+    *out = r;
+    return OTK_OK;
+fail:
+    fail_err(r, err, err_size, path);
+    otk_sqlreg_close(r);
+    return OTK_ERR_STORAGE;
+}
+
+void otk_sqlreg_close(otk_sqlreg *r)
+{
+    size_t i;
+    if (r == NULL)
+        return;
+    for (i = 0; i < Q_COUNT; i++)
+        sqlite3_finalize(r->q[i]);
+    /* Fold the WAL back so old page images do not linger beside the file. */
+    if (r->db)
+        (void)exec(r, "PRAGMA wal_checkpoint(TRUNCATE)");
+    sqlite3_close(r->db);
+    free(r);
+}
+
+static sqlite3_stmt *stmt(otk_sqlreg *r, int which)
+{
+    sqlite3_stmt *s = r->q[which];
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return s;
+}
+
+/* Copies a blob column of exactly n bytes; 0 on a size mismatch. */
+static int col_blob(sqlite3_stmt *s, int col, void *dst, size_t n)
+{
+    if ((size_t)sqlite3_column_bytes(s, col) != n || sqlite3_column_blob(s, col) == NULL)
+        return 0;
+    memcpy(dst, sqlite3_column_blob(s, col), n);
+    return 1;
+}
+
+static otk_status sr_get_batch(void *ctx, const uint8_t batch_id[8], uint8_t pk[32])
+{
+    otk_sqlreg *r = ctx;
+    sqlite3_stmt *s = stmt(r, Q_GET_BATCH);
+    int rc;
+    sqlite3_bind_blob(s, 1, batch_id, OTK_BATCH_ID_LEN, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE)
+        return OTK_ERR_UNKNOWN_BATCH;
+    if (rc != SQLITE_ROW)
+        return OTK_ERR_STORAGE;
+    rc = col_blob(s, 0, pk, OTK_PK_LEN);
+    sqlite3_reset(s);
+    return rc ? OTK_OK : OTK_ERR_CORRUPT;
+}
+
+static otk_status sr_get_device(void *ctx, const uint8_t id[16], otk_agent_device *d)
+{
+    otk_sqlreg *r = ctx;
+    sqlite3_stmt *s = stmt(r, Q_GET_DEVICE);
+    otk_status st = OTK_ERR_CORRUPT;
+    const char *host, *user;
+    int rc;
+    sqlite3_bind_blob(s, 1, id, OTK_DEVICE_ID_LEN, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE)
+        return OTK_ERR_NOT_FOUND;
+    if (rc != SQLITE_ROW)
+        return OTK_ERR_STORAGE;
+    memset(d, 0, sizeof *d);
+    memcpy(d->id, id, OTK_DEVICE_ID_LEN);
+    if (!col_blob(s, 0, d->batch_id, OTK_BATCH_ID_LEN))
+        goto out;
+    d->state = (uint8_t)sqlite3_column_int(s, 1);
+    d->reclaim_allowed = (uint8_t)sqlite3_column_int(s, 2);
+    d->issued_version = (uint32_t)sqlite3_column_int64(s, 3);
+    d->want = (uint8_t)sqlite3_column_int(s, 4);
+    d->want_cloud = (uint32_t)sqlite3_column_int64(s, 5);
+    if (sqlite3_column_type(s, 6) != SQLITE_NULL) {
+        d->has_committed = 1;
+        d->committed.version = (uint32_t)sqlite3_column_int64(s, 6);
+        host = (const char *)sqlite3_column_text(s, 9);
+        user = (const char *)sqlite3_column_text(s, 12);
+        if (!col_blob(s, 7, d->committed.ak, OTK_AK_LEN) || host == NULL || user == NULL ||
+            strlen(host) > OTK_HOST_MAX || strlen(user) > OTK_USER_MAX)
+            goto out;
+        /* The secret is stored as a hash only: the record comes back without it. */
+        d->committed.cloud.cloud_id = (uint32_t)sqlite3_column_int64(s, 8);
+        d->committed.cloud.port = (uint16_t)sqlite3_column_int(s, 10);
+        d->committed.cloud.flags = (uint8_t)sqlite3_column_int(s, 11);
+        d->committed.cloud.host_len = (uint8_t)strlen(host);
+        d->committed.cloud.user_len = (uint8_t)strlen(user);
+        memcpy(d->committed.cloud.host, host, d->committed.cloud.host_len);
+        memcpy(d->committed.cloud.user, user, d->committed.cloud.user_len);
+    }
+    if (sqlite3_column_type(s, 13) != SQLITE_NULL) {
+        int n = sqlite3_column_bytes(s, 17);
+        d->has_pending = 1;
+        d->pending_claim = (uint8_t)sqlite3_column_int(s, 14);
+        if (otk_keyset_decode(sqlite3_column_blob(s, 15), (size_t)sqlite3_column_bytes(s, 15),
+                              &d->pending) != OTK_OK ||
+            !col_blob(s, 16, d->pending_th, OTK_HASH_LEN) || n < 0 ||
+            (size_t)n > sizeof d->pending_resp)
+            goto out;
+        d->pending.version = (uint32_t)sqlite3_column_int64(s, 13);
+        memcpy(d->pending_resp, sqlite3_column_blob(s, 17), (size_t)n);
+        d->pending_resp_len = (uint16_t)n;
+    }
+    if (sqlite3_column_type(s, 19) != SQLITE_NULL) {
+        const char *su = (const char *)sqlite3_column_text(s, 19);
+        if (su == NULL || strlen(su) > OTK_USER_MAX)
+            goto out;
+        d->has_stale = 1;
+        d->stale_cloud = (uint32_t)sqlite3_column_int64(s, 18);
+        memcpy(d->stale_user, su, strlen(su));
+    }
+    st = OTK_OK;
+out:
+    sqlite3_reset(s);
+    if (st != OTK_OK)
+        otk_wipe(d, sizeof *d);
+    return st;
+}
+
+/* Appends an audit row chained to the previous one (inside a transaction). */
+static otk_status append_audit(otk_sqlreg *r, const otk_audit *ev)
+{
+    sqlite3_stmt *s = stmt(r, Q_LAST_AUDIT);
+    uint8_t prev[32], row[8 + 8 + 3 + OTK_DEVICE_ID_LEN + 4 + 4], hash[32];
+    otk_iov parts[2];
+    int64_t seq = 1, ts = now_ms();
+    int rc = sqlite3_step(s);
+    memset(prev, 0, sizeof prev);
+    if (rc == SQLITE_ROW) {
+        seq = sqlite3_column_int64(s, 0) + 1;
+        if (!col_blob(s, 1, prev, sizeof prev)) {
+            sqlite3_reset(s);
+            return OTK_ERR_CORRUPT;
+        }
+    } else if (rc != SQLITE_DONE) {
+        return OTK_ERR_STORAGE;
+    }
+    sqlite3_reset(s);
+    /* The row as hashed: seq, ts, kind, msg type, has_id, id, version, code. */
+    otk_put_u32(row, (uint32_t)((uint64_t)seq >> 32));
+    otk_put_u32(row + 4, (uint32_t)seq);
+    otk_put_u32(row + 8, (uint32_t)((uint64_t)ts >> 32));
+    otk_put_u32(row + 12, (uint32_t)ts);
+    row[16] = ev->kind;
+    row[17] = ev->msg_type;
+    row[18] = ev->has_id;
+    memset(row + 19, 0, OTK_DEVICE_ID_LEN);
+    if (ev->has_id)
+        memcpy(row + 19, ev->id, OTK_DEVICE_ID_LEN);
+    otk_put_u32(row + 35, ev->version);
+    otk_put_u32(row + 39, (uint32_t)ev->code);
+    parts[0].p = prev;
+    parts[0].n = sizeof prev;
+    parts[1].p = row;
+    parts[1].n = sizeof row;
+    OTK_TRY(r->crypto->sha256(r->crypto->ctx, parts, 2, hash));
+    s = stmt(r, Q_ADD_AUDIT);
+    sqlite3_bind_int64(s, 1, seq);
+    sqlite3_bind_int64(s, 2, ts);
+    sqlite3_bind_int(s, 3, ev->kind);
+    sqlite3_bind_int(s, 4, ev->msg_type);
+    if (ev->has_id)
+        sqlite3_bind_blob(s, 5, ev->id, OTK_DEVICE_ID_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, ev->version);
+    sqlite3_bind_int(s, 7, ev->code);
+    sqlite3_bind_blob(s, 8, hash, sizeof hash, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? OTK_OK : OTK_ERR_STORAGE;
+}
+
+static otk_status write_device(otk_sqlreg *r, const otk_agent_device *d)
+{
+    sqlite3_stmt *s = stmt(r, Q_PUT_DEVICE);
+    uint8_t ks[OTK_KEYSET_MAX_LEN], secret_hash[32];
+    size_t ks_len = 0;
+    otk_status st = OTK_OK;
+    int rc;
+    sqlite3_bind_blob(s, 1, d->id, OTK_DEVICE_ID_LEN, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, d->batch_id, OTK_BATCH_ID_LEN, SQLITE_STATIC);
+    sqlite3_bind_int(s, 3, d->state);
+    sqlite3_bind_int(s, 4, d->reclaim_allowed);
+    sqlite3_bind_int64(s, 5, d->issued_version);
+    sqlite3_bind_int(s, 6, d->want);
+    sqlite3_bind_int64(s, 7, d->want_cloud);
+    if (d->has_committed) {
+        sqlite3_bind_int64(s, 8, d->committed.version);
+        sqlite3_bind_blob(s, 9, d->committed.ak, OTK_AK_LEN, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 10, d->committed.cloud.cloud_id);
+        sqlite3_bind_text(s, 11, d->committed.cloud.host, -1, SQLITE_STATIC);
+        sqlite3_bind_int(s, 12, d->committed.cloud.port);
+        sqlite3_bind_int(s, 13, d->committed.cloud.flags);
+        sqlite3_bind_text(s, 14, d->committed.cloud.user, -1, SQLITE_STATIC);
+        if (d->committed.cloud.secret_len) {
+            otk_iov io;
+            io.p = d->committed.cloud.secret;
+            io.n = d->committed.cloud.secret_len;
+            st = r->crypto->sha256(r->crypto->ctx, &io, 1, secret_hash);
+            sqlite3_bind_blob(s, 15, secret_hash, 32, SQLITE_STATIC);
+        }
+    }
+    if (st == OTK_OK && d->has_pending) {
+        st = otk_keyset_encode(&d->pending, ks, sizeof ks, &ks_len);
+        sqlite3_bind_int64(s, 16, d->pending.version);
+        sqlite3_bind_int(s, 17, d->pending_claim);
+        sqlite3_bind_blob(s, 18, ks, (int)ks_len, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 19, d->pending_th, OTK_HASH_LEN, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 20, d->pending_resp, d->pending_resp_len, SQLITE_STATIC);
+    }
+    if (d->has_stale) {
+        sqlite3_bind_int64(s, 21, d->stale_cloud);
+        sqlite3_bind_text(s, 22, d->stale_user, -1, SQLITE_STATIC);
+    }
+    sqlite3_bind_int64(s, 23, now_ms());
+    rc = st == OTK_OK ? sqlite3_step(s) : SQLITE_ERROR;
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    otk_wipe(ks, sizeof ks);
+    if (st != OTK_OK)
+        return st;
+    return rc == SQLITE_DONE ? OTK_OK : OTK_ERR_STORAGE;
+}
+
+/* Runs the writes in one transaction: all of them or none. */
+static otk_status sr_put_device(void *ctx, const otk_agent_device *d, const otk_audit *ev)
+{
+    otk_sqlreg *r = ctx;
+    otk_status st = exec(r, "BEGIN IMMEDIATE");
+    if (st != OTK_OK)
+        return OTK_ERR_BUSY;
+    if (d != NULL)
+        st = write_device(r, d);
+    if (st == OTK_OK && ev != NULL)
+        st = append_audit(r, ev);
+    if (st == OTK_OK)
+        st = exec(r, "COMMIT");
+    if (st != OTK_OK)
+        (void)exec(r, "ROLLBACK");
+    return st;
+}
+
+static otk_status sr_audit(void *ctx, const otk_audit *ev)
+{
+    return sr_put_device(ctx, NULL, ev);
+}
+
+void otk_sqlreg_bind(otk_sqlreg *r, otk_registry *out)
+{
+    memset(out, 0, sizeof *out);
+    out->ctx = r;
+    out->get_batch = sr_get_batch;
+    out->get_device = sr_get_device;
+    out->put_device = sr_put_device;
+    out->audit = sr_audit;
+}
+
+otk_status otk_sqlreg_add_batch(otk_sqlreg *r, const uint8_t batch_id[8], const char *product,
+                                const uint8_t pk[32])
+{
+    sqlite3_stmt *s = NULL;
+    int rc;
+    if (r == NULL || batch_id == NULL || product == NULL || pk == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    if (sqlite3_prepare_v2(r->db, "INSERT INTO batches VALUES(?1, ?2, ?3, ?4)", -1, &s, NULL) !=
+        SQLITE_OK)
+        return OTK_ERR_STORAGE;
+    sqlite3_bind_blob(s, 1, batch_id, OTK_BATCH_ID_LEN, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, product, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 3, pk, OTK_PK_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, now_ms());
+    rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc == SQLITE_CONSTRAINT)
+        return OTK_ERR_BAD_STATE;
+    return rc == SQLITE_DONE ? OTK_OK : OTK_ERR_STORAGE;
+}
+
+otk_status otk_sqlreg_audit_verify(otk_sqlreg *r, uint64_t *rows, uint64_t *bad_seq)
+{
+    sqlite3_stmt *s = NULL;
+    uint8_t prev[32], row[43], hash[32], stored[32];
+    otk_iov parts[2];
+    uint64_t n = 0;
+    int64_t expect = 1;
+    otk_status st = OTK_OK;
+    int rc;
+    if (r == NULL || rows == NULL || bad_seq == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    *rows = *bad_seq = 0;
+    if (sqlite3_prepare_v2(r->db,
+                           "SELECT seq, ts, kind, msg_type, device, version, code, hash FROM audit"
+                           " ORDER BY seq",
+                           -1, &s, NULL) != SQLITE_OK)
+        return OTK_ERR_STORAGE;
+    memset(prev, 0, sizeof prev);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t seq = sqlite3_column_int64(s, 0), ts = sqlite3_column_int64(s, 1);
+        int has_id = sqlite3_column_type(s, 4) != SQLITE_NULL;
+        otk_put_u32(row, (uint32_t)((uint64_t)seq >> 32));
+        otk_put_u32(row + 4, (uint32_t)seq);
+        otk_put_u32(row + 8, (uint32_t)((uint64_t)ts >> 32));
+        otk_put_u32(row + 12, (uint32_t)ts);
+        row[16] = (uint8_t)sqlite3_column_int(s, 2);
+        row[17] = (uint8_t)sqlite3_column_int(s, 3);
+        row[18] = (uint8_t)has_id;
+        memset(row + 19, 0, OTK_DEVICE_ID_LEN);
+        otk_put_u32(row + 35, (uint32_t)sqlite3_column_int64(s, 5));
+        otk_put_u32(row + 39, (uint32_t)sqlite3_column_int(s, 6));
+        parts[0].p = prev;
+        parts[0].n = sizeof prev;
+        parts[1].p = row;
+        parts[1].n = sizeof row;
+        if ((has_id && !col_blob(s, 4, row + 19, OTK_DEVICE_ID_LEN)) ||
+            !col_blob(s, 7, stored, sizeof stored) || seq != expect ||
+            r->crypto->sha256(r->crypto->ctx, parts, 2, hash) != OTK_OK ||
+            memcmp(hash, stored, sizeof hash) != 0) {
+            *bad_seq = (uint64_t)seq;
+            st = OTK_ERR_CORRUPT;
+            break;
+        }
+        memcpy(prev, stored, sizeof prev);
+        expect = seq + 1;
+        n++;
+    }
+    if (st == OTK_OK && rc != SQLITE_DONE)
+        st = OTK_ERR_STORAGE;
+    sqlite3_finalize(s);
+    *rows = n;
+    return st;
+}
+
+uint64_t otk_sqlreg_audit_count(otk_sqlreg *r, int kind)
+{
+    sqlite3_stmt *s = NULL;
+    uint64_t n = 0;
+    if (sqlite3_prepare_v2(r->db,
+                           kind ? "SELECT count(*) FROM audit WHERE kind = ?1"
+                                : "SELECT count(*) FROM audit",
+                           -1, &s, NULL) != SQLITE_OK)
+        return 0;
+    if (kind)
+        sqlite3_bind_int(s, 1, kind);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        n = (uint64_t)sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return n;
+}
