@@ -165,7 +165,7 @@ otk_status world_settle(world *w, wdev *d, int max_steps)
             otk_proof r = OTK_PROOF_UNREACHABLE;
             d->last = otk_device_cloud(&d->dev, OTK_SET_STAGED, &cloud);
             if (d->last == OTK_OK)
-                r = otk_memcloud_connect(w->cloud, &cloud);
+                r = w->prove ? w->prove(w->prove_ctx, &cloud) : otk_memcloud_connect(w->cloud, &cloud);
             else
                 return d->last;
             d->last = otk_device_proof(&d->dev, r, out, sizeof out, &n);

@@ -17,6 +17,7 @@
 #define WORLD_CLOUD_A 1u
 #define WORLD_CLOUD_B 2u
 
+
 typedef struct world {
     otk_testrng dev_rng, agent_rng;
     union {
@@ -38,6 +39,9 @@ typedef struct world {
     otk_status last_agent; /* status of the agent's last handle() */
     /* When set, the next device->agent message is dropped (not delivered). */
     int drop_next_up, drop_next_down;
+    /* Proof of a staged set; the memory cloud's check when NULL. */
+    otk_proof (*prove)(void *ctx, const otk_cloud *c);
+    void *prove_ctx;
     /* Called with every message delivered (up = 1: device -> agent). */
     void (*tap)(void *ctx, int up, const uint8_t *msg, size_t len);
     void *tap_ctx;

@@ -1,0 +1,65 @@
+/* The proof of a staged key set: can the device log in to its cloud? */
+#include <mosquitto.h>
+#include <string.h>
+#include <time.h>
+
+#include "posix_port.h"
+
+typedef struct probe {
+    int done;
+    int rc;
+} probe;
+
+static void on_connect(struct mosquitto *m, void *ud, int rc, int flags, const mosquitto_property *p)
+{
+    probe *pr = ud;
+    (void)m;
+    (void)flags;
+    (void)p;
+    pr->done = 1;
+    pr->rc = rc;
+}
+
+otk_proof otk_mqtt_prove(const otk_cloud *c, const char *cafile, const char *client_id,
+                         unsigned timeout_ms)
+{
+    static int ready;
+    struct mosquitto *m;
+    struct timespec t0, t;
+    probe pr = {0, -1};
+    otk_proof result = OTK_PROOF_UNREACHABLE;
+    if (!ready) {
+        mosquitto_lib_init();
+        ready = 1;
+    }
+    m = mosquitto_new(client_id, true, &pr);
+    if (m == NULL)
+        return OTK_PROOF_UNREACHABLE;
+    mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    mosquitto_connect_v5_callback_set(m, on_connect);
+    if (mosquitto_username_pw_set(m, c->user, c->secret) != MOSQ_ERR_SUCCESS ||
+        ((c->flags & OTK_CLOUD_FLAG_TLS) &&
+         mosquitto_tls_set(m, cafile, NULL, NULL, NULL, NULL) != MOSQ_ERR_SUCCESS) ||
+        mosquitto_connect(m, c->host, c->port, 30) != MOSQ_ERR_SUCCESS)
+        goto out;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (!pr.done) {
+        if (mosquitto_loop(m, 50, 1) != MOSQ_ERR_SUCCESS && !pr.done)
+            break;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((unsigned long)((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000) >
+            timeout_ms)
+            break;
+    }
+    /* MQTT 5 refusals: 0x86 bad user name or password, 0x87 not authorised
+     * (and their 3.1.1 counterparts 4 and 5). */
+    if (pr.done)
+        result = pr.rc == 0 ? OTK_PROOF_OK
+                 : (pr.rc == 0x86 || pr.rc == 0x87 || pr.rc == 4 || pr.rc == 5) ? OTK_PROOF_REFUSED
+                                                                               : OTK_PROOF_UNREACHABLE;
+    if (pr.done && pr.rc == 0)
+        mosquitto_disconnect(m);
+out:
+    mosquitto_destroy(m);
+    return result;
+}

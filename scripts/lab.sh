@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# A local lab of real brokers on free loopback ports, all over TLS:
+#   agent broker  - devices <-> agents (anonymous devices limited by ACL to
+#                   their own otakey/v1/{up,down}/<client id> topics)
+#   cloud A, B    - mosquitto with the dynamic-security plugin; the agent
+#                   administers device clients through it
+# Usage: scripts/lab.sh start DIR   (writes DIR/lab.env)
+#        scripts/lab.sh stop DIR
+set -euo pipefail
+cmd=${1:-}; dir=${2:-}
+[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+dynsec_so=$(ls /usr/lib/*/mosquitto_dynamic_security.so 2>/dev/null | head -n1 || true)
+
+stop() {
+  for f in "$dir"/*.pid; do
+    [ -f "$f" ] || continue
+    kill "$(cat "$f")" 2>/dev/null || true
+    rm -f "$f"
+  done
+}
+
+free_port() {
+  local p try
+  for try in $(seq 100); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+  done
+  echo "lab: no free port found" >&2; exit 1
+}
+
+wait_port() {
+  local i
+  for i in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "lab: broker on port $1 did not start (see $dir/*.log)" >&2; exit 1
+}
+
+certs() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+    -subj /CN=otakey-lab-ca -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+    -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$dir/san.ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+    -CAcreateserial -days 30 -extfile "$dir/san.ext" -out "$dir/server.crt" 2>/dev/null
+}
+
+tls_lines() {
+  printf 'cafile %s\ncertfile %s\nkeyfile %s\n' "$dir/ca.crt" "$dir/server.crt" "$dir/server.key"
+}
+
+start() {
+  [ -n "$dynsec_so" ] || { echo "lab: mosquitto's dynamic-security plugin is missing" >&2; exit 1; }
+  mkdir -p "$dir"; stop
+  certs
+  local agent_pw cloud_pw pa pca pcb
+  agent_pw=$(openssl rand -hex 16); cloud_pw=$(openssl rand -hex 16)
+  pa=$(free_port); pca=$(free_port); pcb=$(free_port)
+  mosquitto_passwd -b -c "$dir/agent.pw" otakey-agent "$agent_pw" 2>/dev/null
+  cat > "$dir/agent.acl" <<EOF
+pattern write otakey/v1/up/%c
+pattern read otakey/v1/down/%c
+user otakey-agent
+topic readwrite otakey/#
+EOF
+  { printf 'user root\npersistence false\nper_listener_settings true\nlistener %s 127.0.0.1\n' "$pa"
+    tls_lines
+    printf 'allow_anonymous true\npassword_file %s\nacl_file %s\n' "$dir/agent.pw" "$dir/agent.acl"
+  } > "$dir/agent-broker.conf"
+  local c port
+  for c in a b; do
+    port=$pca; [ "$c" = b ] && port=$pcb
+    rm -f "$dir/dynsec-$c.json"
+    mosquitto_ctrl dynsec init "$dir/dynsec-$c.json" admin "$cloud_pw" >/dev/null
+    { printf 'user root\npersistence false\nlistener %s 127.0.0.1\n' "$port"
+      tls_lines
+      printf 'allow_anonymous false\nplugin %s\nplugin_opt_config_file %s\n' "$dynsec_so" "$dir/dynsec-$c.json"
+    } > "$dir/cloud-$c.conf"
+  done
+  for b in agent-broker cloud-a cloud-b; do
+    mosquitto -c "$dir/$b.conf" > "$dir/$b.log" 2>&1 &
+    echo $! > "$dir/$b.pid"
+  done
+  wait_port "$pa"; wait_port "$pca"; wait_port "$pcb"
+  cat > "$dir/lab.env" <<EOF
+LAB_DIR=$dir
+LAB_CA=$dir/ca.crt
+LAB_AGENT_PORT=$pa
+LAB_AGENT_USER=otakey-agent
+LAB_AGENT_PASSWORD=$agent_pw
+LAB_CLOUD_A_PORT=$pca
+LAB_CLOUD_B_PORT=$pcb
+LAB_CLOUD_ADMIN=admin
+LAB_CLOUD_PASSWORD=$cloud_pw
+EOF
+}
+
+case "$cmd" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
+esac

@@ -1,0 +1,131 @@
+/*
+ * The dynamic-security cloud adapter against real mosquitto brokers over
+ * TLS (run under tests/with_lab.sh): clients created, made idempotent,
+ * deleted; then the whole protocol with real clouds, where every proof is
+ * a real MQTT CONNECT and retired credentials are refused by the broker.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "posix_port.h"
+#include "world.h"
+
+#include "otakey/dynsec.h"
+
+#define STEPS 64
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    if (v == NULL) {
+        fprintf(stderr, "test_dynsec: %s is not set (run under tests/with_lab.sh)\n", name);
+        exit(1);
+    }
+    return v;
+}
+
+static otk_proof prove(void *ctx, const otk_cloud *c)
+{
+    (void)ctx;
+    return otk_mqtt_prove(c, env("LAB_CA"), "otakey-test-device", 5000);
+}
+
+static void fill_clouds(otk_dynsec_cloud *cl)
+{
+    size_t i;
+    memset(cl, 0, 2 * sizeof *cl);
+    for (i = 0; i < 2; i++) {
+        cl[i].cloud_id = (uint32_t)(i + 1);
+        strcpy(cl[i].host, "127.0.0.1");
+        cl[i].port = (uint16_t)atoi(env(i ? "LAB_CLOUD_B_PORT" : "LAB_CLOUD_A_PORT"));
+        snprintf(cl[i].cafile, sizeof cl[i].cafile, "%s", env("LAB_CA"));
+        snprintf(cl[i].admin_user, sizeof cl[i].admin_user, "%s", env("LAB_CLOUD_ADMIN"));
+        snprintf(cl[i].admin_password, sizeof cl[i].admin_password, "%s", env("LAB_CLOUD_PASSWORD"));
+    }
+}
+
+static void test_adapter(otk_dynsec *ds)
+{
+    otk_cloud_adapter ad;
+    otk_cloud c;
+    uint8_t id[16];
+    memset(id, 0x42, sizeof id);
+    otk_dynsec_adapter(ds, &ad);
+    CHECK_OK(otk_cloud_set(&c, 1, "127.0.0.1", (uint16_t)atoi(env("LAB_CLOUD_A_PORT")),
+                           OTK_CLOUD_FLAG_TLS, "adapter-test-1", "first-secret"));
+    CHECK(prove(NULL, &c) == OTK_PROOF_REFUSED);
+    CHECK_OK(ad.create(ad.ctx, id, &c));
+    CHECK(prove(NULL, &c) == OTK_PROOF_OK);
+    /* Creating again with another secret: idempotent, the new secret rules. */
+    CHECK_OK(otk_cloud_set(&c, 1, c.host, c.port, c.flags, "adapter-test-1", "second-secret"));
+    CHECK_OK(ad.create(ad.ctx, id, &c));
+    CHECK(prove(NULL, &c) == OTK_PROOF_OK);
+    CHECK_OK(otk_cloud_set(&c, 1, c.host, c.port, c.flags, "adapter-test-1", "first-secret"));
+    CHECK(prove(NULL, &c) == OTK_PROOF_REFUSED);
+    CHECK_OK(ad.remove(ad.ctx, 1, "adapter-test-1"));
+    CHECK_OK(otk_cloud_set(&c, 1, c.host, c.port, c.flags, "adapter-test-1", "second-secret"));
+    CHECK(prove(NULL, &c) == OTK_PROOF_REFUSED);
+    CHECK_OK(ad.remove(ad.ctx, 1, "adapter-test-1")); /* absent: still fine */
+    CHECK_ST(ad.remove(ad.ctx, 9, "x"), OTK_ERR_CLOUD); /* unknown cloud */
+    /* A cloud nobody listens on is unreachable, not refused. */
+    CHECK_OK(otk_cloud_set(&c, 1, "127.0.0.1", 1, OTK_CLOUD_FLAG_TLS, "u", "s"));
+    CHECK(prove(NULL, &c) == OTK_PROOF_UNREACHABLE);
+}
+
+static void test_protocol(otk_dynsec *ds)
+{
+    world w;
+    wdev d;
+    otk_cloud v1, v2, v3;
+    size_t i;
+    CHECK(world_init(&w, 9) == 0);
+    otk_dynsec_adapter(ds, &w.cloudif);
+    for (i = 0; i < 2; i++)
+        w.cfg.clouds[i].port = (uint16_t)atoi(env(i ? "LAB_CLOUD_B_PORT" : "LAB_CLOUD_A_PORT"));
+    strcpy(w.cfg.clouds[1].host, "127.0.0.1");
+    CHECK_OK(otk_agent_init(&w.agent, &w.agent_crypto, &w.regif, &w.cloudif, &w.cfg));
+    w.prove = prove;
+    CHECK(wdev_init(&w, &d, 77) == 0);
+    CHECK_OK(wdev_boot(&w, &d));
+    CHECK_OK(world_settle(&w, &d, STEPS));
+    CHECK_OK(otk_device_cloud(&d.dev, OTK_SET_ACTIVE, &v1));
+    CHECK(prove(NULL, &v1) == OTK_PROOF_OK);
+    CHECK_OK(world_request(&w, &d, OTK_WANT_ROTATE, 0));
+    CHECK_OK(world_settle(&w, &d, STEPS));
+    CHECK_OK(otk_device_cloud(&d.dev, OTK_SET_ACTIVE, &v2));
+    CHECK(otk_device_version(&d.dev, OTK_SET_ACTIVE) == 2);
+    CHECK(prove(NULL, &v2) == OTK_PROOF_OK);
+    CHECK(prove(NULL, &v1) == OTK_PROOF_REFUSED); /* retired on the real broker */
+    CHECK_OK(world_request(&w, &d, OTK_WANT_SWITCH, WORLD_CLOUD_B));
+    CHECK_OK(world_settle(&w, &d, STEPS));
+    CHECK_OK(otk_device_cloud(&d.dev, OTK_SET_ACTIVE, &v3));
+    CHECK(v3.cloud_id == WORLD_CLOUD_B && prove(NULL, &v3) == OTK_PROOF_OK);
+    CHECK(prove(NULL, &v2) == OTK_PROOF_REFUSED);
+    /* Revocation deletes the client on the broker. */
+    CHECK_OK(otk_agent_revoke(&w.agent, d.cfg.device_id));
+    CHECK(prove(NULL, &v3) == OTK_PROOF_REFUSED);
+    wdev_free(&d);
+    world_free(&w);
+}
+
+int main(void)
+{
+    otk_dynsec_cloud cl[2];
+    otk_dynsec *ds = NULL;
+    char err[256] = "";
+    fill_clouds(cl);
+    CHECK_OK(otk_dynsec_open(cl, 2, 5000, &ds, err, sizeof err));
+    if (ds == NULL) {
+        fprintf(stderr, "test_dynsec: %s\n", err);
+        return CHECK_DONE();
+    }
+    test_adapter(ds);
+    test_protocol(ds);
+    otk_dynsec_close(ds);
+    /* A wrong admin password is reported, not hidden. */
+    strcpy(cl[0].admin_password, "wrong");
+    CHECK_ST(otk_dynsec_open(cl, 1, 3000, &ds, err, sizeof err), OTK_ERR_CLOUD);
+    CHECK(ds == NULL && strstr(err, "cloud 1") != NULL);
+    return CHECK_DONE();
+}
