@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The end-to-end demo on the embedded defaults: builds otakey and runs a
-# fleet of 20 devices through claim, rotation and a switch to cloud B.
+# The end-to-end demo on the embedded defaults: installs what it needs,
+# builds, starts three TLS brokers on free loopback ports (agent broker,
+# cloud A, cloud B with dynamic security), the agent daemon and N devices
+# (default 20); claim -> telemetry on cloud A -> rotation -> switch to
+# cloud B; prints a summary table and stops everything it started.
 # Usage: scripts/demo.sh [devices]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh
-cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build/release -j"$(nproc)" --target otakey-demo-inproc >/dev/null
-./build/release/otakey-demo-inproc "${1:-20}"
+exec bash scripts/demo_mqtt.sh "${1:-20}"

@@ -1,0 +1,229 @@
+/*
+ * otakey-agent configuration: an INI file (docs/operations.md lists every
+ * key). Unknown sections or keys and bad values are errors that name the
+ * line, so a typo never silently falls back to a default.
+ */
+#include "agent_config.h"
+
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct parse_ctx {
+    otk_agentd_config *cfg;
+    char *err;
+    size_t err_size;
+    int failed;
+} parse_ctx;
+
+static int fail(parse_ctx *p, const char *section, const char *key, const char *why)
+{
+    if (!p->failed)
+        snprintf(p->err, p->err_size, "[%s] %s: %s", section, key, why);
+    p->failed = 1;
+    return 0;
+}
+
+static int copy(parse_ctx *p, const char *s, const char *k, char *dst, size_t n, const char *v)
+{
+    if (strlen(v) >= n)
+        return fail(p, s, k, "value too long");
+    strcpy(dst, v);
+    return 1;
+}
+
+static int number(parse_ctx *p, const char *s, const char *k, const char *v, long lo, long hi,
+                  long *out)
+{
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || x < lo || x > hi) {
+        char why[96];
+        snprintf(why, sizeof why, "'%s' is not a number in [%ld, %ld]", v, lo, hi);
+        return fail(p, s, k, why);
+    }
+    *out = x;
+    return 1;
+}
+
+static int on_agent(parse_ctx *p, const char *s, const char *k, const char *v)
+{
+    otk_agentd_config *c = p->cfg;
+    long x;
+    if (!strcmp(k, "database"))
+        return copy(p, s, k, c->database, sizeof c->database, v);
+    if (!strcmp(k, "signing_key"))
+        return copy(p, s, k, c->signing_key, sizeof c->signing_key, v);
+    if (!strcmp(k, "broker_host"))
+        return copy(p, s, k, c->broker_host, sizeof c->broker_host, v);
+    if (!strcmp(k, "broker_port"))
+        return number(p, s, k, v, 1, 65535, &x) && (c->broker_port = (uint16_t)x, 1);
+    if (!strcmp(k, "cafile"))
+        return copy(p, s, k, c->cafile, sizeof c->cafile, v);
+    if (!strcmp(k, "username"))
+        return copy(p, s, k, c->username, sizeof c->username, v);
+    if (!strcmp(k, "password"))
+        return copy(p, s, k, c->password, sizeof c->password, v);
+    if (!strcmp(k, "client_id"))
+        return copy(p, s, k, c->client_id, sizeof c->client_id, v);
+    if (!strcmp(k, "share_group"))
+        return copy(p, s, k, c->share_group, sizeof c->share_group, v);
+    if (!strcmp(k, "claim_cloud"))
+        return number(p, s, k, v, 1, 0x7fffffff, &x) && (c->claim_cloud = (uint32_t)x, 1);
+    if (!strcmp(k, "log_level")) {
+        if (!strcmp(v, "error"))
+            c->log_level = 0;
+        else if (!strcmp(v, "warn"))
+            c->log_level = 1;
+        else if (!strcmp(v, "info"))
+            c->log_level = 2;
+        else if (!strcmp(v, "debug"))
+            c->log_level = 3;
+        else
+            return fail(p, s, k, "must be error, warn, info or debug");
+        return 1;
+    }
+    return fail(p, s, k, "unknown key");
+}
+
+static int on_cloud(parse_ctx *p, const char *s, const char *k, const char *v)
+{
+    otk_agentd_config *c = p->cfg;
+    long id, x;
+    size_t i;
+    otk_cloud_endpoint *ep = NULL;
+    otk_dynsec_cloud *ad = NULL;
+    if (!number(p, s, "section", s + 6, 1, 0x7fffffff, &id))
+        return 0;
+    for (i = 0; i < c->n_clouds; i++)
+        if (c->clouds[i].cloud_id == (uint32_t)id)
+            break;
+    if (i == c->n_clouds) {
+        if (c->n_clouds == OTK_AGENT_MAX_CLOUDS)
+            return fail(p, s, k, "too many clouds");
+        c->n_clouds++;
+        c->clouds[i].cloud_id = (uint32_t)id;
+        c->admin[i].cloud_id = (uint32_t)id;
+        c->clouds[i].flags = OTK_CLOUD_FLAG_TLS;
+    }
+    ep = &c->clouds[i];
+    ad = &c->admin[i];
+    if (!strcmp(k, "host"))
+        return copy(p, s, k, ep->host, sizeof ep->host, v);
+    if (!strcmp(k, "port"))
+        return number(p, s, k, v, 1, 65535, &x) && (ep->port = (uint16_t)x, 1);
+    if (!strcmp(k, "tls"))
+        return number(p, s, k, v, 0, 1, &x) && (ep->flags = x ? OTK_CLOUD_FLAG_TLS : 0, 1);
+    if (!strcmp(k, "admin_host"))
+        return copy(p, s, k, ad->host, sizeof ad->host, v);
+    if (!strcmp(k, "admin_port"))
+        return number(p, s, k, v, 1, 65535, &x) && (ad->port = (uint16_t)x, 1);
+    if (!strcmp(k, "admin_cafile"))
+        return copy(p, s, k, ad->cafile, sizeof ad->cafile, v);
+    if (!strcmp(k, "admin_user"))
+        return copy(p, s, k, ad->admin_user, sizeof ad->admin_user, v);
+    if (!strcmp(k, "admin_password"))
+        return copy(p, s, k, ad->admin_password, sizeof ad->admin_password, v);
+    return fail(p, s, k, "unknown key");
+}
+
+static int handler(void *user, const char *section, const char *key, const char *value)
+{
+    parse_ctx *p = user;
+    if (p->failed)
+        return 0;
+    if (!strcmp(section, "agent"))
+        return on_agent(p, section, key, value);
+    if (!strncmp(section, "cloud.", 6))
+        return on_cloud(p, section, key, value);
+    return fail(p, section, key, "unknown section (expected [agent] or [cloud.N])");
+}
+
+int otk_agentd_config_load(const char *path, otk_agentd_config *cfg, char *err, size_t err_size)
+{
+    parse_ctx p;
+    size_t i;
+    int line;
+    memset(cfg, 0, sizeof *cfg);
+    strcpy(cfg->client_id, "otakey-agent");
+    strcpy(cfg->share_group, "otakey");
+    strcpy(cfg->broker_host, "127.0.0.1");
+    cfg->broker_port = 8883;
+    cfg->log_level = 2;
+    p.cfg = cfg;
+    p.err = err;
+    p.err_size = err_size;
+    p.failed = 0;
+    line = ini_parse(path, handler, &p);
+    if (line == -1) {
+        snprintf(err, err_size, "cannot open config file '%s'", path);
+        return -1;
+    }
+    if (line != 0) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", p.failed ? err : "syntax error");
+        snprintf(err, err_size, "%s:%d: %s", path, line, why);
+        return -1;
+    }
+    if (!cfg->database[0] || !cfg->signing_key[0]) {
+        snprintf(err, err_size, "%s: [agent] database and signing_key are required", path);
+        return -1;
+    }
+    if (cfg->n_clouds == 0) {
+        snprintf(err, err_size, "%s: at least one [cloud.N] section is required", path);
+        return -1;
+    }
+    if (cfg->claim_cloud == 0)
+        cfg->claim_cloud = cfg->clouds[0].cloud_id;
+    for (i = 0; i < cfg->n_clouds; i++) {
+        otk_cloud_endpoint *ep = &cfg->clouds[i];
+        otk_dynsec_cloud *ad = &cfg->admin[i];
+        if (!ep->host[0] || !ep->port || !ad->admin_user[0]) {
+            snprintf(err, err_size, "%s: [cloud.%u] needs host, port and admin_user", path,
+                     (unsigned)ep->cloud_id);
+            return -1;
+        }
+        if (!ad->host[0])
+            strcpy(ad->host, ep->host);
+        if (!ad->port)
+            ad->port = ep->port;
+    }
+    for (i = 0; i < cfg->n_clouds && cfg->clouds[i].cloud_id != cfg->claim_cloud; i++)
+        ;
+    if (i == cfg->n_clouds) {
+        snprintf(err, err_size, "%s: claim_cloud %u has no [cloud.%u] section", path,
+                 (unsigned)cfg->claim_cloud, (unsigned)cfg->claim_cloud);
+        return -1;
+    }
+    return 0;
+}
+
+int otk_read_hex_file(const char *path, uint8_t *out, size_t n, char *err, size_t err_size)
+{
+    char buf[1024];
+    size_t len, i;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, err_size, "cannot open '%s'", path);
+        return -1;
+    }
+    len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
+        buf[--len] = '\0';
+    if (len != 2 * n) {
+        snprintf(err, err_size, "'%s' must hold %zu hex digits", path, 2 * n);
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        unsigned v;
+        if (sscanf(buf + 2 * i, "%2x", &v) != 1) {
+            snprintf(err, err_size, "'%s' is not hex", path);
+            return -1;
+        }
+        out[i] = (uint8_t)v;
+    }
+    return 0;
+}

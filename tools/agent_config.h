@@ -1,0 +1,31 @@
+/* otakey-agent configuration (INI). */
+#ifndef OTK_AGENT_CONFIG_H
+#define OTK_AGENT_CONFIG_H
+
+#include "otakey/agent.h"
+#include "otakey/dynsec.h"
+
+typedef struct otk_agentd_config {
+    char database[256];
+    char signing_key[256]; /* file: private scalar then public point, hex (192 digits) */
+    char broker_host[OTK_HOST_MAX + 1];
+    uint16_t broker_port;
+    char cafile[256];
+    char username[64];
+    char password[128];
+    char client_id[64];
+    char share_group[32];
+    uint32_t claim_cloud;
+    int log_level; /* 0 error, 1 warn, 2 info, 3 debug */
+    otk_cloud_endpoint clouds[OTK_AGENT_MAX_CLOUDS]; /* what devices are told */
+    otk_dynsec_cloud admin[OTK_AGENT_MAX_CLOUDS];    /* how the agent administers them */
+    size_t n_clouds;
+} otk_agentd_config;
+
+/* 0 on success; -1 with err naming the file, line, section and key. */
+int otk_agentd_config_load(const char *path, otk_agentd_config *cfg, char *err, size_t err_size);
+
+/* Reads exactly n bytes written as hex (whitespace at the end allowed). */
+int otk_read_hex_file(const char *path, uint8_t *out, size_t n, char *err, size_t err_size);
+
+#endif

@@ -1,0 +1,256 @@
+/*
+ * otakey-agent: the agent daemon. Subscribes to the device topics through
+ * an MQTT 5 shared subscription (several agents can share the load), runs
+ * each message through the agent core over the SQLite registry and the
+ * dynamic-security cloud adapter, and publishes the reply.
+ *
+ * Usage: otakey-agent -c FILE     (see docs/operations.md)
+ * Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 runtime failure,
+ *             2 bad usage or configuration.
+ */
+#include <errno.h>
+#include <mosquitto.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent_config.h"
+#include "otakey/dynsec.h"
+#include "otakey/sqlreg.h"
+#include "otakey/wire.h"
+
+#define UP_PREFIX "otakey/v1/up/"
+#define DOWN_PREFIX "otakey/v1/down/"
+
+static volatile sig_atomic_t stopping;
+static int log_level = 2;
+
+static void logf_(int level, const char *fmt, ...)
+{
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    va_list ap;
+    if (level > log_level)
+        return;
+    fprintf(stderr, "otakey-agent: %s: ", names[level]);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+typedef struct daemon_ctx {
+    otk_agentd_config cfg;
+    otk_crypto crypto;
+    otk_sqlreg *reg;
+    otk_dynsec *clouds;
+    otk_agent agent;
+    struct mosquitto *mosq;
+    char sub[96];
+    unsigned long handled, refused;
+} daemon_ctx;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stopping = 1;
+}
+
+static void hex_id(const uint8_t id[16], char out[33])
+{
+    static const char hex[] = "0123456789abcdef";
+    int i;
+    for (i = 0; i < 16; i++) {
+        out[2 * i] = hex[id[i] >> 4];
+        out[2 * i + 1] = hex[id[i] & 15];
+    }
+    out[32] = '\0';
+}
+
+static void on_connect(struct mosquitto *m, void *ud, int rc, int flags, const mosquitto_property *p)
+{
+    daemon_ctx *d = ud;
+    (void)flags;
+    (void)p;
+    if (rc != 0) {
+        logf_(0, "broker refused the connection: %s", mosquitto_reason_string(rc));
+        return;
+    }
+    if (mosquitto_subscribe_v5(m, NULL, d->sub, 1, 0, NULL) != MOSQ_ERR_SUCCESS)
+        logf_(0, "subscribe to %s failed", d->sub);
+    else
+        logf_(2, "connected to %s:%u, subscribed to %s", d->cfg.broker_host, d->cfg.broker_port,
+              d->sub);
+}
+
+/* Every inbound message: never trusted, never fatal. */
+static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg,
+                       const mosquitto_property *p)
+{
+    daemon_ctx *d = ud;
+    uint8_t out[OTK_MSG_MAX_LEN];
+    char topic[64], hex[33];
+    size_t n = 0;
+    otk_status st;
+    (void)p;
+    if (strncmp(msg->topic, UP_PREFIX, strlen(UP_PREFIX)) != 0 || msg->payloadlen < 0)
+        return;
+    /* The topic names the sender (the broker's ACL binds it to the client id):
+     * a header that names another device is refused. */
+    if (msg->payloadlen >= (int)OTK_HDR_LEN) {
+        hex_id((const uint8_t *)msg->payload + 2, hex);
+        if (strcmp(hex, msg->topic + strlen(UP_PREFIX)) != 0) {
+            d->refused++;
+            logf_(1, "message on %s names device %s: refused (WRONG_DEVICE)", msg->topic, hex);
+            return;
+        }
+    }
+    st = otk_agent_handle(&d->agent, msg->payload, (size_t)msg->payloadlen, out, sizeof out, &n);
+    d->handled++;
+    if (st != OTK_OK) {
+        d->refused++;
+        logf_(1, "%s from %s refused: %s", msg->payloadlen > 1 ? otk_msg_name(((uint8_t *)msg->payload)[1]) : "?",
+              msg->topic + strlen(UP_PREFIX), otk_strerror(st));
+    } else {
+        logf_(3, "%s from %s handled", otk_msg_name(((uint8_t *)msg->payload)[1]),
+              msg->topic + strlen(UP_PREFIX));
+    }
+    if (n > 0) {
+        snprintf(topic, sizeof topic, DOWN_PREFIX "%s", msg->topic + strlen(UP_PREFIX));
+        if (mosquitto_publish_v5(m, NULL, topic, (int)n, out, 1, false, NULL) != MOSQ_ERR_SUCCESS)
+            logf_(1, "publish to %s failed", topic);
+    }
+}
+
+static int setup(daemon_ctx *d, const char *path)
+{
+    char err[512];
+    uint8_t key[96];
+    otk_agent_config ac;
+    otk_registry reg;
+    otk_cloud_adapter cloud;
+    if (otk_agentd_config_load(path, &d->cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "otakey-agent: %s\n", err);
+        return 2;
+    }
+    log_level = d->cfg.log_level;
+    if (otk_read_hex_file(d->cfg.signing_key, key, sizeof key, err, sizeof err) != 0) {
+        fprintf(stderr, "otakey-agent: signing_key: %s\n", err);
+        return 2;
+    }
+    if (otk_crypto_openssl_init(&d->crypto, NULL, NULL) != OTK_OK) {
+        fprintf(stderr, "otakey-agent: crypto initialisation failed\n");
+        return 1;
+    }
+    if (otk_sqlreg_open(d->cfg.database, &d->crypto, &d->reg, err, sizeof err) != OTK_OK) {
+        fprintf(stderr, "otakey-agent: database: %s\n", err);
+        return 1;
+    }
+    if (otk_dynsec_open(d->cfg.admin, d->cfg.n_clouds, 5000, &d->clouds, err, sizeof err) != OTK_OK) {
+        fprintf(stderr, "otakey-agent: %s\n", err);
+        return 1;
+    }
+    memset(&ac, 0, sizeof ac);
+    memcpy(ac.sign_priv, key, 32);
+    memcpy(ac.sign_pub, key + 32, 64);
+    memcpy(ac.clouds, d->cfg.clouds, sizeof ac.clouds);
+    ac.n_clouds = d->cfg.n_clouds;
+    ac.claim_cloud = d->cfg.claim_cloud;
+    otk_wipe(key, sizeof key);
+    otk_sqlreg_bind(d->reg, &reg);
+    otk_dynsec_adapter(d->clouds, &cloud);
+    if (otk_agent_init(&d->agent, &d->crypto, &reg, &cloud, &ac) != OTK_OK) {
+        fprintf(stderr, "otakey-agent: invalid agent configuration\n");
+        return 2;
+    }
+    otk_wipe(&ac, sizeof ac);
+    snprintf(d->sub, sizeof d->sub, "$share/%s/" UP_PREFIX "+", d->cfg.share_group);
+    d->mosq = mosquitto_new(d->cfg.client_id, true, d);
+    if (d->mosq == NULL)
+        abort();
+    mosquitto_int_option(d->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    mosquitto_connect_v5_callback_set(d->mosq, on_connect);
+    mosquitto_message_v5_callback_set(d->mosq, on_message);
+    mosquitto_reconnect_delay_set(d->mosq, 1, 10, true);
+    if ((d->cfg.username[0] &&
+         mosquitto_username_pw_set(d->mosq, d->cfg.username, d->cfg.password) != MOSQ_ERR_SUCCESS) ||
+        (d->cfg.cafile[0] &&
+         mosquitto_tls_set(d->mosq, d->cfg.cafile, NULL, NULL, NULL, NULL) != MOSQ_ERR_SUCCESS)) {
+        fprintf(stderr, "otakey-agent: bad broker credentials or cafile '%s'\n", d->cfg.cafile);
+        return 2;
+    }
+    if (mosquitto_connect(d->mosq, d->cfg.broker_host, d->cfg.broker_port, 30) != MOSQ_ERR_SUCCESS) {
+        fprintf(stderr, "otakey-agent: cannot connect to broker %s:%u: %s\n", d->cfg.broker_host,
+                d->cfg.broker_port, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+static void teardown(daemon_ctx *d)
+{
+    if (d->mosq) {
+        mosquitto_disconnect(d->mosq);
+        mosquitto_destroy(d->mosq);
+    }
+    otk_dynsec_close(d->clouds);
+    otk_sqlreg_close(d->reg);
+    if (d->crypto.ctx)
+        otk_crypto_openssl_free(&d->crypto);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: otakey-agent -c CONFIG\n"
+               "Runs the OTA-Key agent daemon described by CONFIG (INI; see docs/operations.md).\n"
+               "Exit codes: 0 clean shutdown, 1 runtime failure, 2 bad usage or configuration.\n");
+}
+
+int main(int argc, char **argv)
+{
+    static daemon_ctx d;
+    const char *path = NULL;
+    struct sigaction sa;
+    int opt, rc;
+    while ((opt = getopt(argc, argv, "c:h")) != -1) {
+        if (opt == 'c')
+            path = optarg;
+        else {
+            usage(opt == 'h' ? stdout : stderr);
+            return opt == 'h' ? 0 : 2;
+        }
+    }
+    if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (path == NULL || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    mosquitto_lib_init();
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    rc = setup(&d, path);
+    if (rc == 0) {
+        logf_(2, "running (database %s, %zu clouds)", d.cfg.database, d.cfg.n_clouds);
+        while (!stopping) {
+            int lrc = mosquitto_loop(d.mosq, 200, 1);
+            if (lrc != MOSQ_ERR_SUCCESS && !stopping) {
+                logf_(1, "broker connection lost (%s); reconnecting", mosquitto_strerror(lrc));
+                sleep(1);
+                (void)mosquitto_reconnect(d.mosq);
+            }
+        }
+        logf_(2, "shutting down: %lu messages handled, %lu refused", d.handled, d.refused);
+    }
+    teardown(&d);
+    mosquitto_lib_cleanup();
+    return rc;
+}

@@ -1,0 +1,471 @@
+/*
+ * otakey: the operator's command line.
+ *
+ *   otakey keygen OUT                      agent signing key (prints the public key)
+ *   otakey product create --db DB --batch HEX16 --name NAME --pk-out FILE
+ *   otakey device list --db DB [--json]
+ *   otakey device show --db DB ID [--json]
+ *   otakey device update --db DB (--rotate | --switch-to CLOUD) (ID... | --all)
+ *   otakey device revoke --config AGENT.ini ID
+ *   otakey device allow-reclaim --db DB ID
+ *   otakey audit verify --db DB
+ *
+ * Exit codes: 0 success, 1 the operation failed (message on stderr),
+ * 2 bad usage (the message names the bad argument), 3 audit log tampered.
+ */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent_config.h"
+#include "otakey/dynsec.h"
+#include "otakey/sqlreg.h"
+
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+#define EXIT_TAMPERED 3
+
+typedef struct args {
+    int argc;
+    char **argv;
+    const char *db, *config, *batch, *name, *pk_out, *switch_to;
+    int json, rotate, all;
+    const char *pos[64];
+    int npos;
+} args;
+
+static int usage_error(const char *fmt, const char *what)
+{
+    fprintf(stderr, "otakey: ");
+    fprintf(stderr, fmt, what);
+    fprintf(stderr, "\n(see 'otakey --help')\n");
+    return EXIT_USAGE;
+}
+
+static const char *help_text =
+    "usage: otakey COMMAND [options]\n"
+    "  keygen OUT                              create the agent signing key file OUT\n"
+    "  product create --db DB --batch HEX16 --name NAME --pk-out FILE\n"
+    "  device list --db DB [--json]\n"
+    "  device show --db DB ID [--json]\n"
+    "  device update --db DB (--rotate | --switch-to CLOUD) (ID... | --all)\n"
+    "  device revoke --config AGENT.ini ID\n"
+    "  device allow-reclaim --db DB ID\n"
+    "  audit verify --db DB\n"
+    "Exit codes: 0 success, 1 failure, 2 bad usage, 3 audit log tampered.\n";
+
+static int parse(args *a, int from)
+{
+    int i;
+    for (i = from; i < a->argc; i++) {
+        const char *s = a->argv[i];
+        const char **dst = NULL;
+        if (!strcmp(s, "--json"))
+            a->json = 1;
+        else if (!strcmp(s, "--rotate"))
+            a->rotate = 1;
+        else if (!strcmp(s, "--all"))
+            a->all = 1;
+        else if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
+            fputs(help_text, stdout);
+            exit(0);
+        } else if (!strcmp(s, "--db"))
+            dst = &a->db;
+        else if (!strcmp(s, "--config"))
+            dst = &a->config;
+        else if (!strcmp(s, "--batch"))
+            dst = &a->batch;
+        else if (!strcmp(s, "--name"))
+            dst = &a->name;
+        else if (!strcmp(s, "--pk-out"))
+            dst = &a->pk_out;
+        else if (!strcmp(s, "--switch-to"))
+            dst = &a->switch_to;
+        else if (s[0] == '-' && s[1] == '-')
+            return usage_error("unknown option '%s'", s);
+        else if (a->npos < 64)
+            a->pos[a->npos++] = s;
+        if (dst) {
+            if (i + 1 >= a->argc)
+                return usage_error("option '%s' needs a value", s);
+            *dst = a->argv[++i];
+        }
+    }
+    return 0;
+}
+
+static int unhex(const char *s, uint8_t *out, size_t n)
+{
+    size_t i;
+    if (strlen(s) != 2 * n)
+        return -1;
+    for (i = 0; i < n; i++) {
+        unsigned v;
+        if (sscanf(s + 2 * i, "%2x", &v) != 1)
+            return -1;
+        out[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+static void print_hex(FILE *f, const uint8_t *p, size_t n)
+{
+    while (n--)
+        fprintf(f, "%02x", *p++);
+}
+
+static int open_db(args *a, otk_crypto *c, otk_sqlreg **r)
+{
+    char err[256];
+    if (a->db == NULL)
+        return usage_error("%s", "--db DB is required");
+    if (otk_crypto_openssl_init(c, NULL, NULL) != OTK_OK)
+        return EXIT_FAIL;
+    if (otk_sqlreg_open(a->db, c, r, err, sizeof err) != OTK_OK) {
+        fprintf(stderr, "otakey: %s\n", err);
+        otk_crypto_openssl_free(c);
+        return EXIT_FAIL;
+    }
+    return 0;
+}
+
+static int cmd_keygen(args *a)
+{
+    otk_crypto c;
+    uint8_t priv[32], pub[64];
+    FILE *f;
+    if (a->npos != 2)
+        return usage_error("%s", "keygen needs exactly one OUT file");
+    if (otk_crypto_openssl_init(&c, NULL, NULL) != OTK_OK || c.ec_keygen(c.ctx, priv, pub) != OTK_OK)
+        return EXIT_FAIL;
+    otk_crypto_openssl_free(&c);
+    f = fopen(a->pos[1], "wx");
+    if (f == NULL) {
+        fprintf(stderr, "otakey: cannot create '%s' (it must not exist yet)\n", a->pos[1]);
+        return EXIT_FAIL;
+    }
+    print_hex(f, priv, 32);
+    print_hex(f, pub, 64);
+    fputc('\n', f);
+    fclose(f);
+    otk_wipe(priv, sizeof priv);
+    print_hex(stdout, pub, 64);
+    fputc('\n', stdout);
+    return 0;
+}
+
+static int cmd_product_create(args *a)
+{
+    otk_crypto c;
+    otk_sqlreg *r;
+    uint8_t batch[8], pk[32];
+    FILE *f;
+    otk_status st;
+    int rc;
+    if (a->batch == NULL || unhex(a->batch, batch, sizeof batch) != 0)
+        return usage_error("%s", "--batch must be 16 hex digits (product id, batch number)");
+    if (a->name == NULL || a->pk_out == NULL)
+        return usage_error("%s", "--name and --pk-out are required");
+    if ((rc = open_db(a, &c, &r)) != 0)
+        return rc;
+    rc = EXIT_FAIL;
+    if (c.random(c.ctx, pk, sizeof pk) != OTK_OK)
+        goto out;
+    f = fopen(a->pk_out, "wx");
+    if (f == NULL) {
+        fprintf(stderr, "otakey: cannot create '%s' (it must not exist yet)\n", a->pk_out);
+        goto out;
+    }
+    print_hex(f, pk, sizeof pk);
+    fputc('\n', f);
+    fclose(f);
+    st = otk_sqlreg_add_batch(r, batch, a->name, pk);
+    if (st == OTK_ERR_BAD_STATE)
+        fprintf(stderr, "otakey: batch %s exists already\n", a->batch);
+    else if (st != OTK_OK)
+        fprintf(stderr, "otakey: %s\n", otk_strerror(st));
+    else
+        rc = 0;
+    if (rc != 0)
+        remove(a->pk_out);
+out:
+    otk_wipe(pk, sizeof pk);
+    otk_sqlreg_close(r);
+    otk_crypto_openssl_free(&c);
+    return rc;
+}
+
+static const char *state_name(int s)
+{
+    return s == OTK_DS_PENDING ? "pending" : s == OTK_DS_ACTIVE ? "active" : s == OTK_DS_REVOKED ? "revoked" : "?";
+}
+
+static int cmd_device_list(args *a, int show)
+{
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    uint8_t id[16];
+    int rc, n = 0;
+    if (a->db == NULL)
+        return usage_error("%s", "--db DB is required");
+    if (show && (a->npos != 3 || unhex(a->pos[2], id, 16) != 0))
+        return usage_error("%s", "device show needs one device ID (32 hex digits)");
+    if (sqlite3_open_v2(a->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db,
+                           "SELECT hex(id), state, c_version, c_cloud, c_user, p_version, want,"
+                           " hex(batch_id) FROM devices WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
+                           -1, &s, NULL) != SQLITE_OK) {
+        fprintf(stderr, "otakey: cannot read '%s': %s\n", a->db, sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return EXIT_FAIL;
+    }
+    if (show)
+        sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
+    if (a->json)
+        printf("[");
+    else
+        printf("%-32s %-8s %-7s %-5s %-7s %s\n", "DEVICE", "STATE", "VERSION", "CLOUD", "PENDING", "BATCH");
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *hid = (const char *)sqlite3_column_text(s, 0);
+        int state = sqlite3_column_int(s, 1);
+        long long ver = sqlite3_column_int64(s, 2), cloud = sqlite3_column_int64(s, 3);
+        long long pend = sqlite3_column_type(s, 5) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 5);
+        const char *user = (const char *)sqlite3_column_text(s, 4);
+        if (a->json)
+            printf("%s{\"id\":\"%s\",\"state\":\"%s\",\"version\":%lld,\"cloud\":%lld,"
+                   "\"user\":\"%s\",\"pending_version\":%lld,\"batch\":\"%s\"}",
+                   n ? "," : "", hid, state_name(state), ver, cloud, user ? user : "", pend,
+                   sqlite3_column_text(s, 7));
+        else
+            printf("%-32s %-8s %-7lld %-5lld %-7lld %s\n", hid, state_name(state), ver, cloud, pend,
+                   sqlite3_column_text(s, 7));
+        n++;
+    }
+    if (a->json)
+        printf("]\n");
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    if (show && n == 0) {
+        fprintf(stderr, "otakey: no device %s\n", a->pos[2]);
+        return EXIT_FAIL;
+    }
+    return rc == SQLITE_DONE ? 0 : EXIT_FAIL;
+}
+
+/* Agent core over the registry only: for operator calls that touch no cloud. */
+static otk_status no_cloud_create(void *ctx, const uint8_t id[16], const otk_cloud *c)
+{
+    (void)ctx;
+    (void)id;
+    (void)c;
+    return OTK_ERR_CLOUD;
+}
+
+static otk_status no_cloud_remove(void *ctx, uint32_t cloud_id, const char *user)
+{
+    (void)ctx;
+    (void)cloud_id;
+    (void)user;
+    return OTK_ERR_CLOUD;
+}
+
+static int cmd_device_update(args *a)
+{
+    otk_crypto c;
+    otk_sqlreg *r;
+    otk_agent agent;
+    otk_agent_config cfg;
+    otk_registry reg;
+    otk_cloud_adapter none = {NULL, no_cloud_create, no_cloud_remove};
+    uint8_t id[16], out[OTK_MSG_MAX_LEN];
+    long target = 0;
+    int i, rc, failed = 0, done = 0;
+    size_t n;
+    if (a->rotate == (a->switch_to != NULL))
+        return usage_error("%s", "give exactly one of --rotate and --switch-to CLOUD");
+    if (a->switch_to && ((target = strtol(a->switch_to, NULL, 10)) <= 0))
+        return usage_error("--switch-to '%s' is not a cloud id", a->switch_to);
+    if (a->npos < 3 && !a->all)
+        return usage_error("%s", "device update needs device IDs or --all");
+    for (i = 2; i < a->npos; i++)
+        if (unhex(a->pos[i], id, 16) != 0)
+            return usage_error("'%s' is not a device ID (32 hex digits)", a->pos[i]);
+    if ((rc = open_db(a, &c, &r)) != 0)
+        return rc;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.n_clouds = 1;
+    cfg.clouds[0].cloud_id = (uint32_t)(target ? target : 1);
+    cfg.claim_cloud = cfg.clouds[0].cloud_id;
+    otk_sqlreg_bind(r, &reg);
+    if (otk_agent_init(&agent, &c, &reg, &none, &cfg) != OTK_OK)
+        return EXIT_FAIL;
+    if (a->all) {
+        sqlite3 *db;
+        sqlite3_stmt *s;
+        if (sqlite3_open_v2(a->db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+            sqlite3_prepare_v2(db, "SELECT id FROM devices WHERE state = 2", -1, &s, NULL) == SQLITE_OK) {
+            while (sqlite3_step(s) == SQLITE_ROW) {
+                memcpy(id, sqlite3_column_blob(s, 0), 16);
+                if (otk_agent_request_update(&agent, id, target ? OTK_WANT_SWITCH : OTK_WANT_ROTATE,
+                                             (uint32_t)target, out, sizeof out, &n) == OTK_OK)
+                    done++;
+                else
+                    failed++;
+            }
+            sqlite3_finalize(s);
+        }
+        sqlite3_close(db);
+    }
+    for (i = 2; i < a->npos; i++) {
+        otk_status st;
+        (void)unhex(a->pos[i], id, 16);
+        st = otk_agent_request_update(&agent, id, target ? OTK_WANT_SWITCH : OTK_WANT_ROTATE,
+                                      (uint32_t)target, out, sizeof out, &n);
+        if (st != OTK_OK) {
+            fprintf(stderr, "otakey: %s: %s\n", a->pos[i], otk_strerror(st));
+            failed++;
+        } else {
+            done++;
+        }
+    }
+    printf(a->json ? "{\"requested\":%d,\"failed\":%d}\n" : "update requested for %d devices, %d failed\n",
+           done, failed);
+    otk_sqlreg_close(r);
+    otk_crypto_openssl_free(&c);
+    return failed ? EXIT_FAIL : 0;
+}
+
+static int cmd_device_revoke(args *a)
+{
+    otk_agentd_config cfg;
+    otk_crypto c;
+    otk_sqlreg *r = NULL;
+    otk_dynsec *ds = NULL;
+    otk_agent agent;
+    otk_agent_config ac;
+    otk_registry reg;
+    otk_cloud_adapter cloud;
+    uint8_t id[16];
+    char err[512];
+    otk_status st;
+    if (a->config == NULL)
+        return usage_error("%s", "--config AGENT.ini is required (to reach the clouds)");
+    if (a->npos != 3 || unhex(a->pos[2], id, 16) != 0)
+        return usage_error("%s", "device revoke needs one device ID (32 hex digits)");
+    if (otk_agentd_config_load(a->config, &cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "otakey: %s\n", err);
+        return EXIT_USAGE;
+    }
+    a->db = cfg.database;
+    if (open_db(a, &c, &r) != 0)
+        return EXIT_FAIL;
+    if (otk_dynsec_open(cfg.admin, cfg.n_clouds, 5000, &ds, err, sizeof err) != OTK_OK) {
+        fprintf(stderr, "otakey: %s\n", err);
+        otk_sqlreg_close(r);
+        return EXIT_FAIL;
+    }
+    memset(&ac, 0, sizeof ac);
+    memcpy(ac.clouds, cfg.clouds, sizeof ac.clouds);
+    ac.n_clouds = cfg.n_clouds;
+    ac.claim_cloud = cfg.claim_cloud;
+    otk_sqlreg_bind(r, &reg);
+    otk_dynsec_adapter(ds, &cloud);
+    st = otk_agent_init(&agent, &c, &reg, &cloud, &ac);
+    if (st == OTK_OK)
+        st = otk_agent_revoke(&agent, id);
+    if (st != OTK_OK)
+        fprintf(stderr, "otakey: revoke %s: %s\n", a->pos[2], otk_strerror(st));
+    else
+        printf("revoked %s\n", a->pos[2]);
+    otk_dynsec_close(ds);
+    otk_sqlreg_close(r);
+    otk_crypto_openssl_free(&c);
+    return st == OTK_OK ? 0 : EXIT_FAIL;
+}
+
+static int cmd_allow_reclaim(args *a)
+{
+    otk_crypto c;
+    otk_sqlreg *r;
+    otk_agent agent;
+    otk_agent_config cfg;
+    otk_registry reg;
+    otk_cloud_adapter none = {NULL, no_cloud_create, no_cloud_remove};
+    uint8_t id[16];
+    otk_status st;
+    int rc;
+    if (a->npos != 3 || unhex(a->pos[2], id, 16) != 0)
+        return usage_error("%s", "device allow-reclaim needs one device ID (32 hex digits)");
+    if ((rc = open_db(a, &c, &r)) != 0)
+        return rc;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.n_clouds = 1;
+    cfg.clouds[0].cloud_id = cfg.claim_cloud = 1;
+    otk_sqlreg_bind(r, &reg);
+    st = otk_agent_init(&agent, &c, &reg, &none, &cfg);
+    if (st == OTK_OK)
+        st = otk_agent_allow_reclaim(&agent, id);
+    if (st != OTK_OK)
+        fprintf(stderr, "otakey: allow-reclaim %s: %s\n", a->pos[2], otk_strerror(st));
+    otk_sqlreg_close(r);
+    otk_crypto_openssl_free(&c);
+    return st == OTK_OK ? 0 : EXIT_FAIL;
+}
+
+static int cmd_audit_verify(args *a)
+{
+    otk_crypto c;
+    otk_sqlreg *r;
+    uint64_t rows = 0, bad = 0;
+    otk_status st;
+    int rc;
+    if ((rc = open_db(a, &c, &r)) != 0)
+        return rc;
+    st = otk_sqlreg_audit_verify(r, &rows, &bad);
+    if (st == OTK_OK)
+        printf(a->json ? "{\"ok\":true,\"rows\":%llu}\n" : "audit log intact: %llu rows\n",
+               (unsigned long long)rows);
+    else if (st == OTK_ERR_CORRUPT)
+        printf(a->json ? "{\"ok\":false,\"first_bad_row\":%llu}\n"
+                       : "audit log TAMPERED: row %llu does not verify\n",
+               (unsigned long long)bad);
+    else
+        fprintf(stderr, "otakey: audit verify: %s\n", otk_strerror(st));
+    otk_sqlreg_close(r);
+    otk_crypto_openssl_free(&c);
+    return st == OTK_OK ? 0 : st == OTK_ERR_CORRUPT ? EXIT_TAMPERED : EXIT_FAIL;
+}
+
+int main(int argc, char **argv)
+{
+    args a;
+    int rc;
+    memset(&a, 0, sizeof a);
+    a.argc = argc;
+    a.argv = argv;
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        fputs(help_text, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    if ((rc = parse(&a, 1)) != 0)
+        return rc;
+#define IS(i, s) (a.npos > (i) && !strcmp(a.pos[i], s))
+    if (IS(0, "keygen"))
+        return cmd_keygen(&a);
+    if (IS(0, "product") && IS(1, "create"))
+        return cmd_product_create(&a);
+    if (IS(0, "device") && IS(1, "list"))
+        return cmd_device_list(&a, 0);
+    if (IS(0, "device") && IS(1, "show"))
+        return cmd_device_list(&a, 1);
+    if (IS(0, "device") && IS(1, "update"))
+        return cmd_device_update(&a);
+    if (IS(0, "device") && IS(1, "revoke"))
+        return cmd_device_revoke(&a);
+    if (IS(0, "device") && IS(1, "allow-reclaim"))
+        return cmd_allow_reclaim(&a);
+    if (IS(0, "audit") && IS(1, "verify"))
+        return cmd_audit_verify(&a);
+    return usage_error("unknown command '%s'", a.npos ? a.pos[0] : argv[1]);
+}

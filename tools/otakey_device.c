@@ -1,0 +1,328 @@
+/*
+ * otakey-device: a real OTA-Key device for Linux hosts: the device core
+ * over a file-backed key partition, talking to the agent through the
+ * agent broker, proving staged sets and publishing telemetry on its cloud
+ * with its own credentials. It survives restarts (the key partition is
+ * its only state).
+ *
+ * usage: otakey-device --id HEX32 --flash FILE --batch HEX16 --pk FILE
+ *          --agent-pub HEX128 --broker HOST:PORT --cafile FILE
+ *          [--status FILE] [--poll-ms N] [--telemetry-ms N] [--run-ms N]
+ * Exit codes: 0 done (--run-ms elapsed or SIGTERM), 1 failure, 2 bad usage.
+ */
+#include <errno.h>
+#include <mosquitto.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent_config.h"
+#include "otakey/device.h"
+#include "otakey/dynsec.h"
+#include "posix_port.h"
+
+static volatile sig_atomic_t stopping;
+
+typedef struct dev_ctx {
+    otk_device dev;
+    otk_device_config cfg;
+    otk_port port;
+    otk_file_flash flash;
+    otk_crypto crypto;
+    union {
+        uint8_t b[OTK_CRYPTO_MBEDTLS_STATE_SIZE];
+        void *align;
+    } cstate;
+    char hex[33], up[64], down[64], cafile[256], status[256];
+    struct mosquitto *agent, *cloud;
+    uint32_t cloud_version; /* version whose credentials the cloud link uses */
+    unsigned long telemetry_sent, telemetry_acked, up_bytes, down_bytes;
+    int agent_connected;
+} dev_ctx;
+
+static void on_signal(int s)
+{
+    (void)s;
+    stopping = 1;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int unhex(const char *s, uint8_t *out, size_t n)
+{
+    size_t i;
+    if (s == NULL || strlen(s) != 2 * n)
+        return -1;
+    for (i = 0; i < n; i++) {
+        unsigned v;
+        if (sscanf(s + 2 * i, "%2x", &v) != 1)
+            return -1;
+        out[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+static void publish_up(dev_ctx *d, const uint8_t *msg, size_t n)
+{
+    if (n == 0 || !d->agent_connected)
+        return;
+    if (mosquitto_publish_v5(d->agent, NULL, d->up, (int)n, msg, 1, false, NULL) == MOSQ_ERR_SUCCESS)
+        d->up_bytes += n;
+}
+
+/* One line of JSON describing the device, rewritten on every change. */
+static void write_status(dev_ctx *d)
+{
+    static const char *names[] = {"uninit", "unclaimed", "claiming", "prove",
+                                  "confirming", "ready", "updating"};
+    otk_cloud c;
+    char tmp[300];
+    FILE *f;
+    if (!d->status[0])
+        return;
+    if (otk_device_cloud(&d->dev, OTK_SET_ACTIVE, &c) != OTK_OK)
+        memset(&c, 0, sizeof c);
+    snprintf(tmp, sizeof tmp, "%s.tmp", d->status);
+    f = fopen(tmp, "w");
+    if (f == NULL)
+        return;
+    fprintf(f,
+            "{\"id\":\"%s\",\"state\":\"%s\",\"version\":%u,\"cloud\":%u,\"user\":\"%s\","
+            "\"telemetry_sent\":%lu,\"telemetry_acked\":%lu,\"agent_bytes_up\":%lu,"
+            "\"agent_bytes_down\":%lu,\"last_remote\":\"%s\"}\n",
+            d->hex, names[otk_device_state(&d->dev)], (unsigned)otk_device_version(&d->dev, 0),
+            (unsigned)c.cloud_id, c.user, d->telemetry_sent, d->telemetry_acked, d->up_bytes,
+            d->down_bytes, otk_strerror(otk_device_last_remote(&d->dev)));
+    fclose(f);
+    rename(tmp, d->status);
+}
+
+static void on_agent_connect(struct mosquitto *m, void *ud, int rc, int flags,
+                             const mosquitto_property *p)
+{
+    dev_ctx *d = ud;
+    (void)flags;
+    (void)p;
+    if (rc == 0 && mosquitto_subscribe_v5(m, NULL, d->down, 1, 0, NULL) == MOSQ_ERR_SUCCESS)
+        d->agent_connected = 1;
+}
+
+static void on_agent_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg,
+                             const mosquitto_property *p)
+{
+    dev_ctx *d = ud;
+    uint8_t out[OTK_MSG_MAX_LEN];
+    size_t n = 0;
+    otk_status st;
+    (void)m;
+    (void)p;
+    d->down_bytes += (unsigned long)msg->payloadlen;
+    st = otk_device_receive(&d->dev, msg->payload, (size_t)msg->payloadlen, out, sizeof out, &n);
+    if (st != OTK_OK)
+        fprintf(stderr, "otakey-device %s: message refused: %s\n", d->hex, otk_strerror(st));
+    publish_up(d, out, n);
+    write_status(d);
+}
+
+static void on_cloud_publish(struct mosquitto *m, void *ud, int mid, int rc, const mosquitto_property *p)
+{
+    dev_ctx *d = ud;
+    (void)m;
+    (void)mid;
+    (void)p;
+    /* MQTT 5 reason codes below 0x80 are successes ("no matching
+     * subscribers" included); 0x87 would be the ACL saying no. */
+    if (rc < 0x80)
+        d->telemetry_acked++;
+}
+
+/* (Re)connects the cloud link with the active set's credentials. */
+static void cloud_link(dev_ctx *d)
+{
+    otk_cloud c;
+    uint32_t v = otk_device_version(&d->dev, OTK_SET_ACTIVE);
+    if (v == 0 || v == d->cloud_version || otk_device_cloud(&d->dev, OTK_SET_ACTIVE, &c) != OTK_OK)
+        return;
+    if (d->cloud) {
+        mosquitto_disconnect(d->cloud);
+        mosquitto_destroy(d->cloud);
+    }
+    d->cloud = mosquitto_new(d->hex, true, d);
+    if (d->cloud == NULL)
+        abort();
+    mosquitto_int_option(d->cloud, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    mosquitto_publish_v5_callback_set(d->cloud, on_cloud_publish);
+    (void)mosquitto_username_pw_set(d->cloud, c.user, c.secret);
+    if (c.flags & OTK_CLOUD_FLAG_TLS)
+        (void)mosquitto_tls_set(d->cloud, d->cafile, NULL, NULL, NULL, NULL);
+    if (mosquitto_connect(d->cloud, c.host, c.port, 30) == MOSQ_ERR_SUCCESS)
+        d->cloud_version = v;
+    otk_wipe(&c, sizeof c);
+}
+
+static void telemetry(dev_ctx *d)
+{
+    char topic[64], payload[96], prefix[48];
+    int n;
+    if (d->cloud == NULL || d->cloud_version == 0)
+        return;
+    otk_dynsec_topic_prefix(d->cfg.device_id, prefix);
+    snprintf(topic, sizeof topic, "%stelemetry", prefix);
+    n = snprintf(payload, sizeof payload, "{\"seq\":%lu,\"key_version\":%u}", d->telemetry_sent,
+                 (unsigned)d->cloud_version);
+    if (mosquitto_publish_v5(d->cloud, NULL, topic, n, payload, 1, false, NULL) == MOSQ_ERR_SUCCESS)
+        d->telemetry_sent++;
+}
+
+static int usage(const char *why)
+{
+    if (why)
+        fprintf(stderr, "otakey-device: %s\n", why);
+    fprintf(why ? stderr : stdout,
+            "usage: otakey-device --id HEX32 --flash FILE --batch HEX16 --pk FILE --agent-pub HEX128\n"
+            "         --broker HOST:PORT --cafile FILE [--status FILE] [--poll-ms N]\n"
+            "         [--telemetry-ms N] [--run-ms N]\n"
+            "Exit codes: 0 done, 1 failure, 2 bad usage.\n");
+    return why ? 2 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    static dev_ctx d;
+    const char *flash = NULL, *broker = NULL, *pk = NULL, *id = NULL, *batch = NULL, *pub = NULL;
+    long poll_ms = 60000, tele_ms = 1000, run_ms = 0;
+    char host[128], err[256];
+    uint8_t out[OTK_MSG_MAX_LEN];
+    uint64_t start, next_poll, next_tele;
+    struct sigaction sa;
+    size_t n;
+    int i, port;
+    otk_status st;
+    for (i = 1; i < argc; i++) {
+        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(k, "--help") || !strcmp(k, "-h"))
+            return usage(NULL);
+        if (v == NULL)
+            return usage("every option takes a value");
+        i++;
+        if (!strcmp(k, "--id")) id = v;
+        else if (!strcmp(k, "--flash")) flash = v;
+        else if (!strcmp(k, "--batch")) batch = v;
+        else if (!strcmp(k, "--pk")) pk = v;
+        else if (!strcmp(k, "--agent-pub")) pub = v;
+        else if (!strcmp(k, "--broker")) broker = v;
+        else if (!strcmp(k, "--cafile")) snprintf(d.cafile, sizeof d.cafile, "%s", v);
+        else if (!strcmp(k, "--status")) snprintf(d.status, sizeof d.status, "%s", v);
+        else if (!strcmp(k, "--poll-ms")) poll_ms = atol(v);
+        else if (!strcmp(k, "--telemetry-ms")) tele_ms = atol(v);
+        else if (!strcmp(k, "--run-ms")) run_ms = atol(v);
+        else {
+            fprintf(stderr, "otakey-device: unknown option '%s'\n", k);
+            return usage("see the usage below");
+        }
+    }
+    if (unhex(id, d.cfg.device_id, 16) != 0)
+        return usage("--id must be 32 hex digits");
+    if (unhex(batch, d.cfg.batch_id, 8) != 0)
+        return usage("--batch must be 16 hex digits");
+    if (unhex(pub, d.cfg.agent_pub, 64) != 0)
+        return usage("--agent-pub must be 128 hex digits");
+    if (pk == NULL || otk_read_hex_file(pk, d.cfg.pk, 32, err, sizeof err) != 0)
+        return usage(pk ? err : "--pk FILE is required");
+    if (flash == NULL || broker == NULL || sscanf(broker, "%127[^:]:%d", host, &port) != 2 ||
+        port <= 0 || port > 65535)
+        return usage("--flash and --broker HOST:PORT are required");
+    if (poll_ms <= 0 || tele_ms <= 0 || run_ms < 0)
+        return usage("--poll-ms, --telemetry-ms must be > 0 and --run-ms >= 0");
+    memcpy(d.hex, id, 32);
+    for (i = 0; i < 32; i++)
+        d.hex[i] = (char)(d.hex[i] | 0x20); /* lowercase, as topics use */
+    snprintf(d.up, sizeof d.up, "otakey/v1/up/%s", d.hex);
+    snprintf(d.down, sizeof d.down, "otakey/v1/down/%s", d.hex);
+
+    if (otk_file_flash_open(&d.flash, flash, 2 * 4096, 4096, 8) != 0) {
+        fprintf(stderr, "otakey-device: key partition '%s': %s\n", flash, strerror(errno));
+        return 1;
+    }
+    if (otk_crypto_mbedtls_init(&d.crypto, d.cstate.b, sizeof d.cstate.b, NULL, NULL) != OTK_OK)
+        return 1;
+    otk_posix_port(&d.flash, &d.crypto, &d.port);
+    d.cfg.retry_min_ms = 1000;
+    d.cfg.retry_max_ms = 10000;
+    st = otk_device_init(&d.dev, &d.port, &d.cfg);
+    if (st != OTK_OK) {
+        fprintf(stderr, "otakey-device: init: %s\n", otk_strerror(st));
+        return 1;
+    }
+    mosquitto_lib_init();
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    d.agent = mosquitto_new(d.hex, true, &d);
+    if (d.agent == NULL)
+        abort();
+    mosquitto_int_option(d.agent, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    mosquitto_connect_v5_callback_set(d.agent, on_agent_connect);
+    mosquitto_message_v5_callback_set(d.agent, on_agent_message);
+    if ((d.cafile[0] && mosquitto_tls_set(d.agent, d.cafile, NULL, NULL, NULL, NULL) != MOSQ_ERR_SUCCESS) ||
+        mosquitto_connect(d.agent, host, port, 30) != MOSQ_ERR_SUCCESS) {
+        fprintf(stderr, "otakey-device: cannot connect to the agent broker %s:%d\n", host, port);
+        return 1;
+    }
+    /* Firmware polls at boot, then every poll period. */
+    if (otk_device_state(&d.dev) == OTK_DEV_READY && otk_device_poll(&d.dev) != OTK_OK)
+        fprintf(stderr, "otakey-device %s: poll refused\n", d.hex);
+    start = now_ms();
+    next_poll = start + (uint64_t)poll_ms;
+    next_tele = start;
+    write_status(&d);
+    while (!stopping && (run_ms == 0 || now_ms() - start < (uint64_t)run_ms)) {
+        uint64_t t = now_ms();
+        (void)mosquitto_loop(d.agent, 20, 1);
+        if (d.cloud)
+            (void)mosquitto_loop(d.cloud, 0, 1);
+        if (otk_device_state(&d.dev) == OTK_DEV_PROVE) {
+            otk_cloud c;
+            otk_proof r = OTK_PROOF_UNREACHABLE;
+            if (otk_device_cloud(&d.dev, OTK_SET_STAGED, &c) == OTK_OK)
+                r = otk_mqtt_prove(&c, d.cafile, d.hex, 5000);
+            otk_wipe(&c, sizeof c);
+            if (otk_device_proof(&d.dev, r, out, sizeof out, &n) == OTK_OK)
+                publish_up(&d, out, n);
+            write_status(&d);
+        }
+        if (d.agent_connected && otk_device_next(&d.dev, out, sizeof out, &n) == OTK_OK && n)
+            publish_up(&d, out, n);
+        if (t >= next_poll) {
+            next_poll = t + (uint64_t)poll_ms;
+            if (otk_device_state(&d.dev) == OTK_DEV_READY && otk_device_poll(&d.dev) != OTK_OK)
+                fprintf(stderr, "otakey-device %s: poll refused\n", d.hex);
+        }
+        cloud_link(&d);
+        if (t >= next_tele) {
+            next_tele = t + (uint64_t)tele_ms;
+            telemetry(&d);
+            write_status(&d);
+        }
+    }
+    write_status(&d);
+    if (d.cloud) {
+        mosquitto_disconnect(d.cloud);
+        mosquitto_destroy(d.cloud);
+    }
+    mosquitto_disconnect(d.agent);
+    mosquitto_destroy(d.agent);
+    mosquitto_lib_cleanup();
+    otk_device_free(&d.dev);
+    otk_file_flash_close(&d.flash);
+    return 0;
+}
