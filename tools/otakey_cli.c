@@ -9,6 +9,7 @@
  *   otakey device revoke --config AGENT.ini ID
  *   otakey device allow-reclaim --db DB ID
  *   otakey audit verify --db DB
+ *   otakey audit list --db DB [--json]
  *
  * Exit codes: 0 success, 1 the operation failed (message on stderr),
  * 2 bad usage (the message names the bad argument), 3 audit log tampered.
@@ -21,6 +22,7 @@
 #include "agent_config.h"
 #include "otakey/dynsec.h"
 #include "otakey/sqlreg.h"
+#include "otakey/wire.h"
 
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2
@@ -53,6 +55,7 @@ static const char *help_text =
     "  device revoke --config AGENT.ini ID\n"
     "  device allow-reclaim --db DB ID\n"
     "  audit verify --db DB\n"
+    "  audit list --db DB [--json]\n"
     "Exit codes: 0 success, 1 failure, 2 bad usage, 3 audit log tampered.\n";
 
 static int parse(args *a, int from)
@@ -437,6 +440,54 @@ static int cmd_audit_verify(args *a)
     return st == OTK_OK ? 0 : st == OTK_ERR_CORRUPT ? EXIT_TAMPERED : EXIT_FAIL;
 }
 
+static const char *audit_kind(int k)
+{
+    static const char *names[] = {"?", "claim-issued", "claim-superseded", "claim-refused",
+                                  "update-issued", "commit", "abort", "refused", "revoke",
+                                  "reclaim-allowed", "cloud-cleanup", "update-requested"};
+    return k > 0 && k < (int)(sizeof names / sizeof names[0]) ? names[k] : "?";
+}
+
+static int cmd_audit_list(args *a)
+{
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    int rc, n = 0;
+    if (a->db == NULL)
+        return usage_error("%s", "--db DB is required");
+    if (sqlite3_open_v2(a->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db,
+                           "SELECT seq, ts, kind, msg_type, lower(hex(device)), version, code"
+                           " FROM audit ORDER BY seq",
+                           -1, &s, NULL) != SQLITE_OK) {
+        fprintf(stderr, "otakey: cannot read '%s': %s\n", a->db, sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return EXIT_FAIL;
+    }
+    if (a->json)
+        printf("[");
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int kind = sqlite3_column_int(s, 2), code = sqlite3_column_int(s, 6);
+        const char *dev = (const char *)sqlite3_column_text(s, 4);
+        if (a->json)
+            printf("%s{\"seq\":%lld,\"ts_ms\":%lld,\"event\":\"%s\",\"message\":\"%s\","
+                   "\"device\":\"%s\",\"version\":%lld,\"code\":\"%s\"}",
+                   n ? "," : "", sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
+                   audit_kind(kind), otk_msg_name((uint8_t)sqlite3_column_int(s, 3)),
+                   dev ? dev : "", sqlite3_column_int64(s, 5), otk_strerror(code));
+        else
+            printf("%6lld %-17s %-11s %-32s v%-4lld %s\n", sqlite3_column_int64(s, 0),
+                   audit_kind(kind), otk_msg_name((uint8_t)sqlite3_column_int(s, 3)),
+                   dev ? dev : "-", sqlite3_column_int64(s, 5), otk_strerror(code));
+        n++;
+    }
+    if (a->json)
+        printf("]\n");
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return rc == SQLITE_DONE ? 0 : EXIT_FAIL;
+}
+
 int main(int argc, char **argv)
 {
     args a;
@@ -467,5 +518,7 @@ int main(int argc, char **argv)
         return cmd_allow_reclaim(&a);
     if (IS(0, "audit") && IS(1, "verify"))
         return cmd_audit_verify(&a);
+    if (IS(0, "audit") && IS(1, "list"))
+        return cmd_audit_list(&a);
     return usage_error("unknown command '%s'", a.npos ? a.pos[0] : argv[1]);
 }

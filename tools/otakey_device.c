@@ -201,7 +201,7 @@ int main(int argc, char **argv)
     long poll_ms = 60000, tele_ms = 1000, run_ms = 0;
     char host[128], err[256];
     uint8_t out[OTK_MSG_MAX_LEN];
-    uint64_t start, next_poll, next_tele;
+    uint64_t start, next_poll, next_tele, next_reconnect = 0, next_cloud_reconnect = 0;
     struct sigaction sa;
     size_t n;
     int i, port;
@@ -287,9 +287,17 @@ int main(int argc, char **argv)
     write_status(&d);
     while (!stopping && (run_ms == 0 || now_ms() - start < (uint64_t)run_ms)) {
         uint64_t t = now_ms();
-        (void)mosquitto_loop(d.agent, 20, 1);
-        if (d.cloud)
-            (void)mosquitto_loop(d.cloud, 0, 1);
+        /* Links drop (a broker restart, another client taking the id):
+         * reconnect, at most once a second. */
+        if (mosquitto_loop(d.agent, 20, 1) != MOSQ_ERR_SUCCESS && t >= next_reconnect) {
+            d.agent_connected = 0;
+            next_reconnect = t + 1000;
+            (void)mosquitto_reconnect(d.agent);
+        }
+        if (d.cloud && mosquitto_loop(d.cloud, 0, 1) != MOSQ_ERR_SUCCESS && t >= next_cloud_reconnect) {
+            next_cloud_reconnect = t + 1000;
+            (void)mosquitto_reconnect(d.cloud);
+        }
         if (otk_device_state(&d.dev) == OTK_DEV_PROVE) {
             otk_cloud c;
             otk_proof r = OTK_PROOF_UNREACHABLE;

@@ -1,0 +1,86 @@
+# Shell helpers to run a fleet over real brokers (sourced by scripts/demo_mqtt.sh
+# and the end-to-end tests). Needs: bin (build dir with otakey, otakey-agent,
+# otakey-device) and work (an empty scratch dir).
+# Every process started is recorded in pids and stopped by fleet_cleanup.
+pids=()
+agent_pid=
+batch=0000000100000001
+
+fleet_cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  bash "$root/scripts/lab.sh" stop "$work/lab" 2>/dev/null || true
+  [ -n "${KEEP:-}" ] || rm -rf "$work"
+}
+
+# Brokers, agent key, a product batch and the agent's config file.
+fleet_setup() {
+  bash "$root/scripts/lab.sh" start "$work/lab"
+  . "$work/lab/lab.env"
+  pub=$("$bin/otakey" keygen "$work/agent.key")
+  "$bin/otakey" product create --db "$work/registry.db" --batch $batch --name demo-sensor \
+    --pk-out "$work/batch.pk"
+  cat > "$work/agent.ini" <<EOC
+[agent]
+database = $work/registry.db
+signing_key = $work/agent.key
+broker_host = 127.0.0.1
+broker_port = $LAB_AGENT_PORT
+cafile = $LAB_CA
+username = $LAB_AGENT_USER
+password = $LAB_AGENT_PASSWORD
+claim_cloud = 1
+
+[cloud.1]
+host = 127.0.0.1
+port = $LAB_CLOUD_A_PORT
+admin_cafile = $LAB_CA
+admin_user = $LAB_CLOUD_ADMIN
+admin_password = $LAB_CLOUD_PASSWORD
+
+[cloud.2]
+host = 127.0.0.1
+port = $LAB_CLOUD_B_PORT
+admin_cafile = $LAB_CA
+admin_user = $LAB_CLOUD_ADMIN
+admin_password = $LAB_CLOUD_PASSWORD
+EOC
+  mkdir -p "$work/dev"
+}
+
+start_agent() {
+  "$bin/otakey-agent" -c "$work/agent.ini" 2>> "$work/agent.log" &
+  agent_pid=$!
+  pids+=($agent_pid)
+  sleep 0.3
+}
+
+device_id() { printf 'd0d0d0d0d0d0d0d0d0d0d0d0%08x' "$1"; }
+
+# start_device ID [NAME]: a device process; NAME (default ID) names its files.
+start_device() {
+  local id=$1 name=${2:-$1}
+  "$bin/otakey-device" --id "$id" --flash "$work/dev/$name.flash" --batch $batch \
+    --pk "$work/batch.pk" --agent-pub "$pub" --broker "127.0.0.1:$LAB_AGENT_PORT" \
+    --cafile "$LAB_CA" --status "$work/dev/$name.json" --poll-ms 500 --telemetry-ms 250 \
+    2> "$work/dev/$name.log" &
+  pids+=($!)
+}
+
+# wait_all WHAT REGEX COUNT: until COUNT status files match REGEX (60 s at most).
+wait_all() {
+  local what=$1 re=$2 want=$3 deadline=$((SECONDS + 60)) ok
+  while :; do
+    ok=$(cat "$work"/dev/*.json 2>/dev/null | grep -cE "$re" || true)
+    [ "$ok" -ge "$want" ] && break
+    if [ $SECONDS -ge $deadline ]; then
+      echo "fleet: $what: only $ok of $want devices got there; see $work (KEEP=1 keeps it)" >&2
+      tail -5 "$work/agent.log" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  printf '%s: %d devices in %.2f s\n' "$what" "$want" "$(echo "$(date +%s.%N) - $t0" | bc)"
+  t0=$(date +%s.%N)
+}

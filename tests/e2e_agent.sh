@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# End to end over real brokers, agent daemon and device processes:
+#  - two devices started with the same id: the second claim is refused and
+#    appears in the audit log as a clone (ALREADY_CLAIMED);
+#  - the agent is killed with SIGKILL in the middle of a rotation of every
+#    device and restarted: every device ends on one consistent version;
+#  - a revoked device is refused by the agent;
+#  - editing a row of the audit log by hand makes 'otakey audit verify' fail.
+# Usage: tests/e2e_agent.sh BUILD_DIR
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=$(cd "${1:?usage: e2e_agent.sh BUILD_DIR}" && pwd)
+work=$(mktemp -d /tmp/otakey-e2e.XXXXXX)
+. "$root/scripts/fleet.sh"
+trap fleet_cleanup EXIT
+fails=0; passes=0
+check() { # check DESCRIPTION COMMAND...
+  local what=$1; shift
+  if "$@"; then passes=$((passes + 1)); echo "ok: $what"; else fails=$((fails + 1)); echo "FAILED: $what"; fi
+}
+
+n=6
+fleet_setup
+start_agent
+t0=$(date +%s.%N)
+for i in $(seq 1 $n); do start_device "$(device_id "$i")"; done
+check "all $n devices claim" wait_all claim '"state":"ready","version":1' $n
+
+# A clone: same id as device 1, its own (empty) key partition.
+start_device "$(device_id 1)" clone
+sleep 2
+check "the clone is not provisioned" grep -q '"state":"claiming"' "$work/dev/clone.json"
+check "the clone's claim is refused as ALREADY_CLAIMED" \
+  grep -q '"last_remote":"ALREADY_CLAIMED"' "$work/dev/clone.json"
+check "the refusal is in the audit log" \
+  bash -c "'$bin/otakey' audit list --db '$work/registry.db' | grep -q 'claim-refused.*$(device_id 1).*ALREADY_CLAIMED'"
+kill "${pids[-1]}"; rm -f "$work/dev/clone.json"
+
+# Rotation of every device; the agent dies mid-way (SIGKILL) and comes back.
+"$bin/otakey" device update --db "$work/registry.db" --rotate --all >/dev/null
+sleep 0.3
+kill -9 "$agent_pid"
+sleep 1
+start_agent
+check "after SIGKILL and restart every device is on version 2" \
+  wait_all rotation '"state":"ready","version":2,"cloud":1' $n
+check "device and agent agree on every version" bash -c \
+  "'$bin/otakey' device list --db '$work/registry.db' --json | grep -o '\"version\":[0-9]*' | sort | uniq -c | grep -qx ' *$n \"version\":2'"
+check "no update is left pending" bash -c \
+  "! '$bin/otakey' device list --db '$work/registry.db' --json | grep -q '\"pending_version\":[1-9]'"
+
+# Revocation: the agent refuses the device from then on.
+"$bin/otakey" device revoke --config "$work/agent.ini" "$(device_id 2)" >/dev/null
+sleep 1.5
+check "a revoked device is refused by the agent" \
+  grep -q '"last_remote":"REVOKED"' "$work/dev/$(device_id 2).json"
+
+# The audit log: intact, then edited by hand, then caught.
+check "audit log verifies" "$bin/otakey" audit verify --db "$work/registry.db"
+kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true
+sqlite3 "$work/registry.db" "DROP TRIGGER audit_no_update; UPDATE audit SET code = code + 1 WHERE seq = 3;"
+set +e; "$bin/otakey" audit verify --db "$work/registry.db" >/dev/null; rc=$?; set -e
+check "an edited audit row makes 'audit verify' fail with exit code 3" test "$rc" -eq 3
+
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]
