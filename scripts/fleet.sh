@@ -63,7 +63,7 @@ start_device() {
   local id=$1 name=${2:-$1}
   "$bin/otakey-device" --id "$id" --flash "$work/dev/$name.flash" --batch $batch \
     --pk "$work/batch.pk" --agent-pub "$pub" --broker "127.0.0.1:$LAB_AGENT_PORT" \
-    --cafile "$LAB_CA" --status "$work/dev/$name.json" --poll-ms 500 --telemetry-ms 250 \
+    --cafile "$LAB_CA" --status "$work/dev/$name.json" --poll-ms "${POLL_MS:-60000}" --telemetry-ms 250 \
     2> "$work/dev/$name.log" &
   pids+=($!)
 }

@@ -20,6 +20,7 @@ check() { # check DESCRIPTION COMMAND...
 }
 
 n=6
+POLL_MS=500 # revocation is seen at the next poll
 fleet_setup
 start_agent
 t0=$(date +%s.%N)

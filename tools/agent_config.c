@@ -71,6 +71,10 @@ static int on_agent(parse_ctx *p, const char *s, const char *k, const char *v)
         return copy(p, s, k, c->share_group, sizeof c->share_group, v);
     if (!strcmp(k, "claim_cloud"))
         return number(p, s, k, v, 1, 0x7fffffff, &x) && (c->claim_cloud = (uint32_t)x, 1);
+    if (!strcmp(k, "notify_rate"))
+        return number(p, s, k, v, 1, 100000, &x) && (c->notify_rate = (unsigned)x, 1);
+    if (!strcmp(k, "notify_resend_ms"))
+        return number(p, s, k, v, 100, 86400000, &x) && (c->notify_resend_ms = (unsigned)x, 1);
     if (!strcmp(k, "log_level")) {
         if (!strcmp(v, "error"))
             c->log_level = 0;
@@ -151,6 +155,8 @@ int otk_agentd_config_load(const char *path, otk_agentd_config *cfg, char *err, 
     strcpy(cfg->broker_host, "127.0.0.1");
     cfg->broker_port = 8883;
     cfg->log_level = 2;
+    cfg->notify_rate = 200;
+    cfg->notify_resend_ms = 30000;
     p.cfg = cfg;
     p.err = err;
     p.err_size = err_size;

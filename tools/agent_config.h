@@ -17,6 +17,8 @@ typedef struct otk_agentd_config {
     char share_group[32];
     uint32_t claim_cloud;
     int log_level; /* 0 error, 1 warn, 2 info, 3 debug */
+    unsigned notify_rate;      /* NOTIFY messages per second at most */
+    unsigned notify_resend_ms; /* offer a requested update again after this */
     otk_cloud_endpoint clouds[OTK_AGENT_MAX_CLOUDS]; /* what devices are told */
     otk_dynsec_cloud admin[OTK_AGENT_MAX_CLOUDS];    /* how the agent administers them */
     size_t n_clouds;

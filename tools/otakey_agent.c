@@ -190,6 +190,31 @@ static int setup(daemon_ctx *d, const char *path)
     return 0;
 }
 
+/*
+ * Offers requested updates: NOTIFY to devices whose operator request has
+ * not been offered yet, at most notify_rate a second. Devices that are
+ * offline get the update when they poll on their next start.
+ */
+static void push_notifications(daemon_ctx *d)
+{
+    uint8_t ids[64][16], out[OTK_MSG_MAX_LEN];
+    char topic[64], hex[33];
+    size_t n, i, len;
+    unsigned per_tick = d->cfg.notify_rate / 5 ? d->cfg.notify_rate / 5 : 1;
+    n = otk_sqlreg_due_notifications(d->reg, ids, per_tick < 64 ? per_tick : 64,
+                                     d->cfg.notify_resend_ms);
+    for (i = 0; i < n; i++) {
+        if (otk_agent_notify(&d->agent, ids[i], out, sizeof out, &len) != OTK_OK)
+            continue;
+        hex_id(ids[i], hex);
+        snprintf(topic, sizeof topic, DOWN_PREFIX "%s", hex);
+        if (mosquitto_publish_v5(d->mosq, NULL, topic, (int)len, out, 1, false, NULL) != MOSQ_ERR_SUCCESS)
+            logf_(1, "NOTIFY to %s not sent", hex);
+    }
+    if (n)
+        logf_(3, "%zu update offers sent", n);
+}
+
 static void teardown(daemon_ctx *d)
 {
     if (d->mosq) {
@@ -240,8 +265,14 @@ int main(int argc, char **argv)
     rc = setup(&d, path);
     if (rc == 0) {
         logf_(2, "running (database %s, %zu clouds)", d.cfg.database, d.cfg.n_clouds);
+        struct timespec last = {0, 0}, now;
         while (!stopping) {
-            int lrc = mosquitto_loop(d.mosq, 200, 1);
+            int lrc = mosquitto_loop(d.mosq, 100, 1);
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >= 200) {
+                last = now;
+                push_notifications(&d);
+            }
             if (lrc != MOSQ_ERR_SUCCESS && !stopping) {
                 logf_(1, "broker connection lost (%s); reconnecting", mosquitto_strerror(lrc));
                 sleep(1);

@@ -21,7 +21,7 @@
 extern "C" {
 #endif
 
-#define OTK_SQLREG_SCHEMA_VERSION 1
+#define OTK_SQLREG_SCHEMA_VERSION 2
 
 typedef struct otk_sqlreg otk_sqlreg;
 
@@ -46,6 +46,14 @@ OTK_CHECK_RETURN otk_status otk_sqlreg_add_batch(otk_sqlreg *r, const uint8_t ba
  */
 OTK_CHECK_RETURN otk_status otk_sqlreg_audit_verify(otk_sqlreg *r, uint64_t *rows,
                                                     uint64_t *bad_seq);
+
+/*
+ * Up to max devices whose requested update has not been offered yet (or
+ * not in the last resend_ms): their ids go to ids and they are marked as
+ * notified now. The daemon sends each a NOTIFY (otk_agent_notify).
+ */
+size_t otk_sqlreg_due_notifications(otk_sqlreg *r, uint8_t (*ids)[16], size_t max,
+                                    unsigned resend_ms);
 
 /* Number of audit rows of a kind (0: all). */
 uint64_t otk_sqlreg_audit_count(otk_sqlreg *r, int kind);

@@ -481,6 +481,25 @@ otk_status otk_agent_request_update(otk_agent *a, const uint8_t id[16], int want
     return st;
 }
 
+otk_status otk_agent_notify(otk_agent *a, const uint8_t id[16], uint8_t *out, size_t out_size,
+                            size_t *out_len)
+{
+    otk_agent_device rec;
+    otk_status st;
+    if (out == NULL || out_len == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    *out_len = 0;
+    st = load(a, id, &rec);
+    if (st == OTK_OK && (rec.state != OTK_DS_ACTIVE || !rec.has_committed ||
+                         rec.want == OTK_WANT_NONE || rec.has_pending))
+        st = OTK_ERR_BAD_STATE;
+    if (st == OTK_OK)
+        st = mac_reply(a, OTK_MSG_NOTIFY, rec.id, rec.committed.version, OTK_OK, rec.committed.ak,
+                       NULL, 0, out, out_size, out_len);
+    otk_wipe(&rec, sizeof rec);
+    return st;
+}
+
 otk_status otk_agent_revoke(otk_agent *a, const uint8_t id[16])
 {
     otk_agent_device rec;

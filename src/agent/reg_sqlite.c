@@ -31,6 +31,9 @@ static const char *const migrations[] = {
     "  BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;"
     "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
     "  BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;",
+    /* 2: when the agent last sent a NOTIFY for the requested update. */
+    "ALTER TABLE devices ADD COLUMN notified_at INTEGER;"
+    "CREATE INDEX devices_want ON devices(want) WHERE want != 0;",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
@@ -54,7 +57,8 @@ static const char *const queries[Q_COUNT] = {
     "   WHEN excluded.c_user IS c_user THEN c_secret_hash END,"
     " p_version = excluded.p_version, p_claim = excluded.p_claim, p_keyset = excluded.p_keyset,"
     " p_th = excluded.p_th, p_resp = excluded.p_resp, stale_cloud = excluded.stale_cloud,"
-    " stale_user = excluded.stale_user, updated = excluded.updated",
+    " stale_user = excluded.stale_user, updated = excluded.updated,"
+    " notified_at = CASE WHEN excluded.want = want THEN notified_at END",
     "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
     "INSERT INTO audit(seq, ts, kind, msg_type, device, version, code, hash)"
     " VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
@@ -481,6 +485,43 @@ otk_status otk_sqlreg_audit_verify(otk_sqlreg *r, uint64_t *rows, uint64_t *bad_
     sqlite3_finalize(s);
     *rows = n;
     return st;
+}
+
+size_t otk_sqlreg_due_notifications(otk_sqlreg *r, uint8_t (*ids)[16], size_t max,
+                                    unsigned resend_ms)
+{
+    sqlite3_stmt *s = NULL, *u = NULL;
+    int64_t now = now_ms();
+    size_t n = 0;
+    if (r == NULL || ids == NULL || max == 0)
+        return 0;
+    /* Devices with a requested update, nothing pending, not told recently. */
+    if (exec(r, "BEGIN IMMEDIATE") != OTK_OK)
+        return 0;
+    if (sqlite3_prepare_v2(r->db,
+                           "SELECT id FROM devices WHERE want != 0 AND state = 2 AND p_version IS NULL"
+                           " AND (notified_at IS NULL OR notified_at < ?1) LIMIT ?2",
+                           -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(r->db, "UPDATE devices SET notified_at = ?1 WHERE id = ?2", -1, &u,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, now - (int64_t)resend_ms);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+        while (n < max && sqlite3_step(s) == SQLITE_ROW)
+            if (col_blob(s, 0, ids[n], 16)) {
+                sqlite3_reset(u);
+                sqlite3_bind_int64(u, 1, now);
+                sqlite3_bind_blob(u, 2, ids[n], 16, SQLITE_STATIC);
+                if (sqlite3_step(u) == SQLITE_DONE)
+                    n++;
+            }
+    }
+    sqlite3_finalize(s);
+    sqlite3_finalize(u);
+    if (exec(r, "COMMIT") != OTK_OK) {
+        (void)exec(r, "ROLLBACK");
+        n = 0;
+    }
+    return n;
 }
 
 uint64_t otk_sqlreg_audit_count(otk_sqlreg *r, int kind)
