@@ -28,11 +28,13 @@ t0=$(date +%s.%N)
 for i in $(seq 1 "$n"); do start_device "$(device_id "$i")"; done
 wait_all "claim" '"state":"ready","version":1,"cloud":1' "$n"
 wait_all "telemetry on cloud A" '"version":1,"cloud":1,.*"telemetry_acked":[1-9]' "$n"
-"$bin/otakey" device update --db "$work/registry.db" --rotate --all
-wait_all "rotation" '"state":"ready","version":2,"cloud":1' "$n"
-"$bin/otakey" device update --db "$work/registry.db" --switch-to 2 --all
-wait_all "switch to cloud B" '"state":"ready","version":3,"cloud":2' "$n"
+"$bin/otakey" campaign start --db "$work/registry.db" --rotate --all --rate 200
+wait_all "rotation campaign" '"state":"ready","version":2,"cloud":1' "$n"
+"$bin/otakey" campaign start --db "$work/registry.db" --switch-to 2 --all --rate 200 --canary 2
+wait_all "switch campaign to cloud B (2 canaries first)" '"state":"ready","version":3,"cloud":2' "$n"
 wait_all "telemetry on cloud B" '"version":3,"cloud":2,.*"telemetry_acked":[1-9]' "$n"
+sleep 0.5 # one engine step marks the campaigns done
+"$bin/otakey" campaign status --db "$work/registry.db"
 "$bin/otakey" audit verify --db "$work/registry.db"
 echo
 printf '| %-32s | %-6s | %-7s | %-5s | %-9s | %-11s |\n' device state version cloud telemetry "agent bytes"

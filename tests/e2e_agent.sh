@@ -37,9 +37,10 @@ check "the refusal is in the audit log" \
   bash -c "'$bin/otakey' audit list --db '$work/registry.db' | grep -q 'claim-refused.*$(device_id 1).*ALREADY_CLAIMED'"
 kill "${pids[-1]}"; rm -f "$work/dev/clone.json"
 
-# Rotation of every device; the agent dies mid-way (SIGKILL) and comes back.
-"$bin/otakey" device update --db "$work/registry.db" --rotate --all >/dev/null
-sleep 0.3
+# A rotation campaign over every device (3 a second); the agent dies mid-way
+# (SIGKILL) and comes back.
+"$bin/otakey" campaign start --db "$work/registry.db" --rotate --all --rate 3 >/dev/null
+sleep 1
 kill -9 "$agent_pid"
 sleep 1
 start_agent
@@ -49,6 +50,22 @@ check "device and agent agree on every version" bash -c \
   "'$bin/otakey' device list --db '$work/registry.db' --json | grep -o '\"version\":[0-9]*' | sort | uniq -c | grep -qx ' *$n \"version\":2'"
 check "no update is left pending" bash -c \
   "! '$bin/otakey' device list --db '$work/registry.db' --json | grep -q '\"pending_version\":[1-9]'"
+sleep 0.5
+check "the campaign finished with every device done" bash -c \
+  "'$bin/otakey' campaign status --db '$work/registry.db' 1 --json | grep -q '\"state\":\"done\",\"total\":$n,\"started\":$n,\"done\":$n,\"failed\":0'"
+
+# A campaign aborted at once: the devices it had not started keep their keys.
+"$bin/otakey" campaign start --db "$work/registry.db" --rotate --devices "$(device_id 4),$(device_id 5),$(device_id 6)" --rate 1 >/dev/null
+"$bin/otakey" campaign abort --db "$work/registry.db" 2 >/dev/null
+sleep 2
+check "an aborted campaign stops" bash -c \
+  "'$bin/otakey' campaign status --db '$work/registry.db' 2 --json | grep -q '\"state\":\"aborted\"'"
+check "devices it had not started keep their version" \
+  grep -q '"version":2' "$work/dev/$(device_id 6).json"
+set +e; "$bin/otakey" campaign resume --db "$work/registry.db" 2 >/dev/null; rc=$?; set -e
+check "an aborted campaign cannot be resumed (exit 1)" test "$rc" -eq 1
+set +e; "$bin/otakey" campaign start --db "$work/registry.db" --rotate --batch zz >/dev/null 2>&1; rc=$?; set -e
+check "a bad selector is refused" test "$rc" -eq 1
 
 # Revocation: the agent refuses the device from then on.
 "$bin/otakey" device revoke --config "$work/agent.ini" "$(device_id 2)" >/dev/null

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "agent_config.h"
+#include "otakey/campaign.h"
 #include "otakey/dynsec.h"
 #include "otakey/sqlreg.h"
 #include "otakey/wire.h"
@@ -271,6 +272,8 @@ int main(int argc, char **argv)
             clock_gettime(CLOCK_MONOTONIC, &now);
             if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >= 200) {
                 last = now;
+                if (otk_campaign_step(d.reg, &d.agent) > 0)
+                    logf_(3, "campaign devices started");
                 push_notifications(&d);
             }
             if (lrc != MOSQ_ERR_SUCCESS && !stopping) {

@@ -8,6 +8,10 @@
  *   otakey device update --db DB (--rotate | --switch-to CLOUD) (ID... | --all)
  *   otakey device revoke --config AGENT.ini ID
  *   otakey device allow-reclaim --db DB ID
+ *   otakey campaign start --db DB (--rotate | --switch-to CLOUD)
+ *                (--all | --batch HEX16 | --devices ID,ID...) [--rate N] [--canary N]
+ *   otakey campaign status --db DB [ID] [--json] [--watch]
+ *   otakey campaign pause|resume|abort --db DB ID
  *   otakey audit verify --db DB
  *   otakey audit list --db DB [--json]
  *
@@ -15,11 +19,14 @@
  * 2 bad usage (the message names the bad argument), 3 audit log tampered.
  */
 #include <sqlite3.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent_config.h"
+#include "otakey/campaign.h"
 #include "otakey/dynsec.h"
 #include "otakey/sqlreg.h"
 #include "otakey/wire.h"
@@ -31,8 +38,8 @@
 typedef struct args {
     int argc;
     char **argv;
-    const char *db, *config, *batch, *name, *pk_out, *switch_to;
-    int json, rotate, all;
+    const char *db, *config, *batch, *name, *pk_out, *switch_to, *devices, *rate, *canary;
+    int json, rotate, all, watch;
     const char *pos[64];
     int npos;
 } args;
@@ -54,6 +61,10 @@ static const char *help_text =
     "  device update --db DB (--rotate | --switch-to CLOUD) (ID... | --all)\n"
     "  device revoke --config AGENT.ini ID\n"
     "  device allow-reclaim --db DB ID\n"
+    "  campaign start --db DB (--rotate | --switch-to CLOUD)\n"
+    "                 (--all | --batch HEX16 | --devices ID,ID...) [--rate N/s] [--canary N]\n"
+    "  campaign status --db DB [ID] [--json] [--watch]\n"
+    "  campaign pause|resume|abort --db DB ID\n"
     "  audit verify --db DB\n"
     "  audit list --db DB [--json]\n"
     "Exit codes: 0 success, 1 failure, 2 bad usage, 3 audit log tampered.\n";
@@ -70,6 +81,14 @@ static int parse(args *a, int from)
             a->rotate = 1;
         else if (!strcmp(s, "--all"))
             a->all = 1;
+        else if (!strcmp(s, "--watch"))
+            a->watch = 1;
+        else if (!strcmp(s, "--devices"))
+            dst = &a->devices;
+        else if (!strcmp(s, "--rate"))
+            dst = &a->rate;
+        else if (!strcmp(s, "--canary"))
+            dst = &a->canary;
         else if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
             fputs(help_text, stdout);
             exit(0);
@@ -440,6 +459,160 @@ static int cmd_audit_verify(args *a)
     return st == OTK_OK ? 0 : st == OTK_ERR_CORRUPT ? EXIT_TAMPERED : EXIT_FAIL;
 }
 
+static int parse_count(const char *s, const char *opt, long lo, long hi, long *out)
+{
+    char *end;
+    long v;
+    if (s == NULL)
+        return 0;
+    v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "otakey: %s '%s' must be a number in [%ld, %ld]\n", opt, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int cmd_campaign_start(args *a)
+{
+    otk_crypto c;
+    otk_sqlreg *r;
+    static char selector[65536];
+    long rate = 100, canary = 0, target = 0;
+    int64_t id;
+    uint64_t total;
+    otk_status st;
+    int rc, nsel = a->all + (a->batch != NULL) + (a->devices != NULL);
+    if (a->rotate == (a->switch_to != NULL))
+        return usage_error("%s", "give exactly one of --rotate and --switch-to CLOUD");
+    if (a->switch_to && parse_count(a->switch_to, "--switch-to", 1, 0x7fffffff, &target) != 0)
+        return EXIT_USAGE;
+    if (nsel != 1)
+        return usage_error("%s", "give exactly one of --all, --batch HEX16, --devices ID,ID...");
+    if (parse_count(a->rate, "--rate", 1, 1000000, &rate) != 0 ||
+        parse_count(a->canary, "--canary", 0, 1000000000, &canary) != 0)
+        return EXIT_USAGE;
+    if (a->all)
+        strcpy(selector, "all");
+    else if (a->batch)
+        snprintf(selector, sizeof selector, "batch:%s", a->batch);
+    else if (strlen(a->devices) + 4 < sizeof selector)
+        snprintf(selector, sizeof selector, "ids:%s", a->devices);
+    else
+        return usage_error("%s", "--devices lists too many ids (about 1900 at most); use --batch or --all");
+    if ((rc = open_db(a, &c, &r)) != 0)
+        return rc;
+    st = otk_campaign_create(r, target ? OTK_WANT_SWITCH : OTK_WANT_ROTATE, (uint32_t)target,
+                             selector, (uint32_t)rate, (uint32_t)canary, &id, &total);
+    if (st == OTK_OK)
+        printf(a->json ? "{\"campaign\":%lld,\"devices\":%llu}\n" : "campaign %lld started: %llu devices\n",
+               (long long)id, (unsigned long long)total);
+    else if (st == OTK_ERR_BAD_VALUE)
+        fprintf(stderr, "otakey: the selection '%s' matches no active device, or does not parse\n",
+                selector);
+    else
+        fprintf(stderr, "otakey: campaign start: %s\n", otk_strerror(st));
+    otk_sqlreg_close(r);
+    otk_crypto_openssl_free(&c);
+    return st == OTK_OK ? 0 : EXIT_FAIL;
+}
+
+static void print_campaign(const otk_campaign_status *c, int json, int bar)
+{
+    if (json) {
+        printf("{\"campaign\":%lld,\"kind\":\"%s\",\"target_cloud\":%u,\"selector\":\"%s\","
+               "\"state\":\"%s\",\"total\":%llu,\"started\":%llu,\"done\":%llu,\"failed\":%llu}\n",
+               (long long)c->id, c->kind == OTK_WANT_SWITCH ? "switch" : "rotate",
+               (unsigned)c->target_cloud, c->selector, otk_campaign_state_name(c->state),
+               (unsigned long long)c->total, (unsigned long long)c->started,
+               (unsigned long long)c->done, (unsigned long long)c->failed);
+        return;
+    }
+    if (bar) {
+        char b[41];
+        size_t i, fill = c->total ? (size_t)(40 * c->done / c->total) : 0;
+        for (i = 0; i < 40; i++)
+            b[i] = i < fill ? '#' : '.';
+        b[40] = 0;
+        printf("\rcampaign %lld [%s] %llu/%llu done, %llu failed, %s   ", (long long)c->id, b,
+               (unsigned long long)c->done, (unsigned long long)c->total,
+               (unsigned long long)c->failed, otk_campaign_state_name(c->state));
+        fflush(stdout);
+        return;
+    }
+    if (c->kind == OTK_WANT_SWITCH)
+        printf("campaign %lld: switch to cloud %u", (long long)c->id, (unsigned)c->target_cloud);
+    else
+        printf("campaign %lld: rotate", (long long)c->id);
+    printf(" over %s: %s, %llu devices, %llu started, %llu done, %llu failed\n", c->selector, otk_campaign_state_name(c->state), (unsigned long long)c->total,
+           (unsigned long long)c->started, (unsigned long long)c->done, (unsigned long long)c->failed);
+}
+
+static int cmd_campaign_status(args *a)
+{
+    otk_crypto c;
+    otk_sqlreg *r;
+    otk_campaign_status cs;
+    int64_t ids[256];
+    long id = 0;
+    size_t n, i;
+    int rc, tty = isatty(1) && !a->json;
+    if (a->npos == 3 && parse_count(a->pos[2], "campaign ID", 1, 0x7fffffff, &id) != 0)
+        return EXIT_USAGE;
+    if (a->npos > 3)
+        return usage_error("%s", "campaign status takes at most one ID");
+    if ((rc = open_db(a, &c, &r)) != 0)
+        return rc;
+    rc = 0;
+    if (id) {
+        for (;;) {
+            if (otk_campaign_get(r, id, &cs) != OTK_OK) {
+                fprintf(stderr, "otakey: no campaign %ld\n", id);
+                rc = EXIT_FAIL;
+                break;
+            }
+            print_campaign(&cs, a->json, a->watch && tty);
+            if (!a->watch || cs.state == OTK_CAMP_DONE || cs.state == OTK_CAMP_ABORTED ||
+                cs.state == OTK_CAMP_PAUSED)
+                break;
+            nanosleep(&(struct timespec){0, 200000000L}, NULL);
+        }
+        if (a->watch && tty)
+            printf("\n");
+    } else {
+        n = otk_campaign_list(r, ids, 256);
+        for (i = 0; i < n; i++)
+            if (otk_campaign_get(r, ids[i], &cs) == OTK_OK)
+                print_campaign(&cs, a->json, 0);
+    }
+    otk_sqlreg_close(r);
+    otk_crypto_openssl_free(&c);
+    return rc;
+}
+
+static int cmd_campaign_set(args *a, int state)
+{
+    otk_crypto c;
+    otk_sqlreg *r;
+    long id;
+    otk_status st;
+    int rc;
+    if (a->npos != 3 || parse_count(a->pos[2], "campaign ID", 1, 0x7fffffff, &id) != 0)
+        return usage_error("%s", "give one campaign ID");
+    if ((rc = open_db(a, &c, &r)) != 0)
+        return rc;
+    st = otk_campaign_set_state(r, id, state);
+    if (st == OTK_OK)
+        printf("campaign %ld: %s\n", id, a->pos[1]);
+    else
+        fprintf(stderr, "otakey: campaign %ld: %s\n", id,
+                st == OTK_ERR_BAD_STATE ? "already finished" : st == OTK_ERR_NOT_FOUND ? "no such campaign" : otk_strerror(st));
+    otk_sqlreg_close(r);
+    otk_crypto_openssl_free(&c);
+    return st == OTK_OK ? 0 : EXIT_FAIL;
+}
+
 static const char *audit_kind(int k)
 {
     static const char *names[] = {"?", "claim-issued", "claim-superseded", "claim-refused",
@@ -516,6 +689,16 @@ int main(int argc, char **argv)
         return cmd_device_revoke(&a);
     if (IS(0, "device") && IS(1, "allow-reclaim"))
         return cmd_allow_reclaim(&a);
+    if (IS(0, "campaign") && IS(1, "start"))
+        return cmd_campaign_start(&a);
+    if (IS(0, "campaign") && IS(1, "status"))
+        return cmd_campaign_status(&a);
+    if (IS(0, "campaign") && IS(1, "pause"))
+        return cmd_campaign_set(&a, OTK_CAMP_PAUSED);
+    if (IS(0, "campaign") && IS(1, "resume"))
+        return cmd_campaign_set(&a, OTK_CAMP_RUNNING);
+    if (IS(0, "campaign") && IS(1, "abort"))
+        return cmd_campaign_set(&a, OTK_CAMP_ABORTED);
     if (IS(0, "audit") && IS(1, "verify"))
         return cmd_audit_verify(&a);
     if (IS(0, "audit") && IS(1, "list"))

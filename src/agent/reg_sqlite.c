@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "otakey/sqlreg.h"
+#include "sqlreg_internal.h"
 
 /* Schema migrations: index i brings a database from version i to i + 1. */
 static const char *const migrations[] = {
@@ -34,6 +35,13 @@ static const char *const migrations[] = {
     /* 2: when the agent last sent a NOTIFY for the requested update. */
     "ALTER TABLE devices ADD COLUMN notified_at INTEGER;"
     "CREATE INDEX devices_want ON devices(want) WHERE want != 0;",
+    /* 3: campaigns and their devices. */
+    "CREATE TABLE campaigns(id INTEGER PRIMARY KEY, kind INTEGER NOT NULL,"
+    "  target_cloud INTEGER NOT NULL, selector TEXT NOT NULL, rate INTEGER NOT NULL,"
+    "  canary INTEGER NOT NULL, state INTEGER NOT NULL, total INTEGER NOT NULL,"
+    "  created INTEGER NOT NULL);"
+    "CREATE TABLE campaign_devices(campaign INTEGER NOT NULL, device BLOB NOT NULL,"
+    "  base_version INTEGER NOT NULL, started INTEGER, PRIMARY KEY(campaign, device));",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
@@ -70,16 +78,28 @@ struct otk_sqlreg {
     sqlite3_stmt *q[Q_COUNT];
 };
 
-static int64_t now_ms(void)
+sqlite3 *otk_sqlreg_handle(otk_sqlreg *r)
+{
+    return r->db;
+}
+
+int64_t otk_wall_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+#define now_ms otk_wall_ms
+
 static otk_status exec(otk_sqlreg *r, const char *sql)
 {
-    return sqlite3_exec(r->db, sql, NULL, NULL, NULL) == SQLITE_OK ? OTK_OK : OTK_ERR_STORAGE;
+    return otk_sql_exec(r->db, sql);
+}
+
+otk_status otk_sql_exec(sqlite3 *db, const char *sql)
+{
+    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? OTK_OK : OTK_ERR_STORAGE;
 }
 
 static otk_status fail_err(otk_sqlreg *r, char *err, size_t err_size, const char *what)

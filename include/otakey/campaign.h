@@ -1,0 +1,73 @@
+/*
+ * campaign.h: update campaigns over the SQLite registry. A campaign rotates
+ * keys or switches the cloud of a selection of active devices (all, one
+ * batch, or a list), starting at most `rate` devices a second; with a
+ * canary count, only that many start first, and the rest waits until
+ * every canary committed (a canary the cloud refused pauses the campaign
+ * for an operator). Every step is a database row, so an agent killed at
+ * any point resumes where it was.
+ *
+ * Starting a device = otk_agent_request_update (the daemon then pushes the
+ * NOTIFY). A device is done when its committed version passed the one it
+ * had when the campaign selected it; failed when its update was aborted.
+ */
+#ifndef OTAKEY_CAMPAIGN_H
+#define OTAKEY_CAMPAIGN_H
+
+#include "otakey/agent.h"
+#include "otakey/sqlreg.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum otk_campaign_state {
+    OTK_CAMP_CANARY = 1,
+    OTK_CAMP_RUNNING = 2,
+    OTK_CAMP_PAUSED = 3,
+    OTK_CAMP_ABORTED = 4,
+    OTK_CAMP_DONE = 5
+};
+
+typedef struct otk_campaign_status {
+    int64_t id;
+    int kind;              /* OTK_WANT_ROTATE or OTK_WANT_SWITCH */
+    uint32_t target_cloud;
+    int state;             /* otk_campaign_state */
+    uint32_t rate, canary;
+    uint64_t total, started, done, failed;
+    int64_t created_ms;    /* wall clock */
+    char selector[80]; /* truncated for display */
+} otk_campaign_status;
+
+/*
+ * Creates a campaign over the active devices matching selector: "all",
+ * "batch:<16 hex>", or "ids:<32 hex>,<32 hex>,...". OTK_ERR_BAD_VALUE for a
+ * selector that matches nothing or does not parse.
+ */
+OTK_CHECK_RETURN otk_status otk_campaign_create(otk_sqlreg *r, int kind, uint32_t target_cloud,
+                                                const char *selector, uint32_t rate,
+                                                uint32_t canary, int64_t *id, uint64_t *total);
+
+/*
+ * One engine step (the daemon calls it a few times a second): moves
+ * campaign states on, and starts the devices now due (rate per second
+ * since the campaign was created, at most 64 a step), calling
+ * otk_agent_request_update for each. Returns how many started.
+ */
+size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a);
+
+OTK_CHECK_RETURN otk_status otk_campaign_get(otk_sqlreg *r, int64_t id, otk_campaign_status *st);
+
+/* Pause, resume or abort (abort also withdraws requests not yet issued). */
+OTK_CHECK_RETURN otk_status otk_campaign_set_state(otk_sqlreg *r, int64_t id, int state);
+
+/* Ids of all campaigns, newest first; returns the count (at most max). */
+size_t otk_campaign_list(otk_sqlreg *r, int64_t *ids, size_t max);
+
+const char *otk_campaign_state_name(int state);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

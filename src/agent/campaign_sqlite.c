@@ -1,0 +1,319 @@
+/* Update campaigns over the SQLite registry (include/otakey/campaign.h). */
+#include "internal.h"
+
+#include "otakey/campaign.h"
+#include "sqlreg_internal.h"
+
+/* A device's outcome inside a campaign, as SQL over campaign_devices cd. */
+#define DONE_SQL "(SELECT c_version FROM devices d WHERE d.id = cd.device) > cd.base_version"
+#define FAILED_SQL                                                                      \
+    "(cd.started IS NOT NULL AND NOT " DONE_SQL " AND (SELECT want = 0 AND p_version IS NULL" \
+    " FROM devices d WHERE d.id = cd.device))"
+
+const char *otk_campaign_state_name(int state)
+{
+    static const char *names[] = {"?", "canary", "running", "paused", "aborted", "done"};
+    return state >= 1 && state <= 5 ? names[state] : "?";
+}
+
+static int unhex(const char *s, uint8_t *out, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned v;
+        if (sscanf(s + 2 * i, "%2x", &v) != 1)
+            return -1;
+        out[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+otk_status otk_campaign_create(otk_sqlreg *r, int kind, uint32_t target_cloud,
+                               const char *selector, uint32_t rate, uint32_t canary, int64_t *id,
+                               uint64_t *total)
+{
+    sqlite3 *db;
+    sqlite3_stmt *s = NULL;
+    otk_status st = OTK_ERR_STORAGE;
+    uint8_t batch[8], dev[16];
+    int64_t cid;
+    int changes = 0;
+    if (r == NULL || selector == NULL || id == NULL || total == NULL || rate == 0 ||
+        (kind != OTK_WANT_ROTATE && kind != OTK_WANT_SWITCH) || strlen(selector) > 65536)
+        return OTK_ERR_INVALID_ARGUMENT;
+    db = otk_sqlreg_handle(r);
+    if (otk_sql_exec(db, "BEGIN IMMEDIATE") != OTK_OK)
+        return OTK_ERR_BUSY;
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO campaigns(kind, target_cloud, selector, rate, canary, state,"
+                           " total, created) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
+                           -1, &s, NULL) != SQLITE_OK)
+        goto out;
+    sqlite3_bind_int(s, 1, kind);
+    sqlite3_bind_int64(s, 2, target_cloud);
+    sqlite3_bind_text(s, 3, selector, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, rate);
+    sqlite3_bind_int64(s, 5, canary);
+    sqlite3_bind_int(s, 6, canary ? OTK_CAMP_CANARY : OTK_CAMP_RUNNING);
+    sqlite3_bind_int64(s, 7, otk_wall_ms());
+    if (sqlite3_step(s) != SQLITE_DONE)
+        goto out;
+    sqlite3_finalize(s);
+    s = NULL;
+    cid = sqlite3_last_insert_rowid(db);
+#define ADD "INSERT INTO campaign_devices(campaign, device, base_version) SELECT ?1, id, c_version" \
+            " FROM devices WHERE state = 2 AND c_version IS NOT NULL"
+    if (!strcmp(selector, "all")) {
+        if (sqlite3_prepare_v2(db, ADD, -1, &s, NULL) != SQLITE_OK)
+            goto out;
+        sqlite3_bind_int64(s, 1, cid);
+        if (sqlite3_step(s) != SQLITE_DONE)
+            goto out;
+        changes = sqlite3_changes(db);
+    } else if (!strncmp(selector, "batch:", 6) && strlen(selector) == 22 &&
+               unhex(selector + 6, batch, 8) == 0) {
+        if (sqlite3_prepare_v2(db, ADD " AND batch_id = ?2", -1, &s, NULL) != SQLITE_OK)
+            goto out;
+        sqlite3_bind_int64(s, 1, cid);
+        sqlite3_bind_blob(s, 2, batch, 8, SQLITE_STATIC);
+        if (sqlite3_step(s) != SQLITE_DONE)
+            goto out;
+        changes = sqlite3_changes(db);
+    } else if (!strncmp(selector, "ids:", 4)) {
+        const char *p = selector + 4;
+        if (sqlite3_prepare_v2(db, ADD " AND id = ?2", -1, &s, NULL) != SQLITE_OK)
+            goto out;
+        while (*p) {
+            if (strlen(p) < 32 || unhex(p, dev, 16) != 0 || (p[32] != ',' && p[32] != '\0')) {
+                st = OTK_ERR_BAD_VALUE;
+                goto out;
+            }
+            sqlite3_reset(s);
+            sqlite3_bind_int64(s, 1, cid);
+            sqlite3_bind_blob(s, 2, dev, 16, SQLITE_TRANSIENT);
+            if (sqlite3_step(s) != SQLITE_DONE)
+                goto out;
+            changes += sqlite3_changes(db);
+            p += p[32] ? 33 : 32;
+        }
+    } else {
+        st = OTK_ERR_BAD_VALUE;
+        goto out;
+    }
+#undef ADD
+    if (changes == 0) {
+        st = OTK_ERR_BAD_VALUE;
+        goto out;
+    }
+    sqlite3_finalize(s);
+    s = NULL;
+    if (sqlite3_prepare_v2(db, "UPDATE campaigns SET total = ?2 WHERE id = ?1", -1, &s, NULL) !=
+        SQLITE_OK)
+        goto out;
+    sqlite3_bind_int64(s, 1, cid);
+    sqlite3_bind_int64(s, 2, changes);
+    if (sqlite3_step(s) != SQLITE_DONE)
+        goto out;
+    *id = cid;
+    *total = (uint64_t)changes;
+    st = OTK_OK;
+out:
+    sqlite3_finalize(s);
+    if (st == OTK_OK && otk_sql_exec(db, "COMMIT") == OTK_OK)
+        return OTK_OK;
+    (void)otk_sql_exec(db, "ROLLBACK");
+    return st == OTK_OK ? OTK_ERR_STORAGE : st;
+}
+
+static uint64_t count(sqlite3 *db, const char *sql, int64_t id)
+{
+    sqlite3_stmt *s = NULL;
+    uint64_t n = 0;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, id);
+        if (sqlite3_step(s) == SQLITE_ROW)
+            n = (uint64_t)sqlite3_column_int64(s, 0);
+    }
+    sqlite3_finalize(s);
+    return n;
+}
+
+otk_status otk_campaign_get(otk_sqlreg *r, int64_t id, otk_campaign_status *st)
+{
+    sqlite3 *db;
+    sqlite3_stmt *s = NULL;
+    otk_status rc = OTK_ERR_NOT_FOUND;
+    if (r == NULL || st == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    db = otk_sqlreg_handle(r);
+    memset(st, 0, sizeof *st);
+    if (sqlite3_prepare_v2(db,
+                           "SELECT kind, target_cloud, selector, rate, canary, state, total, created"
+                           " FROM campaigns WHERE id = ?1",
+                           -1, &s, NULL) != SQLITE_OK)
+        return OTK_ERR_STORAGE;
+    sqlite3_bind_int64(s, 1, id);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        st->id = id;
+        st->kind = sqlite3_column_int(s, 0);
+        st->target_cloud = (uint32_t)sqlite3_column_int64(s, 1);
+        snprintf(st->selector, sizeof st->selector, "%s", (const char *)sqlite3_column_text(s, 2));
+        st->rate = (uint32_t)sqlite3_column_int64(s, 3);
+        st->canary = (uint32_t)sqlite3_column_int64(s, 4);
+        st->state = sqlite3_column_int(s, 5);
+        st->total = (uint64_t)sqlite3_column_int64(s, 6);
+        st->created_ms = sqlite3_column_int64(s, 7);
+        rc = OTK_OK;
+    }
+    sqlite3_finalize(s);
+    if (rc != OTK_OK)
+        return rc;
+    st->started = count(db, "SELECT count(*) FROM campaign_devices WHERE campaign = ?1"
+                            " AND started IS NOT NULL", id);
+    st->done = count(db, "SELECT count(*) FROM campaign_devices cd WHERE campaign = ?1 AND " DONE_SQL,
+                     id);
+    st->failed = count(db, "SELECT count(*) FROM campaign_devices cd WHERE campaign = ?1 AND "
+                           FAILED_SQL, id);
+    return OTK_OK;
+}
+
+static void set_state(sqlite3 *db, int64_t id, int state)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(db, "UPDATE campaigns SET state = ?2 WHERE id = ?1", -1, &s, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, id);
+        sqlite3_bind_int(s, 2, state);
+        (void)sqlite3_step(s);
+    }
+    sqlite3_finalize(s);
+}
+
+otk_status otk_campaign_set_state(otk_sqlreg *r, int64_t id, int state)
+{
+    otk_campaign_status cur;
+    sqlite3 *db;
+    sqlite3_stmt *s = NULL;
+    if (state != OTK_CAMP_PAUSED && state != OTK_CAMP_RUNNING && state != OTK_CAMP_ABORTED)
+        return OTK_ERR_INVALID_ARGUMENT;
+    OTK_TRY(otk_campaign_get(r, id, &cur));
+    if (cur.state == OTK_CAMP_DONE || cur.state == OTK_CAMP_ABORTED)
+        return OTK_ERR_BAD_STATE;
+    db = otk_sqlreg_handle(r);
+    if (otk_sql_exec(db, "BEGIN IMMEDIATE") != OTK_OK)
+        return OTK_ERR_BUSY;
+    /* Resuming a campaign paused in its canary phase goes back there. */
+    if (state == OTK_CAMP_RUNNING && cur.canary && cur.done < cur.canary)
+        state = OTK_CAMP_CANARY;
+    set_state(db, id, state);
+    if (state == OTK_CAMP_ABORTED &&
+        sqlite3_prepare_v2(db,
+                           "UPDATE devices SET want = 0, want_cloud = 0 WHERE p_version IS NULL"
+                           " AND id IN (SELECT device FROM campaign_devices WHERE campaign = ?1"
+                           " AND started IS NOT NULL)",
+                           -1, &s, NULL) == SQLITE_OK) {
+        /* Withdraw what is requested but not issued yet; issued sets finish. */
+        sqlite3_bind_int64(s, 1, id);
+        (void)sqlite3_step(s);
+    }
+    sqlite3_finalize(s);
+    return otk_sql_exec(db, "COMMIT");
+}
+
+size_t otk_campaign_list(otk_sqlreg *r, int64_t *ids, size_t max)
+{
+    sqlite3_stmt *s = NULL;
+    size_t n = 0;
+    if (sqlite3_prepare_v2(otk_sqlreg_handle(r), "SELECT id FROM campaigns ORDER BY id DESC", -1,
+                           &s, NULL) == SQLITE_OK)
+        while (n < max && sqlite3_step(s) == SQLITE_ROW)
+            ids[n++] = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return n;
+}
+
+/* Starts up to want devices of campaign c; returns how many started. */
+static size_t start_devices(otk_sqlreg *r, otk_agent *a, const otk_campaign_status *c, uint64_t want)
+{
+    sqlite3 *db = otk_sqlreg_handle(r);
+    sqlite3_stmt *s = NULL, *u = NULL;
+    uint8_t ids[64][16], out[OTK_MSG_MAX_LEN];
+    size_t n = 0, i, started = 0, len;
+    if (want > 64)
+        want = 64;
+    if (sqlite3_prepare_v2(db, "SELECT device FROM campaign_devices WHERE campaign = ?1"
+                               " AND started IS NULL ORDER BY rowid LIMIT ?2",
+                           -1, &s, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, c->id);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)want);
+        while (n < want && sqlite3_step(s) == SQLITE_ROW)
+            if (sqlite3_column_bytes(s, 0) == 16)
+                memcpy(ids[n++], sqlite3_column_blob(s, 0), 16);
+    }
+    sqlite3_finalize(s);
+    if (sqlite3_prepare_v2(db, "UPDATE campaign_devices SET started = ?3 WHERE campaign = ?1"
+                               " AND device = ?2",
+                           -1, &u, NULL) != SQLITE_OK) {
+        sqlite3_finalize(u);
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        /* A device revoked since selection is refused here: marked started,
+         * with nothing requested, it counts as failed. */
+        if (otk_agent_request_update(a, ids[i], c->kind, c->target_cloud, out, sizeof out, &len) !=
+            OTK_OK)
+            len = 0;
+        sqlite3_reset(u);
+        sqlite3_bind_int64(u, 1, c->id);
+        sqlite3_bind_blob(u, 2, ids[i], 16, SQLITE_STATIC);
+        sqlite3_bind_int64(u, 3, otk_wall_ms());
+        if (sqlite3_step(u) == SQLITE_DONE)
+            started++;
+    }
+    sqlite3_finalize(u);
+    return started;
+}
+
+size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a)
+{
+    int64_t ids[32];
+    size_t n, i, started = 0;
+    if (r == NULL || a == NULL)
+        return 0;
+    n = otk_campaign_list(r, ids, 32);
+    for (i = 0; i < n; i++) {
+        otk_campaign_status c;
+        uint64_t budget, limit, due;
+        int64_t age;
+        if (otk_campaign_get(r, ids[i], &c) != OTK_OK ||
+            (c.state != OTK_CAMP_CANARY && c.state != OTK_CAMP_RUNNING))
+            continue;
+        if (c.done + c.failed >= c.total) {
+            set_state(otk_sqlreg_handle(r), c.id, OTK_CAMP_DONE);
+            continue;
+        }
+        if (c.state == OTK_CAMP_CANARY) {
+            if (c.failed > 0) { /* the cloud refused a canary: an operator decides */
+                set_state(otk_sqlreg_handle(r), c.id, OTK_CAMP_PAUSED);
+                continue;
+            }
+            if (c.done >= c.canary) {
+                set_state(otk_sqlreg_handle(r), c.id, OTK_CAMP_RUNNING);
+                c.state = OTK_CAMP_RUNNING;
+            }
+        }
+        limit = c.state == OTK_CAMP_CANARY ? c.canary : c.total;
+        if (c.started >= limit)
+            continue;
+        /* rate devices per second since the campaign began (the first at once). */
+        age = otk_wall_ms() - c.created_ms;
+        due = 1u + (uint64_t)(age > 0 ? age : 0) * c.rate / 1000u;
+        if (due > limit)
+            due = limit;
+        if (due <= c.started)
+            continue;
+        budget = due - c.started;
+        started += start_devices(r, a, &c, budget);
+    }
+    return started;
+}
