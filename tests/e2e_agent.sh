@@ -27,6 +27,22 @@ t0=$(date +%s.%N)
 for i in $(seq 1 $n); do start_device "$(device_id "$i")"; done
 check "all $n devices claim" wait_all claim '"state":"ready","version":1' $n
 
+# A device restarted keeps its key set (its key partition is its only state).
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+start_device "$(device_id $n)"
+sleep 1
+check "a restarted device resumes on its key set without claiming again" \
+  grep -q '"state":"ready","version":1,"cloud":1' "$work/dev/$(device_id $n).json"
+check "the registry lists the product with its devices" \
+  bash -c "'$bin/otakey' product list --db '$work/registry.db' | grep -q 'demo-sensor  *$n\$'"
+
+# Bad configuration and bad usage are refused with exit code 2 and a message naming them.
+printf '[agent]\ndatabase = x\nbogus = 1\n' > "$work/bad.ini"
+set +e; "$bin/otakey-agent" -c "$work/bad.ini" 2> "$work/bad.err"; rc=$?; set -e
+check "a bad agent config exits 2 naming the key" bash -c "test $rc -eq 2 && grep -q 'bogus' '$work/bad.err'"
+set +e; "$bin/otakey" device show --db "$work/registry.db" nothex 2> "$work/bad.err"; rc=$?; set -e
+check "a bad CLI argument exits 2 naming it" bash -c "test $rc -eq 2 && grep -q 'ID' '$work/bad.err'"
+
 # A clone: same id as device 1, its own (empty) key partition.
 start_device "$(device_id 1)" clone
 sleep 2

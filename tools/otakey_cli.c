@@ -3,6 +3,7 @@
  *
  *   otakey keygen OUT                      agent signing key (prints the public key)
  *   otakey product create --db DB --batch HEX16 --name NAME --pk-out FILE
+ *   otakey product list --db DB [--json]
  *   otakey device list --db DB [--json]
  *   otakey device show --db DB ID [--json]
  *   otakey device update --db DB (--rotate | --switch-to CLOUD) (ID... | --all)
@@ -56,6 +57,7 @@ static const char *help_text =
     "usage: otakey COMMAND [options]\n"
     "  keygen OUT                              create the agent signing key file OUT\n"
     "  product create --db DB --batch HEX16 --name NAME --pk-out FILE\n"
+    "  product list --db DB [--json]\n"
     "  device list --db DB [--json]\n"
     "  device show --db DB ID [--json]\n"
     "  device update --db DB (--rotate | --switch-to CLOUD) (ID... | --all)\n"
@@ -216,6 +218,42 @@ out:
     otk_sqlreg_close(r);
     otk_crypto_openssl_free(&c);
     return rc;
+}
+
+static int cmd_product_list(args *a)
+{
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    int rc, n = 0;
+    if (a->db == NULL)
+        return usage_error("%s", "--db DB is required");
+    if (sqlite3_open_v2(a->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db,
+                           "SELECT lower(hex(b.batch_id)), b.product, (SELECT count(*) FROM devices d"
+                           " WHERE d.batch_id = b.batch_id) FROM batches b ORDER BY b.batch_id",
+                           -1, &s, NULL) != SQLITE_OK) {
+        fprintf(stderr, "otakey: cannot read '%s': %s\n", a->db, sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return EXIT_FAIL;
+    }
+    if (a->json)
+        printf("[");
+    else
+        printf("%-16s %-24s %s\n", "BATCH", "PRODUCT", "DEVICES");
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (a->json)
+            printf("%s{\"batch\":\"%s\",\"product\":\"%s\",\"devices\":%lld}", n ? "," : "",
+                   sqlite3_column_text(s, 0), sqlite3_column_text(s, 1), sqlite3_column_int64(s, 2));
+        else
+            printf("%-16s %-24s %lld\n", sqlite3_column_text(s, 0), sqlite3_column_text(s, 1),
+                   sqlite3_column_int64(s, 2));
+        n++;
+    }
+    if (a->json)
+        printf("]\n");
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return rc == SQLITE_DONE ? 0 : EXIT_FAIL;
 }
 
 static const char *state_name(int s)
@@ -679,6 +717,8 @@ int main(int argc, char **argv)
         return cmd_keygen(&a);
     if (IS(0, "product") && IS(1, "create"))
         return cmd_product_create(&a);
+    if (IS(0, "product") && IS(1, "list"))
+        return cmd_product_list(&a);
     if (IS(0, "device") && IS(1, "list"))
         return cmd_device_list(&a, 0);
     if (IS(0, "device") && IS(1, "show"))
