@@ -207,6 +207,17 @@ static void test_helpers(void)
     CHECK(strcmp(otk_strerror(OTK_ERR_BAD_MAC), "BAD_MAC") == 0);
     CHECK(strcmp(otk_msg_name(OTK_MSG_NACK), "NACK") == 0);
     CHECK(otk_ct_compare("abc", "abd", 3) != 0 && otk_ct_compare("abc", "abc", 3) == 0);
+    {
+        uint8_t raw[3] = {0x00, 0xaf, 0x7e}, back[3];
+        char hex[7];
+        otk_hex_encode(raw, 3, hex);
+        CHECK(strcmp(hex, "00af7e") == 0);
+        CHECK(otk_hex_decode("00AF7e", back, 3) == 0 && memcmp(back, raw, 3) == 0);
+        CHECK(otk_hex_decode("00af7", back, 3) == -1);
+        CHECK(otk_hex_decode("00af7e0", back, 3) == -1);
+        CHECK(otk_hex_decode("00ag7e", back, 3) == -1);
+        CHECK(otk_hex_decode(NULL, back, 3) == -1);
+    }
 }
 
 int main(void)

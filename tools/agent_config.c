@@ -208,7 +208,7 @@ int otk_agentd_config_load(const char *path, otk_agentd_config *cfg, char *err, 
 int otk_read_hex_file(const char *path, uint8_t *out, size_t n, char *err, size_t err_size)
 {
     char buf[1024];
-    size_t len, i;
+    size_t len;
     FILE *f = fopen(path, "r");
     if (f == NULL) {
         snprintf(err, err_size, "cannot open '%s'", path);
@@ -219,17 +219,9 @@ int otk_read_hex_file(const char *path, uint8_t *out, size_t n, char *err, size_
     buf[len] = '\0';
     while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
         buf[--len] = '\0';
-    if (len != 2 * n) {
+    if (otk_hex_decode(buf, out, n) != 0) {
         snprintf(err, err_size, "'%s' must hold %zu hex digits", path, 2 * n);
         return -1;
-    }
-    for (i = 0; i < n; i++) {
-        unsigned v;
-        if (sscanf(buf + 2 * i, "%2x", &v) != 1) {
-            snprintf(err, err_size, "'%s' is not hex", path);
-            return -1;
-        }
-        out[i] = (uint8_t)v;
     }
     return 0;
 }

@@ -60,17 +60,6 @@ static void on_signal(int sig)
     stopping = 1;
 }
 
-static void hex_id(const uint8_t id[16], char out[33])
-{
-    static const char hex[] = "0123456789abcdef";
-    int i;
-    for (i = 0; i < 16; i++) {
-        out[2 * i] = hex[id[i] >> 4];
-        out[2 * i + 1] = hex[id[i] & 15];
-    }
-    out[32] = '\0';
-}
-
 static void on_connect(struct mosquitto *m, void *ud, int rc, int flags, const mosquitto_property *p)
 {
     daemon_ctx *d = ud;
@@ -102,7 +91,7 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
     /* The topic names the sender (the broker's ACL binds it to the client id):
      * a header that names another device is refused. */
     if (msg->payloadlen >= (int)OTK_HDR_LEN) {
-        hex_id((const uint8_t *)msg->payload + 2, hex);
+        otk_hex_encode((const uint8_t *)msg->payload + 2, 16, hex);
         if (strcmp(hex, msg->topic + strlen(UP_PREFIX)) != 0) {
             d->refused++;
             logf_(1, "message on %s names device %s: refused (WRONG_DEVICE)", msg->topic, hex);
@@ -207,7 +196,7 @@ static void push_notifications(daemon_ctx *d)
     for (i = 0; i < n; i++) {
         if (otk_agent_notify(&d->agent, ids[i], out, sizeof out, &len) != OTK_OK)
             continue;
-        hex_id(ids[i], hex);
+        otk_hex_encode(ids[i], 16, hex);
         snprintf(topic, sizeof topic, DOWN_PREFIX "%s", hex);
         if (mosquitto_publish_v5(d->mosq, NULL, topic, (int)len, out, 1, false, NULL) != MOSQ_ERR_SUCCESS)
             logf_(1, "NOTIFY to %s not sent", hex);

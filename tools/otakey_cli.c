@@ -119,20 +119,6 @@ static int parse(args *a, int from)
     return 0;
 }
 
-static int unhex(const char *s, uint8_t *out, size_t n)
-{
-    size_t i;
-    if (strlen(s) != 2 * n)
-        return -1;
-    for (i = 0; i < n; i++) {
-        unsigned v;
-        if (sscanf(s + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (uint8_t)v;
-    }
-    return 0;
-}
-
 static void print_hex(FILE *f, const uint8_t *p, size_t n)
 {
     while (n--)
@@ -187,7 +173,7 @@ static int cmd_product_create(args *a)
     FILE *f;
     otk_status st;
     int rc;
-    if (a->batch == NULL || unhex(a->batch, batch, sizeof batch) != 0)
+    if (a->batch == NULL || otk_hex_decode(a->batch, batch, sizeof batch) != 0)
         return usage_error("%s", "--batch must be 16 hex digits (product id, batch number)");
     if (a->name == NULL || a->pk_out == NULL)
         return usage_error("%s", "--name and --pk-out are required");
@@ -220,22 +206,31 @@ out:
     return rc;
 }
 
+/* Opens DB read-only and prepares sql; on failure says why and returns EXIT_FAIL. */
+static int open_query(args *a, const char *sql, sqlite3 **db, sqlite3_stmt **s)
+{
+    *s = NULL;
+    if (a->db == NULL)
+        return usage_error("%s", "--db DB is required");
+    if (sqlite3_open_v2(a->db, db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(*db, sql, -1, s, NULL) != SQLITE_OK) {
+        fprintf(stderr, "otakey: cannot read '%s': %s\n", a->db, sqlite3_errmsg(*db));
+        sqlite3_close(*db);
+        return EXIT_FAIL;
+    }
+    return 0;
+}
+
 static int cmd_product_list(args *a)
 {
     sqlite3 *db;
     sqlite3_stmt *s;
     int rc, n = 0;
-    if (a->db == NULL)
-        return usage_error("%s", "--db DB is required");
-    if (sqlite3_open_v2(a->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db,
-                           "SELECT lower(hex(b.batch_id)), b.product, (SELECT count(*) FROM devices d"
-                           " WHERE d.batch_id = b.batch_id) FROM batches b ORDER BY b.batch_id",
-                           -1, &s, NULL) != SQLITE_OK) {
-        fprintf(stderr, "otakey: cannot read '%s': %s\n", a->db, sqlite3_errmsg(db));
-        sqlite3_close(db);
-        return EXIT_FAIL;
-    }
+    if ((rc = open_query(a,
+                         "SELECT lower(hex(b.batch_id)), b.product, (SELECT count(*) FROM devices d"
+                         " WHERE d.batch_id = b.batch_id) FROM batches b ORDER BY b.batch_id",
+                         &db, &s)) != 0)
+        return rc;
     if (a->json)
         printf("[");
     else
@@ -267,19 +262,13 @@ static int cmd_device_list(args *a, int show)
     sqlite3_stmt *s;
     uint8_t id[16];
     int rc, n = 0;
-    if (a->db == NULL)
-        return usage_error("%s", "--db DB is required");
-    if (show && (a->npos != 3 || unhex(a->pos[2], id, 16) != 0))
+    if (show && (a->npos != 3 || otk_hex_decode(a->pos[2], id, 16) != 0))
         return usage_error("%s", "device show needs one device ID (32 hex digits)");
-    if (sqlite3_open_v2(a->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db,
-                           "SELECT hex(id), state, c_version, c_cloud, c_user, p_version, want,"
-                           " hex(batch_id) FROM devices WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
-                           -1, &s, NULL) != SQLITE_OK) {
-        fprintf(stderr, "otakey: cannot read '%s': %s\n", a->db, sqlite3_errmsg(db));
-        sqlite3_close(db);
-        return EXIT_FAIL;
-    }
+    if ((rc = open_query(a,
+                         "SELECT lower(hex(id)), state, c_version, c_cloud, c_user, p_version, want,"
+                         " lower(hex(batch_id)) FROM devices WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
+                         &db, &s)) != 0)
+        return rc;
     if (show)
         sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
     if (a->json)
@@ -349,7 +338,7 @@ static int cmd_device_update(args *a)
     if (a->npos < 3 && !a->all)
         return usage_error("%s", "device update needs device IDs or --all");
     for (i = 2; i < a->npos; i++)
-        if (unhex(a->pos[i], id, 16) != 0)
+        if (otk_hex_decode(a->pos[i], id, 16) != 0)
             return usage_error("'%s' is not a device ID (32 hex digits)", a->pos[i]);
     if ((rc = open_db(a, &c, &r)) != 0)
         return rc;
@@ -379,7 +368,7 @@ static int cmd_device_update(args *a)
     }
     for (i = 2; i < a->npos; i++) {
         otk_status st;
-        (void)unhex(a->pos[i], id, 16);
+        (void)otk_hex_decode(a->pos[i], id, 16);
         st = otk_agent_request_update(&agent, id, target ? OTK_WANT_SWITCH : OTK_WANT_ROTATE,
                                       (uint32_t)target, out, sizeof out, &n);
         if (st != OTK_OK) {
@@ -411,7 +400,7 @@ static int cmd_device_revoke(args *a)
     otk_status st;
     if (a->config == NULL)
         return usage_error("%s", "--config AGENT.ini is required (to reach the clouds)");
-    if (a->npos != 3 || unhex(a->pos[2], id, 16) != 0)
+    if (a->npos != 3 || otk_hex_decode(a->pos[2], id, 16) != 0)
         return usage_error("%s", "device revoke needs one device ID (32 hex digits)");
     if (otk_agentd_config_load(a->config, &cfg, err, sizeof err) != 0) {
         fprintf(stderr, "otakey: %s\n", err);
@@ -455,7 +444,7 @@ static int cmd_allow_reclaim(args *a)
     uint8_t id[16];
     otk_status st;
     int rc;
-    if (a->npos != 3 || unhex(a->pos[2], id, 16) != 0)
+    if (a->npos != 3 || otk_hex_decode(a->pos[2], id, 16) != 0)
         return usage_error("%s", "device allow-reclaim needs one device ID (32 hex digits)");
     if ((rc = open_db(a, &c, &r)) != 0)
         return rc;
@@ -664,17 +653,11 @@ static int cmd_audit_list(args *a)
     sqlite3 *db;
     sqlite3_stmt *s;
     int rc, n = 0;
-    if (a->db == NULL)
-        return usage_error("%s", "--db DB is required");
-    if (sqlite3_open_v2(a->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db,
-                           "SELECT seq, ts, kind, msg_type, lower(hex(device)), version, code"
-                           " FROM audit ORDER BY seq",
-                           -1, &s, NULL) != SQLITE_OK) {
-        fprintf(stderr, "otakey: cannot read '%s': %s\n", a->db, sqlite3_errmsg(db));
-        sqlite3_close(db);
-        return EXIT_FAIL;
-    }
+    if ((rc = open_query(a,
+                         "SELECT seq, ts, kind, msg_type, lower(hex(device)), version, code"
+                         " FROM audit ORDER BY seq",
+                         &db, &s)) != 0)
+        return rc;
     if (a->json)
         printf("[");
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {

@@ -56,20 +56,6 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static int unhex(const char *s, uint8_t *out, size_t n)
-{
-    size_t i;
-    if (s == NULL || strlen(s) != 2 * n)
-        return -1;
-    for (i = 0; i < n; i++) {
-        unsigned v;
-        if (sscanf(s + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (uint8_t)v;
-    }
-    return 0;
-}
-
 static void publish_up(dev_ctx *d, const uint8_t *msg, size_t n)
 {
     if (n == 0 || !d->agent_connected)
@@ -229,11 +215,11 @@ int main(int argc, char **argv)
             return usage("see the usage below");
         }
     }
-    if (unhex(id, d.cfg.device_id, 16) != 0)
+    if (otk_hex_decode(id, d.cfg.device_id, 16) != 0)
         return usage("--id must be 32 hex digits");
-    if (unhex(batch, d.cfg.batch_id, 8) != 0)
+    if (otk_hex_decode(batch, d.cfg.batch_id, 8) != 0)
         return usage("--batch must be 16 hex digits");
-    if (unhex(pub, d.cfg.agent_pub, 64) != 0)
+    if (otk_hex_decode(pub, d.cfg.agent_pub, 64) != 0)
         return usage("--agent-pub must be 128 hex digits");
     if (pk == NULL || otk_read_hex_file(pk, d.cfg.pk, 32, err, sizeof err) != 0)
         return usage(pk ? err : "--pk FILE is required");

@@ -116,6 +116,15 @@ typedef struct otk_keyset {
 /* Overwrites memory in a way the compiler may not elide. */
 void otk_wipe(void *p, size_t n);
 
+/* Lowercase hex of n bytes into out (2n + 1 bytes, NUL-terminated). */
+void otk_hex_encode(const uint8_t *in, size_t n, char *out);
+
+/*
+ * Exactly 2n hex digits (either case) into n bytes: 0, or -1 for another
+ * length or a non-hex digit (out unspecified then).
+ */
+int otk_hex_decode(const char *s, uint8_t *out, size_t n);
+
 /* Constant-time comparison: returns 0 when equal, non-zero otherwise. */
 int otk_ct_compare(const void *a, const void *b, size_t n);
 

@@ -72,12 +72,10 @@ static void base64url(const uint8_t *in, size_t n, char *out)
 static otk_status new_set(otk_agent *a, const uint8_t id[16], uint32_t cloud_id, uint32_t version,
                           otk_keyset *ks)
 {
-    static const char hex[] = "0123456789abcdef";
     const otk_cloud_endpoint *ep = endpoint(a, cloud_id);
     char user[OTK_USER_MAX + 1], secret[33];
     uint8_t rnd[24];
     otk_status st;
-    size_t i;
     if (ep == NULL)
         return OTK_ERR_BAD_VALUE;
     memset(ks, 0, sizeof *ks);
@@ -86,10 +84,7 @@ static otk_status new_set(otk_agent *a, const uint8_t id[16], uint32_t cloud_id,
     if (st == OTK_OK)
         st = a->crypto->random(a->crypto->ctx, rnd, sizeof rnd);
     if (st == OTK_OK) {
-        for (i = 0; i < OTK_DEVICE_ID_LEN; i++) {
-            user[2 * i] = hex[id[i] >> 4];
-            user[2 * i + 1] = hex[id[i] & 15];
-        }
+        otk_hex_encode(id, OTK_DEVICE_ID_LEN, user);
         snprintf(user + 32, sizeof user - 32, "-%lu", (unsigned long)version);
         base64url(rnd, sizeof rnd, secret);
         st = otk_cloud_set(&ks->cloud, cloud_id, ep->host, ep->port, ep->flags, user, secret);

@@ -16,18 +16,6 @@ const char *otk_campaign_state_name(int state)
     return state >= 1 && state <= 5 ? names[state] : "?";
 }
 
-static int unhex(const char *s, uint8_t *out, size_t n)
-{
-    size_t i;
-    for (i = 0; i < n; i++) {
-        unsigned v;
-        if (sscanf(s + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (uint8_t)v;
-    }
-    return 0;
-}
-
 otk_status otk_campaign_create(otk_sqlreg *r, int kind, uint32_t target_cloud,
                                const char *selector, uint32_t rate, uint32_t canary, int64_t *id,
                                uint64_t *total)
@@ -71,7 +59,7 @@ otk_status otk_campaign_create(otk_sqlreg *r, int kind, uint32_t target_cloud,
             goto out;
         changes = sqlite3_changes(db);
     } else if (!strncmp(selector, "batch:", 6) && strlen(selector) == 22 &&
-               unhex(selector + 6, batch, 8) == 0) {
+               otk_hex_decode(selector + 6, batch, 8) == 0) {
         if (sqlite3_prepare_v2(db, ADD " AND batch_id = ?2", -1, &s, NULL) != SQLITE_OK)
             goto out;
         sqlite3_bind_int64(s, 1, cid);
@@ -84,7 +72,10 @@ otk_status otk_campaign_create(otk_sqlreg *r, int kind, uint32_t target_cloud,
         if (sqlite3_prepare_v2(db, ADD " AND id = ?2", -1, &s, NULL) != SQLITE_OK)
             goto out;
         while (*p) {
-            if (strlen(p) < 32 || unhex(p, dev, 16) != 0 || (p[32] != ',' && p[32] != '\0')) {
+            char one[33];
+            memcpy(one, p, 32);
+            one[32] = '\0';
+            if (strlen(p) < 32 || otk_hex_decode(one, dev, 16) != 0 || (p[32] != ',' && p[32] != '\0')) {
                 st = OTK_ERR_BAD_VALUE;
                 goto out;
             }

@@ -42,13 +42,8 @@ static int lib_ready;
 
 void otk_dynsec_topic_prefix(const uint8_t id[16], char out[48])
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t i;
     memcpy(out, "devices/", 8);
-    for (i = 0; i < 16; i++) {
-        out[8 + 2 * i] = hex[id[i] >> 4];
-        out[9 + 2 * i] = hex[id[i] & 15];
-    }
+    otk_hex_encode(id, 16, out + 8);
     out[40] = '/';
     out[41] = '\0';
 }
@@ -185,12 +180,26 @@ static cJSON *acl(const char *type, const char *topic)
     return a;
 }
 
+/* Appends a createClient command: the device's user, secret and role. */
+static void add_create_client(cJSON *cmds, const otk_cloud *creds, const char *role)
+{
+    cJSON *cmd = cJSON_CreateObject(), *roles, *r;
+    cJSON_AddStringToObject(cmd, "command", "createClient");
+    cJSON_AddStringToObject(cmd, "username", creds->user);
+    cJSON_AddStringToObject(cmd, "password", creds->secret);
+    roles = cJSON_AddArrayToObject(cmd, "roles");
+    r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "rolename", role);
+    cJSON_AddItemToArray(roles, r);
+    cJSON_AddItemToArray(cmds, cmd);
+}
+
 static otk_status ds_create(void *ctx, const uint8_t device_id[16], const otk_cloud *creds)
 {
     otk_dynsec *d = ctx;
     conn *c = find(d, creds->cloud_id);
     char prefix[48], topic[64], role[64], errors[MAX_CMDS][64];
-    cJSON *cmds, *cmd, *acls, *roles, *r;
+    cJSON *cmds, *cmd, *acls;
     otk_status st;
     if (c == NULL)
         return OTK_ERR_CLOUD;
@@ -206,15 +215,7 @@ static otk_status ds_create(void *ctx, const uint8_t device_id[16], const otk_cl
     cJSON_AddItemToArray(acls, acl("subscribePattern", topic));
     cJSON_AddItemToArray(acls, acl("publishClientReceive", topic));
     cJSON_AddItemToArray(cmds, cmd);
-    cmd = cJSON_CreateObject();
-    cJSON_AddStringToObject(cmd, "command", "createClient");
-    cJSON_AddStringToObject(cmd, "username", creds->user);
-    cJSON_AddStringToObject(cmd, "password", creds->secret);
-    roles = cJSON_AddArrayToObject(cmd, "roles");
-    r = cJSON_CreateObject();
-    cJSON_AddStringToObject(r, "rolename", role);
-    cJSON_AddItemToArray(roles, r);
-    cJSON_AddItemToArray(cmds, cmd);
+    add_create_client(cmds, creds, role);
     st = request(d, c, cmds, errors);
     if (st != OTK_OK)
         return st;
@@ -231,15 +232,7 @@ static otk_status ds_create(void *ctx, const uint8_t device_id[16], const otk_cl
     cJSON_AddStringToObject(cmd, "command", "deleteClient");
     cJSON_AddStringToObject(cmd, "username", creds->user);
     cJSON_AddItemToArray(cmds, cmd);
-    cmd = cJSON_CreateObject();
-    cJSON_AddStringToObject(cmd, "command", "createClient");
-    cJSON_AddStringToObject(cmd, "username", creds->user);
-    cJSON_AddStringToObject(cmd, "password", creds->secret);
-    roles = cJSON_AddArrayToObject(cmd, "roles");
-    r = cJSON_CreateObject();
-    cJSON_AddStringToObject(r, "rolename", role);
-    cJSON_AddItemToArray(roles, r);
-    cJSON_AddItemToArray(cmds, cmd);
+    add_create_client(cmds, creds, role);
     st = request(d, c, cmds, errors);
     if (st == OTK_OK && errors[1][0])
         st = OTK_ERR_CLOUD;
