@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <mosquitto.h>
+
 #include "check.h"
 #include "posix_port.h"
 #include "world.h"
@@ -29,6 +31,34 @@ static otk_proof prove(void *ctx, const otk_cloud *c)
 {
     (void)ctx;
     return otk_mqtt_prove(c, env("LAB_CA"), "otakey-test-device", 5000);
+}
+
+/* Publishes once with QoS 1 using the credentials; the PUBACK reason (-1: none). */
+static int publish_reason_rc;
+static void on_pub(struct mosquitto *m, void *ud, int mid, int rc, const mosquitto_property *p)
+{
+    (void)m;
+    (void)ud;
+    (void)mid;
+    (void)p;
+    publish_reason_rc = rc;
+}
+
+static int publish_as(const otk_cloud *c, const char *topic)
+{
+    struct mosquitto *m = mosquitto_new("otakey-acl-test", true, NULL);
+    int i;
+    publish_reason_rc = -1;
+    mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    mosquitto_publish_v5_callback_set(m, on_pub);
+    if (mosquitto_username_pw_set(m, c->user, c->secret) == 0 &&
+        mosquitto_tls_set(m, env("LAB_CA"), NULL, NULL, NULL, NULL) == 0 &&
+        mosquitto_connect(m, c->host, c->port, 30) == 0 &&
+        mosquitto_publish_v5(m, NULL, topic, 2, "hi", 1, false, NULL) == 0)
+        for (i = 0; i < 100 && publish_reason_rc < 0; i++)
+            (void)mosquitto_loop(m, 20, 1);
+    mosquitto_destroy(m);
+    return publish_reason_rc;
 }
 
 static void fill_clouds(otk_dynsec_cloud *cl)
@@ -91,6 +121,15 @@ static void test_protocol(otk_dynsec *ds)
     CHECK_OK(world_settle(&w, &d, STEPS));
     CHECK_OK(otk_device_cloud(&d.dev, OTK_SET_ACTIVE, &v1));
     CHECK(prove(NULL, &v1) == OTK_PROOF_OK);
+    {
+        /* Its role allows its own topics only (0x87: not authorised). */
+        char own[64], prefix[48];
+        otk_dynsec_topic_prefix(d.cfg.device_id, prefix);
+        snprintf(own, sizeof own, "%stelemetry", prefix);
+        CHECK(publish_as(&v1, own) >= 0 && publish_as(&v1, own) < 0x80);
+        CHECK(publish_as(&v1, "devices/00000000000000000000000000000000/telemetry") == 0x87);
+        CHECK(publish_as(&v1, "somewhere/else") == 0x87);
+    }
     CHECK_OK(world_request(&w, &d, OTK_WANT_ROTATE, 0));
     CHECK_OK(world_settle(&w, &d, STEPS));
     CHECK_OK(otk_device_cloud(&d.dev, OTK_SET_ACTIVE, &v2));
