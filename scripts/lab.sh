@@ -12,9 +12,14 @@ cmd=${1:-}; dir=${2:-}
 dynsec_so=$(ls /usr/lib/*/mosquitto_dynamic_security.so 2>/dev/null | head -n1 || true)
 
 stop() {
+  local f p i
   for f in "$dir"/*.pid; do
     [ -f "$f" ] || continue
-    kill "$(cat "$f")" 2>/dev/null || true
+    p=$(cat "$f")
+    kill "$p" 2>/dev/null || true
+    # Leave nothing running: wait for the broker to be gone.
+    for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+    kill -9 "$p" 2>/dev/null || true
     rm -f "$f"
   done
 }
