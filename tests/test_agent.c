@@ -139,6 +139,11 @@ static void test_refusals(void)
              OTK_ERR_BAD_VALUE);
     CHECK_ST(otk_agent_request_update(&w.agent, d.cfg.device_id, 7, 0, out, sizeof out, &n),
              OTK_ERR_INVALID_ARGUMENT);
+    /* NOTIFY is offered for a requested or issued update, nothing else. */
+    CHECK_ST(otk_agent_notify(&w.agent, d.cfg.device_id, out, sizeof out, &n), OTK_ERR_BAD_STATE);
+    CHECK_ST(otk_agent_notify(&w.agent, pending.cfg.device_id, out, sizeof out, &n), OTK_ERR_BAD_STATE);
+    CHECK_ST(otk_agent_notify(&w.agent, stranger.cfg.device_id, out, sizeof out, &n),
+             OTK_ERR_UNKNOWN_DEVICE);
     CHECK_ST(otk_agent_revoke(&w.agent, stranger.cfg.device_id), OTK_ERR_UNKNOWN_DEVICE);
     /* Revoking a device with a pending claim removes that client too. */
     CHECK(otk_memcloud_count(w.cloud) == 2);
@@ -185,6 +190,13 @@ static void test_failures(void)
      * stale, the device is ACKed, and otk_agent_cleanup removes it later. */
     CHECK_OK(world_request(&w, &d, OTK_WANT_ROTATE, 0));
     CHECK(otk_device_state(&d.dev) == OTK_DEV_PROVE);
+    {
+        /* Issued, not confirmed: offered again, with a NOTIFY the device accepts. */
+        uint8_t note[OTK_MSG_MAX_LEN];
+        size_t nl = 0;
+        CHECK_OK(otk_agent_notify(&w.agent, d.cfg.device_id, note, sizeof note, &nl));
+        CHECK(nl == OTK_NOTIFY_LEN && note[1] == OTK_MSG_NOTIFY);
+    }
     otk_memcloud_fail(w.cloud, 1);
     CHECK_OK(world_settle(&w, &d, STEPS));
     CHECK_OK(world_record(&w, &d, &rec));

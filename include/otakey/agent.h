@@ -149,9 +149,8 @@ OTK_CHECK_RETURN otk_status otk_agent_request_update(otk_agent *a, const uint8_t
                                                      size_t out_size, size_t *out_len);
 
 /*
- * Writes the NOTIFY for a device whose update was requested (record
- * unchanged). OTK_ERR_BAD_STATE when nothing is requested or an update is
- * already pending.
+ * Writes the NOTIFY for a device whose update was requested or issued and
+ * not confirmed yet (record unchanged). OTK_ERR_BAD_STATE otherwise.
  */
 OTK_CHECK_RETURN otk_status otk_agent_notify(otk_agent *a, const uint8_t id[16], uint8_t *out,
                                              size_t out_size, size_t *out_len);

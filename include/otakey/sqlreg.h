@@ -48,9 +48,11 @@ OTK_CHECK_RETURN otk_status otk_sqlreg_audit_verify(otk_sqlreg *r, uint64_t *row
                                                     uint64_t *bad_seq);
 
 /*
- * Up to max devices whose requested update has not been offered yet (or
- * not in the last resend_ms): their ids go to ids and they are marked as
- * notified now. The daemon sends each a NOTIFY (otk_agent_notify).
+ * Up to max devices with a requested update not offered yet, or an issued
+ * update not confirmed yet, not notified in the last resend_ms: their ids
+ * go to ids and they are marked as notified now. The daemon sends each a
+ * NOTIFY (otk_agent_notify); formal/atomic.pml shows why the resend of an
+ * issued update matters (a device may have missed its response).
  */
 size_t otk_sqlreg_due_notifications(otk_sqlreg *r, uint8_t (*ids)[16], size_t max,
                                     unsigned resend_ms);

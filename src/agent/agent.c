@@ -485,8 +485,9 @@ otk_status otk_agent_notify(otk_agent *a, const uint8_t id[16], uint8_t *out, si
         return OTK_ERR_INVALID_ARGUMENT;
     *out_len = 0;
     st = load(a, id, &rec);
-    if (st == OTK_OK && (rec.state != OTK_DS_ACTIVE || !rec.has_committed ||
-                         rec.want == OTK_WANT_NONE || rec.has_pending))
+    if (st == OTK_OK &&
+        (rec.state != OTK_DS_ACTIVE || !rec.has_committed ||
+         (rec.has_pending ? rec.pending_claim : rec.want == OTK_WANT_NONE)))
         st = OTK_ERR_BAD_STATE;
     if (st == OTK_OK)
         st = mac_reply(a, OTK_MSG_NOTIFY, rec.id, rec.committed.version, OTK_OK, rec.committed.ak,

@@ -515,11 +515,13 @@ size_t otk_sqlreg_due_notifications(otk_sqlreg *r, uint8_t (*ids)[16], size_t ma
     size_t n = 0;
     if (r == NULL || ids == NULL || max == 0)
         return 0;
-    /* Devices with a requested update, nothing pending, not told recently. */
+    /* Devices with a requested update, or an issued one not confirmed yet
+     * (its device may have missed it), not told recently. */
     if (exec(r, "BEGIN IMMEDIATE") != OTK_OK)
         return 0;
     if (sqlite3_prepare_v2(r->db,
-                           "SELECT id FROM devices WHERE want != 0 AND state = 2 AND p_version IS NULL"
+                           "SELECT id FROM devices WHERE state = 2"
+                           " AND ((want != 0 AND p_version IS NULL) OR (p_version IS NOT NULL AND p_claim = 0))"
                            " AND (notified_at IS NULL OR notified_at < ?1) LIMIT ?2",
                            -1, &s, NULL) == SQLITE_OK &&
         sqlite3_prepare_v2(r->db, "UPDATE devices SET notified_at = ?1 WHERE id = ?2", -1, &u,
