@@ -91,7 +91,9 @@ check "a revoked device is refused by the agent" \
 
 # The audit log: intact, then edited by hand, then caught.
 check "audit log verifies" "$bin/otakey" audit verify --db "$work/registry.db"
-kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true
+kill -TERM "$agent_pid"; set +e; wait "$agent_pid"; rc=$?; set -e
+check "the agent shuts down cleanly on SIGTERM (exit 0)" test "$rc" -eq 0
+check "and says so in its log" grep -q 'shutting down' "$work/agent.log"
 sqlite3 "$work/registry.db" "DROP TRIGGER audit_no_update; UPDATE audit SET code = code + 1 WHERE seq = 3;"
 set +e; "$bin/otakey" audit verify --db "$work/registry.db" >/dev/null; rc=$?; set -e
 check "an edited audit row makes 'audit verify' fail with exit code 3" test "$rc" -eq 3
