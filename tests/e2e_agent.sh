@@ -43,6 +43,10 @@ check "a bad agent config exits 2 naming the key" bash -c "test $rc -eq 2 && gre
 set +e; "$bin/otakey" device show --db "$work/registry.db" nothex 2> "$work/bad.err"; rc=$?; set -e
 check "a bad CLI argument exits 2 naming it" bash -c "test $rc -eq 2 && grep -q 'ID' '$work/bad.err'"
 
+set +e; "$bin/otakey" device list --db "$work/no-such.db" 2> "$work/bad.err"; rc=$?; set -e
+check "a missing registry is an error, not a new empty one" \
+  bash -c "test $rc -eq 1 && grep -q 'no registry' '$work/bad.err' && test ! -e '$work/no-such.db'"
+
 # A clone: same id as device 1, its own (empty) key partition.
 start_device "$(device_id 1)" clone
 sleep 2

@@ -128,8 +128,15 @@ static void print_hex(FILE *f, const uint8_t *p, size_t n)
 static int open_db(args *a, otk_crypto *c, otk_sqlreg **r)
 {
     char err[256];
+    int creating = a->npos > 1 && !strcmp(a->pos[0], "product") && !strcmp(a->pos[1], "create");
     if (a->db == NULL)
         return usage_error("%s", "--db DB is required");
+    /* Only 'product create' may start a new registry; elsewhere a missing
+     * file is a mistyped path, not an empty fleet. */
+    if (!creating && access(a->db, F_OK) != 0) {
+        fprintf(stderr, "otakey: no registry at '%s'\n", a->db);
+        return EXIT_FAIL;
+    }
     if (otk_crypto_openssl_init(c, NULL, NULL) != OTK_OK)
         return EXIT_FAIL;
     if (otk_sqlreg_open(a->db, c, r, err, sizeof err) != OTK_OK) {
@@ -212,6 +219,10 @@ static int open_query(args *a, const char *sql, sqlite3 **db, sqlite3_stmt **s)
     *s = NULL;
     if (a->db == NULL)
         return usage_error("%s", "--db DB is required");
+    if (access(a->db, F_OK) != 0) {
+        fprintf(stderr, "otakey: no registry at '%s'\n", a->db);
+        return EXIT_FAIL;
+    }
     if (sqlite3_open_v2(a->db, db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(*db, sql, -1, s, NULL) != SQLITE_OK) {
         fprintf(stderr, "otakey: cannot read '%s': %s\n", a->db, sqlite3_errmsg(*db));
