@@ -220,6 +220,26 @@ static void test_failures(void)
     clients = otk_memcloud_count(w.cloud);
     CHECK(clients == 1);
 
+    /* A switch requested to a cloud the agent no longer serves (configuration
+     * changed): the request is dropped and audited, the device is not wedged. */
+    {
+        otk_agent_config one = w.cfg;
+        size_t refused = otk_memreg_audit_count(w.reg, OTK_AUD_REFUSED);
+        CHECK_OK(otk_agent_request_update(&w.agent, d.cfg.device_id, OTK_WANT_SWITCH, WORLD_CLOUD_A,
+                                          (uint8_t[OTK_MSG_MAX_LEN]){0}, OTK_MSG_MAX_LEN, &(size_t){0}));
+        one.n_clouds = 1;
+        one.clouds[0] = w.cfg.clouds[1];
+        one.claim_cloud = WORLD_CLOUD_B;
+        CHECK_OK(otk_agent_init(&w.agent, &w.agent_crypto, &w.regif, &w.cloudif, &one));
+        CHECK_OK(otk_device_poll(&d.dev));
+        w.last_agent = OTK_OK;
+        CHECK_OK(world_settle(&w, &d, STEPS));
+        CHECK_OK(world_record(&w, &d, &rec2));
+        CHECK(rec2.want == OTK_WANT_NONE && rec2.committed.version == 3 && !rec2.has_pending);
+        CHECK(otk_memreg_audit_count(w.reg, OTK_AUD_REFUSED) == refused + 1);
+        CHECK_OK(otk_agent_init(&w.agent, &w.agent_crypto, &w.regif, &w.cloudif, &w.cfg));
+    }
+
     /* Config validation. */
     {
         otk_agent a;

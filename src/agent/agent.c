@@ -281,10 +281,16 @@ static otk_status on_update_req(otk_agent *a, const otk_msg *m, const uint8_t *i
         *out_len = n;
         return OTK_OK;
     }
-    if (rec->want != OTK_WANT_NONE && !rec->has_pending)
-        return issue(a, rec, OTK_MSG_UPDATE_RESP,
-                     rec->want == OTK_WANT_SWITCH ? rec->want_cloud : rec->committed.cloud.cloud_id,
-                     th, m->epub, out, out_size, out_len);
+    if (rec->want != OTK_WANT_NONE && !rec->has_pending) {
+        uint32_t cloud = rec->want == OTK_WANT_SWITCH ? rec->want_cloud : rec->committed.cloud.cloud_id;
+        if (endpoint(a, cloud) != NULL)
+            return issue(a, rec, OTK_MSG_UPDATE_RESP, cloud, th, m->epub, out, out_size, out_len);
+        /* A request for a cloud this agent does not serve (its configuration
+         * changed): drop it, audited, rather than refuse the device forever. */
+        rec->want = OTK_WANT_NONE;
+        OTK_TRY(put(a, rec, OTK_AUD_REFUSED, OTK_MSG_UPDATE_REQ, rec->committed.version,
+                    OTK_ERR_BAD_VALUE));
+    }
     return mac_reply(a, OTK_MSG_STATUS, rec->id, rec->committed.version, OTK_OK, rec->committed.ak,
                      m->nonce, OTK_NONCE_LEN, out, out_size, out_len);
 }
