@@ -559,12 +559,12 @@ static int cmd_campaign_start(args *a)
 static void print_campaign(const otk_campaign_status *c, int json, int bar)
 {
     if (json) {
-        printf("{\"campaign\":%lld,\"kind\":\"%s\",\"target_cloud\":%u,\"selector\":\"%s\","
-               "\"state\":\"%s\",\"total\":%llu,\"started\":%llu,\"done\":%llu,\"failed\":%llu}\n",
-               (long long)c->id, c->kind == OTK_WANT_SWITCH ? "switch" : "rotate",
+        printf("%s{\"campaign\":%lld,\"kind\":\"%s\",\"target_cloud\":%u,\"selector\":\"%s\","
+               "\"state\":\"%s\",\"total\":%llu,\"started\":%llu,\"done\":%llu,\"failed\":%llu}%s",
+               json == 2 ? "," : "", (long long)c->id, c->kind == OTK_WANT_SWITCH ? "switch" : "rotate",
                (unsigned)c->target_cloud, c->selector, otk_campaign_state_name(c->state),
                (unsigned long long)c->total, (unsigned long long)c->started,
-               (unsigned long long)c->done, (unsigned long long)c->failed);
+               (unsigned long long)c->done, (unsigned long long)c->failed, json == 3 ? "" : "\n");
         return;
     }
     if (bar) {
@@ -619,10 +619,15 @@ static int cmd_campaign_status(args *a)
         if (a->watch && tty)
             printf("\n");
     } else {
+        /* --json lists them as one array: json 3 = first item, 2 = later ones. */
         n = otk_campaign_list(r, ids, 256);
+        if (a->json)
+            printf("[");
         for (i = 0; i < n; i++)
             if (otk_campaign_get(r, ids[i], &cs) == OTK_OK)
-                print_campaign(&cs, a->json, 0);
+                print_campaign(&cs, a->json ? (i ? 2 : 3) : 0, 0);
+        if (a->json)
+            printf("]\n");
     }
     otk_sqlreg_close(r);
     otk_crypto_openssl_free(&c);
@@ -682,7 +687,8 @@ static int cmd_audit_list(args *a)
                    dev ? dev : "", sqlite3_column_int64(s, 5), otk_strerror(code));
         else
             printf("%6lld %-17s %-11s %-32s v%-4lld %s\n", sqlite3_column_int64(s, 0),
-                   audit_kind(kind), otk_msg_name((uint8_t)sqlite3_column_int(s, 3)),
+                   audit_kind(kind),
+                   sqlite3_column_int(s, 3) ? otk_msg_name((uint8_t)sqlite3_column_int(s, 3)) : "-",
                    dev ? dev : "-", sqlite3_column_int64(s, 5), otk_strerror(code));
         n++;
     }
