@@ -1,0 +1,58 @@
+/*
+ * Minimal board support for Arm's MPS2 AN386 (Cortex-M4) as QEMU emulates
+ * it: vector table, reset (copy .data, clear .bss), semihosting stdio
+ * (newlib's librdimon) and a heap below the stack. Enough to run the
+ * device core's tests; firmware brings its own.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+
+extern uint32_t __stack_top, __etext, __data_start__, __data_end__, __bss_start__, __bss_end__;
+extern char end, __HeapLimit;
+extern void initialise_monitor_handles(void);
+extern int main(void);
+
+void reset_handler(void);
+void *_sbrk(int incr);
+void _init(void);
+void _fini(void);
+
+void reset_handler(void)
+{
+    uint32_t *src = &__etext, *dst = &__data_start__;
+    while (dst < &__data_end__)
+        *dst++ = *src++;
+    for (dst = &__bss_start__; dst < &__bss_end__;)
+        *dst++ = 0;
+    initialise_monitor_handles();
+    exit(main()); /* semihosting: the exit code reaches the host */
+}
+
+static void fault(void)
+{
+    for (;;)
+        ;
+}
+
+__attribute__((section(".isr_vector"), used)) void (*const otk_vectors[16])(void) = {
+    (void (*)(void))&__stack_top, reset_handler, fault, fault, fault, fault, fault, 0, 0, 0, 0,
+    fault, fault, 0, fault, fault};
+
+/* The heap grows from the end of .bss up to __HeapLimit (the stack is above). */
+void *_sbrk(int incr)
+{
+    static char *brk = &end;
+    char *p = brk;
+    if (incr < 0 || brk + incr > &__HeapLimit)
+        return (void *)-1;
+    brk += incr;
+    return p;
+}
+
+void _init(void)
+{
+}
+
+void _fini(void)
+{
+}
