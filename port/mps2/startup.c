@@ -5,6 +5,7 @@
  * device core's tests; firmware brings its own.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 extern uint32_t __stack_top, __etext, __data_start__, __data_end__, __bss_start__, __bss_end__;
@@ -17,14 +18,30 @@ void *_sbrk(int incr);
 void _init(void);
 void _fini(void);
 
+#define STACK_PAINT 0xa5a5a5a5u
+
+/* Stack high-water mark: the stack is painted at reset and scanned at exit. */
+static void report_stack(void)
+{
+    uint32_t *p = (uint32_t *)(void *)&__HeapLimit;
+    while (p < &__stack_top && *p == STACK_PAINT)
+        p++;
+    printf("stack high-water mark: %lu bytes (test program, crypto included)\n",
+           (unsigned long)((uintptr_t)&__stack_top - (uintptr_t)p));
+}
+
 void reset_handler(void)
 {
     uint32_t *src = &__etext, *dst = &__data_start__;
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0) - 64; /* leave this frame alone */
     while (dst < &__data_end__)
         *dst++ = *src++;
     for (dst = &__bss_start__; dst < &__bss_end__;)
         *dst++ = 0;
+    for (dst = (uint32_t *)(void *)&__HeapLimit; (uintptr_t)dst < sp;)
+        *dst++ = STACK_PAINT;
     initialise_monitor_handles();
+    atexit(report_stack);
     exit(main()); /* semihosting: the exit code reaches the host */
 }
 

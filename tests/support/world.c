@@ -1,6 +1,8 @@
 #include "world.h"
 
+#ifndef OTK_WORLD_MBEDTLS_ONLY
 #include "otakey/sqlreg.h"
+#endif
 
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +17,15 @@ static int init(world *w, uint64_t seed, const char *path)
     if (otk_crypto_mbedtls_init(&w->dev_crypto, w->mbed.bytes, sizeof w->mbed.bytes,
                                 otk_testrng_fill, &w->dev_rng) != OTK_OK)
         return -1;
+#ifdef OTK_WORLD_MBEDTLS_ONLY
+    /* On a microcontroller target the agent core runs over mbedTLS too. */
+    if (otk_crypto_mbedtls_init(&w->agent_crypto, w->mbed_agent.bytes, sizeof w->mbed_agent.bytes,
+                                otk_testrng_fill, &w->agent_rng) != OTK_OK)
+        return -1;
+#else
     if (otk_crypto_openssl_init(&w->agent_crypto, otk_testrng_fill, &w->agent_rng) != OTK_OK)
         return -1;
+#endif
     (void)otk_testrng_fill(&w->agent_rng, w->pk, sizeof w->pk);
     memcpy(w->batch, "\x00\x00\x00\x01\x00\x00\x00\x07", OTK_BATCH_ID_LEN);
     if (w->agent_crypto.ec_keygen(w->agent_crypto.ctx, w->cfg.sign_priv, w->cfg.sign_pub) != OTK_OK)
@@ -33,6 +42,9 @@ static int init(world *w, uint64_t seed, const char *path)
     if (w->cloud == NULL)
         return -1;
     if (path != NULL) {
+#ifdef OTK_WORLD_MBEDTLS_ONLY
+        return -1;
+#else
         char err[256];
         otk_status st;
         if (otk_sqlreg_open(path, &w->agent_crypto, &w->sql, err, sizeof err) != OTK_OK)
@@ -41,6 +53,7 @@ static int init(world *w, uint64_t seed, const char *path)
         if (st != OTK_OK && st != OTK_ERR_BAD_STATE)
             return -1;
         otk_sqlreg_bind(w->sql, &w->regif);
+#endif
     } else {
         w->reg = otk_memreg_new();
         if (w->reg == NULL || otk_memreg_add_batch(w->reg, w->batch, w->pk) != OTK_OK)
@@ -76,9 +89,13 @@ int world_restart_agent(world *w)
 void world_free(world *w)
 {
     otk_memreg_free(w->reg);
+#ifdef OTK_WORLD_MBEDTLS_ONLY
+    otk_crypto_mbedtls_free(&w->agent_crypto);
+#else
     otk_sqlreg_close(w->sql);
     otk_memcloud_free(w->cloud);
     otk_crypto_openssl_free(&w->agent_crypto);
+#endif
     otk_crypto_mbedtls_free(&w->dev_crypto);
     memset(w, 0, sizeof *w);
 }

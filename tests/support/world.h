@@ -25,6 +25,10 @@ typedef struct world {
         long double align_;
         void *palign_;
     } mbed;
+    union {
+        uint8_t bytes[OTK_CRYPTO_MBEDTLS_STATE_SIZE];
+        void *palign_;
+    } mbed_agent; /* the agent's backend state when it runs on mbedTLS */
     otk_crypto dev_crypto, agent_crypto;
     otk_memreg *reg;
     struct otk_sqlreg *sql; /* when the world runs on SQLite */
