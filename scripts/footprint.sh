@@ -1,22 +1,44 @@
 #!/usr/bin/env bash
-# Footprint of the device core on Cortex-M4 (-Os, Thumb-2): code and static
-# RAM per file and in total, and the largest stack frames (-fstack-usage).
-# Crypto is excluded (it is the port's: mbedTLS, PSA or a secure element).
+# Footprint on Cortex-M4 (arm-none-eabi-gcc -Os, Thumb-2): .text, .rodata,
+# .data and .bss of the device core (with the codec and key schedule), of
+# its mbedTLS crypto port (mbedTLS from Debian's source package, configured
+# by port/mps2/mbedtls_config_m4.h), and the largest stack frames of the
+# core (-fstack-usage). Sizes are of objects, before link-time GC.
 # Usage: scripts/footprint.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh gcc-arm-none-eabi libnewlib-arm-none-eabi
+bash scripts/qemu.sh --build-only
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+mbsrc=$(dirname "$(ls -d build/mps2/mbedtls/*/library | head -n1)")
 flags="-mcpu=cortex-m4 -mthumb -Os -std=c99 -Wall -Wextra -Werror -ffunction-sections -fdata-sections -fstack-usage -Iinclude"
 for f in src/device/device.c src/device/keystore.c src/common/wire.c src/common/proto.c src/common/util.c; do
-  arm-none-eabi-gcc $flags -c "$f" -o "$out/$(basename "$f" .c).o"
+  arm-none-eabi-gcc $flags -c "$f" -o "$out/core-$(basename "$f" .c).o"
 done
-echo "Device core + codec + key schedule, arm-none-eabi-gcc $(arm-none-eabi-gcc -dumpversion) -Os, Cortex-M4:"
+arm-none-eabi-gcc $flags -I"$mbsrc/include" -Iport/mps2 -DMBEDTLS_CONFIG_FILE='"mbedtls_config_m4.h"' \
+  -c src/common/crypto_mbedtls.c -o "$out/port-crypto_mbedtls.o"
+
+# Sums the sections of the given objects/archives: text rodata data bss.
+sections() {
+  arm-none-eabi-size -A "$@" 2>/dev/null | awk '
+    /^\.text/ { t += $2 } /^\.rodata/ { r += $2 } /^\.data/ { d += $2 } /^\.bss/ { b += $2 }
+    END { printf "%d %d %d %d\n", t, r, d, b }'
+}
+row() { # row LABEL files...
+  local l=$1; shift
+  read -r t r d b < <(sections "$@")
+  printf '| %s | %d | %d | %d | %d |\n' "$l" "$t" "$r" "$d" "$b"
+}
+echo "Cortex-M4, arm-none-eabi-gcc $(arm-none-eabi-gcc -dumpversion) -Os (bytes):"
 echo
-echo "| file | .text | .data | .bss |"
-echo "|---|---|---|---|"
-arm-none-eabi-size -t "$out"/*.o | awk 'NR > 1 { n = $6; sub(".*/", "", n); if (n == "(TOTALS)") n = "**total**"; printf "| %s | %d | %d | %d |\n", n, $1, $2, $3 }'
+echo "| part | .text | .rodata | .data | .bss |"
+echo "|---|---|---|---|---|"
+row "device core (device.c, keystore.c)" "$out"/core-device.o "$out"/core-keystore.o
+row "codec + key schedule + util (src/common)" "$out"/core-wire.o "$out"/core-proto.o "$out"/core-util.o
+row "**device core total**" "$out"/core-*.o
+row "crypto port over mbedTLS (crypto_mbedtls.c)" "$out"/port-crypto_mbedtls.o
+row "mbedTLS subset (P-256, SHA-256, HKDF, AES-CCM)" build/mps2/libmbedcrypto_m4.a
+row "**with crypto**" "$out"/core-*.o "$out"/port-crypto_mbedtls.o build/mps2/libmbedcrypto_m4.a
 echo
-echo "Largest stack frames (bytes; a call chain adds its frames):"
-cat "$out"/*.su | awk -F'\t' '{ print $2 "\t" $1 }' | sort -n -r | head -8 | sed 's/^/  /'
+echo "Largest stack frames of the device core (bytes; a call chain adds its frames):"
+cat "$out"/core-*.su | awk -F'\t' '{ print $2 "\t" $1 }' | sort -n -r | head -8 | sed 's/^/  /'

@@ -10,6 +10,8 @@
 #define MBEDTLS_HAVE_ASM
 
 #define MBEDTLS_AES_C
+#define MBEDTLS_AES_ROM_TABLES     /* tables in flash, not 8 KiB of RAM */
+#define MBEDTLS_AES_FEWER_TABLES   /* 2 KiB of tables instead of 8 */
 #define MBEDTLS_CIPHER_C
 #define MBEDTLS_CCM_C
 #define MBEDTLS_MD_C
