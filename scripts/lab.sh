@@ -60,15 +60,21 @@ start() {
   [ -n "$dynsec_so" ] || { echo "lab: mosquitto's dynamic-security plugin is missing" >&2; exit 1; }
   mkdir -p "$dir"; stop
   certs
-  local agent_pw cloud_pw pa pca pcb
-  agent_pw=$(openssl rand -hex 16); cloud_pw=$(openssl rand -hex 16)
+  local agent_pw cloud_pw bench_pw pa pca pcb
+  agent_pw=$(openssl rand -hex 16); cloud_pw=$(openssl rand -hex 16); bench_pw=$(openssl rand -hex 16)
   pa=$(free_port); pca=$(free_port); pcb=$(free_port)
   mosquitto_passwd -b -c "$dir/agent.pw" otakey-agent "$agent_pw" 2>/dev/null
+  # otakey-bench: the servers of the benchmark's baseline schemes (bench/#).
+  mosquitto_passwd -b "$dir/agent.pw" otakey-bench "$bench_pw" 2>/dev/null
   cat > "$dir/agent.acl" <<EOF
 pattern write otakey/v1/up/%c
 pattern read otakey/v1/down/%c
+pattern write bench/v1/up/%c
+pattern read bench/v1/down/%c
 user otakey-agent
 topic readwrite otakey/#
+user otakey-bench
+topic readwrite bench/#
 EOF
   { printf 'user root\npersistence false\nper_listener_settings true\nlistener %s 127.0.0.1\n' "$pa"
     tls_lines
@@ -84,6 +90,10 @@ EOF
       printf 'allow_anonymous false\nplugin %s\nplugin_opt_config_file %s\n' "$dynsec_so" "$dir/dynsec-$c.json"
     } > "$dir/cloud-$c.conf"
   done
+  # Fleets of simulated devices need many connections per broker.
+  # As root the hard limit can go up to fs.nr_open; otherwise take the hard limit.
+  ulimit -n "$(cat /proc/sys/fs/nr_open 2>/dev/null || echo 1048576)" 2>/dev/null ||
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   for b in agent-broker cloud-a cloud-b; do
     mosquitto -c "$dir/$b.conf" > "$dir/$b.log" 2>&1 &
     echo $! > "$dir/$b.pid"
@@ -99,6 +109,8 @@ LAB_CLOUD_A_PORT=$pca
 LAB_CLOUD_B_PORT=$pcb
 LAB_CLOUD_ADMIN=admin
 LAB_CLOUD_PASSWORD=$cloud_pw
+LAB_BENCH_USER=otakey-bench
+LAB_BENCH_PASSWORD=$bench_pw
 EOF
 }
 

@@ -1,0 +1,408 @@
+/*
+ * OTA-Key devices of otakey-fleet (tools/fleet/ota.h).
+ *
+ * Everything runs on one thread: the epoll loop of net.c delivers each
+ * device's messages to its own device core; a tick every few
+ * milliseconds lets the cores retransmit (otk_device_next) and starts the
+ * cloud proofs that wait for a slot. Proofs (one TLS connection each) are
+ * limited in number so that handshakes do not starve the message flow.
+ */
+#include "ota.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flashsim.h"
+#include "otakey/wire.h"
+
+#define PROOF_WINDOW 128u     /* cloud proofs in flight at most */
+#define CONNECT_WINDOW 256u   /* agent-broker connections being set up at most */
+#define PROOF_RETRY_US 1000000u
+#define BIND_IPS 64u          /* source addresses 127.1.0.1 .. 127.1.0.64 */
+
+typedef struct sdev {
+    otk_device dev;
+    otk_flashsim flash;
+    otk_port port;
+    struct fl_ota *o;
+    fl_conn *agent, *proof;
+    uint32_t idx;
+    char hex[33];
+    uint8_t connecting, online, started, done, need_proof;
+    uint32_t from_version;  /* committed version when the phase began */
+    uint64_t t0_us;         /* latency start; 0 before the device started */
+    uint64_t proof_at_us;   /* earliest next proof attempt */
+    fl_bytes bytes;         /* closed proof connections, this phase */
+} sdev;
+
+struct fl_ota {
+    fl_env *env;
+    uint32_t n;
+    sdev *d;
+    otk_device_config fw;
+    fl_phase *ph;
+    uint32_t want_cloud;
+    unsigned connecting, proofs, inflight;
+    uint64_t refused;
+    uint64_t t_start_us;
+};
+
+static uint32_t port_now_ms(void *ctx)
+{
+    (void)ctx;
+    return (uint32_t)(fl_now_us() / 1000u);
+}
+
+static void bind_ip(uint32_t i, char out[32])
+{
+    snprintf(out, 32, "127.1.0.%u", 1u + i % BIND_IPS);
+}
+
+static void topic(const sdev *d, const char *dir, char out[64])
+{
+    snprintf(out, 64, "otakey/v1/%s/%s", dir, d->hex);
+}
+
+static void send_up(sdev *d, const uint8_t *msg, size_t n)
+{
+    char t[64];
+    if (n == 0 || d->agent == NULL || !d->online)
+        return;
+    topic(d, "up", t);
+    (void)fl_publish(d->agent, t, msg, n);
+}
+
+static int is_done(const fl_ota *o, const sdev *d)
+{
+    otk_cloud c;
+    if (otk_device_state(&d->dev) != OTK_DEV_READY ||
+        otk_device_version(&d->dev, OTK_SET_ACTIVE) <= d->from_version)
+        return 0;
+    if (o->want_cloud == 0)
+        return 1;
+    return otk_device_cloud(&d->dev, OTK_SET_ACTIVE, &c) == OTK_OK && c.cloud_id == o->want_cloud;
+}
+
+/* After any change of a device's state: a proof to start, or done. */
+static void progress(sdev *d)
+{
+    fl_ota *o = d->o;
+    if (d->done)
+        return;
+    if (otk_device_state(&d->dev) == OTK_DEV_PROVE && d->proof == NULL)
+        d->need_proof = 1;
+    if (d->started && is_done(o, d)) {
+        d->done = 1;
+        if (o->inflight)
+            o->inflight--;
+        o->ph->done++;
+        fl_phase_latency(o->ph, (double)(fl_now_us() - d->t0_us) / 1000.0);
+    }
+}
+
+static void kick(sdev *d)
+{
+    uint8_t out[OTK_MSG_MAX_LEN];
+    size_t n = 0;
+    if (otk_device_next(&d->dev, out, sizeof out, &n) == OTK_OK)
+        send_up(d, out, n);
+}
+
+/* ---- the agent connection ---- */
+
+static void agent_connect(fl_conn *c, void *ud, int rc)
+{
+    sdev *d = ud;
+    char t[64];
+    d->o->connecting -= d->connecting;
+    d->connecting = 0;
+    if (rc != 0) {
+        if (d->o->env->verbose)
+            fprintf(stderr, "fleet: %s: agent broker connection failed (%d)\n", d->hex, rc);
+        return; /* retried by the tick */
+    }
+    topic(d, "down", t);
+    if (fl_subscribe(c, t) != 0 && d->o->env->verbose)
+        fprintf(stderr, "fleet: %s: subscribe failed\n", d->hex);
+}
+
+static void agent_subscribed(fl_conn *c, void *ud)
+{
+    sdev *d = ud;
+    (void)c;
+    d->online = 1;
+    if (d->started)
+        kick(d);
+}
+
+static void agent_message(fl_conn *c, void *ud, const char *t, const uint8_t *p, size_t n)
+{
+    sdev *d = ud;
+    uint8_t out[OTK_MSG_MAX_LEN];
+    size_t len = 0;
+    otk_status st;
+    (void)c;
+    (void)t;
+    if (!d->started && d->o->ph != NULL && otk_device_state(&d->dev) == OTK_DEV_READY) {
+        /* The first NOTIFY of an update phase starts this device's clock. */
+        d->started = 1;
+        d->t0_us = fl_now_us();
+        d->o->inflight++;
+    }
+    st = otk_device_receive(&d->dev, p, n, out, sizeof out, &len);
+    if (st != OTK_OK) {
+        d->o->refused++;
+        if (d->o->env->verbose)
+            fprintf(stderr, "fleet: %s: message refused: %s\n", d->hex, otk_strerror(st));
+    }
+    send_up(d, out, len);
+    progress(d);
+}
+
+static void agent_lost(fl_conn *c, void *ud)
+{
+    sdev *d = ud;
+    (void)c;
+    d->agent = NULL;
+    d->online = 0;
+    if (d->o->env->verbose)
+        fprintf(stderr, "fleet: %s: agent broker connection lost\n", d->hex);
+}
+
+static const fl_conn_cb agent_cb = {agent_connect, agent_subscribed, agent_message, agent_lost};
+
+static void open_agent(fl_ota *o, sdev *d)
+{
+    char ip[32];
+    bind_ip(d->idx, ip);
+    d->online = 0;
+    d->agent = fl_open(o->env->loop, &o->env->agent_broker, ip, d->hex, NULL, NULL, 0, &agent_cb, d);
+    if (d->agent != NULL) {
+        d->connecting = 1;
+        o->connecting++;
+    } else if (o->env->verbose) {
+        fprintf(stderr, "fleet: %s: cannot open a connection: %s\n", d->hex, strerror(errno));
+    }
+}
+
+/* ---- cloud proofs ---- */
+
+static void proof_result(fl_conn *c, void *ud, int rc)
+{
+    sdev *d = ud;
+    uint8_t out[OTK_MSG_MAX_LEN];
+    size_t n = 0;
+    otk_proof r;
+    /* MQTT 5: 0x86 bad user name or password, 0x87 not authorized. */
+    r = rc == 0 ? OTK_PROOF_OK
+        : (rc == 0x86 || rc == 0x87 || rc == 4 || rc == 5) ? OTK_PROOF_REFUSED
+                                                         : OTK_PROOF_UNREACHABLE;
+    fl_close(c, &d->bytes);
+    d->proof = NULL;
+    d->o->proofs--;
+    if (r == OTK_PROOF_UNREACHABLE) {
+        d->need_proof = 1;
+        d->proof_at_us = fl_now_us() + PROOF_RETRY_US;
+        return;
+    }
+    if (otk_device_proof(&d->dev, r, out, sizeof out, &n) == OTK_OK)
+        send_up(d, out, n);
+    progress(d);
+}
+
+static const fl_conn_cb proof_cb = {proof_result, NULL, NULL, NULL};
+
+static void start_proof(fl_ota *o, sdev *d)
+{
+    otk_cloud c;
+    fl_broker b;
+    char ip[32];
+    d->need_proof = 0;
+    if (otk_device_cloud(&d->dev, OTK_SET_STAGED, &c) != OTK_OK)
+        return;
+    b.host = c.host;
+    b.port = c.port;
+    b.tls = (c.flags & OTK_CLOUD_FLAG_TLS) != 0;
+    bind_ip(d->idx + 7, ip);
+    d->proof = fl_open(o->env->loop, &b, ip, d->hex, c.user, c.secret, 0, &proof_cb, d);
+    otk_wipe(&c, sizeof c);
+    if (d->proof == NULL) {
+        d->need_proof = 1;
+        d->proof_at_us = fl_now_us() + PROOF_RETRY_US;
+        return;
+    }
+    o->proofs++;
+}
+
+/* ---- the loop ---- */
+
+static void tick(fl_ota *o, uint32_t *next_start)
+{
+    uint64_t now = fl_now_us();
+    uint32_t i;
+    for (i = 0; i < o->n; i++) {
+        sdev *d = &o->d[i];
+        if (d->done)
+            continue;
+        /* A lost connection is opened again (in the claim phase, only for
+         * devices already brought up). */
+        if (d->agent == NULL && (d->started || next_start == NULL) &&
+            o->connecting < CONNECT_WINDOW)
+            open_agent(o, d);
+        if (!d->started)
+            continue;
+        if (d->need_proof && o->proofs < PROOF_WINDOW && now >= d->proof_at_us)
+            start_proof(o, d);
+        if (d->online)
+            kick(d);
+    }
+    /* Claim phase: bring more devices up while the windows allow. */
+    while (next_start && *next_start < o->n && o->connecting < CONNECT_WINDOW &&
+           o->inflight < o->env->window) {
+        sdev *d = &o->d[(*next_start)++];
+        d->started = 1;
+        d->t0_us = now;
+        o->inflight++;
+        open_agent(o, d);
+    }
+}
+
+static int run(fl_ota *o, fl_phase *ph, uint32_t *next_start)
+{
+    uint64_t deadline = fl_now_us() + (uint64_t)o->env->phase_timeout_s * 1000000u;
+    uint64_t last_tick = 0, last_note = fl_now_us();
+    double cpu0 = fl_thread_cpu();
+    uint32_t i;
+    while (ph->done < o->n && fl_now_us() < deadline) {
+        uint64_t now = fl_now_us();
+        if (now - last_tick >= 50000) {
+            last_tick = now;
+            tick(o, next_start);
+        }
+        fl_loop_run(o->env->loop, 5);
+        if (o->env->verbose && now - last_note >= 2000000) {
+            last_note = now;
+            fprintf(stderr, "fleet: %s %s: %llu/%u done, %u in flight, %u proofs, %zu connections\n",
+                    ph->scheme, ph->name, (unsigned long long)ph->done, o->n, o->inflight,
+                    o->proofs, fl_loop_count(o->env->loop));
+        }
+    }
+    ph->wall_s = (double)(fl_now_us() - o->t_start_us) / 1e6;
+    ph->device_cpu_us = (fl_thread_cpu() - cpu0) * 1e6 / (double)(o->n ? o->n : 1);
+    for (i = 0; i < o->n; i++) {
+        sdev *d = &o->d[i];
+        ph->bytes.app_up += d->bytes.app_up;
+        ph->bytes.app_down += d->bytes.app_down;
+        ph->bytes.mqtt_up += d->bytes.mqtt_up;
+        ph->bytes.mqtt_down += d->bytes.mqtt_down;
+        ph->bytes.tcp_up += d->bytes.tcp_up;
+        ph->bytes.tcp_down += d->bytes.tcp_down;
+        if (d->agent)
+            fl_conn_bytes(d->agent, &ph->bytes);
+    }
+    ph->failures += o->refused;
+    o->ph = NULL;
+    return 0;
+}
+
+/* Phase start: counters of the persistent connections are subtracted. */
+static void begin(fl_ota *o, fl_phase *ph)
+{
+    uint32_t i;
+    fl_bytes base;
+    memset(&base, 0, sizeof base);
+    o->ph = ph;
+    o->refused = 0;
+    o->inflight = 0;
+    o->t_start_us = fl_now_us();
+    for (i = 0; i < o->n; i++) {
+        sdev *d = &o->d[i];
+        memset(&d->bytes, 0, sizeof d->bytes);
+        d->done = d->started = 0;
+        d->t0_us = 0;
+        d->from_version = otk_device_version(&d->dev, OTK_SET_ACTIVE);
+        if (d->agent)
+            fl_conn_bytes(d->agent, &base);
+    }
+    /* Start from minus the persistent connections' counters so far. */
+    ph->bytes.app_up -= base.app_up;
+    ph->bytes.app_down -= base.app_down;
+    ph->bytes.mqtt_up -= base.mqtt_up;
+    ph->bytes.mqtt_down -= base.mqtt_down;
+    ph->bytes.tcp_up -= base.tcp_up;
+    ph->bytes.tcp_down -= base.tcp_down;
+}
+
+int fl_ota_claim(fl_ota *o, fl_phase *ph)
+{
+    uint32_t next = 0;
+    begin(o, ph);
+    o->want_cloud = 0;
+    return run(o, ph, &next);
+}
+
+int fl_ota_update(fl_ota *o, const char *cmd, uint32_t want_cloud, fl_phase *ph)
+{
+    int rc;
+    begin(o, ph);
+    o->want_cloud = want_cloud;
+    rc = system(cmd);
+    if (rc != 0) {
+        fprintf(stderr, "fleet: '%s' failed (status %d)\n", cmd, rc);
+        o->ph = NULL;
+        return -1;
+    }
+    return run(o, ph, NULL);
+}
+
+fl_ota *fl_ota_new(fl_env *env, uint32_t n, const otk_device_config *fw)
+{
+    fl_ota *o = calloc(1, sizeof *o);
+    uint32_t i;
+    if (o == NULL || (o->d = calloc(n ? n : 1, sizeof *o->d)) == NULL)
+        abort();
+    o->env = env;
+    o->n = n;
+    o->fw = *fw;
+    for (i = 0; i < n; i++) {
+        sdev *d = &o->d[i];
+        otk_device_config cfg = *fw;
+        uint8_t id[16];
+        d->o = o;
+        d->idx = i;
+        fl_device_id(env, i, id, d->hex);
+        memcpy(cfg.device_id, id, 16);
+        /* The smallest partition the key store takes: two 256-byte slots. */
+        if (otk_flashsim_init(&d->flash, 2 * OTK_SLOT_MIN, OTK_SLOT_MIN, 8) != 0)
+            abort();
+        otk_flashsim_port(&d->flash, env->crypto, &d->port);
+        d->port.now_ms = port_now_ms;
+        if (otk_device_init(&d->dev, &d->port, &cfg) != OTK_OK) {
+            fprintf(stderr, "fleet: device %s: init failed\n", d->hex);
+            fl_ota_free(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+void fl_ota_free(fl_ota *o)
+{
+    uint32_t i;
+    if (o == NULL)
+        return;
+    for (i = 0; i < o->n; i++) {
+        sdev *d = &o->d[i];
+        if (d->agent)
+            fl_close(d->agent, NULL);
+        if (d->proof)
+            fl_close(d->proof, NULL);
+        otk_device_free(&d->dev);
+        otk_flashsim_free(&d->flash);
+    }
+    fl_loop_run(o->env->loop, 0);
+    otk_wipe(&o->fw, sizeof o->fw);
+    free(o->d);
+    free(o);
+}

@@ -1,0 +1,34 @@
+/*
+ * ota.h: OTA-Key devices of otakey-fleet. Each simulated device is the
+ * real device core (its own otk_device context and key partition in
+ * simulated NOR flash) with its own MQTT connection to the agent broker;
+ * a staged key set is proven by a real MQTT CONNECT to the cloud it names.
+ */
+#ifndef OTK_FLEET_OTA_H
+#define OTK_FLEET_OTA_H
+
+#include "fleet.h"
+#include "otakey/device.h"
+
+typedef struct fl_ota fl_ota;
+
+/* n devices with ids fl_device_id(env, i); fw holds batch id, PK, agent key. */
+fl_ota *fl_ota_new(fl_env *env, uint32_t n, const otk_device_config *fw);
+void fl_ota_free(fl_ota *o);
+
+/*
+ * First power-on of every device: connect, claim, prove on the claim
+ * cloud, confirm. Latency per device: from its connection attempt to its
+ * committed key set.
+ */
+int fl_ota_claim(fl_ota *o, fl_phase *ph);
+
+/*
+ * An update campaign: runs cmd (which starts the campaign at the agent),
+ * then waits until every device committed a newer version, on cloud
+ * want_cloud if non-zero. Latency per device: from the NOTIFY it received
+ * to its committed set.
+ */
+int fl_ota_update(fl_ota *o, const char *cmd, uint32_t want_cloud, fl_phase *ph);
+
+#endif
