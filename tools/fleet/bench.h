@@ -60,6 +60,7 @@ struct bl_fleet {
     int timing;             /* CPU accounting on */
     double dev_cpu_s, srv_cpu_s;
     uint64_t stray;         /* server messages from topics not of this fleet */
+    fl_bytes gone;          /* counters of device connections that went away */
 };
 
 static inline void bl_link_connect(fl_conn *c, void *ud, int rc)
@@ -77,8 +78,11 @@ static inline void bl_link_connect(fl_conn *c, void *ud, int rc)
         /* rc < 0: the loop frees this connection after the callback; a
          * refusal (rc > 0) is followed by on_lost. Either way it is
          * opened again by bl_fleet_tick once forgotten. */
-        if (rc < 0 && l->c == c)
+        if (rc < 0 && l->c == c) {
+            if (l != &F->srv)
+                fl_conn_bytes(c, &F->gone);
             l->c = NULL;
+        }
         return;
     }
     if (l == &F->srv)
@@ -143,8 +147,12 @@ static inline void bl_link_lost(fl_conn *c, void *ud)
     bl_link *l = ud;
     if (l->c != c)
         return; /* an older connection of this device */
-    if (l->online && l != &l->F->srv)
-        l->F->online--;
+    if (l != &l->F->srv) {
+        /* Still readable here (freed after the callback): its bytes count. */
+        fl_conn_bytes(c, &l->F->gone);
+        if (l->online)
+            l->F->online--;
+    }
     l->c = NULL;
     l->online = 0;
     if (l->F->env->verbose)
@@ -253,12 +261,12 @@ static inline int bl_send_down(bl_fleet *F, uint32_t i, const void *p, size_t n)
     return F->srv.online ? fl_publish(F->srv.c, t, p, n) : -1;
 }
 
-/* Adds (sign +1) or subtracts (sign -1) the devices' counters so far. */
+/* Adds (sign +1) or subtracts (sign -1) the devices' counters so far,
+ * those of connections that dropped included. */
 static inline void bl_fleet_bytes(bl_fleet *F, fl_bytes *out, int sign)
 {
-    fl_bytes b;
+    fl_bytes b = F->gone;
     uint32_t i;
-    memset(&b, 0, sizeof b);
     for (i = 0; i < F->n; i++)
         if (F->d[i].c)
             fl_conn_bytes(F->d[i].c, &b);

@@ -57,6 +57,7 @@
 #define CSR_PROG 8u
 #define CSR_TOKEN_TTL_S 3600   /* AWS: ownership tokens expire after an hour */
 #define CSR_PEM_MAX 4096u
+#define CSR_STARTS_PER_TURN 8u
 #define CSR_TEMPLATE "OtaKeyBenchRekeyTemplate" /* the provisioning template */
 
 enum { D_IDLE, D_CREATE, D_REGISTER, D_DONE, D_FAILED };
@@ -310,8 +311,11 @@ static void dev_msg(void *s, uint32_t i, const uint8_t *p, size_t n)
 
 static void dev_start_some(csr_run *r)
 {
-    uint32_t scanned;
-    for (scanned = 0; r->idle && r->inflight < r->nslots && scanned < r->F.n; scanned++) {
+    uint32_t scanned, started = 0;
+    /* All devices share one thread: a few key generations per loop turn,
+     * so that the messages of devices already started are not held up. */
+    for (scanned = 0; r->idle && r->inflight < r->nslots && scanned < r->F.n && started < CSR_STARTS_PER_TURN;
+         scanned++) {
         uint32_t i = r->cursor;
         csrdev *d = &r->d[i];
         unsigned k;
@@ -327,6 +331,7 @@ static void dev_start_some(csr_run *r)
         d->t0_us = fl_now_us();
         r->idle--;
         r->inflight++;
+        started++;
         dev_start(r, i);
     }
 }

@@ -380,6 +380,8 @@ static void dev_retry(fw_run *r)
     uint32_t i;
     for (i = 0; i < r->F.n; i++) {
         fwdev *d = &r->d[i];
+        /* A final report is a QoS 1 publish the device does not follow up
+         * (the OTA library does not subscribe to update/accepted). */
         if ((d->state != D_JOB && d->state != D_DOWNLOAD) || now - d->wait_since_us < FW_REQUEST_WAIT_US ||
             !r->F.d[i].online)
             continue;
@@ -405,6 +407,8 @@ static void srv_json(fw_run *r, uint32_t i, const uint8_t *p, size_t n)
             fl_phase_latency(r->ph, (double)(fl_now_us() - r->d[i].t0_us) / 1000.0);
             if (r->inflight)
                 r->inflight--;
+        } else if (r->srv_state[i] == S_DONE && !strcmp(status->valuestring, "SUCCEEDED")) {
+            /* a repeated report: already counted */
         } else if (r->srv_state[i] == S_JOB && !strcmp(status->valuestring, "FAILED")) {
             r->srv_state[i] = S_FAILED;
         } else if (strcmp(status->valuestring, "IN_PROGRESS") != 0) {
