@@ -33,6 +33,22 @@
 
 typedef struct bl_fleet bl_fleet;
 
+/*
+ * Fault injection, to show that the devices' and the server's checks
+ * bite: OTK_FLEET_FAULT names one fault, and every device of the scheme
+ * it concerns must then fail:
+ *   fw-block   the server flips a byte of one block on the wire
+ *   fw-sig     the job document carries the signature of another image
+ *   csr-ca     certificates are signed by a key other than the CA's
+ *   csr-token  ownership tokens are sealed with a key the server does not
+ *              accept (RegisterThing is rejected)
+ */
+static inline int bl_fault(const char *name)
+{
+    const char *f = getenv("OTK_FLEET_FAULT");
+    return f != NULL && strcmp(f, name) == 0;
+}
+
 typedef struct bl_ops {
     /* A message on device i's down topic (device side). */
     void (*dev_msg)(void *s, uint32_t i, const uint8_t *p, size_t n);

@@ -81,6 +81,8 @@ typedef struct csr_run {
     EVP_PKEY *ca_key;
     X509 *ca;
     uint8_t token_key[32];    /* seals ownership tokens */
+    uint8_t rogue[32];        /* fault csr-token: seals them instead */
+    EVP_PKEY *rogue_key;      /* fault csr-ca: signs certificates instead */
     char (*issued)[65];       /* per device: certificateId of its last certificate */
     uint64_t srv_refused;
     /* devices (mbedTLS) */
@@ -411,7 +413,7 @@ static char *token_make(csr_run *r, const char *cert_id, const char *client)
     int len = 0, fin = 0;
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
     if (c == NULL || n <= 0 || (size_t)n >= sizeof plain || RAND_bytes(blob, 12) != 1 ||
-        EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, r->token_key, blob) != 1 ||
+        EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, bl_fault("csr-token") ? r->rogue : r->token_key, blob) != 1 ||
         EVP_EncryptUpdate(c, blob + 12, &len, (const uint8_t *)plain, n) != 1 ||
         EVP_EncryptFinal_ex(c, blob + 12 + len, &fin) != 1 ||
         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, blob + 12 + len + fin) != 1)
@@ -501,7 +503,7 @@ static X509 *issue(csr_run *r, EVP_PKEY *key, const X509_NAME *subject, int ca)
          add_ext(x, ca ? x : r->ca, NID_authority_key_identifier, "keyid:always") &&
          add_ext(x, ca ? x : r->ca, NID_basic_constraints, ca ? "critical,CA:TRUE" : "critical,CA:FALSE") &&
          add_ext(x, ca ? x : r->ca, NID_key_usage, ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature") &&
-         X509_sign(x, r->ca_key, EVP_sha256()) > 0;
+         X509_sign(x, !ca && r->rogue_key ? r->rogue_key : r->ca_key, EVP_sha256()) > 0;
     BN_free(bn);
     ASN1_TIME_free(until);
     if (!ok) {
@@ -611,7 +613,9 @@ static int make_ca(csr_run *r)
                                     (const unsigned char *)"Fleet Devices O=Example Fleet Inc. "
                                                            "L=Seattle ST=Washington C=US",
                                     -1, -1, 0) &&
-         (r->ca = issue(r, r->ca_key, name, 1)) != NULL && RAND_bytes(r->token_key, sizeof r->token_key) == 1;
+         (r->ca = issue(r, r->ca_key, name, 1)) != NULL && RAND_bytes(r->token_key, sizeof r->token_key) == 1 &&
+         RAND_bytes(r->rogue, sizeof r->rogue) == 1 &&
+         (!bl_fault("csr-ca") || (r->rogue_key = EVP_EC_gen("P-256")) != NULL);
     X509_NAME_free(name);
     if (!ok || (len = i2d_X509(r->ca, &der)) <= 0) {
         fprintf(stderr, "fleet: x509-csr: cannot make the CA\n");
@@ -643,6 +647,7 @@ static void csr_free(csr_run *r)
     free(r->issued);
     X509_free(r->ca);
     EVP_PKEY_free(r->ca_key);
+    EVP_PKEY_free(r->rogue_key);
     OPENSSL_cleanse(r->token_key, sizeof r->token_key);
     mbedtls_x509_crt_free(&r->trust);
     mbedtls_ctr_drbg_free(&r->drbg);
