@@ -522,11 +522,12 @@ static void srv_create(csr_run *r, uint32_t i, const char *pem)
     X509 *cert = NULL;
     uint8_t h[32];
     unsigned hl = 0;
-    char cn[64], *tok, *cpem, *copy;
+    char cn[64], group[32], *tok, *cpem, *copy;
     long plen;
     cJSON *m;
     /* Only P-256 keys, a valid self-signature, and the CN is the client. */
-    if (key == NULL || EVP_PKEY_get_base_id(key) != EVP_PKEY_EC || EVP_PKEY_get_bits(key) != 256 ||
+    if (key == NULL || EVP_PKEY_get_base_id(key) != EVP_PKEY_EC ||
+        EVP_PKEY_get_group_name(key, group, sizeof group, NULL) != 1 || strcmp(group, "prime256v1") != 0 ||
         X509_REQ_verify(req, key) != 1 ||
         X509_NAME_get_text_by_NID(X509_REQ_get_subject_name(req), NID_commonName, cn, sizeof cn) <= 0 ||
         strcmp(cn, r->F.d[i].hex) != 0) {

@@ -417,6 +417,13 @@ static void srv_json(fw_run *r, uint32_t i, const uint8_t *p, size_t n)
         } else if (strcmp(status->valuestring, "IN_PROGRESS") != 0) {
             r->srv_bad++;
         }
+    } else if (cJSON_IsString(token) && strlen(token->valuestring) < 80 && r->srv_state[i] >= S_DONE) {
+        /* jobs/$next/get with nothing pending: no "execution". */
+        char msg[160];
+        int len = snprintf(msg, sizeof msg, "{\"clientToken\":\"%s\",\"timestamp\":%ld}", token->valuestring,
+                           (long)time(NULL));
+        if (len > 0 && (size_t)len < sizeof msg)
+            (void)bl_send_down(&r->F, i, msg, (size_t)len);
     } else if (cJSON_IsString(token) && strlen(token->valuestring) < 80) {
         /* jobs/$next/get: the pending execution with its document. */
         char msg[1024];
