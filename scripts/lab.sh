@@ -88,7 +88,7 @@ EOF
     port=$pca; [ "$c" = b ] && port=$pcb
     rm -f "$dir/dynsec-$c.json"
     mosquitto_ctrl dynsec init "$dir/dynsec-$c.json" admin "$cloud_pw" >/dev/null
-    { printf 'user root\npersistence false\nlistener %s 127.0.0.1\n' "$port"
+    { printf 'user root\npersistence false\nset_tcp_nodelay true\nlistener %s 127.0.0.1\n' "$port"
       tls_lines
       printf 'allow_anonymous false\nplugin %s\nplugin_opt_config_file %s\n' "$dynsec_so" "$dir/dynsec-$c.json"
     } > "$dir/cloud-$c.conf"

@@ -161,6 +161,8 @@ static int setup(daemon_ctx *d, const char *path)
     d->mosq = mosquitto_new(d->cfg.client_id, true, d);
     if (d->mosq == NULL)
         abort();
+    /* Small request/response messages: no Nagle delay. */
+    (void)mosquitto_int_option(d->mosq, MOSQ_OPT_TCP_NODELAY, 1);
     mosquitto_int_option(d->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
     mosquitto_connect_v5_callback_set(d->mosq, on_connect);
     mosquitto_message_v5_callback_set(d->mosq, on_message);

@@ -144,6 +144,8 @@ static void cloud_link(dev_ctx *d)
     d->cloud = mosquitto_new(d->hex, true, d);
     if (d->cloud == NULL)
         abort();
+    /* Small request/response messages: no Nagle delay. */
+    (void)mosquitto_int_option(d->cloud, MOSQ_OPT_TCP_NODELAY, 1);
     mosquitto_int_option(d->cloud, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
     mosquitto_publish_v5_callback_set(d->cloud, on_cloud_publish);
     (void)mosquitto_username_pw_set(d->cloud, c.user, c.secret);
@@ -256,6 +258,8 @@ int main(int argc, char **argv)
     d.agent = mosquitto_new(d.hex, true, &d);
     if (d.agent == NULL)
         abort();
+    /* Small request/response messages: no Nagle delay. */
+    (void)mosquitto_int_option(d.agent, MOSQ_OPT_TCP_NODELAY, 1);
     mosquitto_int_option(d.agent, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
     mosquitto_connect_v5_callback_set(d.agent, on_agent_connect);
     mosquitto_message_v5_callback_set(d.agent, on_agent_message);

@@ -35,6 +35,8 @@ otk_proof otk_mqtt_prove(const otk_cloud *c, const char *cafile, const char *cli
     m = mosquitto_new(client_id, true, &pr);
     if (m == NULL)
         return OTK_PROOF_UNREACHABLE;
+    /* Small request/response messages: no Nagle delay. */
+    (void)mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1);
     mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
     mosquitto_connect_v5_callback_set(m, on_connect);
     if (mosquitto_username_pw_set(m, c->user, c->secret) != MOSQ_ERR_SUCCESS ||

@@ -276,6 +276,8 @@ static otk_status open_conn(conn *c, unsigned timeout_ms, char *err, size_t err_
     c->mosq = mosquitto_new(id, true, c);
     if (c->mosq == NULL)
         abort();
+    /* Small request/response messages: no Nagle delay. */
+    (void)mosquitto_int_option(c->mosq, MOSQ_OPT_TCP_NODELAY, 1);
     mosquitto_int_option(c->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
     mosquitto_connect_v5_callback_set(c->mosq, on_connect);
     mosquitto_disconnect_v5_callback_set(c->mosq, on_disconnect);

@@ -85,4 +85,8 @@ long fl_raise_fd_limit(void);
 
 uint64_t fl_now_us(void);
 
+/* Keep-alive of simulated clients: the longest MQTT allows (18 h), so that a
+ * loop busy with other clients never has to send PINGREQs in time. */
+#define FL_KEEPALIVE 65535
+
 #endif

@@ -120,7 +120,12 @@ static void agent_connect(fl_conn *c, void *ud, int rc)
     if (rc != 0) {
         if (d->o->env->verbose)
             fprintf(stderr, "fleet: %s: agent broker connection failed (%d)\n", d->hex, rc);
-        return; /* retried by the tick */
+        /* The loop frees a connection that failed; the tick opens a new one. */
+        if (rc > 0)
+            fl_close(c, NULL);
+        d->agent = NULL;
+        d->online = 0;
+        return;
     }
     topic(d, "down", t);
     if (fl_subscribe(c, t) != 0 && d->o->env->verbose)
@@ -177,7 +182,8 @@ static void open_agent(fl_ota *o, sdev *d)
     char ip[32];
     bind_ip(d->idx, ip);
     d->online = 0;
-    d->agent = fl_open(o->env->loop, &o->env->agent_broker, ip, d->hex, NULL, NULL, 0, &agent_cb, d);
+    d->agent = fl_open(o->env->loop, &o->env->agent_broker, ip, d->hex, NULL, NULL, FL_KEEPALIVE,
+                       &agent_cb, d);
     if (d->agent != NULL) {
         d->connecting = 1;
         o->connecting++;
@@ -225,7 +231,7 @@ static void start_proof(fl_ota *o, sdev *d)
     b.port = c.port;
     b.tls = (c.flags & OTK_CLOUD_FLAG_TLS) != 0;
     bind_ip(d->idx + 7, ip);
-    d->proof = fl_open(o->env->loop, &b, ip, d->hex, c.user, c.secret, 0, &proof_cb, d);
+    d->proof = fl_open(o->env->loop, &b, ip, d->hex, c.user, c.secret, FL_KEEPALIVE, &proof_cb, d);
     otk_wipe(&c, sizeof c);
     if (d->proof == NULL) {
         d->need_proof = 1;
