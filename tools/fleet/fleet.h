@@ -35,7 +35,8 @@ typedef struct fl_phase {
     char name[32];            /* "claim", "rotate", "switch", "re-key" */
     uint64_t devices;         /* devices asked to do it */
     uint64_t done;            /* devices that completed it */
-    uint64_t failures;        /* devices - done, plus refusals seen */
+    uint64_t failures;        /* devices that did not complete (devices - done) */
+    uint64_t refused;         /* messages a device refused (duplicates, stale answers) */
     double wall_s;
     double *lat_ms;           /* one per completed device (malloc'd) */
     uint64_t n_lat;

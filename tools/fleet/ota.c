@@ -307,7 +307,7 @@ static int run(fl_ota *o, fl_phase *ph, uint32_t *next_start)
         if (d->agent)
             fl_conn_bytes(d->agent, &ph->bytes);
     }
-    ph->failures += o->refused;
+    ph->refused += o->refused;
     o->ph = NULL;
     return 0;
 }

@@ -103,21 +103,21 @@ void fl_report_csv_header(FILE *f)
 {
     fprintf(f, "fleet,scheme,phase,devices,done,failures,wall_s,devices_per_s,p50_ms,p95_ms,p99_ms,"
                "server_cpu_us,server_rss_mib,device_cpu_us,broker_cpu_us,cloud_cpu_us,"
-               "app_up,app_down,mqtt_up,mqtt_down,tcp_up,tcp_down\n");
+               "app_up,app_down,mqtt_up,mqtt_down,tcp_up,tcp_down,refused\n");
 }
 
 void fl_report_csv_row(FILE *f, const fl_phase *ph, uint64_t fleet_size)
 {
     uint64_t n = ph->done ? ph->done : 1;
     fprintf(f, "%llu,%s,%s,%llu,%llu,%llu,%.3f,%.1f,%.2f,%.2f,%.2f,%.1f,%.1f,%.1f,%.1f,%.1f,"
-               "%.1f,%.1f,%.1f,%.1f,%.1f,%.1f\n",
+               "%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%llu\n",
             (unsigned long long)fleet_size, ph->scheme, ph->name, (unsigned long long)ph->devices,
             (unsigned long long)ph->done, (unsigned long long)ph->failures, ph->wall_s,
             ph->wall_s > 0 ? (double)ph->done / ph->wall_s : 0, ph->p50, ph->p95, ph->p99,
             ph->server_cpu_us, ph->server_rss_mib, ph->device_cpu_us, ph->broker_cpu_us,
             ph->cloud_cpu_us, per(ph->bytes.app_up, n), per(ph->bytes.app_down, n),
             per(ph->bytes.mqtt_up, n), per(ph->bytes.mqtt_down, n), per(ph->bytes.tcp_up, n),
-            per(ph->bytes.tcp_down, n));
+            per(ph->bytes.tcp_down, n), (unsigned long long)ph->refused);
 }
 
 int fl_proc_cpu(long pid, double *cpu_s)
