@@ -4,11 +4,14 @@
 #                   their own otakey/v1/{up,down}/<client id> topics)
 #   cloud A, B    - mosquitto with the dynamic-security plugin; the agent
 #                   administers device clients through it
-# Usage: scripts/lab.sh start DIR   (writes DIR/lab.env)
+# Usage: scripts/lab.sh start DIR [dynsec|passwd]   (writes DIR/lab.env)
+#        passwd: the clouds authenticate from a password_file + acl_file that
+#        the agent rewrites (type = passwd), instead of dynamic security
 #        scripts/lab.sh stop DIR
 set -euo pipefail
-cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+cmd=${1:-}; dir=${2:-}; clouds=${3:-dynsec}
+[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop DIR [dynsec|passwd]" >&2; exit 2; }
+[ "$clouds" = dynsec ] || [ "$clouds" = passwd ] || { echo "lab: clouds must be dynsec or passwd" >&2; exit 2; }
 dynsec_so=$(ls /usr/lib/*/mosquitto_dynamic_security.so 2>/dev/null | head -n1 || true)
 
 stop() {
@@ -86,7 +89,17 @@ EOF
   local c port
   for c in a b; do
     port=$pca; [ "$c" = b ] && port=$pcb
-    rm -f "$dir/dynsec-$c.json"
+    rm -f "$dir/dynsec-$c.json" "$dir/cloud-$c.passwd" "$dir/cloud-$c.acl"
+    if [ "$clouds" = passwd ]; then
+      # The agent writes these files and signals the broker to reload them.
+      : > "$dir/cloud-$c.passwd"; : > "$dir/cloud-$c.acl"
+      chmod 600 "$dir/cloud-$c.passwd" "$dir/cloud-$c.acl"
+      { printf 'user root\npersistence false\nset_tcp_nodelay true\nlistener %s 127.0.0.1\n' "$port"
+        tls_lines
+        printf 'allow_anonymous false\npassword_file %s\nacl_file %s\n' "$dir/cloud-$c.passwd" "$dir/cloud-$c.acl"
+      } > "$dir/cloud-$c.conf"
+      continue
+    fi
     mosquitto_ctrl dynsec init "$dir/dynsec-$c.json" admin "$cloud_pw" >/dev/null
     { printf 'user root\npersistence false\nset_tcp_nodelay true\nlistener %s 127.0.0.1\n' "$port"
       tls_lines
@@ -112,6 +125,9 @@ LAB_CLOUD_A_PORT=$pca
 LAB_CLOUD_B_PORT=$pcb
 LAB_CLOUD_ADMIN=admin
 LAB_CLOUD_PASSWORD=$cloud_pw
+LAB_CLOUDS=$clouds
+LAB_CLOUD_A_PID=$dir/cloud-a.pid
+LAB_CLOUD_B_PID=$dir/cloud-b.pid
 LAB_BENCH_USER=otakey-bench
 LAB_BENCH_PASSWORD=$bench_pw
 EOF

@@ -109,6 +109,7 @@ static int on_cloud(parse_ctx *p, const char *s, const char *k, const char *v)
         c->n_clouds++;
         c->clouds[i].cloud_id = (uint32_t)id;
         c->admin[i].cloud_id = (uint32_t)id;
+        c->pwfile[i].cloud_id = (uint32_t)id;
         c->clouds[i].flags = OTK_CLOUD_FLAG_TLS;
     }
     ep = &c->clouds[i];
@@ -129,6 +130,21 @@ static int on_cloud(parse_ctx *p, const char *s, const char *k, const char *v)
         return copy(p, s, k, ad->admin_user, sizeof ad->admin_user, v);
     if (!strcmp(k, "admin_password"))
         return copy(p, s, k, ad->admin_password, sizeof ad->admin_password, v);
+    if (!strcmp(k, "type")) {
+        if (!strcmp(v, "dynsec"))
+            c->cloud_type[i] = OTK_CLOUD_DYNSEC;
+        else if (!strcmp(v, "passwd"))
+            c->cloud_type[i] = OTK_CLOUD_PWFILE;
+        else
+            return fail(p, s, k, "must be dynsec or passwd");
+        return 1;
+    }
+    if (!strcmp(k, "password_file"))
+        return copy(p, s, k, c->pwfile[i].password_file, sizeof c->pwfile[i].password_file, v);
+    if (!strcmp(k, "acl_file"))
+        return copy(p, s, k, c->pwfile[i].acl_file, sizeof c->pwfile[i].acl_file, v);
+    if (!strcmp(k, "pid_file"))
+        return copy(p, s, k, c->pwfile[i].pid_file, sizeof c->pwfile[i].pid_file, v);
     return fail(p, s, k, "unknown key");
 }
 
@@ -185,15 +201,28 @@ int otk_agentd_config_load(const char *path, otk_agentd_config *cfg, char *err, 
     for (i = 0; i < cfg->n_clouds; i++) {
         otk_cloud_endpoint *ep = &cfg->clouds[i];
         otk_dynsec_cloud *ad = &cfg->admin[i];
-        if (!ep->host[0] || !ep->port || !ad->admin_user[0]) {
+        otk_pwfile_cloud *pf = &cfg->pwfile[i];
+        if (!ep->host[0] || !ep->port ||
+            (cfg->cloud_type[i] == OTK_CLOUD_DYNSEC && !ad->admin_user[0])) {
             snprintf(err, err_size, "%s: [cloud.%u] needs host, port and admin_user", path,
                      (unsigned)ep->cloud_id);
+            return -1;
+        }
+        if (cfg->cloud_type[i] == OTK_CLOUD_PWFILE &&
+            (!pf->password_file[0] || !pf->acl_file[0] || !pf->pid_file[0])) {
+            snprintf(err, err_size,
+                     "%s: [cloud.%u] type = passwd needs password_file, acl_file and pid_file",
+                     path, (unsigned)ep->cloud_id);
             return -1;
         }
         if (!ad->host[0])
             strcpy(ad->host, ep->host);
         if (!ad->port)
             ad->port = ep->port;
+        /* The reload probe reaches the broker as the admin connection would. */
+        snprintf(pf->host, sizeof pf->host, "%s", ad->host);
+        pf->port = ad->port;
+        snprintf(pf->cafile, sizeof pf->cafile, "%s", ad->cafile);
     }
     for (i = 0; i < cfg->n_clouds && cfg->clouds[i].cloud_id != cfg->claim_cloud; i++)
         ;

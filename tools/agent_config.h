@@ -4,6 +4,10 @@
 
 #include "otakey/agent.h"
 #include "otakey/dynsec.h"
+#include "otakey/pwfile.h"
+
+/* How a cloud's clients are administered (docs/operations.md). */
+enum { OTK_CLOUD_DYNSEC = 0, OTK_CLOUD_PWFILE = 1 };
 
 typedef struct otk_agentd_config {
     char database[256];
@@ -21,6 +25,8 @@ typedef struct otk_agentd_config {
     unsigned notify_resend_ms; /* offer a requested update again after this */
     otk_cloud_endpoint clouds[OTK_AGENT_MAX_CLOUDS]; /* what devices are told */
     otk_dynsec_cloud admin[OTK_AGENT_MAX_CLOUDS];    /* how the agent administers them */
+    int cloud_type[OTK_AGENT_MAX_CLOUDS];            /* OTK_CLOUD_DYNSEC or OTK_CLOUD_PWFILE */
+    otk_pwfile_cloud pwfile[OTK_AGENT_MAX_CLOUDS];   /* files of a password-file cloud */
     size_t n_clouds;
 } otk_agentd_config;
 

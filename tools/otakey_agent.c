@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "agent_config.h"
+#include "clouds.h"
 #include "otakey/campaign.h"
 #include "otakey/dynsec.h"
 #include "otakey/sqlreg.h"
@@ -47,7 +48,15 @@ typedef struct daemon_ctx {
     otk_agentd_config cfg;
     otk_crypto crypto;
     otk_sqlreg *reg;
-    otk_dynsec *clouds;
+    otk_clouds *clouds;
+    /* Replies held until the password-file clouds have taken the clients
+     * they name (see flush_replies). */
+    struct held {
+        char topic[64];
+        uint16_t len;
+        uint8_t msg[OTK_MSG_MAX_LEN];
+    } *held;
+    size_t n_held, cap_held;
     otk_agent agent;
     struct mosquitto *mosq;
     char sub[96];
@@ -74,6 +83,19 @@ static void on_connect(struct mosquitto *m, void *ud, int rc, int flags, const m
     else
         logf_(2, "connected to %s:%u, subscribed to %s", d->cfg.broker_host, d->cfg.broker_port,
               d->sub);
+}
+
+static void hold(daemon_ctx *d, const char *topic, const uint8_t *msg, size_t n)
+{
+    if (d->n_held == d->cap_held) {
+        d->cap_held = d->cap_held ? 2 * d->cap_held : 256;
+        d->held = realloc(d->held, d->cap_held * sizeof *d->held);
+        if (d->held == NULL)
+            abort();
+    }
+    snprintf(d->held[d->n_held].topic, sizeof d->held[d->n_held].topic, "%s", topic);
+    memcpy(d->held[d->n_held].msg, msg, n);
+    d->held[d->n_held++].len = (uint16_t)n;
 }
 
 /* Every inbound message: never trusted, never fatal. */
@@ -110,9 +132,39 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
     }
     if (n > 0) {
         snprintf(topic, sizeof topic, DOWN_PREFIX "%s", msg->topic + strlen(UP_PREFIX));
-        if (mosquitto_publish_v5(m, NULL, topic, (int)n, out, 1, false, NULL) != MOSQ_ERR_SUCCESS)
+        if (otk_clouds_have_files(d->clouds)) {
+            hold(d, topic, out, n);
+        } else if (mosquitto_publish_v5(m, NULL, topic, (int)n, out, 1, false, NULL) !=
+                   MOSQ_ERR_SUCCESS) {
             logf_(1, "publish to %s failed", topic);
+        }
     }
+}
+
+/*
+ * Publishes the held replies once the password-file clouds have taken
+ * every queued client (one reload for the whole batch). If a cloud does
+ * not take them, the replies are dropped: the devices send their request
+ * again and get the same answer, re-queued by the adapter's ensure.
+ */
+static void flush_replies(daemon_ctx *d)
+{
+    size_t i;
+    if (otk_clouds_pending(d->clouds) && otk_clouds_flush(d->clouds, 10000) != OTK_OK) {
+        logf_(1, "a cloud did not take %zu queued changes; %zu replies dropped",
+              otk_clouds_pending(d->clouds), d->n_held);
+        for (i = 0; i < d->n_held; i++)
+            otk_wipe(d->held[i].msg, d->held[i].len);
+        d->n_held = 0;
+        return;
+    }
+    for (i = 0; i < d->n_held; i++) {
+        if (mosquitto_publish_v5(d->mosq, NULL, d->held[i].topic, d->held[i].len, d->held[i].msg, 1,
+                                 false, NULL) != MOSQ_ERR_SUCCESS)
+            logf_(1, "publish to %s failed", d->held[i].topic);
+        otk_wipe(d->held[i].msg, d->held[i].len);
+    }
+    d->n_held = 0;
 }
 
 static int setup(daemon_ctx *d, const char *path)
@@ -139,7 +191,7 @@ static int setup(daemon_ctx *d, const char *path)
         fprintf(stderr, "otakey-agent: database: %s\n", err);
         return 1;
     }
-    if (otk_dynsec_open(d->cfg.admin, d->cfg.n_clouds, 5000, &d->clouds, err, sizeof err) != OTK_OK) {
+    if (otk_clouds_open(&d->cfg, &d->clouds, err, sizeof err) != 0) {
         fprintf(stderr, "otakey-agent: %s\n", err);
         return 1;
     }
@@ -151,7 +203,7 @@ static int setup(daemon_ctx *d, const char *path)
     ac.claim_cloud = d->cfg.claim_cloud;
     otk_wipe(key, sizeof key);
     otk_sqlreg_bind(d->reg, &reg);
-    otk_dynsec_adapter(d->clouds, &cloud);
+    otk_clouds_adapter(d->clouds, &cloud);
     if (otk_agent_init(&d->agent, &d->crypto, &reg, &cloud, &ac) != OTK_OK) {
         fprintf(stderr, "otakey-agent: invalid agent configuration\n");
         return 2;
@@ -213,7 +265,8 @@ static void teardown(daemon_ctx *d)
         mosquitto_disconnect(d->mosq);
         mosquitto_destroy(d->mosq);
     }
-    otk_dynsec_close(d->clouds);
+    otk_clouds_close(d->clouds);
+    free(d->held);
     otk_sqlreg_close(d->reg);
     if (d->crypto.ctx)
         otk_crypto_openssl_free(&d->crypto);
@@ -260,6 +313,20 @@ int main(int argc, char **argv)
         struct timespec last = {0, 0}, now;
         while (!stopping) {
             int lrc = mosquitto_loop(d.mosq, 100, 1);
+            struct timespec t0;
+            /* Password-file clouds: read on for up to 20 ms while messages
+             * keep coming, so that one reload serves a whole batch. */
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            while (lrc == MOSQ_ERR_SUCCESS && d.n_held > 0) {
+                size_t before = d.n_held;
+                lrc = mosquitto_loop(d.mosq, 2, 1);
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (d.n_held == before || (now.tv_sec - t0.tv_sec) * 1000 +
+                                                  (now.tv_nsec - t0.tv_nsec) / 1000000 >= 20)
+                    break;
+            }
+            if (d.n_held || otk_clouds_pending(d.clouds))
+                flush_replies(&d);
             clock_gettime(CLOCK_MONOTONIC, &now);
             if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >= 200) {
                 last = now;

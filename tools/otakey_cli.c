@@ -337,7 +337,7 @@ static int cmd_device_update(args *a)
     otk_agent agent;
     otk_agent_config cfg;
     otk_registry reg;
-    otk_cloud_adapter none = {NULL, no_cloud_create, no_cloud_remove};
+    otk_cloud_adapter none = {NULL, no_cloud_create, no_cloud_remove, NULL};
     uint8_t id[16], out[OTK_MSG_MAX_LEN];
     long target = 0;
     int i, rc, failed = 0, done = 0;
@@ -417,6 +417,14 @@ static int cmd_device_revoke(args *a)
         fprintf(stderr, "otakey: %s\n", err);
         return EXIT_USAGE;
     }
+    for (size_t i = 0; i < cfg.n_clouds; i++)
+        if (cfg.cloud_type[i] == OTK_CLOUD_PWFILE) {
+            /* Its files belong to the running agent, which would write them back. */
+            fprintf(stderr, "otakey: device revoke: cloud %u is a password-file cloud (type = "
+                            "passwd); revocation is only supported on dynsec clouds\n",
+                    (unsigned)cfg.clouds[i].cloud_id);
+            return EXIT_USAGE;
+        }
     a->db = cfg.database;
     if (open_db(a, &c, &r) != 0)
         return EXIT_FAIL;
@@ -451,7 +459,7 @@ static int cmd_allow_reclaim(args *a)
     otk_agent agent;
     otk_agent_config cfg;
     otk_registry reg;
-    otk_cloud_adapter none = {NULL, no_cloud_create, no_cloud_remove};
+    otk_cloud_adapter none = {NULL, no_cloud_create, no_cloud_remove, NULL};
     uint8_t id[16];
     otk_status st;
     int rc;

@@ -97,6 +97,12 @@ typedef struct otk_cloud_adapter {
     void *ctx;
     otk_status (*create)(void *ctx, const uint8_t device_id[16], const otk_cloud *creds);
     otk_status (*remove)(void *ctx, uint32_t cloud_id, const char *user);
+    /*
+     * Optional (NULL: nothing to do). Called before a cached response is
+     * sent again: makes sure the client it names exists, for adapters whose
+     * create only takes effect later (a restart in between could lose it).
+     */
+    otk_status (*ensure)(void *ctx, const uint8_t device_id[16], const otk_cloud *creds);
 } otk_cloud_adapter;
 
 /* A cloud platform the agent can assign (credentials are per device). */

@@ -190,11 +190,15 @@ out:
     return st;
 }
 
-static otk_status cached(const otk_agent_device *rec, uint8_t *out, size_t out_size,
-                         size_t *out_len)
+static otk_status cached(otk_agent *a, const otk_agent_device *rec, uint8_t *out,
+                         size_t out_size, size_t *out_len)
 {
     if (out_size < rec->pending_resp_len)
         return OTK_ERR_BUFFER_TOO_SMALL;
+    /* The response names the pending set's client: it must still exist. */
+    if (a->cloud.ensure != NULL &&
+        a->cloud.ensure(a->cloud.ctx, rec->id, &rec->pending.cloud) != OTK_OK)
+        return OTK_ERR_CLOUD;
     memcpy(out, rec->pending_resp, rec->pending_resp_len);
     *out_len = rec->pending_resp_len;
     return OTK_OK;
@@ -232,7 +236,7 @@ static otk_status on_claim(otk_agent *a, const otk_msg *m, const uint8_t *in, si
     } else if (rec->has_pending) {
         /* The identical request again: the same answer, nothing new issued. */
         if (rec->pending_claim && otk_ct_compare(th, rec->pending_th, OTK_HASH_LEN) == 0)
-            return cached(rec, out, out_size, out_len);
+            return cached(a, rec, out, out_size, out_len);
         /* Another request: anyone with PK can make one, so it gets fresh
          * secrets and the unconfirmed set dies with its cloud client. */
         OTK_TRY(cloud_remove(a, &rec->pending.cloud) == OTK_OK ? OTK_OK : OTK_ERR_CLOUD);
@@ -263,7 +267,7 @@ static otk_status on_update_req(otk_agent *a, const otk_msg *m, const uint8_t *i
     OTK_TRY(otk_transcript(a->crypto, in, len, th));
     if (rec->has_pending && !rec->pending_claim) {
         if (otk_ct_compare(th, rec->pending_th, OTK_HASH_LEN) == 0)
-            return cached(rec, out, out_size, out_len);
+            return cached(a, rec, out, out_size, out_len);
         /* A new request from the device itself (it rebooted): the same
          * pending set, encrypted to its new ephemeral key. */
         st = otk_resp_build(a->crypto, OTK_MSG_UPDATE_RESP, rec->id, th, m->epub,

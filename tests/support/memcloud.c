@@ -83,6 +83,7 @@ void otk_memcloud_adapter(otk_memcloud *m, otk_cloud_adapter *out)
     out->ctx = m;
     out->create = mc_create;
     out->remove = mc_remove;
+    out->ensure = NULL;
 }
 
 otk_proof otk_memcloud_connect(otk_memcloud *m, const otk_cloud *creds)

@@ -1,0 +1,349 @@
+/*
+ * Cloud adapter over a mosquitto password_file + acl_file
+ * (include/otakey/pwfile.h). Clients live in an open-addressing table
+ * keyed by user name; every flush rewrites both files from it.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "otakey/dynsec.h"
+#include "otakey/pwfile.h"
+#include "posix_port.h"
+
+#define PROBE_PREFIX "otakey-probe-"
+#define HASH_MAX 112 /* "$6$" + 16 (salt) + "$" + 88 (SHA-512) + NUL */
+
+typedef struct entry {
+    char user[OTK_USER_MAX + 1]; /* "" free */
+    char hash[HASH_MAX];
+    char topic[64];
+} entry;
+
+struct otk_pwfile {
+    otk_pwfile_cloud cfg;
+    entry *tab;
+    size_t cap, count, pending;
+};
+
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    while (*s)
+        h = (h ^ (uint8_t)*s++) * 1099511628211ull;
+    return h;
+}
+
+/* Slot of user, or the free slot where it would go. */
+static entry *slot(const otk_pwfile *p, const char *user)
+{
+    size_t i = (size_t)name_hash(user) & (p->cap - 1);
+    while (p->tab[i].user[0] && strcmp(p->tab[i].user, user) != 0)
+        i = (i + 1) & (p->cap - 1);
+    return &p->tab[i];
+}
+
+static void grow(otk_pwfile *p)
+{
+    entry *old = p->tab;
+    size_t i, n = p->cap;
+    p->cap = n ? n * 2 : 1024;
+    p->tab = calloc(p->cap, sizeof *p->tab);
+    if (p->tab == NULL)
+        abort();
+    for (i = 0; i < n; i++)
+        if (old[i].user[0])
+            *slot(p, old[i].user) = old[i];
+    if (old) {
+        otk_wipe(old, n * sizeof *old);
+        free(old);
+    }
+}
+
+static int put_entry(otk_pwfile *p, const char *user, const char *hash, const char *topic)
+{
+    entry *e;
+    if (strlen(user) > OTK_USER_MAX || strlen(hash) >= HASH_MAX || strlen(topic) >= 64)
+        return -1;
+    if ((p->count + 1) * 2 > p->cap)
+        grow(p);
+    e = slot(p, user);
+    if (!e->user[0])
+        p->count++;
+    snprintf(e->user, sizeof e->user, "%s", user);
+    snprintf(e->hash, sizeof e->hash, "%s", hash);
+    snprintf(e->topic, sizeof e->topic, "%s", topic);
+    return 0;
+}
+
+/* Backward-shift deletion keeps every probe sequence intact. */
+static int del_entry(otk_pwfile *p, const char *user)
+{
+    entry *e = slot(p, user);
+    size_t i, j;
+    if (!e->user[0])
+        return 0;
+    i = (size_t)(e - p->tab);
+    memset(e, 0, sizeof *e);
+    p->count--;
+    for (j = (i + 1) & (p->cap - 1); p->tab[j].user[0]; j = (j + 1) & (p->cap - 1)) {
+        size_t home = (size_t)name_hash(p->tab[j].user) & (p->cap - 1);
+        /* Move j back into the hole at i unless its home lies in (i, j]. */
+        if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+            p->tab[i] = p->tab[j];
+            memset(&p->tab[j], 0, sizeof p->tab[j]);
+            i = j;
+        }
+    }
+    return 1;
+}
+
+/* "$6$" base64(salt) "$" base64(SHA-512(secret || salt)), as mosquitto reads it. */
+static otk_status hash_secret(const char *secret, char out[HASH_MAX])
+{
+    uint8_t salt[12], md[64];
+    unsigned md_len = 0;
+    char b_salt[17], b_md[89];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx != NULL && RAND_bytes(salt, sizeof salt) == 1 &&
+             EVP_DigestInit_ex(ctx, EVP_sha512(), NULL) == 1 &&
+             EVP_DigestUpdate(ctx, secret, strlen(secret)) == 1 &&
+             EVP_DigestUpdate(ctx, salt, sizeof salt) == 1 &&
+             EVP_DigestFinal_ex(ctx, md, &md_len) == 1 && md_len == sizeof md;
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
+        return OTK_ERR_CRYPTO;
+    EVP_EncodeBlock((unsigned char *)b_salt, salt, sizeof salt);
+    EVP_EncodeBlock((unsigned char *)b_md, md, sizeof md);
+    snprintf(out, HASH_MAX, "$6$%s$%s", b_salt, b_md);
+    otk_wipe(md, sizeof md);
+    return OTK_OK;
+}
+
+otk_status otk_pwfile_create(void *ctx, const uint8_t device_id[16], const otk_cloud *creds)
+{
+    otk_pwfile *p = ctx;
+    char hash[HASH_MAX], prefix[48], topic[64];
+    if (p == NULL || creds == NULL || creds->cloud_id != p->cfg.cloud_id || !creds->user[0] ||
+        strchr(creds->user, ':') || strchr(creds->user, '\n') ||
+        strncmp(creds->user, PROBE_PREFIX, strlen(PROBE_PREFIX)) == 0)
+        return OTK_ERR_CLOUD;
+    if (hash_secret(creds->secret, hash) != OTK_OK)
+        return OTK_ERR_CLOUD;
+    otk_dynsec_topic_prefix(device_id, prefix);
+    snprintf(topic, sizeof topic, "%s#", prefix);
+    if (put_entry(p, creds->user, hash, topic) != 0)
+        return OTK_ERR_CLOUD;
+    p->pending++;
+    return OTK_OK;
+}
+
+otk_status otk_pwfile_remove(void *ctx, uint32_t cloud_id, const char *user)
+{
+    otk_pwfile *p = ctx;
+    if (p == NULL || user == NULL || cloud_id != p->cfg.cloud_id)
+        return OTK_ERR_CLOUD;
+    if (del_entry(p, user))
+        p->pending++;
+    return OTK_OK;
+}
+
+size_t otk_pwfile_pending(const otk_pwfile *p)
+{
+    return p ? p->pending : 0;
+}
+
+size_t otk_pwfile_count(const otk_pwfile *p)
+{
+    return p ? p->count : 0;
+}
+
+/* Writes path through path.tmp, fsync'd, renamed over. */
+static int write_file(const otk_pwfile *p, const char *path, int acl, const char *probe_user,
+                      const char *probe_hash)
+{
+    char tmp[300];
+    FILE *f;
+    size_t i;
+    int ok;
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    f = fopen(tmp, "w");
+    if (f == NULL)
+        return -1;
+    (void)fchmod(fileno(f), 0600);
+    for (i = 0; i < p->cap; i++) {
+        const entry *e = &p->tab[i];
+        if (!e->user[0])
+            continue;
+        if (acl)
+            fprintf(f, "user %s\ntopic readwrite %s\n\n", e->user, e->topic);
+        else
+            fprintf(f, "%s:%s\n", e->user, e->hash);
+    }
+    if (!acl)
+        fprintf(f, "%s:%s\n", probe_user, probe_hash);
+    ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static long broker_pid(const otk_pwfile *p)
+{
+    FILE *f = fopen(p->cfg.pid_file, "r");
+    long pid = 0;
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%ld", &pid) != 1)
+        pid = 0;
+    fclose(f);
+    return pid;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+otk_status otk_pwfile_flush(otk_pwfile *p, unsigned timeout_ms)
+{
+    otk_cloud probe;
+    char hash[HASH_MAX];
+    uint8_t rnd[24];
+    uint64_t until;
+    long pid;
+    otk_status st = OTK_ERR_CLOUD;
+    if (p == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    if (p->pending == 0)
+        return OTK_OK;
+    pid = broker_pid(p);
+    if (pid <= 0)
+        return OTK_ERR_CLOUD;
+    /* A fresh probe client per flush: once it gets in, the broker has read
+     * this flush's files. */
+    memset(&probe, 0, sizeof probe);
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        return OTK_ERR_CRYPTO;
+    snprintf(probe.user, sizeof probe.user, PROBE_PREFIX);
+    otk_hex_encode(rnd, 8, probe.user + strlen(PROBE_PREFIX));
+    otk_hex_encode(rnd + 8, 16, probe.secret);
+    snprintf(probe.host, sizeof probe.host, "%s", p->cfg.host);
+    probe.port = p->cfg.port;
+    probe.flags = p->cfg.cafile[0] ? OTK_CLOUD_FLAG_TLS : 0;
+    if (hash_secret(probe.secret, hash) != OTK_OK)
+        goto out;
+    if (write_file(p, p->cfg.acl_file, 1, NULL, NULL) != 0 ||
+        write_file(p, p->cfg.password_file, 0, probe.user, hash) != 0) {
+        st = OTK_ERR_STORAGE;
+        goto out;
+    }
+    if (kill((pid_t)pid, SIGHUP) != 0)
+        goto out;
+    until = mono_ms() + (timeout_ms ? timeout_ms : 5000);
+    do {
+        if (otk_mqtt_prove(&probe, p->cfg.cafile, probe.user, 1000) == OTK_PROOF_OK) {
+            p->pending = 0;
+            st = OTK_OK;
+            break;
+        }
+        nanosleep(&(struct timespec){0, 2000000L}, NULL);
+    } while (mono_ms() < until);
+out:
+    otk_wipe(&probe, sizeof probe);
+    otk_wipe(rnd, sizeof rnd);
+    return st;
+}
+
+/* Reads "user:hash" lines, then "user U" / "topic readwrite T" pairs. */
+static int load(otk_pwfile *p, char *err, size_t err_size)
+{
+    char line[512], user[OTK_USER_MAX + 1] = "";
+    FILE *f = fopen(p->cfg.password_file, "r");
+    unsigned ln = 0;
+    if (f != NULL) {
+        while (fgets(line, sizeof line, f)) {
+            char *colon = strchr(line, ':'), *nl = strchr(line, '\n');
+            ln++;
+            if (nl)
+                *nl = '\0';
+            if (line[0] == '\0' || line[0] == '#')
+                continue;
+            if (colon == NULL || (size_t)(colon - line) > OTK_USER_MAX) {
+                snprintf(err, err_size, "%s:%u: not a 'user:hash' line", p->cfg.password_file, ln);
+                fclose(f);
+                return -1;
+            }
+            *colon = '\0';
+            if (strncmp(line, PROBE_PREFIX, strlen(PROBE_PREFIX)) != 0 &&
+                put_entry(p, line, colon + 1, "") != 0) {
+                snprintf(err, err_size, "%s:%u: entry too long", p->cfg.password_file, ln);
+                fclose(f);
+                return -1;
+            }
+        }
+        fclose(f);
+    }
+    f = fopen(p->cfg.acl_file, "r");
+    if (f == NULL)
+        return 0;
+    ln = 0;
+    while (fgets(line, sizeof line, f)) {
+        char topic[64];
+        ln++;
+        if (sscanf(line, "user %64s", user) == 1)
+            continue;
+        if (sscanf(line, "topic readwrite %63s", topic) == 1 && user[0]) {
+            entry *e = slot(p, user);
+            if (e->user[0])
+                snprintf(e->topic, sizeof e->topic, "%s", topic);
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+otk_status otk_pwfile_open(const otk_pwfile_cloud *cfg, otk_pwfile **out, char *err,
+                           size_t err_size)
+{
+    otk_pwfile *p;
+    if (cfg == NULL || out == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    p = calloc(1, sizeof *p);
+    if (p == NULL)
+        abort();
+    p->cfg = *cfg;
+    grow(p);
+    if (load(p, err, err_size) != 0) {
+        otk_pwfile_close(p);
+        return OTK_ERR_STORAGE;
+    }
+    *out = p;
+    return OTK_OK;
+}
+
+void otk_pwfile_close(otk_pwfile *p)
+{
+    if (p == NULL)
+        return;
+    if (p->tab) {
+        otk_wipe(p->tab, p->cap * sizeof *p->tab);
+        free(p->tab);
+    }
+    otk_wipe(p, sizeof *p);
+    free(p);
+}

@@ -1,0 +1,120 @@
+/* The clouds of an agent configuration behind one adapter (clouds.h). */
+#include "clouds.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct otk_clouds {
+    otk_dynsec *dynsec;       /* the dynamic-security clouds, one connection each */
+    otk_cloud_adapter ds;
+    otk_pwfile *pw[OTK_AGENT_MAX_CLOUDS];
+    uint32_t pw_id[OTK_AGENT_MAX_CLOUDS];
+    size_t n_pw;
+};
+
+static otk_pwfile *files_of(otk_clouds *c, uint32_t cloud_id)
+{
+    size_t i;
+    for (i = 0; i < c->n_pw; i++)
+        if (c->pw_id[i] == cloud_id)
+            return c->pw[i];
+    return NULL;
+}
+
+static otk_status route_create(void *ctx, const uint8_t id[16], const otk_cloud *creds)
+{
+    otk_clouds *c = ctx;
+    otk_pwfile *p = files_of(c, creds->cloud_id);
+    if (p)
+        return otk_pwfile_create(p, id, creds);
+    return c->dynsec ? c->ds.create(c->ds.ctx, id, creds) : OTK_ERR_CLOUD;
+}
+
+static otk_status route_remove(void *ctx, uint32_t cloud_id, const char *user)
+{
+    otk_clouds *c = ctx;
+    otk_pwfile *p = files_of(c, cloud_id);
+    if (p)
+        return otk_pwfile_remove(p, cloud_id, user);
+    return c->dynsec ? c->ds.remove(c->ds.ctx, cloud_id, user) : OTK_ERR_CLOUD;
+}
+
+/* A password-file cloud queues creates: one may have been lost by a restart. */
+static otk_status route_ensure(void *ctx, const uint8_t id[16], const otk_cloud *creds)
+{
+    otk_clouds *c = ctx;
+    otk_pwfile *p = files_of(c, creds->cloud_id);
+    return p ? otk_pwfile_create(p, id, creds) : OTK_OK;
+}
+
+int otk_clouds_open(const otk_agentd_config *cfg, otk_clouds **out, char *err, size_t err_size)
+{
+    otk_dynsec_cloud ds[OTK_AGENT_MAX_CLOUDS];
+    size_t i, n_ds = 0;
+    otk_clouds *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        abort();
+    *out = NULL;
+    for (i = 0; i < cfg->n_clouds; i++) {
+        if (cfg->cloud_type[i] == OTK_CLOUD_PWFILE) {
+            if (otk_pwfile_open(&cfg->pwfile[i], &c->pw[c->n_pw], err, err_size) != OTK_OK) {
+                otk_clouds_close(c);
+                return -1;
+            }
+            c->pw_id[c->n_pw++] = cfg->clouds[i].cloud_id;
+        } else {
+            ds[n_ds++] = cfg->admin[i];
+        }
+    }
+    if (n_ds && otk_dynsec_open(ds, n_ds, 5000, &c->dynsec, err, err_size) != OTK_OK) {
+        otk_clouds_close(c);
+        return -1;
+    }
+    if (c->dynsec)
+        otk_dynsec_adapter(c->dynsec, &c->ds);
+    *out = c;
+    return 0;
+}
+
+void otk_clouds_close(otk_clouds *c)
+{
+    size_t i;
+    if (c == NULL)
+        return;
+    otk_dynsec_close(c->dynsec);
+    for (i = 0; i < c->n_pw; i++)
+        otk_pwfile_close(c->pw[i]);
+    free(c);
+}
+
+void otk_clouds_adapter(otk_clouds *c, otk_cloud_adapter *out)
+{
+    out->ctx = c;
+    out->create = route_create;
+    out->remove = route_remove;
+    out->ensure = route_ensure;
+}
+
+int otk_clouds_have_files(const otk_clouds *c)
+{
+    return c->n_pw > 0;
+}
+
+size_t otk_clouds_pending(const otk_clouds *c)
+{
+    size_t i, n = 0;
+    for (i = 0; i < c->n_pw; i++)
+        n += otk_pwfile_pending(c->pw[i]);
+    return n;
+}
+
+otk_status otk_clouds_flush(otk_clouds *c, unsigned timeout_ms)
+{
+    size_t i;
+    otk_status st = OTK_OK;
+    for (i = 0; i < c->n_pw; i++)
+        if (otk_pwfile_pending(c->pw[i]) && otk_pwfile_flush(c->pw[i], timeout_ms) != OTK_OK)
+            st = OTK_ERR_CLOUD;
+    return st;
+}

@@ -1,0 +1,28 @@
+/*
+ * clouds.h: the clouds of an agent configuration behind one
+ * otk_cloud_adapter: each [cloud.N] is either administered through the
+ * dynamic-security plugin (calls block until the broker answers) or
+ * through a password file (changes are queued until otk_clouds_flush).
+ */
+#ifndef OTK_TOOLS_CLOUDS_H
+#define OTK_TOOLS_CLOUDS_H
+
+#include "agent_config.h"
+
+typedef struct otk_clouds otk_clouds;
+
+/* Connects / loads every cloud of cfg. err names the failing cloud. */
+int otk_clouds_open(const otk_agentd_config *cfg, otk_clouds **out, char *err, size_t err_size);
+void otk_clouds_close(otk_clouds *c);
+void otk_clouds_adapter(otk_clouds *c, otk_cloud_adapter *out);
+
+/* Whether any cloud is a password-file cloud. */
+int otk_clouds_have_files(const otk_clouds *c);
+
+/* Changes queued on password-file clouds. */
+size_t otk_clouds_pending(const otk_clouds *c);
+
+/* Makes every queued change effective (otk_pwfile_flush on each). */
+otk_status otk_clouds_flush(otk_clouds *c, unsigned timeout_ms);
+
+#endif
