@@ -64,6 +64,7 @@ check "no device update was aborted or refused" test \
   "$(psql_value 'SELECT count(*) FROM audit WHERE kind IN (3, 6, 7)')" -eq 0
 check "the audit chain verifies" "$bin/otakey" audit verify --db "$OTK_PG_URL"
 
+echo "agent 2 memory: $(grep VmRSS /proc/${agents[2]}/status | tr -s ' ')"
 kill -TERM "${agents[2]}"; set +e; wait "${agents[2]}"; rc=$?; set -e
 check "the surviving agent shuts down cleanly" test "$rc" -eq 0
 u1=$(grep -c 'CONFIRM from .* handled' "$work/agent-1.log" || true)
