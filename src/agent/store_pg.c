@@ -186,8 +186,10 @@ otk_status pg_release(void *impl)
     s->locked = 0;
     if (t == PQTRANS_INTRANS)
         st = pg_exec(s->db, "COMMIT");
-    else if (t == PQTRANS_INERROR)
-        st = pg_exec(s->db, "ROLLBACK") == OTK_OK ? OTK_ERR_STORAGE : OTK_ERR_STORAGE;
+    else if (t == PQTRANS_INERROR) { /* a statement failed: nothing of it is kept */
+        (void)pg_exec(s->db, "ROLLBACK");
+        st = OTK_ERR_STORAGE;
+    }
     else if (t != PQTRANS_IDLE)
         st = ready(s);
     return st;
@@ -536,6 +538,7 @@ static otk_status p_add_batch(void *impl, const uint8_t batch_id[8], const char 
     pgstore *s = impl;
     pgq q = {0};
     PGresult *r;
+    int added;
     OTK_TRY(pg_release(s));
     pq_blob(&q, batch_id, 8);
     pq_text(&q, product);
@@ -545,9 +548,9 @@ static otk_status p_add_batch(void *impl, const uint8_t batch_id[8], const char 
                "INSERT INTO batches VALUES($1, $2, $3, $4) ON CONFLICT (batch_id) DO NOTHING", &q);
     if (r == NULL)
         return OTK_ERR_STORAGE;
-    q.n = strcmp(PQcmdTuples(r), "1") == 0;
+    added = strcmp(PQcmdTuples(r), "1") == 0;
     PQclear(r);
-    return q.n ? OTK_OK : OTK_ERR_BAD_STATE;
+    return added ? OTK_OK : OTK_ERR_BAD_STATE;
 }
 
 static otk_status p_list_batches(void *impl, otk_batch_fn fn, void *user)
@@ -585,9 +588,12 @@ static otk_status stream(pgstore *s, const char *sql, const pgq *q,
     int stop = 0;
     OTK_TRY(pg_release(s));
     if (!PQsendQueryParams(s->db, sql, q ? q->n : 0, NULL, q ? q->v : NULL, q ? q->len : NULL,
-                           q ? q->fmt : NULL, 1) ||
-        !PQsetSingleRowMode(s->db))
+                           q ? q->fmt : NULL, 1))
         return OTK_ERR_STORAGE;
+    if (!PQsetSingleRowMode(s->db)) { /* results are still drained below */
+        st = OTK_ERR_STORAGE;
+        stop = 1;
+    }
     while ((r = PQgetResult(s->db)) != NULL) {
         ExecStatusType t = PQresultStatus(r);
         if (t == PGRES_SINGLE_TUPLE && !stop)
