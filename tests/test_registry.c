@@ -612,6 +612,30 @@ static void store_races(const char *db)
     CHECK_OK(otk_store_campaign_get(st, cid, &cs));
     CHECK(cs.done == RACE_DEVS && cs.failed == 0 && cs.state == OTK_CAMP_DONE);
     CHECK_OK(otk_store_audit_verify(st, &rows, &bad));
+    /* The lock is per device: a second connection (giving up on a lock
+     * after 1 s) reads another device at once but waits for this one. */
+    {
+        otk_store *st2 = NULL;
+        otk_registry reg1, reg2;
+        otk_agent_device rec;
+        char url[512];
+        snprintf(url, sizeof url, "%s%soptions=-c%%20lock_timeout%%3D1000", db,
+                 strchr(db, '?') ? "&" : "?");
+        CHECK_OK(otk_store_open(url, &c, 0, &st2, err, sizeof err));
+        if (st2) {
+            otk_store_bind(st, &reg1);
+            otk_store_bind(st2, &reg2);
+            CHECK_OK(reg1.get_device(reg1.ctx, d[0].cfg.device_id, &rec));
+            for (i = 1; i < RACE_DEVS; i++)
+                CHECK_OK(reg2.get_device(reg2.ctx, d[i].cfg.device_id, &rec));
+            CHECK_ST(reg2.get_device(reg2.ctx, d[0].cfg.device_id, &rec), OTK_ERR_STORAGE);
+            CHECK_ST(otk_store_release(st2), OTK_OK);
+            CHECK_OK(otk_store_release(st));
+            CHECK_OK(reg2.get_device(reg2.ctx, d[0].cfg.device_id, &rec));
+            CHECK(rec.committed.version == 2);
+            otk_store_close(st2);
+        }
+    }
     for (i = 0; i < RACE_DEVS; i++)
         wdev_free(&d[i]);
     world_free(&w);

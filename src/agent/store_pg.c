@@ -216,12 +216,17 @@ static otk_status lock_device(pgstore *s, int64_t key)
     return OTK_OK;
 }
 
+/*
+ * The advisory lock key of a device: FNV-1a over the whole id. Ids are often
+ * a shared prefix and a serial number, so a slice of them would put every
+ * device of a batch on one lock; equal keys only serialise, never corrupt.
+ */
 static int64_t id_key(const uint8_t id[16])
 {
-    uint64_t k = 0;
+    uint64_t k = 0xcbf29ce484222325u;
     int i;
-    for (i = 0; i < 8; i++)
-        k = (k << 8) | id[i];
+    for (i = 0; i < 16; i++)
+        k = (k ^ id[i]) * 0x100000001b3u;
     return (int64_t)k;
 }
 
