@@ -48,7 +48,7 @@ static otk_status add_one(void *user, const uint8_t id[16])
     PGresult *r;
     pq_int(&q, c->cid);
     pq_blob(&q, id, 16);
-    r = pg_run(c->s->db, ADD_SQL " AND id = $2 ON CONFLICT DO NOTHING", &q);
+    r = pg_run(&c->s->db, ADD_SQL " AND id = $2 ON CONFLICT DO NOTHING", &q);
     if (r == NULL)
         return OTK_ERR_STORAGE;
     c->n += (uint64_t)strtoull(PQcmdTuples(r), NULL, 10);
@@ -66,7 +66,7 @@ otk_status pgc_create(void *impl, int kind, uint32_t target_cloud, const char *s
     uint8_t batch[8];
     otk_status st = OTK_ERR_STORAGE;
     OTK_TRY(pg_release(s));
-    if (pg_exec(s->db, "BEGIN") != OTK_OK)
+    if (pg_exec(s->db.c, "BEGIN") != OTK_OK)
         return OTK_ERR_STORAGE;
     pq_int(&q, kind);
     pq_int(&q, target_cloud);
@@ -75,7 +75,7 @@ otk_status pgc_create(void *impl, int kind, uint32_t target_cloud, const char *s
     pq_int(&q, canary);
     pq_int(&q, canary ? OTK_CAMP_CANARY : OTK_CAMP_RUNNING);
     pq_int(&q, wall_ms());
-    r = pg_run(s->db,
+    r = pg_run(&s->db,
                "INSERT INTO campaigns(kind, target_cloud, selector, rate, canary, state, total,"
                " created) VALUES($1, $2, $3, $4, $5, $6, 0, $7) RETURNING id",
                &q);
@@ -90,17 +90,17 @@ otk_status pgc_create(void *impl, int kind, uint32_t target_cloud, const char *s
     memset(&q, 0, sizeof q);
     pq_int(&q, c.cid);
     if (!strcmp(selector, "all")) {
-        r = pg_run(s->db, ADD_SQL, &q);
+        r = pg_run(&s->db, ADD_SQL, &q);
     } else if (!strncmp(selector, "batch:", 6) && strlen(selector) == 22 &&
                otk_hex_decode(selector + 6, batch, 8) == 0) {
         pq_blob(&q, batch, 8);
-        r = pg_run(s->db, ADD_SQL " AND batch_id = $2", &q);
+        r = pg_run(&s->db, ADD_SQL " AND batch_id = $2", &q);
     } else if (!strncmp(selector, "ids:", 4)) {
         st = otk_selector_ids(selector + 4, add_one, &c);
         if (st != OTK_OK)
             goto out;
         st = OTK_ERR_STORAGE;
-        r = pg_run(s->db, "SELECT 1", NULL);
+        r = pg_run(&s->db, "SELECT 1", NULL);
     } else {
         st = OTK_ERR_BAD_VALUE;
         goto out;
@@ -117,21 +117,21 @@ otk_status pgc_create(void *impl, int kind, uint32_t target_cloud, const char *s
     memset(&q, 0, sizeof q);
     pq_int(&q, c.cid);
     pq_int(&q, (int64_t)c.n);
-    r = pg_run(s->db, "UPDATE campaigns SET total = $2 WHERE id = $1", &q);
+    r = pg_run(&s->db, "UPDATE campaigns SET total = $2 WHERE id = $1", &q);
     if (r == NULL)
         goto out;
     PQclear(r);
-    if (pg_exec(s->db, "COMMIT") != OTK_OK)
+    if (pg_exec(s->db.c, "COMMIT") != OTK_OK)
         goto out;
     *id = c.cid;
     *total = c.n;
     return OTK_OK;
 out:
-    (void)pg_exec(s->db, "ROLLBACK");
+    (void)pg_exec(s->db.c, "ROLLBACK");
     return st;
 }
 
-static uint64_t count(PGconn *c, const char *sql, int64_t id)
+static uint64_t count(pgconn *c, const char *sql, int64_t id)
 {
     pgq q = {0};
     PGresult *r;
@@ -160,7 +160,7 @@ static void decode_campaign(const PGresult *r, int64_t id, otk_campaign_status *
     st->created_ms = pg_int(r, 0, 7);
 }
 
-static void counts(PGconn *c, otk_campaign_status *st)
+static void counts(pgconn *c, otk_campaign_status *st)
 {
     st->started = count(c, "SELECT count(*) FROM campaign_devices WHERE campaign = $1"
                            " AND started IS NOT NULL", st->id);
@@ -177,7 +177,7 @@ otk_status pgc_get(void *impl, int64_t id, otk_campaign_status *st)
     PGresult *r;
     OTK_TRY(pg_release(s));
     pq_int(&q, id);
-    r = pg_run(s->db, "SELECT " CAMP_COLS " FROM campaigns WHERE id = $1", &q);
+    r = pg_run(&s->db, "SELECT " CAMP_COLS " FROM campaigns WHERE id = $1", &q);
     if (r == NULL)
         return OTK_ERR_STORAGE;
     if (PQntuples(r) != 1) {
@@ -187,11 +187,11 @@ otk_status pgc_get(void *impl, int64_t id, otk_campaign_status *st)
     }
     decode_campaign(r, id, st);
     PQclear(r);
-    counts(s->db, st);
+    counts(&s->db, st);
     return OTK_OK;
 }
 
-static otk_status set_state(PGconn *c, int64_t id, int state)
+static otk_status set_state(pgconn *c, int64_t id, int state)
 {
     pgq q = {0};
     PGresult *r;
@@ -211,16 +211,16 @@ otk_status pgc_set_state(void *impl, int64_t id, int state)
     OTK_TRY(pgc_get(s, id, &cur));
     if (cur.state == OTK_CAMP_DONE || cur.state == OTK_CAMP_ABORTED)
         return OTK_ERR_BAD_STATE;
-    if (pg_exec(s->db, "BEGIN") != OTK_OK)
+    if (pg_exec(s->db.c, "BEGIN") != OTK_OK)
         return OTK_ERR_STORAGE;
     if (state == OTK_CAMP_RUNNING && cur.canary && cur.done < cur.canary)
         state = OTK_CAMP_CANARY;
-    if (set_state(s->db, id, state) != OTK_OK)
+    if (set_state(&s->db, id, state) != OTK_OK)
         goto fail;
     if (state == OTK_CAMP_ABORTED) {
         /* Withdraw what is requested but not issued yet; issued sets finish. */
         pq_int(&q, id);
-        r = pg_run(s->db,
+        r = pg_run(&s->db,
                    "UPDATE devices SET want = 0, want_cloud = 0 WHERE p_version IS NULL"
                    " AND id IN (SELECT device FROM campaign_devices WHERE campaign = $1"
                    " AND started IS NOT NULL)",
@@ -229,10 +229,10 @@ otk_status pgc_set_state(void *impl, int64_t id, int state)
             goto fail;
         PQclear(r);
     }
-    if (pg_exec(s->db, "COMMIT") == OTK_OK)
+    if (pg_exec(s->db.c, "COMMIT") == OTK_OK)
         return OTK_OK;
 fail:
-    (void)pg_exec(s->db, "ROLLBACK");
+    (void)pg_exec(s->db.c, "ROLLBACK");
     return OTK_ERR_STORAGE;
 }
 
@@ -243,7 +243,7 @@ size_t pgc_list(void *impl, int64_t *ids, size_t max)
     size_t n = 0;
     if (pg_release(s) != OTK_OK)
         return 0;
-    r = pg_run(s->db, "SELECT id FROM campaigns ORDER BY id DESC", NULL);
+    r = pg_run(&s->db, "SELECT id FROM campaigns ORDER BY id DESC", NULL);
     while (r && n < max && (int)n < PQntuples(r)) {
         ids[n] = pg_int(r, (int)n, 0);
         n++;
@@ -260,7 +260,7 @@ static int already_started(pgstore *s, const uint8_t id[16], int64_t base)
     int yes = 0;
     pq_blob(&q, id, 16);
     pq_int(&q, base);
-    r = pg_run(s->db,
+    r = pg_run(&s->db,
                "SELECT want <> 0 OR p_version IS NOT NULL OR coalesce(c_version, 0) > $2"
                " FROM devices WHERE id = $1",
                &q);
@@ -280,7 +280,7 @@ static size_t start_devices(pgstore *s, otk_agent *a, const otk_campaign_status 
     int i;
     pq_int(&q, c->id);
     pq_int(&q, (int64_t)(want > 64 ? 64 : want));
-    r = pg_run(s->work,
+    r = pg_run(&s->work,
                "SELECT device, base_version FROM campaign_devices WHERE campaign = $1"
                " AND started IS NULL ORDER BY ord LIMIT $2 FOR UPDATE SKIP LOCKED",
                &q);
@@ -299,7 +299,7 @@ static size_t start_devices(pgstore *s, otk_agent *a, const otk_campaign_status 
         pq_int(&q, c->id);
         pq_blob(&q, id, 16);
         pq_int(&q, wall_ms());
-        u = pg_run(s->work,
+        u = pg_run(&s->work,
                    "UPDATE campaign_devices SET started = $3 WHERE campaign = $1 AND device = $2",
                    &q);
         if (u)
@@ -319,10 +319,10 @@ static size_t step_one(pgstore *s, otk_agent *a, int64_t id)
     uint64_t budget, limit, due;
     int64_t age;
     size_t started = 0;
-    if (pg_exec(s->work, "BEGIN") != OTK_OK)
+    if (pg_exec(s->work.c, "BEGIN") != OTK_OK)
         return 0;
     pq_int(&q, id);
-    r = pg_run(s->work,
+    r = pg_run(&s->work,
                "SELECT " CAMP_COLS " FROM campaigns WHERE id = $1 AND state IN (1, 2)"
                " FOR NO KEY UPDATE SKIP LOCKED",
                &q);
@@ -332,18 +332,18 @@ static size_t step_one(pgstore *s, otk_agent *a, int64_t id)
     }
     decode_campaign(r, id, &c);
     PQclear(r);
-    counts(s->work, &c);
+    counts(&s->work, &c);
     if (c.done + c.failed >= c.total) {
-        (void)set_state(s->work, id, OTK_CAMP_DONE);
+        (void)set_state(&s->work, id, OTK_CAMP_DONE);
         goto out;
     }
     if (c.state == OTK_CAMP_CANARY) {
         if (c.failed > 0) { /* the cloud refused a canary: an operator decides */
-            (void)set_state(s->work, id, OTK_CAMP_PAUSED);
+            (void)set_state(&s->work, id, OTK_CAMP_PAUSED);
             goto out;
         }
         if (c.done >= c.canary) {
-            (void)set_state(s->work, id, OTK_CAMP_RUNNING);
+            (void)set_state(&s->work, id, OTK_CAMP_RUNNING);
             c.state = OTK_CAMP_RUNNING;
         }
     }
@@ -360,8 +360,8 @@ static size_t step_one(pgstore *s, otk_agent *a, int64_t id)
     budget = due - c.started;
     started = start_devices(s, a, &c, budget);
 out:
-    if (pg_exec(s->work, "COMMIT") != OTK_OK) {
-        (void)pg_exec(s->work, "ROLLBACK");
+    if (pg_exec(s->work.c, "COMMIT") != OTK_OK) {
+        (void)pg_exec(s->work.c, "ROLLBACK");
         started = 0;
     }
     return started;
@@ -375,15 +375,15 @@ size_t pgc_step(void *impl, otk_agent *a)
     int i;
     if (pg_release(s) != OTK_OK)
         return 0;
-    if (s->work == NULL || PQstatus(s->work) != CONNECTION_OK) {
-        if (s->work == NULL)
-            s->work = PQconnectdb(s->conninfo);
+    if (s->work.c == NULL || PQstatus(s->work.c) != CONNECTION_OK) {
+        if (s->work.c == NULL)
+            s->work.c = PQconnectdb(s->conninfo);
         else
-            PQreset(s->work);
-        if (s->work == NULL || PQstatus(s->work) != CONNECTION_OK)
+            (void)pg_reset(&s->work);
+        if (s->work.c == NULL || PQstatus(s->work.c) != CONNECTION_OK)
             return 0;
     }
-    r = pg_run(s->db, "SELECT id FROM campaigns WHERE state IN (1, 2) ORDER BY id DESC LIMIT 32",
+    r = pg_run(&s->db, "SELECT id FROM campaigns WHERE state IN (1, 2) ORDER BY id DESC LIMIT 32",
                NULL);
     for (i = 0; r && i < PQntuples(r); i++)
         started += step_one(s, a, pg_int(r, i, 0));
@@ -409,7 +409,7 @@ size_t pgc_due(void *impl, uint8_t (*ids)[16], size_t max, unsigned resend_ms)
     pq_int(&q, now);
     pq_int(&q, now - (int64_t)resend_ms);
     pq_int(&q, (int64_t)max);
-    r = pg_run(s->db,
+    r = pg_run(&s->db,
                "UPDATE devices SET notified_at = $1 WHERE id IN (SELECT id FROM devices"
                " WHERE state = 2 AND (want <> 0 OR p_version IS NOT NULL)"
                " AND ((want <> 0 AND p_version IS NULL) OR (p_version IS NOT NULL AND p_claim = 0))"

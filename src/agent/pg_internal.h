@@ -6,9 +6,21 @@
 
 #include "store_internal.h"
 
+/*
+ * A connection and the statements prepared on it (by the address of their
+ * SQL text: the queries are string constants). Emptied whenever the
+ * connection is made again, since the server forgets them then.
+ */
+#define PREP_MAX 64
+typedef struct pgconn {
+    PGconn *c;
+    const char *prepared[PREP_MAX];
+    int n;
+} pgconn;
+
 typedef struct pgstore {
-    PGconn *db;         /* registry, listings, operator changes */
-    PGconn *work;       /* campaign work claims (opened on first use) */
+    pgconn db;          /* registry, listings, operator changes */
+    pgconn work;        /* campaign work claims (opened on first use) */
     char *conninfo;
     const otk_crypto *crypto;
     int locked;         /* a registry read opened a transaction holding a device lock */
@@ -31,11 +43,13 @@ void pq_blob(pgq *q, const void *p, size_t n);
 void pq_null(pgq *q);
 
 /*
- * Runs sql with q (may be NULL) on c, results in binary. Returns the result
+ * Runs sql with q (may be NULL) on c as a prepared statement, results in binary. Returns the result
  * when its status is PGRES_TUPLES_OK or PGRES_COMMAND_OK, else NULL (the
  * error is cleared). The caller PQclear()s it.
  */
-PGresult *pg_run(PGconn *c, const char *sql, const pgq *q);
+PGresult *pg_run(pgconn *c, const char *sql, const pgq *q);
+/* PQreset with the prepared statements forgotten; 1 when connected again. */
+int pg_reset(pgconn *c);
 /* Runs a command without parameters; OTK_OK or OTK_ERR_STORAGE. */
 otk_status pg_exec(PGconn *c, const char *sql);
 /* Binary column readers: integer of any width; blob of exactly n bytes (1) or not (0). */

@@ -113,15 +113,55 @@ void pq_null(pgq *q)
     pq_add(q, NULL, 0, 0);
 }
 
-PGresult *pg_run(PGconn *c, const char *sql, const pgq *q)
+/* A statement is prepared on first use (parse and plan once per connection). */
+static int prepare(pgconn *c, const char *sql, const pgq *q)
 {
-    PGresult *r = PQexecParams(c, sql, q ? q->n : 0, NULL, q ? q->v : NULL, q ? q->len : NULL,
-                               q ? q->fmt : NULL, 1);
-    ExecStatusType st = PQresultStatus(r);
+    PGresult *r;
+    char name[16];
+    int i, ok;
+    for (i = 0; i < c->n; i++)
+        if (c->prepared[i] == sql)
+            return i;
+    if (c->n == PREP_MAX)
+        return -1;
+    snprintf(name, sizeof name, "otk%d", c->n);
+    r = PQprepare(c->c, name, sql, q ? q->n : 0, NULL);
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok)
+        return -2;
+    c->prepared[c->n] = sql;
+    return c->n++;
+}
+
+PGresult *pg_run(pgconn *c, const char *sql, const pgq *q)
+{
+    PGresult *r;
+    ExecStatusType st;
+    int i = PQtransactionStatus(c->c) == PQTRANS_INERROR ? -2 : prepare(c, sql, q);
+    if (i == -2) /* the statement or the transaction is bad: the call fails */
+        return NULL;
+    if (i >= 0) {
+        char name[16];
+        snprintf(name, sizeof name, "otk%d", i);
+        r = PQexecPrepared(c->c, name, q ? q->n : 0, q ? q->v : NULL, q ? q->len : NULL,
+                           q ? q->fmt : NULL, 1);
+    } else {
+        r = PQexecParams(c->c, sql, q ? q->n : 0, NULL, q ? q->v : NULL, q ? q->len : NULL,
+                         q ? q->fmt : NULL, 1);
+    }
+    st = PQresultStatus(r);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
         return r;
     PQclear(r);
     return NULL;
+}
+
+int pg_reset(pgconn *c)
+{
+    c->n = 0;
+    PQreset(c->c);
+    return PQstatus(c->c) == CONNECTION_OK;
 }
 
 otk_status pg_exec(PGconn *c, const char *sql)
@@ -171,23 +211,22 @@ static int64_t now_ms(void)
 /* A lost server connection is retried once per call; the call itself fails. */
 static otk_status ready(pgstore *s)
 {
-    if (PQstatus(s->db) == CONNECTION_OK)
+    if (PQstatus(s->db.c) == CONNECTION_OK)
         return OTK_OK;
     s->locked = 0;
-    PQreset(s->db);
-    return PQstatus(s->db) == CONNECTION_OK ? OTK_OK : OTK_ERR_STORAGE;
+    return pg_reset(&s->db) ? OTK_OK : OTK_ERR_STORAGE;
 }
 
 otk_status pg_release(void *impl)
 {
     pgstore *s = impl;
-    PGTransactionStatusType t = PQtransactionStatus(s->db);
+    PGTransactionStatusType t = PQtransactionStatus(s->db.c);
     otk_status st = OTK_OK;
     s->locked = 0;
     if (t == PQTRANS_INTRANS)
-        st = pg_exec(s->db, "COMMIT");
+        st = pg_exec(s->db.c, "COMMIT");
     else if (t == PQTRANS_INERROR) { /* a statement failed: nothing of it is kept */
-        (void)pg_exec(s->db, "ROLLBACK");
+        (void)pg_exec(s->db.c, "ROLLBACK");
         st = OTK_ERR_STORAGE;
     }
     else if (t != PQTRANS_IDLE)
@@ -197,8 +236,8 @@ otk_status pg_release(void *impl)
 
 static void rollback(pgstore *s)
 {
-    if (PQtransactionStatus(s->db) != PQTRANS_IDLE)
-        (void)pg_exec(s->db, "ROLLBACK");
+    if (PQtransactionStatus(s->db.c) != PQTRANS_IDLE)
+        (void)pg_exec(s->db.c, "ROLLBACK");
     s->locked = 0;
 }
 
@@ -207,7 +246,7 @@ static otk_status lock_device(pgstore *s, int64_t key)
 {
     char sql[96];
     snprintf(sql, sizeof sql, "BEGIN; SELECT pg_advisory_xact_lock(%lld)", (long long)key);
-    if (pg_exec(s->db, sql) != OTK_OK) {
+    if (pg_exec(s->db.c, sql) != OTK_OK) {
         rollback(s);
         return OTK_ERR_STORAGE;
     }
@@ -240,7 +279,7 @@ static otk_status pr_get_batch(void *ctx, const uint8_t batch_id[8], uint8_t pk[
     otk_status st;
     OTK_TRY(ready(s));
     pq_blob(&q, batch_id, OTK_BATCH_ID_LEN);
-    r = pg_run(s->db, "SELECT pk FROM batches WHERE batch_id = $1", &q);
+    r = pg_run(&s->db, "SELECT pk FROM batches WHERE batch_id = $1", &q);
     if (r == NULL)
         return OTK_ERR_STORAGE;
     st = PQntuples(r) == 0 ? OTK_ERR_UNKNOWN_BATCH : pg_blob(r, 0, 0, pk, 32) ? OTK_OK : OTK_ERR_CORRUPT;
@@ -315,7 +354,7 @@ static otk_status pr_get_device(void *ctx, const uint8_t id[16], otk_agent_devic
         OTK_TRY(lock_device(s, id_key(id)));
     }
     pq_blob(&q, id, OTK_DEVICE_ID_LEN);
-    r = pg_run(s->db,
+    r = pg_run(&s->db,
                "SELECT batch_id, state, reclaim, issued, want, want_cloud, c_version, c_ak, c_cloud,"
                " c_host, c_port, c_flags, c_user, p_version, p_claim, p_keyset, p_th, p_resp,"
                " stale_cloud, stale_user FROM devices WHERE id = $1 FOR NO KEY UPDATE",
@@ -346,7 +385,7 @@ static otk_status append_audit(pgstore *s, const otk_audit *ev)
     uint64_t seq;
     int64_t ts = now_ms();
     /* The head row lock serialises appends of every agent into one chain. */
-    r = pg_run(s->db, "SELECT seq, hash FROM audit_head WHERE one = 1 FOR UPDATE", NULL);
+    r = pg_run(&s->db, "SELECT seq, hash FROM audit_head WHERE one = 1 FOR UPDATE", NULL);
     if (r == NULL)
         return OTK_ERR_STORAGE;
     if (PQntuples(r) != 1 || !pg_blob(r, 0, 1, prev, 32)) {
@@ -367,7 +406,7 @@ static otk_status append_audit(pgstore *s, const otk_audit *ev)
     pq_int(&q, ev->version);
     pq_int(&q, ev->code);
     pq_blob(&q, hash, 32);
-    r = pg_run(s->db,
+    r = pg_run(&s->db,
                "WITH a AS (INSERT INTO audit(seq, ts, kind, msg_type, device, version, code, hash)"
                " VALUES ($1, $2, $3, $4, $5::bytea, $6, $7, $8) RETURNING seq)"
                " UPDATE audit_head SET seq = $1, hash = $8 WHERE one = 1 AND seq = $1::bigint - 1",
@@ -438,7 +477,7 @@ static otk_status write_device(pgstore *s, const otk_agent_device *d)
     if (st == OTK_OK) {
         /* As in SQLite: the secret hash stays while the user does; the
          * notification mark stays while the request does. */
-        r = pg_run(s->db,
+        r = pg_run(&s->db,
                    "INSERT INTO devices AS o(id, batch_id, state, reclaim, issued, want, want_cloud,"
                    " c_version, c_ak, c_cloud, c_host, c_port, c_flags, c_user, c_secret_hash,"
                    " p_version, p_claim, p_keyset, p_th, p_resp, stale_cloud, stale_user, updated)"
@@ -483,8 +522,8 @@ static otk_status pr_put_device(void *ctx, const otk_agent_device *d, const otk_
         OTK_TRY(pg_release(s));
         relock = 0;
     }
-    if (PQtransactionStatus(s->db) == PQTRANS_IDLE) {
-        st = d ? lock_device(s, id_key(d->id)) : pg_exec(s->db, "BEGIN");
+    if (PQtransactionStatus(s->db.c) == PQTRANS_IDLE) {
+        st = d ? lock_device(s, id_key(d->id)) : pg_exec(s->db.c, "BEGIN");
         if (st != OTK_OK)
             return OTK_ERR_BUSY;
         if (d) {
@@ -496,7 +535,7 @@ static otk_status pr_put_device(void *ctx, const otk_agent_device *d, const otk_
     if (st == OTK_OK && ev != NULL)
         st = append_audit(s, ev);
     if (st == OTK_OK)
-        st = pg_exec(s->db, "COMMIT");
+        st = pg_exec(s->db.c, "COMMIT");
     if (st != OTK_OK) {
         rollback(s);
         return st;
@@ -513,13 +552,13 @@ static otk_status pr_audit(void *ctx, const otk_audit *ev)
     pgstore *s = ctx;
     otk_status st;
     OTK_TRY(ready(s));
-    if (PQtransactionStatus(s->db) == PQTRANS_INTRANS)
+    if (PQtransactionStatus(s->db.c) == PQTRANS_INTRANS)
         return append_audit(s, ev);
-    if (pg_exec(s->db, "BEGIN") != OTK_OK)
+    if (pg_exec(s->db.c, "BEGIN") != OTK_OK)
         return OTK_ERR_STORAGE;
     st = append_audit(s, ev);
     if (st == OTK_OK)
-        st = pg_exec(s->db, "COMMIT");
+        st = pg_exec(s->db.c, "COMMIT");
     if (st != OTK_OK)
         rollback(s);
     return st;
@@ -549,7 +588,7 @@ static otk_status p_add_batch(void *impl, const uint8_t batch_id[8], const char 
     pq_text(&q, product);
     pq_blob(&q, pk, 32);
     pq_int(&q, now_ms());
-    r = pg_run(s->db,
+    r = pg_run(&s->db,
                "INSERT INTO batches VALUES($1, $2, $3, $4) ON CONFLICT (batch_id) DO NOTHING", &q);
     if (r == NULL)
         return OTK_ERR_STORAGE;
@@ -564,7 +603,7 @@ static otk_status p_list_batches(void *impl, otk_batch_fn fn, void *user)
     PGresult *r;
     int i;
     OTK_TRY(pg_release(s));
-    r = pg_run(s->db,
+    r = pg_run(&s->db,
                "SELECT b.batch_id, b.product, (SELECT count(*) FROM devices d"
                " WHERE d.batch_id = b.batch_id) FROM batches b ORDER BY b.batch_id",
                NULL);
@@ -592,14 +631,14 @@ static otk_status stream(pgstore *s, const char *sql, const pgq *q,
     otk_status st = OTK_OK;
     int stop = 0;
     OTK_TRY(pg_release(s));
-    if (!PQsendQueryParams(s->db, sql, q ? q->n : 0, NULL, q ? q->v : NULL, q ? q->len : NULL,
+    if (!PQsendQueryParams(s->db.c, sql, q ? q->n : 0, NULL, q ? q->v : NULL, q ? q->len : NULL,
                            q ? q->fmt : NULL, 1))
         return OTK_ERR_STORAGE;
-    if (!PQsetSingleRowMode(s->db)) { /* results are still drained below */
+    if (!PQsetSingleRowMode(s->db.c)) { /* results are still drained below */
         st = OTK_ERR_STORAGE;
         stop = 1;
     }
-    while ((r = PQgetResult(s->db)) != NULL) {
+    while ((r = PQgetResult(s->db.c)) != NULL) {
         ExecStatusType t = PQresultStatus(r);
         if (t == PGRES_SINGLE_TUPLE && !stop)
             stop = row(ctx, r);
@@ -728,7 +767,7 @@ static otk_status p_audit_verify(void *impl, uint64_t *rows, uint64_t *bad_seq)
     if (w.corrupt)
         return OTK_ERR_CORRUPT;
     /* The head must name the last row: a cut tail is tampering too. */
-    r = pg_run(s->db, "SELECT seq, hash FROM audit_head WHERE one = 1", NULL);
+    r = pg_run(&s->db, "SELECT seq, hash FROM audit_head WHERE one = 1", NULL);
     if (r == NULL)
         return OTK_ERR_STORAGE;
     {
@@ -753,7 +792,7 @@ static uint64_t p_audit_count(void *impl, int kind)
     if (pg_release(s) != OTK_OK)
         return 0;
     pq_int(&q, kind);
-    r = pg_run(s->db, "SELECT count(*) FROM audit WHERE $1 = 0 OR kind = $1", &q);
+    r = pg_run(&s->db, "SELECT count(*) FROM audit WHERE $1 = 0 OR kind = $1", &q);
     if (r && PQntuples(r) == 1)
         n = (uint64_t)pg_int(r, 0, 0);
     PQclear(r);
@@ -765,10 +804,10 @@ static void p_close(void *impl)
     pgstore *s = impl;
     if (s == NULL)
         return;
-    if (s->db)
+    if (s->db.c)
         (void)pg_release(s);
-    PQfinish(s->db);
-    PQfinish(s->work);
+    PQfinish(s->db.c);
+    PQfinish(s->work.c);
     free(s->conninfo);
     free(s);
 }
@@ -782,7 +821,7 @@ static const otk_store_ops pg_ops = {
 static otk_status fail(pgstore *s, char *err, size_t err_size, const char *what)
 {
     if (err && err_size) {
-        const char *m = s->db ? PQerrorMessage(s->db) : "out of memory";
+        const char *m = s->db.c ? PQerrorMessage(s->db.c) : "out of memory";
         size_t n;
         snprintf(err, err_size, "%s: %s", what, m);
         n = strlen(err);
@@ -798,10 +837,10 @@ static otk_status migrate(pgstore *s, char *err, size_t err_size)
     int64_t version = 0;
     size_t i;
     /* Agents starting together: one migrates, the others wait and see it done. */
-    if (pg_exec(s->db, "BEGIN; SELECT " MIGRATE_LOCK "; CREATE TABLE IF NOT EXISTS otk_meta("
+    if (pg_exec(s->db.c, "BEGIN; SELECT " MIGRATE_LOCK "; CREATE TABLE IF NOT EXISTS otk_meta("
                        "key text PRIMARY KEY, value bigint NOT NULL)") != OTK_OK)
         return fail(s, err, err_size, "schema");
-    r = pg_run(s->db, "SELECT value FROM otk_meta WHERE key = 'schema_version'", NULL);
+    r = pg_run(&s->db, "SELECT value FROM otk_meta WHERE key = 'schema_version'", NULL);
     if (r == NULL) {
         rollback(s);
         return fail(s, err, err_size, "schema");
@@ -820,13 +859,13 @@ static otk_status migrate(pgstore *s, char *err, size_t err_size)
         snprintf(sql, sizeof sql,
                  "INSERT INTO otk_meta VALUES('schema_version', %zu) ON CONFLICT (key)"
                  " DO UPDATE SET value = excluded.value", i + 1);
-        if (pg_exec(s->db, migrations[i]) != OTK_OK || pg_exec(s->db, sql) != OTK_OK) {
+        if (pg_exec(s->db.c, migrations[i]) != OTK_OK || pg_exec(s->db.c, sql) != OTK_OK) {
             otk_status st = fail(s, err, err_size, "schema migration");
             rollback(s);
             return st;
         }
     }
-    if (pg_exec(s->db, "COMMIT") != OTK_OK)
+    if (pg_exec(s->db.c, "COMMIT") != OTK_OK)
         return fail(s, err, err_size, "schema");
     return OTK_OK;
 }
@@ -847,13 +886,13 @@ otk_status otk_store_pg_open(const char *conninfo, const otk_crypto *crypto, voi
     s->conninfo = strdup(conninfo);
     if (s->conninfo == NULL)
         abort();
-    s->db = PQconnectdb(conninfo);
-    if (s->db == NULL || PQstatus(s->db) != CONNECTION_OK) {
+    s->db.c = PQconnectdb(conninfo);
+    if (s->db.c == NULL || PQstatus(s->db.c) != CONNECTION_OK) {
         fail(s, err, err_size, "cannot connect to PostgreSQL");
         p_close(s);
         return OTK_ERR_STORAGE;
     }
-    PQsetNoticeReceiver(s->db, quiet, NULL);
+    PQsetNoticeReceiver(s->db.c, quiet, NULL);
     if (migrate(s, err, err_size) != OTK_OK) {
         p_close(s);
         return OTK_ERR_STORAGE;
