@@ -71,6 +71,7 @@ static const char *help_text =
     "  campaign pause|resume|abort --db DB ID\n"
     "  audit verify --db DB\n"
     "  audit list --db DB [--json]\n"
+    "DB is a SQLite file or a PostgreSQL URI (postgresql://user@host/dbname).\n"
     "Exit codes: 0 success, 1 failure, 2 bad usage, 3 audit log tampered.\n";
 
 static int parse(args *a, int from)
