@@ -651,6 +651,61 @@ static int psql(const char *db, const char *sql)
     return system(cmd);
 }
 
+/*
+ * The server drops the agent's connection (a restart, a failover): the call
+ * that finds it gone fails with STORAGE and changes nothing; the next one
+ * connects again (statements prepared anew) and works.
+ */
+static void store_pg_reconnect(const char *db)
+{
+    otk_crypto c;
+    otk_store *st = NULL;
+    world w;
+    wdev d;
+    otk_agent_device rec;
+    char err[256], url[512];
+    uint64_t rows, bad, before;
+    otk_status s;
+    int i;
+    CHECK_OK(otk_crypto_openssl_init(&c, NULL, NULL));
+    snprintf(url, sizeof url, "%s%sapplication_name=otk-reconnect", db, strchr(db, '?') ? "&" : "?");
+    CHECK_OK(otk_store_open(url, &c, 0, &st, err, sizeof err));
+    if (st == NULL)
+        return;
+    CHECK(world_on_store(&w, st, 11) == 0);
+    CHECK(wdev_init(&w, &d, 900) == 0);
+    CHECK_OK(wdev_boot(&w, &d));
+    CHECK_OK(world_settle(&w, &d, STEPS));
+    CHECK_OK(otk_store_release(st));
+    before = otk_store_audit_count(st, 0);
+    CHECK(psql(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                   " WHERE application_name = 'otk-reconnect'") == 0);
+    /* Up to two calls fail (the one that finds the socket closed, and a
+     * release of what it left); then it works again. */
+    nap_ms(300); /* the server ends the backend asynchronously */
+    for (i = 0, s = OTK_ERR_STORAGE; i < 3 && s != OTK_OK; i++) {
+        s = world_record(&w, &d, &rec);
+        if (s == OTK_OK)
+            break;
+        CHECK_ST(s, OTK_ERR_STORAGE);
+        if (otk_store_release(st) != OTK_OK)
+            continue; /* the release may find the connection gone too */
+    }
+    CHECK_OK(s);
+    CHECK(i >= 1); /* the loss was seen, then recovered from */
+    CHECK(rec.committed.version == 1);
+    CHECK_OK(otk_store_release(st));
+    CHECK_OK(world_request(&w, &d, OTK_WANT_ROTATE, 0));
+    CHECK_OK(world_settle(&w, &d, STEPS));
+    CHECK(otk_device_version(&d.dev, OTK_SET_ACTIVE) == 2);
+    CHECK_OK(otk_store_audit_verify(st, &rows, &bad));
+    CHECK(rows > before);
+    wdev_free(&d);
+    world_free(&w);
+    otk_store_close(st);
+    otk_crypto_openssl_free(&c);
+}
+
 static void store_pg_tamper(const char *db)
 {
     otk_crypto c;
@@ -700,6 +755,7 @@ int main(int argc, char **argv)
     if (argc > 1) { /* a PostgreSQL database, fresh */
         store_suite(argv[1]);
         store_races(argv[1]);
+        store_pg_reconnect(argv[1]);
         store_pg_tamper(argv[1]);
         return CHECK_DONE();
     }
