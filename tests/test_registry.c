@@ -372,6 +372,67 @@ static void store_suite(const char *db)
     otk_crypto_openssl_free(&c);
 }
 
+/* A canary campaign: the canaries first, the rest once every canary committed. */
+#define CANARY_DEVS 5
+
+static void store_canary(const char *db)
+{
+    otk_crypto c;
+    otk_store *st = NULL;
+    world w;
+    wdev d[CANARY_DEVS];
+    otk_campaign_status cs;
+    uint8_t due[8][16];
+    char err[256], sel[4 + CANARY_DEVS * 33 + 1], *p = sel;
+    uint64_t total;
+    int64_t cid;
+    size_t n, k;
+    int i, j;
+    CHECK_OK(otk_crypto_openssl_init(&c, NULL, NULL));
+    CHECK_OK(otk_store_open(db, &c, 1, &st, err, sizeof err));
+    if (st == NULL)
+        return;
+    CHECK(world_on_store(&w, st, 11) == 0);
+    p += sprintf(p, "ids:");
+    for (i = 0; i < CANARY_DEVS; i++) {
+        CHECK(wdev_init(&w, &d[i], 300 + (unsigned)i) == 0);
+        CHECK_OK(wdev_boot(&w, &d[i]));
+        CHECK_OK(world_settle(&w, &d[i], STEPS));
+        CHECK_OK(otk_store_release(st));
+        otk_hex_encode(d[i].cfg.device_id, 16, p);
+        p += 32;
+        *p++ = i + 1 < CANARY_DEVS ? ',' : '\0';
+    }
+    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, sel, 1000, 2, &cid, &total));
+    CHECK(total == CANARY_DEVS);
+    nap_ms(20);
+    for (j = 0; j < 3; j++) /* however often it steps, only the canaries start */
+        (void)otk_store_campaign_step(st, &w.agent);
+    CHECK_OK(otk_store_campaign_get(st, cid, &cs));
+    CHECK(cs.state == OTK_CAMP_CANARY && cs.started == 2 && cs.done == 0);
+    for (j = 0; j < 2; j++) { /* the canaries, then everybody else */
+        n = otk_store_due_notifications(st, due, 8, 60000);
+        CHECK(n == (j == 0 ? 2u : CANARY_DEVS - 2u));
+        for (k = 0; k < n; k++)
+            for (i = 0; i < CANARY_DEVS; i++)
+                if (!memcmp(due[k], d[i].cfg.device_id, 16))
+                    CHECK_OK(notify_and_settle(&w, st, &d[i]));
+        (void)otk_store_campaign_step(st, &w.agent);
+        CHECK_OK(otk_store_campaign_get(st, cid, &cs));
+        CHECK(j == 1 || (cs.state == OTK_CAMP_RUNNING && cs.started == CANARY_DEVS && cs.done == 2));
+    }
+    (void)otk_store_campaign_step(st, &w.agent);
+    CHECK_OK(otk_store_campaign_get(st, cid, &cs));
+    CHECK(cs.state == OTK_CAMP_DONE && cs.done == CANARY_DEVS && cs.failed == 0);
+    for (i = 0; i < CANARY_DEVS; i++) {
+        CHECK(otk_device_version(&d[i].dev, OTK_SET_ACTIVE) == 2);
+        wdev_free(&d[i]);
+    }
+    world_free(&w);
+    otk_store_close(st);
+    otk_crypto_openssl_free(&c);
+}
+
 /* ---- PostgreSQL: agents in several processes on one database ---- */
 
 #define RACERS 3
@@ -754,6 +815,7 @@ int main(int argc, char **argv)
     char wal[300], shm[300];
     if (argc > 1) { /* a PostgreSQL database, fresh */
         store_suite(argv[1]);
+        store_canary(argv[1]);
         store_races(argv[1]);
         store_pg_reconnect(argv[1]);
         store_pg_tamper(argv[1]);
@@ -769,6 +831,7 @@ int main(int argc, char **argv)
     remove(wal);
     remove(shm);
     store_suite(path);
+    store_canary(path);
     remove(path);
     remove(wal);
     remove(shm);

@@ -18,11 +18,17 @@
 
 #include "pg_internal.h"
 
-/* A device's outcome inside a campaign, as SQL over campaign_devices cd. */
-#define DONE_SQL "(SELECT c_version FROM devices d WHERE d.id = cd.device) > cd.base_version"
-#define FAILED_SQL                                                                            \
-    "(cd.started IS NOT NULL AND NOT coalesce(" DONE_SQL ", false) AND (SELECT want = 0 AND" \
-    " p_version IS NULL FROM devices d WHERE d.id = cd.device))"
+/*
+ * The outcome of a started device not counted yet, over campaign_devices cd
+ * joined with devices d: 1 done (its committed version passed the base),
+ * 2 failed (nothing requested or pending any more), NULL still in flight.
+ */
+#define OUTCOME_SQL                                                   \
+    "CASE WHEN d.c_version > cd.base_version THEN 1"                  \
+    " WHEN d.want = 0 AND d.p_version IS NULL THEN 2 END"
+#define INFLIGHT_SQL                                                  \
+    " FROM campaign_devices cd JOIN devices d ON d.id = cd.device"    \
+    " WHERE cd.campaign = $1 AND cd.started IS NOT NULL AND cd.finished IS NULL"
 
 static int64_t wall_ms(void)
 {
@@ -131,19 +137,6 @@ out:
     return st;
 }
 
-static uint64_t count(pgconn *c, const char *sql, int64_t id)
-{
-    pgq q = {0};
-    PGresult *r;
-    uint64_t n = 0;
-    pq_int(&q, id);
-    r = pg_run(c, sql, &q);
-    if (r && PQntuples(r) == 1)
-        n = (uint64_t)pg_int(r, 0, 0);
-    PQclear(r);
-    return n;
-}
-
 #define CAMP_COLS "kind, target_cloud, selector, rate, canary, state, total, created"
 
 static void decode_campaign(const PGresult *r, int64_t id, otk_campaign_status *st)
@@ -160,14 +153,39 @@ static void decode_campaign(const PGresult *r, int64_t id, otk_campaign_status *
     st->created_ms = pg_int(r, 0, 7);
 }
 
-static void counts(pgconn *c, otk_campaign_status *st)
+/*
+ * Fills started, done and failed: the counters plus the devices that
+ * finished since the last step. settle (inside a step's transaction) also
+ * records those outcomes and moves them into the counters.
+ */
+static otk_status counts(pgconn *c, otk_campaign_status *st, int settle)
 {
-    st->started = count(c, "SELECT count(*) FROM campaign_devices WHERE campaign = $1"
-                           " AND started IS NOT NULL", st->id);
-    st->done = count(c, "SELECT count(*) FROM campaign_devices cd WHERE campaign = $1 AND "
-                        DONE_SQL, st->id);
-    st->failed = count(c, "SELECT count(*) FROM campaign_devices cd WHERE campaign = $1 AND "
-                          FAILED_SQL, st->id);
+    pgq q = {0};
+    PGresult *r;
+    pq_int(&q, st->id);
+    r = pg_run(c, settle
+                      ? "WITH f AS (SELECT cd.device, " OUTCOME_SQL " AS outcome" INFLIGHT_SQL "),"
+                        " u AS (UPDATE campaign_devices cd SET finished = f.outcome FROM f"
+                        " WHERE cd.campaign = $1 AND cd.device = f.device AND f.outcome IS NOT NULL"
+                        " RETURNING f.outcome)"
+                        " UPDATE campaigns SET"
+                        " n_done = n_done + (SELECT count(*) FROM u WHERE outcome = 1),"
+                        " n_failed = n_failed + (SELECT count(*) FROM u WHERE outcome = 2)"
+                        " WHERE id = $1 RETURNING n_started, n_done, n_failed"
+                      : "SELECT n_started, n_done + (SELECT count(*)" INFLIGHT_SQL
+                        " AND d.c_version > cd.base_version), n_failed + (SELECT count(*)"
+                        INFLIGHT_SQL " AND NOT coalesce(d.c_version > cd.base_version, false)"
+                        " AND d.want = 0 AND d.p_version IS NULL) FROM campaigns WHERE id = $1",
+               &q);
+    if (r == NULL || PQntuples(r) != 1) {
+        PQclear(r);
+        return OTK_ERR_STORAGE;
+    }
+    st->started = (uint64_t)pg_int(r, 0, 0);
+    st->done = (uint64_t)pg_int(r, 0, 1);
+    st->failed = (uint64_t)pg_int(r, 0, 2);
+    PQclear(r);
+    return OTK_OK;
 }
 
 otk_status pgc_get(void *impl, int64_t id, otk_campaign_status *st)
@@ -187,8 +205,7 @@ otk_status pgc_get(void *impl, int64_t id, otk_campaign_status *st)
     }
     decode_campaign(r, id, st);
     PQclear(r);
-    counts(&s->db, st);
-    return OTK_OK;
+    return counts(&s->db, st, 0);
 }
 
 static otk_status set_state(pgconn *c, int64_t id, int state)
@@ -332,7 +349,8 @@ static size_t step_one(pgstore *s, otk_agent *a, int64_t id)
     }
     decode_campaign(r, id, &c);
     PQclear(r);
-    counts(&s->work, &c);
+    if (counts(&s->work, &c, 1) != OTK_OK)
+        goto out;
     if (c.done + c.failed >= c.total) {
         (void)set_state(&s->work, id, OTK_CAMP_DONE);
         goto out;
@@ -359,6 +377,17 @@ static size_t step_one(pgstore *s, otk_agent *a, int64_t id)
         goto out;
     budget = due - c.started;
     started = start_devices(s, a, &c, budget);
+    if (started) {
+        memset(&q, 0, sizeof q);
+        pq_int(&q, id);
+        pq_int(&q, (int64_t)started);
+        r = pg_run(&s->work, "UPDATE campaigns SET n_started = n_started + $2 WHERE id = $1", &q);
+        if (r == NULL) { /* the claims roll back with the counter */
+            (void)pg_exec(s->work.c, "ROLLBACK");
+            return 0;
+        }
+        PQclear(r);
+    }
 out:
     if (pg_exec(s->work.c, "COMMIT") != OTK_OK) {
         (void)pg_exec(s->work.c, "ROLLBACK");

@@ -68,13 +68,19 @@ static const char *const migrations[] = {
     "  EXECUTE FUNCTION otk_append_only();"
     "CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit FOR EACH STATEMENT"
     "  EXECUTE FUNCTION otk_append_only();"
+    /* n_*: counters kept by the steps, so a step costs what is in flight, not
+     * the campaign's size; finished: 1 done, 2 failed, NULL in flight. */
     "CREATE TABLE campaigns(id bigserial PRIMARY KEY, kind bigint NOT NULL,"
     "  target_cloud bigint NOT NULL, selector text NOT NULL, rate bigint NOT NULL CHECK (rate > 0),"
-    "  canary bigint NOT NULL, state bigint NOT NULL, total bigint NOT NULL, created bigint NOT NULL);"
+    "  canary bigint NOT NULL, state bigint NOT NULL, total bigint NOT NULL, created bigint NOT NULL,"
+    "  n_started bigint NOT NULL DEFAULT 0, n_done bigint NOT NULL DEFAULT 0,"
+    "  n_failed bigint NOT NULL DEFAULT 0);"
     "CREATE TABLE campaign_devices(campaign bigint NOT NULL REFERENCES campaigns(id),"
     "  device bytea NOT NULL, base_version bigint NOT NULL, started bigint, ord bigserial,"
-    "  PRIMARY KEY (campaign, device));"
-    "CREATE INDEX campaign_todo ON campaign_devices(campaign, ord) WHERE started IS NULL;",
+    "  finished bigint CHECK (finished IN (1, 2)), PRIMARY KEY (campaign, device));"
+    "CREATE INDEX campaign_todo ON campaign_devices(campaign, ord) WHERE started IS NULL;"
+    "CREATE INDEX campaign_inflight ON campaign_devices(campaign)"
+    "  WHERE started IS NOT NULL AND finished IS NULL;",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
