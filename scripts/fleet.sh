@@ -2,6 +2,8 @@
 # and the end-to-end tests). Needs: bin (build dir with otakey, otakey-agent,
 # otakey-device) and work (an empty scratch dir).
 # Every process started is recorded in pids and stopped by fleet_cleanup.
+# FLEET_DB, when set, is the agent's database (a PostgreSQL URI, say);
+# $work/registry.db otherwise.
 pids=()
 agent_pid=
 batch=0000000100000001
@@ -19,11 +21,11 @@ fleet_setup() {
   bash "$root/scripts/lab.sh" start "$work/lab"
   . "$work/lab/lab.env"
   pub=$("$bin/otakey" keygen "$work/agent.key")
-  "$bin/otakey" product create --db "$work/registry.db" --batch $batch --name demo-sensor \
+  "$bin/otakey" product create --db "${FLEET_DB:-$work/registry.db}" --batch $batch --name demo-sensor \
     --pk-out "$work/batch.pk"
   cat > "$work/agent.ini" <<EOC
 [agent]
-database = $work/registry.db
+database = ${FLEET_DB:-$work/registry.db}
 signing_key = $work/agent.key
 broker_host = 127.0.0.1
 broker_port = $LAB_AGENT_PORT

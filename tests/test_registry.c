@@ -1,11 +1,17 @@
 /*
- * SQLite registry: the protocol over it (claim, rotation, switch, an agent
- * restart mid-update), persistence across reopen, secrets at rest, the
- * hash-chained audit log and its verification after tampering, schema
- * versioning and unreadable files.
+ * Registry stores. Without an argument: the SQLite store (the protocol over
+ * it, persistence across reopen, secrets at rest, the hash-chained audit log
+ * and its verification after tampering, schema versioning, unreadable
+ * files) and the backend-generic suite. With a PostgreSQL conninfo
+ * (tests/with_pg.sh gives one): the same generic suite on PostgreSQL, then
+ * agents in several processes racing on one database (one claim answered
+ * once, one audit chain, campaign steps and update offers taken once), and
+ * tampering with the audit log.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -14,6 +20,7 @@
 #include "world.h"
 
 #include "otakey/sqlreg.h"
+#include "otakey/store.h"
 
 #define STEPS 64
 
@@ -167,15 +174,664 @@ static void test_audit_tamper(void)
     otk_crypto_openssl_free(&c);
 }
 
-int main(void)
+
+/* ---- backend-generic suite, over otk_store ---- */
+
+static void nap_ms(long ms)
+{
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+
+/* A world whose agent runs over store st (its batch added there). */
+static int world_on_store(world *w, otk_store *st, uint64_t seed)
+{
+    otk_status s;
+    if (world_init(w, seed) != 0)
+        return -1;
+    s = otk_store_add_batch(st, w->batch, "store-test", w->pk);
+    if (s != OTK_OK && s != OTK_ERR_BAD_STATE)
+        return -1;
+    otk_store_bind(st, &w->regif);
+    return world_restart_agent(w);
+}
+
+/* The NOTIFY for a device, delivered, and the device run to READY. */
+static otk_status notify_and_settle(world *w, otk_store *st, wdev *d)
+{
+    uint8_t msg[OTK_MSG_MAX_LEN], out[OTK_MSG_MAX_LEN];
+    size_t n = 0, m = 0;
+    otk_status s = otk_agent_notify(&w->agent, d->cfg.device_id, msg, sizeof msg, &n);
+    if (otk_store_release(st) != OTK_OK)
+        return OTK_ERR_STORAGE;
+    if (s != OTK_OK)
+        return s;
+    s = otk_device_receive(&d->dev, msg, n, out, sizeof out, &m);
+    if (s != OTK_OK)
+        return s;
+    if (m)
+        world_up(w, d, out, m);
+    return world_settle(w, d, STEPS);
+}
+
+static int count_dev(void *user, const otk_device_info *d)
+{
+    unsigned *n = user;
+    (*n)++;
+    return d->state == 0; /* never stops a valid walk */
+}
+
+static int count_batch(void *user, const otk_batch_info *b)
+{
+    unsigned *n = user;
+    (*n)++;
+    return strcmp(b->product, "store-test") != 0 && strcmp(b->product, "world") != 0;
+}
+
+typedef struct audit_seen {
+    uint64_t rows, last_seq;
+    int ordered;
+} audit_seen;
+
+static int see_audit(void *user, const otk_audit_row *r)
+{
+    audit_seen *a = user;
+    if (r->seq != a->last_seq + 1)
+        a->ordered = 0;
+    a->last_seq = r->seq;
+    a->rows++;
+    return 0;
+}
+
+#define SUITE_DEVS 6
+
+static void store_suite(const char *db)
+{
+    otk_crypto c;
+    otk_store *st = NULL;
+    world w;
+    wdev d[SUITE_DEVS];
+    otk_agent_device rec;
+    otk_campaign_status cs;
+    char err[256];
+    uint64_t rows, bad, total;
+    int64_t cid, ids[8];
+    uint8_t due[16][16];
+    unsigned n = 0, i;
+    audit_seen seen = {0, 0, 1};
+    CHECK_OK(otk_crypto_openssl_init(&c, NULL, NULL));
+    CHECK_ST(otk_store_open("/nonexistent-dir/x.db", &c, 0, &st, err, sizeof err),
+             OTK_ERR_NOT_FOUND);
+    CHECK(st == NULL && strstr(err, "no registry") != NULL);
+    CHECK_OK(otk_store_open(db, &c, 1, &st, err, sizeof err));
+    if (st == NULL) {
+        fprintf(stderr, "store %s: %s\n", db, err);
+        otk_crypto_openssl_free(&c);
+        return;
+    }
+    CHECK(world_on_store(&w, st, 11) == 0);
+    CHECK_ST(otk_store_add_batch(st, w.batch, "again", w.pk), OTK_ERR_BAD_STATE);
+    for (i = 0; i < SUITE_DEVS; i++) {
+        CHECK(wdev_init(&w, &d[i], 100 + i) == 0);
+        CHECK_OK(wdev_boot(&w, &d[i]));
+        CHECK_OK(world_settle(&w, &d[i], STEPS));
+        CHECK_OK(otk_store_release(st));
+        CHECK_OK(world_record(&w, &d[i], &rec));
+        CHECK(rec.state == OTK_DS_ACTIVE && rec.committed.version == 1 && !rec.has_pending);
+        CHECK_OK(otk_store_release(st));
+    }
+    /* A rotation across an agent restart; a switch; a clone refused. */
+    CHECK_OK(world_request(&w, &d[0], OTK_WANT_ROTATE, 0));
+    CHECK(world_restart_agent(&w) == 0);
+    CHECK_OK(world_settle(&w, &d[0], STEPS));
+    CHECK(otk_device_version(&d[0].dev, OTK_SET_ACTIVE) == 2);
+    CHECK_OK(world_request(&w, &d[1], OTK_WANT_SWITCH, WORLD_CLOUD_B));
+    CHECK_OK(world_settle(&w, &d[1], STEPS));
+    CHECK_OK(world_record(&w, &d[1], &rec));
+    CHECK(rec.committed.cloud.cloud_id == WORLD_CLOUD_B && rec.committed.version == 2);
+    CHECK_OK(otk_store_release(st));
+    {
+        wdev clone;
+        CHECK(wdev_init(&w, &clone, 102) == 0);
+        CHECK_OK(wdev_boot(&w, &clone));
+        CHECK_ST(world_settle(&w, &clone, 4), OTK_ERR_ALREADY_CLAIMED);
+        CHECK_OK(otk_store_release(st));
+        wdev_free(&clone);
+    }
+    CHECK(otk_store_audit_count(st, OTK_AUD_CLAIM_ISSUED) == SUITE_DEVS);
+    CHECK(otk_store_audit_count(st, OTK_AUD_COMMIT) == SUITE_DEVS + 2);
+    CHECK(otk_store_audit_count(st, OTK_AUD_CLAIM_REFUSED) >= 1);
+    CHECK_OK(otk_store_audit_verify(st, &rows, &bad));
+    CHECK(rows == otk_store_audit_count(st, 0) && rows > 20);
+    CHECK_OK(otk_store_audit_list(st, see_audit, &seen));
+    CHECK(seen.rows == rows && seen.ordered);
+    /* Listings. */
+    CHECK_OK(otk_store_list_devices(st, NULL, 0, count_dev, &n));
+    CHECK(n == SUITE_DEVS);
+    n = 0;
+    CHECK_OK(otk_store_list_devices(st, NULL, OTK_DS_PENDING, count_dev, &n));
+    CHECK(n == 0);
+    n = 0;
+    CHECK_OK(otk_store_list_batches(st, count_batch, &n));
+    CHECK(n == 1);
+    n = 0;
+    CHECK_OK(otk_store_list_devices(st, d[1].cfg.device_id, 0, count_dev, &n));
+    CHECK(n == 1);
+    /* A campaign: create, step, offers due once per resend period, done. */
+    CHECK_ST(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, "ids:0011", 100, 0, &cid, &total),
+             OTK_ERR_BAD_VALUE);
+    CHECK_ST(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, "batch:zz", 100, 0, &cid, &total),
+             OTK_ERR_BAD_VALUE);
+    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, "all", 1000, 0, &cid, &total));
+    CHECK(total == SUITE_DEVS);
+    CHECK(otk_store_campaign_list(st, ids, 8) == 1 && ids[0] == cid);
+    for (i = 0; i < 50 && otk_store_campaign_step(st, &w.agent) < SUITE_DEVS; i++) {
+        CHECK_OK(otk_store_campaign_get(st, cid, &cs));
+        if (cs.started == SUITE_DEVS)
+            break;
+        nap_ms(2);
+    }
+    CHECK_OK(otk_store_campaign_get(st, cid, &cs));
+    CHECK(cs.started == SUITE_DEVS && cs.done == 0 && cs.state == OTK_CAMP_RUNNING);
+    CHECK(otk_store_due_notifications(st, due, 16, 60000) == SUITE_DEVS);
+    CHECK(otk_store_due_notifications(st, due, 16, 60000) == 0); /* marked: not again yet */
+    for (i = 0; i < SUITE_DEVS; i++)
+        CHECK_OK(notify_and_settle(&w, st, &d[i]));
+    CHECK(otk_store_campaign_step(st, &w.agent) == 0);
+    CHECK_OK(otk_store_campaign_get(st, cid, &cs));
+    CHECK(cs.done == SUITE_DEVS && cs.failed == 0 && cs.state == OTK_CAMP_DONE);
+    CHECK_ST(otk_store_campaign_set_state(st, cid, OTK_CAMP_PAUSED), OTK_ERR_BAD_STATE);
+    CHECK_ST(otk_store_campaign_get(st, cid + 1000, &cs), OTK_ERR_NOT_FOUND);
+    CHECK(otk_device_version(&d[0].dev, OTK_SET_ACTIVE) == 3);
+    CHECK(otk_device_version(&d[5].dev, OTK_SET_ACTIVE) == 2);
+    /* Abort withdraws what is requested and not issued yet. */
+    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, "all", 1, 0, &cid, &total));
+    CHECK(otk_store_campaign_step(st, &w.agent) == 1);
+    CHECK_OK(otk_store_campaign_set_state(st, cid, OTK_CAMP_ABORTED));
+    CHECK_OK(otk_store_campaign_get(st, cid, &cs));
+    CHECK(cs.state == OTK_CAMP_ABORTED && cs.started == 1 && cs.failed == 1);
+    CHECK(otk_store_due_notifications(st, due, 16, 0) == 0);
+    CHECK_OK(otk_store_audit_verify(st, &rows, &bad));
+    /* Everything survives a reopen. */
+    otk_store_close(st);
+    CHECK_OK(otk_store_open(db, &c, 0, &st, err, sizeof err));
+    if (st) {
+        otk_store_bind(st, &w.regif);
+        CHECK(world_restart_agent(&w) == 0);
+        CHECK_OK(world_request(&w, &d[2], OTK_WANT_ROTATE, 0));
+        CHECK_OK(world_settle(&w, &d[2], STEPS));
+        CHECK(otk_device_version(&d[2].dev, OTK_SET_ACTIVE) == 3);
+        CHECK_OK(otk_store_audit_verify(st, &rows, &bad));
+        CHECK(rows == otk_store_audit_count(st, 0));
+        otk_store_close(st);
+    }
+    for (i = 0; i < SUITE_DEVS; i++)
+        wdev_free(&d[i]);
+    world_free(&w);
+    otk_crypto_openssl_free(&c);
+}
+
+/* A canary campaign: the canaries first, the rest once every canary committed. */
+#define CANARY_DEVS 5
+
+static void store_canary(const char *db)
+{
+    otk_crypto c;
+    otk_store *st = NULL;
+    world w;
+    wdev d[CANARY_DEVS];
+    otk_campaign_status cs;
+    uint8_t due[8][16];
+    char err[256], sel[4 + CANARY_DEVS * 33 + 1], *p = sel;
+    uint64_t total;
+    int64_t cid;
+    size_t n, k;
+    int i, j;
+    CHECK_OK(otk_crypto_openssl_init(&c, NULL, NULL));
+    CHECK_OK(otk_store_open(db, &c, 1, &st, err, sizeof err));
+    if (st == NULL)
+        return;
+    CHECK(world_on_store(&w, st, 11) == 0);
+    p += sprintf(p, "ids:");
+    for (i = 0; i < CANARY_DEVS; i++) {
+        CHECK(wdev_init(&w, &d[i], 300 + (unsigned)i) == 0);
+        CHECK_OK(wdev_boot(&w, &d[i]));
+        CHECK_OK(world_settle(&w, &d[i], STEPS));
+        CHECK_OK(otk_store_release(st));
+        otk_hex_encode(d[i].cfg.device_id, 16, p);
+        p += 32;
+        *p++ = i + 1 < CANARY_DEVS ? ',' : '\0';
+    }
+    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, sel, 1000, 2, &cid, &total));
+    CHECK(total == CANARY_DEVS);
+    nap_ms(20);
+    for (j = 0; j < 3; j++) /* however often it steps, only the canaries start */
+        (void)otk_store_campaign_step(st, &w.agent);
+    CHECK_OK(otk_store_campaign_get(st, cid, &cs));
+    CHECK(cs.state == OTK_CAMP_CANARY && cs.started == 2 && cs.done == 0);
+    for (j = 0; j < 2; j++) { /* the canaries, then everybody else */
+        n = otk_store_due_notifications(st, due, 8, 60000);
+        CHECK(n == (j == 0 ? 2u : CANARY_DEVS - 2u));
+        for (k = 0; k < n; k++)
+            for (i = 0; i < CANARY_DEVS; i++)
+                if (!memcmp(due[k], d[i].cfg.device_id, 16))
+                    CHECK_OK(notify_and_settle(&w, st, &d[i]));
+        (void)otk_store_campaign_step(st, &w.agent);
+        CHECK_OK(otk_store_campaign_get(st, cid, &cs));
+        CHECK(j == 1 || (cs.state == OTK_CAMP_RUNNING && cs.started == CANARY_DEVS && cs.done == 2));
+    }
+    (void)otk_store_campaign_step(st, &w.agent);
+    CHECK_OK(otk_store_campaign_get(st, cid, &cs));
+    CHECK(cs.state == OTK_CAMP_DONE && cs.done == CANARY_DEVS && cs.failed == 0);
+    for (i = 0; i < CANARY_DEVS; i++) {
+        CHECK(otk_device_version(&d[i].dev, OTK_SET_ACTIVE) == 2);
+        wdev_free(&d[i]);
+    }
+    world_free(&w);
+    otk_store_close(st);
+    otk_crypto_openssl_free(&c);
+}
+
+/* ---- PostgreSQL: agents in several processes on one database ---- */
+
+#define RACERS 3
+#define RACE_DEVS 12
+#define RACE_AUDITS 150
+
+typedef struct captured {
+    uint8_t msg[RACE_DEVS][OTK_MSG_MAX_LEN];
+    size_t len[RACE_DEVS];
+    int n;
+} captured;
+
+static void grab_claim(void *ctx, int up, const uint8_t *msg, size_t len)
+{
+    captured *c = ctx;
+    if (up && len > 1 && msg[1] == OTK_MSG_CLAIM && c->n < RACE_DEVS &&
+        c->len[c->n] == 0 && len <= OTK_MSG_MAX_LEN) {
+        memcpy(c->msg[c->n], msg, len);
+        c->len[c->n] = len;
+    }
+}
+
+static int full_write(int fd, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t k = write(fd, b, n);
+        if (k <= 0)
+            return -1;
+        b += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static int full_read(int fd, void *p, size_t n)
+{
+    uint8_t *b = p;
+    while (n) {
+        ssize_t k = read(fd, b, n);
+        if (k <= 0)
+            return -1;
+        b += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/*
+ * One racing agent process: its own connection and agent core over w's
+ * configuration; waits on go, then runs its phase and writes what it got
+ * to out. Never returns.
+ */
+static void racer(const char *db, world *w, const captured *cap, int phase, int go, int out)
+{
+    otk_store *st = NULL;
+    otk_registry reg;
+    otk_agent ag;
+    char err[256], b;
+    int i, code = 1;
+    if (otk_store_open(db, &w->agent_crypto, 0, &st, err, sizeof err) != OTK_OK)
+        _exit(3);
+    otk_store_bind(st, &reg);
+    if (otk_agent_init(&ag, &w->agent_crypto, &reg, &w->cloudif, &w->cfg) != OTK_OK ||
+        read(go, &b, 1) != 1)
+        _exit(4);
+    if (phase == 0) { /* the same claims, handled by every racer at once */
+        for (i = 0; i < cap->n; i++) {
+            uint8_t reply[OTK_MSG_MAX_LEN];
+            size_t n = 0;
+            uint16_t n16;
+            otk_status s = otk_agent_handle(&ag, cap->msg[i], cap->len[i], reply, sizeof reply, &n);
+            if (otk_store_release(st) != OTK_OK || s != OTK_OK)
+                n = 0;
+            n16 = (uint16_t)n;
+            if (full_write(out, &n16, 2) != 0 || full_write(out, reply, n) != 0)
+                _exit(5);
+        }
+        code = 0;
+    } else if (phase == 1) { /* audit appends */
+        otk_audit ev;
+        memset(&ev, 0, sizeof ev);
+        ev.kind = OTK_AUD_REFUSED;
+        for (i = 0; i < RACE_AUDITS; i++) {
+            ev.version = (uint32_t)i;
+            if (reg.audit(reg.ctx, &ev) != OTK_OK)
+                _exit(6);
+        }
+        code = 0;
+    } else { /* campaign steps and update offers */
+        uint8_t ids[RACE_DEVS][16];
+        uint32_t got = 0;
+        for (i = 0; i < 400; i++) {
+            size_t k, n;
+            (void)otk_store_campaign_step(st, &ag);
+            n = otk_store_due_notifications(st, ids, RACE_DEVS, 600000);
+            for (k = 0; k < n; k++)
+                if (full_write(out, ids[k], 16) != 0)
+                    _exit(7);
+            got += (uint32_t)n;
+            nap_ms(1);
+        }
+        (void)got;
+        code = 0;
+    }
+    otk_store_close(st);
+    _exit(code);
+}
+
+/* Runs RACERS racers of a phase; fills replies (phase 0) or offers (phase 2). */
+static void race(const char *db, world *w, const captured *cap, int phase,
+                 uint8_t (*buf)[RACE_DEVS][OTK_MSG_MAX_LEN], size_t (*lens)[RACE_DEVS],
+                 uint8_t (*offers)[16], size_t *n_offers)
+{
+    int go[2], outp[RACERS][2], r, status, i;
+    pid_t pid[RACERS];
+    CHECK(pipe(go) == 0);
+    for (r = 0; r < RACERS; r++) {
+        CHECK(pipe(outp[r]) == 0);
+        fflush(NULL);
+        pid[r] = fork();
+        if (pid[r] == 0) {
+            close(go[1]);
+            close(outp[r][0]);
+            racer(db, w, cap, phase, go[0], outp[r][1]);
+        }
+        close(outp[r][1]);
+    }
+    close(go[0]);
+    {
+        char start[RACERS];
+        memset(start, 'g', sizeof start);
+        CHECK(full_write(go[1], start, sizeof start) == 0);
+    }
+    close(go[1]);
+    for (r = 0; r < RACERS; r++) {
+        if (phase == 0)
+            for (i = 0; i < cap->n; i++) {
+                uint16_t n16 = 0;
+                CHECK(full_read(outp[r][0], &n16, 2) == 0 && n16 <= OTK_MSG_MAX_LEN);
+                lens[r][i] = n16;
+                CHECK(full_read(outp[r][0], buf[r][i], n16) == 0);
+            }
+        if (phase == 2)
+            while (*n_offers < 4 * RACE_DEVS && full_read(outp[r][0], offers[*n_offers], 16) == 0)
+                (*n_offers)++;
+        close(outp[r][0]);
+    }
+    for (r = 0; r < RACERS; r++) {
+        CHECK(waitpid(pid[r], &status, 0) == pid[r]);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+}
+
+static void store_races(const char *db)
+{
+    static captured cap;
+    static uint8_t replies[RACERS][RACE_DEVS][OTK_MSG_MAX_LEN];
+    static size_t lens[RACERS][RACE_DEVS];
+    uint8_t offers[4 * RACE_DEVS][16];
+    size_t n_offers = 0;
+    otk_crypto c;
+    otk_store *st = NULL;
+    world w, gen;
+    wdev d[RACE_DEVS];
+    otk_campaign_status cs;
+    char err[256];
+    uint64_t rows, bad, audits, requested, total;
+    int64_t cid;
+    int i, j, r;
+    CHECK_OK(otk_crypto_openssl_init(&c, NULL, NULL));
+    CHECK_OK(otk_store_open(db, &c, 0, &st, err, sizeof err));
+    if (st == NULL)
+        return;
+    CHECK(world_on_store(&w, st, 11) == 0); /* the suite's batch key */
+    /* Claims made by devices of an identical world (same batch key, same
+     * agent key) over a memory registry: valid claims the store never saw. */
+    memset(&cap, 0, sizeof cap);
+    CHECK(world_init(&gen, 11) == 0);
+    gen.tap = grab_claim;
+    gen.tap_ctx = &cap;
+    for (i = 0; i < RACE_DEVS; i++) {
+        wdev g;
+        CHECK(wdev_init(&gen, &g, 500 + (unsigned)i) == 0);
+        CHECK_OK(wdev_boot(&gen, &g));
+        CHECK_OK(world_settle(&gen, &g, STEPS));
+        CHECK(cap.len[cap.n] > 0);
+        cap.n++;
+        wdev_free(&g);
+    }
+    world_free(&gen);
+    audits = otk_store_audit_count(st, OTK_AUD_CLAIM_ISSUED);
+    race(db, &w, &cap, 0, replies, lens, NULL, NULL);
+    /* Each claim issued once; every racer gave its device the same answer. */
+    CHECK(otk_store_audit_count(st, OTK_AUD_CLAIM_ISSUED) == audits + RACE_DEVS);
+    for (i = 0; i < cap.n; i++)
+        for (r = 0; r < RACERS; r++)
+            CHECK(lens[r][i] > 0 && lens[r][i] == lens[0][i] &&
+                  memcmp(replies[r][i], replies[0][i], lens[0][i]) == 0);
+    /* One audit chain under concurrent appends. */
+    audits = otk_store_audit_count(st, 0);
+    race(db, &w, &cap, 1, NULL, NULL, NULL, NULL);
+    CHECK_OK(otk_store_audit_verify(st, &rows, &bad));
+    CHECK(rows == audits + RACERS * RACE_AUDITS && rows == otk_store_audit_count(st, 0));
+    /* Campaign steps and offers: active devices, one campaign, racers. */
+    for (i = 0; i < RACE_DEVS; i++) {
+        CHECK(wdev_init(&w, &d[i], 700 + (unsigned)i) == 0);
+        CHECK_OK(wdev_boot(&w, &d[i]));
+        CHECK_OK(world_settle(&w, &d[i], STEPS));
+        CHECK_OK(otk_store_release(st));
+    }
+    {
+        char sel[4 + RACE_DEVS * 33 + 1], *p = sel;
+        p += sprintf(p, "ids:");
+        for (i = 0; i < RACE_DEVS; i++) {
+            otk_hex_encode(d[i].cfg.device_id, 16, p);
+            p += 32;
+            *p++ = i + 1 < RACE_DEVS ? ',' : '\0';
+        }
+        CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, sel, 400, 0, &cid, &total));
+        CHECK(total == RACE_DEVS);
+    }
+    requested = otk_store_audit_count(st, OTK_AUD_UPDATE_REQUESTED);
+    race(db, &w, &cap, 2, NULL, NULL, offers, &n_offers);
+    CHECK_OK(otk_store_campaign_get(st, cid, &cs));
+    CHECK(cs.started == RACE_DEVS);
+    CHECK(otk_store_audit_count(st, OTK_AUD_UPDATE_REQUESTED) == requested + RACE_DEVS);
+    CHECK(n_offers == RACE_DEVS); /* each offer taken by one racer, once */
+    for (i = 0; i < (int)n_offers; i++)
+        for (j = i + 1; j < (int)n_offers; j++)
+            CHECK(memcmp(offers[i], offers[j], 16) != 0);
+    /* The devices finish the rotation through this agent. */
+    for (i = 0; i < RACE_DEVS; i++) {
+        CHECK_OK(notify_and_settle(&w, st, &d[i]));
+        CHECK(otk_device_version(&d[i].dev, OTK_SET_ACTIVE) == 2);
+    }
+    (void)otk_store_campaign_step(st, &w.agent);
+    CHECK_OK(otk_store_campaign_get(st, cid, &cs));
+    CHECK(cs.done == RACE_DEVS && cs.failed == 0 && cs.state == OTK_CAMP_DONE);
+    CHECK_OK(otk_store_audit_verify(st, &rows, &bad));
+    /* The lock is per device: a second connection (giving up on a lock
+     * after 1 s) reads another device at once but waits for this one. */
+    {
+        otk_store *st2 = NULL;
+        otk_registry reg1, reg2;
+        otk_agent_device rec;
+        char url[512];
+        snprintf(url, sizeof url, "%s%soptions=-c%%20lock_timeout%%3D1000", db,
+                 strchr(db, '?') ? "&" : "?");
+        CHECK_OK(otk_store_open(url, &c, 0, &st2, err, sizeof err));
+        if (st2) {
+            otk_store_bind(st, &reg1);
+            otk_store_bind(st2, &reg2);
+            CHECK_OK(reg1.get_device(reg1.ctx, d[0].cfg.device_id, &rec));
+            for (i = 1; i < RACE_DEVS; i++)
+                CHECK_OK(reg2.get_device(reg2.ctx, d[i].cfg.device_id, &rec));
+            CHECK_ST(reg2.get_device(reg2.ctx, d[0].cfg.device_id, &rec), OTK_ERR_STORAGE);
+            CHECK_ST(otk_store_release(st2), OTK_OK);
+            CHECK_OK(otk_store_release(st));
+            CHECK_OK(reg2.get_device(reg2.ctx, d[0].cfg.device_id, &rec));
+            CHECK(rec.committed.version == 2);
+            otk_store_close(st2);
+        }
+    }
+    for (i = 0; i < RACE_DEVS; i++)
+        wdev_free(&d[i]);
+    world_free(&w);
+    otk_store_close(st);
+    otk_crypto_openssl_free(&c);
+}
+
+/* Tampering with the audit log on PostgreSQL, through psql. */
+static int psql(const char *db, const char *sql)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "psql -q -X -v ON_ERROR_STOP=1 '%s' -c \"%s\" >/dev/null 2>&1", db, sql);
+    return system(cmd);
+}
+
+/*
+ * The server drops the agent's connection (a restart, a failover): the call
+ * that finds it gone fails with STORAGE and changes nothing; the next one
+ * connects again (statements prepared anew) and works.
+ */
+static void store_pg_reconnect(const char *db)
+{
+    otk_crypto c;
+    otk_store *st = NULL;
+    world w;
+    wdev d;
+    otk_agent_device rec;
+    char err[256], url[512];
+    uint64_t rows, bad, before;
+    otk_status s;
+    int i;
+    CHECK_OK(otk_crypto_openssl_init(&c, NULL, NULL));
+    snprintf(url, sizeof url, "%s%sapplication_name=otk-reconnect", db, strchr(db, '?') ? "&" : "?");
+    CHECK_OK(otk_store_open(url, &c, 0, &st, err, sizeof err));
+    if (st == NULL)
+        return;
+    CHECK(world_on_store(&w, st, 11) == 0);
+    CHECK(wdev_init(&w, &d, 900) == 0);
+    CHECK_OK(wdev_boot(&w, &d));
+    CHECK_OK(world_settle(&w, &d, STEPS));
+    CHECK_OK(otk_store_release(st));
+    before = otk_store_audit_count(st, 0);
+    CHECK(psql(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                   " WHERE application_name = 'otk-reconnect'") == 0);
+    /* Up to two calls fail (the one that finds the socket closed, and a
+     * release of what it left); then it works again. */
+    nap_ms(300); /* the server ends the backend asynchronously */
+    for (i = 0, s = OTK_ERR_STORAGE; i < 3 && s != OTK_OK; i++) {
+        s = world_record(&w, &d, &rec);
+        if (s == OTK_OK)
+            break;
+        CHECK_ST(s, OTK_ERR_STORAGE);
+        if (otk_store_release(st) != OTK_OK)
+            continue; /* the release may find the connection gone too */
+    }
+    CHECK_OK(s);
+    CHECK(i >= 1); /* the loss was seen, then recovered from */
+    CHECK(rec.committed.version == 1);
+    CHECK_OK(otk_store_release(st));
+    CHECK_OK(world_request(&w, &d, OTK_WANT_ROTATE, 0));
+    CHECK_OK(world_settle(&w, &d, STEPS));
+    CHECK(otk_device_version(&d.dev, OTK_SET_ACTIVE) == 2);
+    CHECK_OK(otk_store_audit_verify(st, &rows, &bad));
+    CHECK(rows > before);
+    wdev_free(&d);
+    world_free(&w);
+    otk_store_close(st);
+    otk_crypto_openssl_free(&c);
+}
+
+static void store_pg_tamper(const char *db)
+{
+    otk_crypto c;
+    otk_store *st = NULL;
+    char err[256];
+    uint64_t rows, bad, n;
+    CHECK_OK(otk_crypto_openssl_init(&c, NULL, NULL));
+    CHECK_OK(otk_store_open(db, &c, 0, &st, err, sizeof err));
+    if (st == NULL)
+        return;
+    CHECK_OK(otk_store_audit_verify(st, &rows, &bad));
+    n = rows;
+    /* Plain edits are refused by the triggers... */
+    CHECK(psql(db, "UPDATE audit SET code = 0 WHERE seq = 3") != 0);
+    CHECK(psql(db, "DELETE FROM audit WHERE seq = 3") != 0);
+    CHECK(psql(db, "TRUNCATE audit") != 0);
+    /* ...a version issued twice by the unique index... */
+    CHECK(psql(db, "INSERT INTO audit SELECT seq + 1000000, ts, kind, msg_type, device, version,"
+                   " code, hash FROM audit WHERE kind = 1 LIMIT 1") != 0);
+    /* ...an issued version going back by the device trigger... */
+    CHECK(psql(db, "UPDATE devices SET issued = 0") != 0);
+    /* ...and one who disables the triggers is caught by the chain. */
+    CHECK(psql(db, "ALTER TABLE audit DISABLE TRIGGER USER;"
+                   " UPDATE audit SET code = -18 WHERE seq = 4") == 0);
+    CHECK_ST(otk_store_audit_verify(st, &rows, &bad), OTK_ERR_CORRUPT);
+    CHECK(bad == 4 && rows == 3);
+    CHECK(psql(db, "UPDATE audit SET code = (SELECT code FROM audit WHERE seq = 5) WHERE seq = 4;"
+                   " DELETE FROM audit WHERE seq = (SELECT max(seq) FROM audit)") == 0);
+    CHECK_ST(otk_store_audit_verify(st, &rows, &bad), OTK_ERR_CORRUPT);
+    CHECK(bad == 4 || bad == n);
+    /* A schema from the future is refused with a message. */
+    CHECK(psql(db, "UPDATE otk_meta SET value = 99") == 0);
+    otk_store_close(st);
+    st = NULL;
+    err[0] = 0;
+    CHECK_ST(otk_store_open(db, &c, 0, &st, err, sizeof err), OTK_ERR_STORAGE);
+    CHECK(st == NULL && strstr(err, "newer") != NULL);
+    CHECK_ST(otk_store_open("postgresql://nobody@127.0.0.1:1/none", &c, 0, &st, err, sizeof err),
+             OTK_ERR_STORAGE);
+    CHECK(st == NULL && strstr(err, "cannot connect") != NULL);
+    otk_crypto_openssl_free(&c);
+}
+
+int main(int argc, char **argv)
 {
     char wal[300], shm[300];
+    if (argc > 1) { /* a PostgreSQL database, fresh */
+        store_suite(argv[1]);
+        store_canary(argv[1]);
+        store_races(argv[1]);
+        store_pg_reconnect(argv[1]);
+        store_pg_tamper(argv[1]);
+        return CHECK_DONE();
+    }
     snprintf(path, sizeof path, "/tmp/otk-test-registry-%d.db", (int)getpid());
     snprintf(wal, sizeof wal, "%s-wal", path);
     snprintf(shm, sizeof shm, "%s-shm", path);
     remove(path);
     test_protocol_on_sqlite();
     test_audit_tamper();
+    remove(path);
+    remove(wal);
+    remove(shm);
+    store_suite(path);
+    store_canary(path);
     remove(path);
     remove(wal);
     remove(shm);

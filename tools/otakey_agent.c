@@ -1,7 +1,8 @@
 /*
  * otakey-agent: the agent daemon. Subscribes to the device topics through
  * an MQTT 5 shared subscription (several agents can share the load), runs
- * each message through the agent core over the SQLite registry and the
+ * each message through the agent core over the registry store (SQLite, or
+ * PostgreSQL shared by several agents: docs/scaling.md) and the
  * dynamic-security cloud adapter, and publishes the reply.
  *
  * Usage: otakey-agent -c FILE     (see docs/operations.md)
@@ -20,9 +21,8 @@
 
 #include "agent_config.h"
 #include "clouds.h"
-#include "otakey/campaign.h"
 #include "otakey/dynsec.h"
-#include "otakey/sqlreg.h"
+#include "otakey/store.h"
 #include "otakey/wire.h"
 
 #define UP_PREFIX "otakey/v1/up/"
@@ -47,7 +47,7 @@ static void logf_(int level, const char *fmt, ...)
 typedef struct daemon_ctx {
     otk_agentd_config cfg;
     otk_crypto crypto;
-    otk_sqlreg *reg;
+    otk_store *reg;
     otk_clouds *clouds;
     /* Replies held until the password-file clouds have taken the clients
      * they name (see flush_replies). */
@@ -121,6 +121,9 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
         }
     }
     st = otk_agent_handle(&d->agent, msg->payload, (size_t)msg->payloadlen, out, sizeof out, &n);
+    /* Ends the device's transaction (PostgreSQL: its lock) before replying. */
+    if (otk_store_release(d->reg) != OTK_OK)
+        logf_(1, "database: a transaction did not commit");
     d->handled++;
     if (st != OTK_OK) {
         d->refused++;
@@ -187,7 +190,7 @@ static int setup(daemon_ctx *d, const char *path)
         fprintf(stderr, "otakey-agent: crypto initialisation failed\n");
         return 1;
     }
-    if (otk_sqlreg_open(d->cfg.database, &d->crypto, &d->reg, err, sizeof err) != OTK_OK) {
+    if (otk_store_open(d->cfg.database, &d->crypto, 1, &d->reg, err, sizeof err) != OTK_OK) {
         fprintf(stderr, "otakey-agent: database: %s\n", err);
         return 1;
     }
@@ -202,7 +205,7 @@ static int setup(daemon_ctx *d, const char *path)
     ac.n_clouds = d->cfg.n_clouds;
     ac.claim_cloud = d->cfg.claim_cloud;
     otk_wipe(key, sizeof key);
-    otk_sqlreg_bind(d->reg, &reg);
+    otk_store_bind(d->reg, &reg);
     otk_clouds_adapter(d->clouds, &cloud);
     if (otk_agent_init(&d->agent, &d->crypto, &reg, &cloud, &ac) != OTK_OK) {
         fprintf(stderr, "otakey-agent: invalid agent configuration\n");
@@ -245,10 +248,13 @@ static void push_notifications(daemon_ctx *d)
     char topic[64], hex[33];
     size_t n, i, len;
     unsigned per_tick = d->cfg.notify_rate / 5 ? d->cfg.notify_rate / 5 : 1;
-    n = otk_sqlreg_due_notifications(d->reg, ids, per_tick < 64 ? per_tick : 64,
-                                     d->cfg.notify_resend_ms);
+    n = otk_store_due_notifications(d->reg, ids, per_tick < 64 ? per_tick : 64,
+                                    d->cfg.notify_resend_ms);
     for (i = 0; i < n; i++) {
-        if (otk_agent_notify(&d->agent, ids[i], out, sizeof out, &len) != OTK_OK)
+        otk_status st = otk_agent_notify(&d->agent, ids[i], out, sizeof out, &len);
+        if (otk_store_release(d->reg) != OTK_OK)
+            logf_(1, "database: a transaction did not commit");
+        if (st != OTK_OK)
             continue;
         otk_hex_encode(ids[i], 16, hex);
         snprintf(topic, sizeof topic, DOWN_PREFIX "%s", hex);
@@ -267,7 +273,7 @@ static void teardown(daemon_ctx *d)
     }
     otk_clouds_close(d->clouds);
     free(d->held);
-    otk_sqlreg_close(d->reg);
+    otk_store_close(d->reg);
     if (d->crypto.ctx)
         otk_crypto_openssl_free(&d->crypto);
 }
@@ -330,7 +336,7 @@ int main(int argc, char **argv)
             clock_gettime(CLOCK_MONOTONIC, &now);
             if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >= 200) {
                 last = now;
-                if (otk_campaign_step(d.reg, &d.agent) > 0)
+                if (otk_store_campaign_step(d.reg, &d.agent) > 0)
                     logf_(3, "campaign devices started");
                 push_notifications(&d);
             }

@@ -16,10 +16,11 @@
  *   otakey audit verify --db DB
  *   otakey audit list --db DB [--json]
  *
+ * DB is a SQLite file or a PostgreSQL URI (postgresql://...): docs/operations.md.
+ *
  * Exit codes: 0 success, 1 the operation failed (message on stderr),
  * 2 bad usage (the message names the bad argument), 3 audit log tampered.
  */
-#include <sqlite3.h>
 #include <time.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -29,7 +30,7 @@
 #include "agent_config.h"
 #include "otakey/campaign.h"
 #include "otakey/dynsec.h"
-#include "otakey/sqlreg.h"
+#include "otakey/store.h"
 #include "otakey/wire.h"
 
 #define EXIT_FAIL 1
@@ -41,6 +42,7 @@ typedef struct args {
     char **argv;
     const char *db, *config, *batch, *name, *pk_out, *switch_to, *devices, *rate, *canary;
     int json, rotate, all, watch;
+    int rows; /* rows printed by a listing */
     const char *pos[64];
     int npos;
 } args;
@@ -69,6 +71,7 @@ static const char *help_text =
     "  campaign pause|resume|abort --db DB ID\n"
     "  audit verify --db DB\n"
     "  audit list --db DB [--json]\n"
+    "DB is a SQLite file or a PostgreSQL URI (postgresql://user@host/dbname).\n"
     "Exit codes: 0 success, 1 failure, 2 bad usage, 3 audit log tampered.\n";
 
 static int parse(args *a, int from)
@@ -125,26 +128,28 @@ static void print_hex(FILE *f, const uint8_t *p, size_t n)
         fprintf(f, "%02x", *p++);
 }
 
-static int open_db(args *a, otk_crypto *c, otk_sqlreg **r)
+static int open_db(args *a, otk_crypto *c, otk_store **r)
 {
-    char err[256];
+    char err[512];
+    /* Only 'product create' may start a new SQLite registry; elsewhere a
+     * missing file is a mistyped path, not an empty fleet. */
     int creating = a->npos > 1 && !strcmp(a->pos[0], "product") && !strcmp(a->pos[1], "create");
     if (a->db == NULL)
         return usage_error("%s", "--db DB is required");
-    /* Only 'product create' may start a new registry; elsewhere a missing
-     * file is a mistyped path, not an empty fleet. */
-    if (!creating && access(a->db, F_OK) != 0) {
-        fprintf(stderr, "otakey: no registry at '%s'\n", a->db);
-        return EXIT_FAIL;
-    }
     if (otk_crypto_openssl_init(c, NULL, NULL) != OTK_OK)
         return EXIT_FAIL;
-    if (otk_sqlreg_open(a->db, c, r, err, sizeof err) != OTK_OK) {
+    if (otk_store_open(a->db, c, creating, r, err, sizeof err) != OTK_OK) {
         fprintf(stderr, "otakey: %s\n", err);
         otk_crypto_openssl_free(c);
         return EXIT_FAIL;
     }
     return 0;
+}
+
+static void close_db(otk_crypto *c, otk_store *r)
+{
+    otk_store_close(r);
+    otk_crypto_openssl_free(c);
 }
 
 static int cmd_keygen(args *a)
@@ -175,7 +180,7 @@ static int cmd_keygen(args *a)
 static int cmd_product_create(args *a)
 {
     otk_crypto c;
-    otk_sqlreg *r;
+    otk_store *r;
     uint8_t batch[8], pk[32];
     FILE *f;
     otk_status st;
@@ -197,7 +202,7 @@ static int cmd_product_create(args *a)
     print_hex(f, pk, sizeof pk);
     fputc('\n', f);
     fclose(f);
-    st = otk_sqlreg_add_batch(r, batch, a->name, pk);
+    st = otk_store_add_batch(r, batch, a->name, pk);
     if (st == OTK_ERR_BAD_STATE)
         fprintf(stderr, "otakey: batch %s exists already\n", a->batch);
     else if (st != OTK_OK)
@@ -208,58 +213,42 @@ static int cmd_product_create(args *a)
         remove(a->pk_out);
 out:
     otk_wipe(pk, sizeof pk);
-    otk_sqlreg_close(r);
+    otk_store_close(r);
     otk_crypto_openssl_free(&c);
     return rc;
 }
 
-/* Opens DB read-only and prepares sql; on failure says why and returns EXIT_FAIL. */
-static int open_query(args *a, const char *sql, sqlite3 **db, sqlite3_stmt **s)
+static int print_batch(void *user, const otk_batch_info *b)
 {
-    *s = NULL;
-    if (a->db == NULL)
-        return usage_error("%s", "--db DB is required");
-    if (access(a->db, F_OK) != 0) {
-        fprintf(stderr, "otakey: no registry at '%s'\n", a->db);
-        return EXIT_FAIL;
-    }
-    if (sqlite3_open_v2(a->db, db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(*db, sql, -1, s, NULL) != SQLITE_OK) {
-        fprintf(stderr, "otakey: cannot read '%s': %s\n", a->db, sqlite3_errmsg(*db));
-        sqlite3_close(*db);
-        return EXIT_FAIL;
-    }
+    args *a = user;
+    char hex[17];
+    otk_hex_encode(b->batch_id, 8, hex);
+    if (a->json)
+        printf("%s{\"batch\":\"%s\",\"product\":\"%s\",\"devices\":%llu}", a->rows ? "," : "",
+               hex, b->product, (unsigned long long)b->devices);
+    else
+        printf("%-16s %-24s %llu\n", hex, b->product, (unsigned long long)b->devices);
+    a->rows++;
     return 0;
 }
 
 static int cmd_product_list(args *a)
 {
-    sqlite3 *db;
-    sqlite3_stmt *s;
-    int rc, n = 0;
-    if ((rc = open_query(a,
-                         "SELECT lower(hex(b.batch_id)), b.product, (SELECT count(*) FROM devices d"
-                         " WHERE d.batch_id = b.batch_id) FROM batches b ORDER BY b.batch_id",
-                         &db, &s)) != 0)
+    otk_crypto c;
+    otk_store *r;
+    otk_status st;
+    int rc;
+    if ((rc = open_db(a, &c, &r)) != 0)
         return rc;
     if (a->json)
         printf("[");
     else
         printf("%-16s %-24s %s\n", "BATCH", "PRODUCT", "DEVICES");
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (a->json)
-            printf("%s{\"batch\":\"%s\",\"product\":\"%s\",\"devices\":%lld}", n ? "," : "",
-                   sqlite3_column_text(s, 0), sqlite3_column_text(s, 1), sqlite3_column_int64(s, 2));
-        else
-            printf("%-16s %-24s %lld\n", sqlite3_column_text(s, 0), sqlite3_column_text(s, 1),
-                   sqlite3_column_int64(s, 2));
-        n++;
-    }
+    st = otk_store_list_batches(r, print_batch, a);
     if (a->json)
         printf("]\n");
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return rc == SQLITE_DONE ? 0 : EXIT_FAIL;
+    close_db(&c, r);
+    return st == OTK_OK ? 0 : EXIT_FAIL;
 }
 
 static const char *state_name(int s)
@@ -267,50 +256,49 @@ static const char *state_name(int s)
     return s == OTK_DS_PENDING ? "pending" : s == OTK_DS_ACTIVE ? "active" : s == OTK_DS_REVOKED ? "revoked" : "?";
 }
 
+static int print_device(void *user, const otk_device_info *d)
+{
+    args *a = user;
+    char hid[33], hb[17];
+    otk_hex_encode(d->id, 16, hid);
+    otk_hex_encode(d->batch_id, 8, hb);
+    if (a->json)
+        printf("%s{\"id\":\"%s\",\"state\":\"%s\",\"version\":%lu,\"cloud\":%lu,"
+               "\"user\":\"%s\",\"pending_version\":%lu,\"batch\":\"%s\"}",
+               a->rows ? "," : "", hid, state_name(d->state), (unsigned long)d->version,
+               (unsigned long)d->cloud, d->user, (unsigned long)d->pending_version, hb);
+    else
+        printf("%-32s %-8s %-7lu %-5lu %-7lu %s\n", hid, state_name(d->state),
+               (unsigned long)d->version, (unsigned long)d->cloud,
+               (unsigned long)d->pending_version, hb);
+    a->rows++;
+    return 0;
+}
+
 static int cmd_device_list(args *a, int show)
 {
-    sqlite3 *db;
-    sqlite3_stmt *s;
+    otk_crypto c;
+    otk_store *r;
+    otk_status st;
     uint8_t id[16];
-    int rc, n = 0;
+    int rc;
     if (show && (a->npos != 3 || otk_hex_decode(a->pos[2], id, 16) != 0))
         return usage_error("%s", "device show needs one device ID (32 hex digits)");
-    if ((rc = open_query(a,
-                         "SELECT lower(hex(id)), state, c_version, c_cloud, c_user, p_version, want,"
-                         " lower(hex(batch_id)) FROM devices WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
-                         &db, &s)) != 0)
+    if ((rc = open_db(a, &c, &r)) != 0)
         return rc;
-    if (show)
-        sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
     if (a->json)
         printf("[");
     else
         printf("%-32s %-8s %-7s %-5s %-7s %s\n", "DEVICE", "STATE", "VERSION", "CLOUD", "PENDING", "BATCH");
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *hid = (const char *)sqlite3_column_text(s, 0);
-        int state = sqlite3_column_int(s, 1);
-        long long ver = sqlite3_column_int64(s, 2), cloud = sqlite3_column_int64(s, 3);
-        long long pend = sqlite3_column_type(s, 5) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 5);
-        const char *user = (const char *)sqlite3_column_text(s, 4);
-        if (a->json)
-            printf("%s{\"id\":\"%s\",\"state\":\"%s\",\"version\":%lld,\"cloud\":%lld,"
-                   "\"user\":\"%s\",\"pending_version\":%lld,\"batch\":\"%s\"}",
-                   n ? "," : "", hid, state_name(state), ver, cloud, user ? user : "", pend,
-                   sqlite3_column_text(s, 7));
-        else
-            printf("%-32s %-8s %-7lld %-5lld %-7lld %s\n", hid, state_name(state), ver, cloud, pend,
-                   sqlite3_column_text(s, 7));
-        n++;
-    }
+    st = otk_store_list_devices(r, show ? id : NULL, 0, print_device, a);
     if (a->json)
         printf("]\n");
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    if (show && n == 0) {
+    close_db(&c, r);
+    if (show && st == OTK_OK && a->rows == 0) {
         fprintf(stderr, "otakey: no device %s\n", a->pos[2]);
         return EXIT_FAIL;
     }
-    return rc == SQLITE_DONE ? 0 : EXIT_FAIL;
+    return st == OTK_OK ? 0 : EXIT_FAIL;
 }
 
 /* Agent core over the registry only: for operator calls that touch no cloud. */
@@ -330,10 +318,45 @@ static otk_status no_cloud_remove(void *ctx, uint32_t cloud_id, const char *user
     return OTK_ERR_CLOUD;
 }
 
+typedef struct update_all {
+    otk_agent *agent;
+    otk_store *store;
+    int want;
+    uint32_t target;
+    int done, failed;
+    uint8_t *ids;
+    int n, cap;
+} update_all;
+
+static int collect_id(void *user, const otk_device_info *d)
+{
+    update_all *u = user;
+    if (u->n == u->cap) {
+        u->cap = u->cap ? 2 * u->cap : 256;
+        u->ids = realloc(u->ids, 16 * (size_t)u->cap);
+        if (u->ids == NULL)
+            abort();
+    }
+    memcpy(u->ids + 16 * (size_t)u->n++, d->id, 16);
+    return 0;
+}
+
+static void request_one(update_all *u, const uint8_t id[16])
+{
+    uint8_t out[OTK_MSG_MAX_LEN];
+    size_t n;
+    if (otk_agent_request_update(u->agent, id, u->want, u->target, out, sizeof out, &n) == OTK_OK)
+        u->done++;
+    else
+        u->failed++;
+    if (otk_store_release(u->store) != OTK_OK)
+        u->failed++;
+}
+
 static int cmd_device_update(args *a)
 {
     otk_crypto c;
-    otk_sqlreg *r;
+    otk_store *r;
     otk_agent agent;
     otk_agent_config cfg;
     otk_registry reg;
@@ -357,25 +380,24 @@ static int cmd_device_update(args *a)
     cfg.n_clouds = 1;
     cfg.clouds[0].cloud_id = (uint32_t)(target ? target : 1);
     cfg.claim_cloud = cfg.clouds[0].cloud_id;
-    otk_sqlreg_bind(r, &reg);
+    otk_store_bind(r, &reg);
     if (otk_agent_init(&agent, &c, &reg, &none, &cfg) != OTK_OK)
         return EXIT_FAIL;
     if (a->all) {
-        sqlite3 *db;
-        sqlite3_stmt *s;
-        if (sqlite3_open_v2(a->db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-            sqlite3_prepare_v2(db, "SELECT id FROM devices WHERE state = 2", -1, &s, NULL) == SQLITE_OK) {
-            while (sqlite3_step(s) == SQLITE_ROW) {
-                memcpy(id, sqlite3_column_blob(s, 0), 16);
-                if (otk_agent_request_update(&agent, id, target ? OTK_WANT_SWITCH : OTK_WANT_ROTATE,
-                                             (uint32_t)target, out, sizeof out, &n) == OTK_OK)
-                    done++;
-                else
-                    failed++;
-            }
-            sqlite3_finalize(s);
-        }
-        sqlite3_close(db);
+        update_all u;
+        u.agent = &agent;
+        u.store = r;
+        u.want = target ? OTK_WANT_SWITCH : OTK_WANT_ROTATE;
+        u.target = (uint32_t)target;
+        u.done = u.failed = 0;
+        /* The ids first: requests write to the store the walk reads. */
+        if (otk_store_list_devices(r, NULL, OTK_DS_ACTIVE, collect_id, &u) != OTK_OK)
+            failed++;
+        for (i = 0; i < u.n; i++)
+            request_one(&u, u.ids + 16 * (size_t)i);
+        free(u.ids);
+        done += u.done;
+        failed += u.failed;
     }
     for (i = 2; i < a->npos; i++) {
         otk_status st;
@@ -391,7 +413,7 @@ static int cmd_device_update(args *a)
     }
     printf(a->json ? "{\"requested\":%d,\"failed\":%d}\n" : "update requested for %d devices, %d failed\n",
            done, failed);
-    otk_sqlreg_close(r);
+    otk_store_close(r);
     otk_crypto_openssl_free(&c);
     return failed ? EXIT_FAIL : 0;
 }
@@ -400,7 +422,7 @@ static int cmd_device_revoke(args *a)
 {
     otk_agentd_config cfg;
     otk_crypto c;
-    otk_sqlreg *r = NULL;
+    otk_store *r = NULL;
     otk_dynsec *ds = NULL;
     otk_agent agent;
     otk_agent_config ac;
@@ -430,14 +452,14 @@ static int cmd_device_revoke(args *a)
         return EXIT_FAIL;
     if (otk_dynsec_open(cfg.admin, cfg.n_clouds, 5000, &ds, err, sizeof err) != OTK_OK) {
         fprintf(stderr, "otakey: %s\n", err);
-        otk_sqlreg_close(r);
+        otk_store_close(r);
         return EXIT_FAIL;
     }
     memset(&ac, 0, sizeof ac);
     memcpy(ac.clouds, cfg.clouds, sizeof ac.clouds);
     ac.n_clouds = cfg.n_clouds;
     ac.claim_cloud = cfg.claim_cloud;
-    otk_sqlreg_bind(r, &reg);
+    otk_store_bind(r, &reg);
     otk_dynsec_adapter(ds, &cloud);
     st = otk_agent_init(&agent, &c, &reg, &cloud, &ac);
     if (st == OTK_OK)
@@ -447,7 +469,7 @@ static int cmd_device_revoke(args *a)
     else
         printf("revoked %s\n", a->pos[2]);
     otk_dynsec_close(ds);
-    otk_sqlreg_close(r);
+    otk_store_close(r);
     otk_crypto_openssl_free(&c);
     return st == OTK_OK ? 0 : EXIT_FAIL;
 }
@@ -455,7 +477,7 @@ static int cmd_device_revoke(args *a)
 static int cmd_allow_reclaim(args *a)
 {
     otk_crypto c;
-    otk_sqlreg *r;
+    otk_store *r;
     otk_agent agent;
     otk_agent_config cfg;
     otk_registry reg;
@@ -470,13 +492,13 @@ static int cmd_allow_reclaim(args *a)
     memset(&cfg, 0, sizeof cfg);
     cfg.n_clouds = 1;
     cfg.clouds[0].cloud_id = cfg.claim_cloud = 1;
-    otk_sqlreg_bind(r, &reg);
+    otk_store_bind(r, &reg);
     st = otk_agent_init(&agent, &c, &reg, &none, &cfg);
     if (st == OTK_OK)
         st = otk_agent_allow_reclaim(&agent, id);
     if (st != OTK_OK)
         fprintf(stderr, "otakey: allow-reclaim %s: %s\n", a->pos[2], otk_strerror(st));
-    otk_sqlreg_close(r);
+    otk_store_close(r);
     otk_crypto_openssl_free(&c);
     return st == OTK_OK ? 0 : EXIT_FAIL;
 }
@@ -484,13 +506,13 @@ static int cmd_allow_reclaim(args *a)
 static int cmd_audit_verify(args *a)
 {
     otk_crypto c;
-    otk_sqlreg *r;
+    otk_store *r;
     uint64_t rows = 0, bad = 0;
     otk_status st;
     int rc;
     if ((rc = open_db(a, &c, &r)) != 0)
         return rc;
-    st = otk_sqlreg_audit_verify(r, &rows, &bad);
+    st = otk_store_audit_verify(r, &rows, &bad);
     if (st == OTK_OK)
         printf(a->json ? "{\"ok\":true,\"rows\":%llu}\n" : "audit log intact: %llu rows\n",
                (unsigned long long)rows);
@@ -500,7 +522,7 @@ static int cmd_audit_verify(args *a)
                (unsigned long long)bad);
     else
         fprintf(stderr, "otakey: audit verify: %s\n", otk_strerror(st));
-    otk_sqlreg_close(r);
+    otk_store_close(r);
     otk_crypto_openssl_free(&c);
     return st == OTK_OK ? 0 : st == OTK_ERR_CORRUPT ? EXIT_TAMPERED : EXIT_FAIL;
 }
@@ -523,7 +545,7 @@ static int parse_count(const char *s, const char *opt, long lo, long hi, long *o
 static int cmd_campaign_start(args *a)
 {
     otk_crypto c;
-    otk_sqlreg *r;
+    otk_store *r;
     static char selector[65536];
     long rate = 100, canary = 0, target = 0;
     int64_t id;
@@ -549,7 +571,7 @@ static int cmd_campaign_start(args *a)
         return usage_error("%s", "--devices lists too many ids (about 1900 at most); use --batch or --all");
     if ((rc = open_db(a, &c, &r)) != 0)
         return rc;
-    st = otk_campaign_create(r, target ? OTK_WANT_SWITCH : OTK_WANT_ROTATE, (uint32_t)target,
+    st = otk_store_campaign_create(r, target ? OTK_WANT_SWITCH : OTK_WANT_ROTATE, (uint32_t)target,
                              selector, (uint32_t)rate, (uint32_t)canary, &id, &total);
     if (st == OTK_OK)
         printf(a->json ? "{\"campaign\":%lld,\"devices\":%llu}\n" : "campaign %lld started: %llu devices\n",
@@ -559,7 +581,7 @@ static int cmd_campaign_start(args *a)
                 selector);
     else
         fprintf(stderr, "otakey: campaign start: %s\n", otk_strerror(st));
-    otk_sqlreg_close(r);
+    otk_store_close(r);
     otk_crypto_openssl_free(&c);
     return st == OTK_OK ? 0 : EXIT_FAIL;
 }
@@ -598,7 +620,7 @@ static void print_campaign(const otk_campaign_status *c, int json, int bar)
 static int cmd_campaign_status(args *a)
 {
     otk_crypto c;
-    otk_sqlreg *r;
+    otk_store *r;
     otk_campaign_status cs;
     int64_t ids[256];
     long id = 0;
@@ -613,7 +635,7 @@ static int cmd_campaign_status(args *a)
     rc = 0;
     if (id) {
         for (;;) {
-            if (otk_campaign_get(r, id, &cs) != OTK_OK) {
+            if (otk_store_campaign_get(r, id, &cs) != OTK_OK) {
                 fprintf(stderr, "otakey: no campaign %ld\n", id);
                 rc = EXIT_FAIL;
                 break;
@@ -628,16 +650,16 @@ static int cmd_campaign_status(args *a)
             printf("\n");
     } else {
         /* --json lists them as one array: json 3 = first item, 2 = later ones. */
-        n = otk_campaign_list(r, ids, 256);
+        n = otk_store_campaign_list(r, ids, 256);
         if (a->json)
             printf("[");
         for (i = 0; i < n; i++)
-            if (otk_campaign_get(r, ids[i], &cs) == OTK_OK)
+            if (otk_store_campaign_get(r, ids[i], &cs) == OTK_OK)
                 print_campaign(&cs, a->json ? (i ? 2 : 3) : 0, 0);
         if (a->json)
             printf("]\n");
     }
-    otk_sqlreg_close(r);
+    otk_store_close(r);
     otk_crypto_openssl_free(&c);
     return rc;
 }
@@ -645,7 +667,7 @@ static int cmd_campaign_status(args *a)
 static int cmd_campaign_set(args *a, int state)
 {
     otk_crypto c;
-    otk_sqlreg *r;
+    otk_store *r;
     long id;
     otk_status st;
     int rc;
@@ -653,13 +675,13 @@ static int cmd_campaign_set(args *a, int state)
         return usage_error("%s", "give one campaign ID");
     if ((rc = open_db(a, &c, &r)) != 0)
         return rc;
-    st = otk_campaign_set_state(r, id, state);
+    st = otk_store_campaign_set_state(r, id, state);
     if (st == OTK_OK)
         printf("campaign %ld: %s\n", id, a->pos[1]);
     else
         fprintf(stderr, "otakey: campaign %ld: %s\n", id,
                 st == OTK_ERR_BAD_STATE ? "already finished" : st == OTK_ERR_NOT_FOUND ? "no such campaign" : otk_strerror(st));
-    otk_sqlreg_close(r);
+    otk_store_close(r);
     otk_crypto_openssl_free(&c);
     return st == OTK_OK ? 0 : EXIT_FAIL;
 }
@@ -672,39 +694,41 @@ static const char *audit_kind(int k)
     return k > 0 && k < (int)(sizeof names / sizeof names[0]) ? names[k] : "?";
 }
 
+static int print_audit(void *user, const otk_audit_row *r)
+{
+    args *a = user;
+    char dev[33] = "";
+    if (r->ev.has_id)
+        otk_hex_encode(r->ev.id, 16, dev);
+    if (a->json)
+        printf("%s{\"seq\":%llu,\"ts_ms\":%lld,\"event\":\"%s\",\"message\":\"%s\","
+               "\"device\":\"%s\",\"version\":%lu,\"code\":\"%s\"}",
+               a->rows ? "," : "", (unsigned long long)r->seq, (long long)r->ts_ms,
+               audit_kind(r->ev.kind), otk_msg_name(r->ev.msg_type), dev,
+               (unsigned long)r->ev.version, otk_strerror(r->ev.code));
+    else
+        printf("%6llu %-17s %-11s %-32s v%-4lu %s\n", (unsigned long long)r->seq,
+               audit_kind(r->ev.kind), r->ev.msg_type ? otk_msg_name(r->ev.msg_type) : "-",
+               r->ev.has_id ? dev : "-", (unsigned long)r->ev.version, otk_strerror(r->ev.code));
+    a->rows++;
+    return 0;
+}
+
 static int cmd_audit_list(args *a)
 {
-    sqlite3 *db;
-    sqlite3_stmt *s;
-    int rc, n = 0;
-    if ((rc = open_query(a,
-                         "SELECT seq, ts, kind, msg_type, lower(hex(device)), version, code"
-                         " FROM audit ORDER BY seq",
-                         &db, &s)) != 0)
+    otk_crypto c;
+    otk_store *r;
+    otk_status st;
+    int rc;
+    if ((rc = open_db(a, &c, &r)) != 0)
         return rc;
     if (a->json)
         printf("[");
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        int kind = sqlite3_column_int(s, 2), code = sqlite3_column_int(s, 6);
-        const char *dev = (const char *)sqlite3_column_text(s, 4);
-        if (a->json)
-            printf("%s{\"seq\":%lld,\"ts_ms\":%lld,\"event\":\"%s\",\"message\":\"%s\","
-                   "\"device\":\"%s\",\"version\":%lld,\"code\":\"%s\"}",
-                   n ? "," : "", sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
-                   audit_kind(kind), otk_msg_name((uint8_t)sqlite3_column_int(s, 3)),
-                   dev ? dev : "", sqlite3_column_int64(s, 5), otk_strerror(code));
-        else
-            printf("%6lld %-17s %-11s %-32s v%-4lld %s\n", sqlite3_column_int64(s, 0),
-                   audit_kind(kind),
-                   sqlite3_column_int(s, 3) ? otk_msg_name((uint8_t)sqlite3_column_int(s, 3)) : "-",
-                   dev ? dev : "-", sqlite3_column_int64(s, 5), otk_strerror(code));
-        n++;
-    }
+    st = otk_store_audit_list(r, print_audit, a);
     if (a->json)
         printf("]\n");
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return rc == SQLITE_DONE ? 0 : EXIT_FAIL;
+    close_db(&c, r);
+    return st == OTK_OK ? 0 : EXIT_FAIL;
 }
 
 int main(int argc, char **argv)

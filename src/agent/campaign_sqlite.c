@@ -73,9 +73,13 @@ otk_status otk_campaign_create(otk_sqlreg *r, int kind, uint32_t target_cloud,
             goto out;
         while (*p) {
             char one[33];
+            if (strlen(p) < 32) {
+                st = OTK_ERR_BAD_VALUE;
+                goto out;
+            }
             memcpy(one, p, 32);
             one[32] = '\0';
-            if (strlen(p) < 32 || otk_hex_decode(one, dev, 16) != 0 || (p[32] != ',' && p[32] != '\0')) {
+            if (otk_hex_decode(one, dev, 16) != 0 || (p[32] != ',' && p[32] != '\0')) {
                 st = OTK_ERR_BAD_VALUE;
                 goto out;
             }

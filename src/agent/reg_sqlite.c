@@ -10,6 +10,7 @@
 
 #include "otakey/sqlreg.h"
 #include "sqlreg_internal.h"
+#include "store_internal.h"
 
 /* Schema migrations: index i brings a database from version i to i + 1. */
 static const char *const migrations[] = {
@@ -299,8 +300,7 @@ out:
 static otk_status append_audit(otk_sqlreg *r, const otk_audit *ev)
 {
     sqlite3_stmt *s = stmt(r, Q_LAST_AUDIT);
-    uint8_t prev[32], row[8 + 8 + 3 + OTK_DEVICE_ID_LEN + 4 + 4], hash[32];
-    otk_iov parts[2];
+    uint8_t prev[32], hash[32];
     int64_t seq = 1, ts = now_ms();
     int rc = sqlite3_step(s);
     memset(prev, 0, sizeof prev);
@@ -314,24 +314,7 @@ static otk_status append_audit(otk_sqlreg *r, const otk_audit *ev)
         return OTK_ERR_STORAGE;
     }
     sqlite3_reset(s);
-    /* The row as hashed: seq, ts, kind, msg type, has_id, id, version, code. */
-    otk_put_u32(row, (uint32_t)((uint64_t)seq >> 32));
-    otk_put_u32(row + 4, (uint32_t)seq);
-    otk_put_u32(row + 8, (uint32_t)((uint64_t)ts >> 32));
-    otk_put_u32(row + 12, (uint32_t)ts);
-    row[16] = ev->kind;
-    row[17] = ev->msg_type;
-    row[18] = ev->has_id;
-    memset(row + 19, 0, OTK_DEVICE_ID_LEN);
-    if (ev->has_id)
-        memcpy(row + 19, ev->id, OTK_DEVICE_ID_LEN);
-    otk_put_u32(row + 35, ev->version);
-    otk_put_u32(row + 39, (uint32_t)ev->code);
-    parts[0].p = prev;
-    parts[0].n = sizeof prev;
-    parts[1].p = row;
-    parts[1].n = sizeof row;
-    OTK_TRY(r->crypto->sha256(r->crypto->ctx, parts, 2, hash));
+    OTK_TRY(otk_audit_link(r->crypto, prev, (uint64_t)seq, ts, ev, hash));
     s = stmt(r, Q_ADD_AUDIT);
     sqlite3_bind_int64(s, 1, seq);
     sqlite3_bind_int64(s, 2, ts);
@@ -456,8 +439,7 @@ otk_status otk_sqlreg_add_batch(otk_sqlreg *r, const uint8_t batch_id[8], const 
 otk_status otk_sqlreg_audit_verify(otk_sqlreg *r, uint64_t *rows, uint64_t *bad_seq)
 {
     sqlite3_stmt *s = NULL;
-    uint8_t prev[32], row[43], hash[32], stored[32];
-    otk_iov parts[2];
+    uint8_t prev[32], hash[32], stored[32];
     uint64_t n = 0;
     int64_t expect = 1;
     otk_status st = OTK_OK;
@@ -474,23 +456,16 @@ otk_status otk_sqlreg_audit_verify(otk_sqlreg *r, uint64_t *rows, uint64_t *bad_
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         int64_t seq = sqlite3_column_int64(s, 0), ts = sqlite3_column_int64(s, 1);
         int has_id = sqlite3_column_type(s, 4) != SQLITE_NULL;
-        otk_put_u32(row, (uint32_t)((uint64_t)seq >> 32));
-        otk_put_u32(row + 4, (uint32_t)seq);
-        otk_put_u32(row + 8, (uint32_t)((uint64_t)ts >> 32));
-        otk_put_u32(row + 12, (uint32_t)ts);
-        row[16] = (uint8_t)sqlite3_column_int(s, 2);
-        row[17] = (uint8_t)sqlite3_column_int(s, 3);
-        row[18] = (uint8_t)has_id;
-        memset(row + 19, 0, OTK_DEVICE_ID_LEN);
-        otk_put_u32(row + 35, (uint32_t)sqlite3_column_int64(s, 5));
-        otk_put_u32(row + 39, (uint32_t)sqlite3_column_int(s, 6));
-        parts[0].p = prev;
-        parts[0].n = sizeof prev;
-        parts[1].p = row;
-        parts[1].n = sizeof row;
-        if ((has_id && !col_blob(s, 4, row + 19, OTK_DEVICE_ID_LEN)) ||
+        otk_audit ev;
+        memset(&ev, 0, sizeof ev);
+        ev.kind = (uint8_t)sqlite3_column_int(s, 2);
+        ev.msg_type = (uint8_t)sqlite3_column_int(s, 3);
+        ev.has_id = (uint8_t)has_id;
+        ev.version = (uint32_t)sqlite3_column_int64(s, 5);
+        ev.code = (otk_status)sqlite3_column_int(s, 6);
+        if ((has_id && !col_blob(s, 4, ev.id, OTK_DEVICE_ID_LEN)) ||
             !col_blob(s, 7, stored, sizeof stored) || seq != expect ||
-            r->crypto->sha256(r->crypto->ctx, parts, 2, hash) != OTK_OK ||
+            otk_audit_link(r->crypto, prev, (uint64_t)seq, ts, &ev, hash) != OTK_OK ||
             memcmp(hash, stored, sizeof hash) != 0) {
             *bad_seq = (uint64_t)seq;
             st = OTK_ERR_CORRUPT;

@@ -1,0 +1,453 @@
+/*
+ * Campaigns and update-offer claims on PostgreSQL (semantics in
+ * campaign.h), for several agents sharing one database.
+ *
+ * A step takes each campaign's row with FOR NO KEY UPDATE SKIP LOCKED on a
+ * second connection: one agent steps a campaign at a time (so the rate is
+ * the campaign's, not the campaign's times the agents), the others skip
+ * it. Its due devices are claimed with FOR UPDATE SKIP LOCKED in the same
+ * transaction, each update requested through the registry connection (its
+ * own transaction, as the agent core needs), and the claims marked started
+ * when the work transaction commits. An agent killed in between leaves the
+ * rows unclaimed and unstarted; the next agent sees the device already
+ * asked (or done) and only marks it, so no device is asked twice.
+ */
+#include "internal.h"
+
+#include <time.h>
+
+#include "pg_internal.h"
+
+/*
+ * The outcome of a started device not counted yet, over campaign_devices cd
+ * joined with devices d: 1 done (its committed version passed the base),
+ * 2 failed (nothing requested or pending any more), NULL still in flight.
+ */
+#define OUTCOME_SQL                                                   \
+    "CASE WHEN d.c_version > cd.base_version THEN 1"                  \
+    " WHEN d.want = 0 AND d.p_version IS NULL THEN 2 END"
+#define INFLIGHT_SQL                                                  \
+    " FROM campaign_devices cd JOIN devices d ON d.id = cd.device"    \
+    " WHERE cd.campaign = $1 AND cd.started IS NOT NULL AND cd.finished IS NULL"
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+typedef struct add_ctx {
+    pgstore *s;
+    int64_t cid;
+    uint64_t n;
+} add_ctx;
+
+#define ADD_SQL                                                                          \
+    "INSERT INTO campaign_devices(campaign, device, base_version) SELECT $1, id, c_version" \
+    " FROM devices WHERE state = 2 AND c_version IS NOT NULL"
+
+static otk_status add_one(void *user, const uint8_t id[16])
+{
+    add_ctx *c = user;
+    pgq q = {0};
+    PGresult *r;
+    pq_int(&q, c->cid);
+    pq_blob(&q, id, 16);
+    r = pg_run(&c->s->db, ADD_SQL " AND id = $2 ON CONFLICT DO NOTHING", &q);
+    if (r == NULL)
+        return OTK_ERR_STORAGE;
+    c->n += (uint64_t)strtoull(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return OTK_OK;
+}
+
+otk_status pgc_create(void *impl, int kind, uint32_t target_cloud, const char *selector,
+                      uint32_t rate, uint32_t canary, int64_t *id, uint64_t *total)
+{
+    pgstore *s = impl;
+    pgq q = {0};
+    PGresult *r;
+    add_ctx c;
+    uint8_t batch[8];
+    otk_status st = OTK_ERR_STORAGE;
+    OTK_TRY(pg_release(s));
+    if (pg_exec(s->db.c, "BEGIN") != OTK_OK)
+        return OTK_ERR_STORAGE;
+    pq_int(&q, kind);
+    pq_int(&q, target_cloud);
+    pq_text(&q, selector);
+    pq_int(&q, rate);
+    pq_int(&q, canary);
+    pq_int(&q, canary ? OTK_CAMP_CANARY : OTK_CAMP_RUNNING);
+    pq_int(&q, wall_ms());
+    r = pg_run(&s->db,
+               "INSERT INTO campaigns(kind, target_cloud, selector, rate, canary, state, total,"
+               " created) VALUES($1, $2, $3, $4, $5, $6, 0, $7) RETURNING id",
+               &q);
+    if (r == NULL || PQntuples(r) != 1) {
+        PQclear(r);
+        goto out;
+    }
+    memset(&c, 0, sizeof c);
+    c.s = s;
+    c.cid = pg_int(r, 0, 0);
+    PQclear(r);
+    memset(&q, 0, sizeof q);
+    pq_int(&q, c.cid);
+    if (!strcmp(selector, "all")) {
+        r = pg_run(&s->db, ADD_SQL, &q);
+    } else if (!strncmp(selector, "batch:", 6) && strlen(selector) == 22 &&
+               otk_hex_decode(selector + 6, batch, 8) == 0) {
+        pq_blob(&q, batch, 8);
+        r = pg_run(&s->db, ADD_SQL " AND batch_id = $2", &q);
+    } else if (!strncmp(selector, "ids:", 4)) {
+        st = otk_selector_ids(selector + 4, add_one, &c);
+        if (st != OTK_OK)
+            goto out;
+        st = OTK_ERR_STORAGE;
+        r = pg_run(&s->db, "SELECT 1", NULL);
+    } else {
+        st = OTK_ERR_BAD_VALUE;
+        goto out;
+    }
+    if (r == NULL)
+        goto out;
+    if (strncmp(selector, "ids:", 4) != 0)
+        c.n = (uint64_t)strtoull(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    if (c.n == 0) {
+        st = OTK_ERR_BAD_VALUE;
+        goto out;
+    }
+    memset(&q, 0, sizeof q);
+    pq_int(&q, c.cid);
+    pq_int(&q, (int64_t)c.n);
+    r = pg_run(&s->db, "UPDATE campaigns SET total = $2 WHERE id = $1", &q);
+    if (r == NULL)
+        goto out;
+    PQclear(r);
+    if (pg_exec(s->db.c, "COMMIT") != OTK_OK)
+        goto out;
+    *id = c.cid;
+    *total = c.n;
+    return OTK_OK;
+out:
+    (void)pg_exec(s->db.c, "ROLLBACK");
+    return st;
+}
+
+#define CAMP_COLS "kind, target_cloud, selector, rate, canary, state, total, created"
+
+static void decode_campaign(const PGresult *r, int64_t id, otk_campaign_status *st)
+{
+    memset(st, 0, sizeof *st);
+    st->id = id;
+    st->kind = (int)pg_int(r, 0, 0);
+    st->target_cloud = (uint32_t)pg_int(r, 0, 1);
+    snprintf(st->selector, sizeof st->selector, "%s", PQgetvalue(r, 0, 2));
+    st->rate = (uint32_t)pg_int(r, 0, 3);
+    st->canary = (uint32_t)pg_int(r, 0, 4);
+    st->state = (int)pg_int(r, 0, 5);
+    st->total = (uint64_t)pg_int(r, 0, 6);
+    st->created_ms = pg_int(r, 0, 7);
+}
+
+/*
+ * Fills started, done and failed: the counters plus the devices that
+ * finished since the last step. settle (inside a step's transaction) also
+ * records those outcomes and moves them into the counters.
+ */
+static otk_status counts(pgconn *c, otk_campaign_status *st, int settle)
+{
+    pgq q = {0};
+    PGresult *r;
+    pq_int(&q, st->id);
+    r = pg_run(c, settle
+                      ? "WITH f AS (SELECT cd.device, " OUTCOME_SQL " AS outcome" INFLIGHT_SQL "),"
+                        " u AS (UPDATE campaign_devices cd SET finished = f.outcome FROM f"
+                        " WHERE cd.campaign = $1 AND cd.device = f.device AND f.outcome IS NOT NULL"
+                        " RETURNING f.outcome)"
+                        " UPDATE campaigns SET"
+                        " n_done = n_done + (SELECT count(*) FROM u WHERE outcome = 1),"
+                        " n_failed = n_failed + (SELECT count(*) FROM u WHERE outcome = 2)"
+                        " WHERE id = $1 RETURNING n_started, n_done, n_failed"
+                      : "SELECT n_started, n_done + (SELECT count(*)" INFLIGHT_SQL
+                        " AND d.c_version > cd.base_version), n_failed + (SELECT count(*)"
+                        INFLIGHT_SQL " AND NOT coalesce(d.c_version > cd.base_version, false)"
+                        " AND d.want = 0 AND d.p_version IS NULL) FROM campaigns WHERE id = $1",
+               &q);
+    if (r == NULL || PQntuples(r) != 1) {
+        PQclear(r);
+        return OTK_ERR_STORAGE;
+    }
+    st->started = (uint64_t)pg_int(r, 0, 0);
+    st->done = (uint64_t)pg_int(r, 0, 1);
+    st->failed = (uint64_t)pg_int(r, 0, 2);
+    PQclear(r);
+    return OTK_OK;
+}
+
+otk_status pgc_get(void *impl, int64_t id, otk_campaign_status *st)
+{
+    pgstore *s = impl;
+    pgq q = {0};
+    PGresult *r;
+    OTK_TRY(pg_release(s));
+    pq_int(&q, id);
+    r = pg_run(&s->db, "SELECT " CAMP_COLS " FROM campaigns WHERE id = $1", &q);
+    if (r == NULL)
+        return OTK_ERR_STORAGE;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        memset(st, 0, sizeof *st);
+        return OTK_ERR_NOT_FOUND;
+    }
+    decode_campaign(r, id, st);
+    PQclear(r);
+    return counts(&s->db, st, 0);
+}
+
+static otk_status set_state(pgconn *c, int64_t id, int state)
+{
+    pgq q = {0};
+    PGresult *r;
+    pq_int(&q, id);
+    pq_int(&q, state);
+    r = pg_run(c, "UPDATE campaigns SET state = $2 WHERE id = $1", &q);
+    PQclear(r);
+    return r ? OTK_OK : OTK_ERR_STORAGE;
+}
+
+otk_status pgc_set_state(void *impl, int64_t id, int state)
+{
+    pgstore *s = impl;
+    otk_campaign_status cur;
+    pgq q = {0};
+    PGresult *r;
+    OTK_TRY(pgc_get(s, id, &cur));
+    if (cur.state == OTK_CAMP_DONE || cur.state == OTK_CAMP_ABORTED)
+        return OTK_ERR_BAD_STATE;
+    if (pg_exec(s->db.c, "BEGIN") != OTK_OK)
+        return OTK_ERR_STORAGE;
+    if (state == OTK_CAMP_RUNNING && cur.canary && cur.done < cur.canary)
+        state = OTK_CAMP_CANARY;
+    if (set_state(&s->db, id, state) != OTK_OK)
+        goto fail;
+    if (state == OTK_CAMP_ABORTED) {
+        /* Withdraw what is requested but not issued yet; issued sets finish. */
+        pq_int(&q, id);
+        r = pg_run(&s->db,
+                   "UPDATE devices SET want = 0, want_cloud = 0 WHERE p_version IS NULL"
+                   " AND id IN (SELECT device FROM campaign_devices WHERE campaign = $1"
+                   " AND started IS NOT NULL)",
+                   &q);
+        if (r == NULL)
+            goto fail;
+        PQclear(r);
+    }
+    if (pg_exec(s->db.c, "COMMIT") == OTK_OK)
+        return OTK_OK;
+fail:
+    (void)pg_exec(s->db.c, "ROLLBACK");
+    return OTK_ERR_STORAGE;
+}
+
+size_t pgc_list(void *impl, int64_t *ids, size_t max)
+{
+    pgstore *s = impl;
+    PGresult *r;
+    size_t n = 0;
+    if (pg_release(s) != OTK_OK)
+        return 0;
+    r = pg_run(&s->db, "SELECT id FROM campaigns ORDER BY id DESC", NULL);
+    while (r && n < max && (int)n < PQntuples(r)) {
+        ids[n] = pg_int(r, (int)n, 0);
+        n++;
+    }
+    PQclear(r);
+    return n;
+}
+
+/* 1 when the device was already asked, is on its way, or is past base. */
+static int already_started(pgstore *s, const uint8_t id[16], int64_t base)
+{
+    pgq q = {0};
+    PGresult *r;
+    int yes = 0;
+    pq_blob(&q, id, 16);
+    pq_int(&q, base);
+    r = pg_run(&s->db,
+               "SELECT want <> 0 OR p_version IS NOT NULL OR coalesce(c_version, 0) > $2"
+               " FROM devices WHERE id = $1",
+               &q);
+    if (r && PQntuples(r) == 1)
+        yes = pg_int(r, 0, 0) != 0;
+    PQclear(r);
+    return yes;
+}
+
+/* Starts up to want due devices of campaign c inside the work transaction. */
+static size_t start_devices(pgstore *s, otk_agent *a, const otk_campaign_status *c, uint64_t want)
+{
+    pgq q = {0};
+    PGresult *r, *u;
+    uint8_t out[OTK_MSG_MAX_LEN];
+    size_t started = 0, len;
+    int i;
+    pq_int(&q, c->id);
+    pq_int(&q, (int64_t)(want > 64 ? 64 : want));
+    r = pg_run(&s->work,
+               "SELECT device, base_version FROM campaign_devices WHERE campaign = $1"
+               " AND started IS NULL ORDER BY ord LIMIT $2 FOR UPDATE SKIP LOCKED",
+               &q);
+    for (i = 0; r && i < PQntuples(r); i++) {
+        uint8_t id[16];
+        if (!pg_blob(r, i, 0, id, 16))
+            continue;
+        /* A device revoked since selection is refused here: marked started,
+         * with nothing requested, it counts as failed. */
+        if (!already_started(s, id, pg_int(r, i, 1)) &&
+            otk_agent_request_update(a, id, c->kind, c->target_cloud, out, sizeof out, &len) !=
+                OTK_OK)
+            len = 0;
+        (void)pg_release(s);
+        memset(&q, 0, sizeof q);
+        pq_int(&q, c->id);
+        pq_blob(&q, id, 16);
+        pq_int(&q, wall_ms());
+        u = pg_run(&s->work,
+                   "UPDATE campaign_devices SET started = $3 WHERE campaign = $1 AND device = $2",
+                   &q);
+        if (u)
+            started++;
+        PQclear(u);
+    }
+    PQclear(r);
+    return started;
+}
+
+/* Steps one campaign if no other agent is stepping it now. */
+static size_t step_one(pgstore *s, otk_agent *a, int64_t id)
+{
+    otk_campaign_status c;
+    pgq q = {0};
+    PGresult *r;
+    uint64_t budget, limit, due;
+    int64_t age;
+    size_t started = 0;
+    if (pg_exec(s->work.c, "BEGIN") != OTK_OK)
+        return 0;
+    pq_int(&q, id);
+    r = pg_run(&s->work,
+               "SELECT " CAMP_COLS " FROM campaigns WHERE id = $1 AND state IN (1, 2)"
+               " FOR NO KEY UPDATE SKIP LOCKED",
+               &q);
+    if (r == NULL || PQntuples(r) != 1) {
+        PQclear(r);
+        goto out;
+    }
+    decode_campaign(r, id, &c);
+    PQclear(r);
+    if (counts(&s->work, &c, 1) != OTK_OK)
+        goto out;
+    if (c.done + c.failed >= c.total) {
+        (void)set_state(&s->work, id, OTK_CAMP_DONE);
+        goto out;
+    }
+    if (c.state == OTK_CAMP_CANARY) {
+        if (c.failed > 0) { /* the cloud refused a canary: an operator decides */
+            (void)set_state(&s->work, id, OTK_CAMP_PAUSED);
+            goto out;
+        }
+        if (c.done >= c.canary) {
+            (void)set_state(&s->work, id, OTK_CAMP_RUNNING);
+            c.state = OTK_CAMP_RUNNING;
+        }
+    }
+    limit = c.state == OTK_CAMP_CANARY ? c.canary : c.total;
+    if (c.started >= limit)
+        goto out;
+    /* rate devices per second since the campaign began (the first at once). */
+    age = wall_ms() - c.created_ms;
+    due = 1u + (uint64_t)(age > 0 ? age : 0) * c.rate / 1000u;
+    if (due > limit)
+        due = limit;
+    if (due <= c.started)
+        goto out;
+    budget = due - c.started;
+    started = start_devices(s, a, &c, budget);
+    if (started) {
+        memset(&q, 0, sizeof q);
+        pq_int(&q, id);
+        pq_int(&q, (int64_t)started);
+        r = pg_run(&s->work, "UPDATE campaigns SET n_started = n_started + $2 WHERE id = $1", &q);
+        if (r == NULL) { /* the claims roll back with the counter */
+            (void)pg_exec(s->work.c, "ROLLBACK");
+            return 0;
+        }
+        PQclear(r);
+    }
+out:
+    if (pg_exec(s->work.c, "COMMIT") != OTK_OK) {
+        (void)pg_exec(s->work.c, "ROLLBACK");
+        started = 0;
+    }
+    return started;
+}
+
+size_t pgc_step(void *impl, otk_agent *a)
+{
+    pgstore *s = impl;
+    PGresult *r;
+    size_t started = 0;
+    int i;
+    if (pg_release(s) != OTK_OK)
+        return 0;
+    if (s->work.c == NULL || PQstatus(s->work.c) != CONNECTION_OK) {
+        if (s->work.c == NULL)
+            s->work.c = PQconnectdb(s->conninfo);
+        else
+            (void)pg_reset(&s->work);
+        if (s->work.c == NULL || PQstatus(s->work.c) != CONNECTION_OK)
+            return 0;
+    }
+    r = pg_run(&s->db, "SELECT id FROM campaigns WHERE state IN (1, 2) ORDER BY id DESC LIMIT 32",
+               NULL);
+    for (i = 0; r && i < PQntuples(r); i++)
+        started += step_one(s, a, pg_int(r, i, 0));
+    PQclear(r);
+    return started;
+}
+
+/*
+ * Offers due across agents: the claiming UPDATE skips devices another
+ * agent is handling or claiming right now, and the mark it sets keeps the
+ * others off them until resend_ms passed.
+ */
+size_t pgc_due(void *impl, uint8_t (*ids)[16], size_t max, unsigned resend_ms)
+{
+    pgstore *s = impl;
+    pgq q = {0};
+    PGresult *r;
+    int64_t now = wall_ms();
+    size_t n = 0;
+    int i;
+    if (pg_release(s) != OTK_OK)
+        return 0;
+    pq_int(&q, now);
+    pq_int(&q, now - (int64_t)resend_ms);
+    pq_int(&q, (int64_t)max);
+    r = pg_run(&s->db,
+               "UPDATE devices SET notified_at = $1 WHERE id IN (SELECT id FROM devices"
+               " WHERE state = 2 AND (want <> 0 OR p_version IS NOT NULL)"
+               " AND ((want <> 0 AND p_version IS NULL) OR (p_version IS NOT NULL AND p_claim = 0))"
+               " AND (notified_at IS NULL OR notified_at < $2) LIMIT $3 FOR UPDATE SKIP LOCKED)"
+               " RETURNING id",
+               &q);
+    for (i = 0; r && i < PQntuples(r) && n < max; i++)
+        if (pg_blob(r, i, 0, ids[n], 16))
+            n++;
+    PQclear(r);
+    return n;
+}

@@ -1,0 +1,208 @@
+/* The store front (include/otakey/store.h): picks a backend, forwards calls. */
+#include "internal.h"
+
+#include "store_internal.h"
+
+struct otk_store {
+    const otk_store_ops *ops;
+    void *impl;
+    int kind;
+};
+
+int otk_store_kind_of(const char *database)
+{
+    if (database == NULL)
+        return 0;
+    /* libpq URIs, or a keyword conninfo ("host=... dbname=..."): a file path
+     * never holds a '=' before its first '/'. */
+    if (!strncmp(database, "postgresql://", 13) || !strncmp(database, "postgres://", 11))
+        return OTK_STORE_POSTGRES;
+    {
+        const char *eq = strchr(database, '='), *sl = strchr(database, '/');
+        if (eq != NULL && (sl == NULL || eq < sl))
+            return OTK_STORE_POSTGRES;
+    }
+    return OTK_STORE_SQLITE;
+}
+
+otk_status otk_store_open(const char *database, const otk_crypto *crypto, int create,
+                          otk_store **out, char *err, size_t err_size)
+{
+    otk_store *s;
+    otk_status st;
+    if (out == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (database == NULL || crypto == NULL || database[0] == '\0') {
+        if (err && err_size)
+            snprintf(err, err_size, "no database given");
+        return OTK_ERR_INVALID_ARGUMENT;
+    }
+    s = calloc(1, sizeof *s);
+    if (s == NULL)
+        abort();
+    s->kind = otk_store_kind_of(database);
+    if (s->kind == OTK_STORE_POSTGRES)
+        st = otk_store_pg_open(database, crypto, &s->impl, &s->ops, err, err_size);
+    else
+        st = otk_store_sqlite_open(database, crypto, create, &s->impl, &s->ops, err, err_size);
+    if (st != OTK_OK) {
+        free(s);
+        return st;
+    }
+    *out = s;
+    return OTK_OK;
+}
+
+void otk_store_close(otk_store *s)
+{
+    if (s == NULL)
+        return;
+    s->ops->close(s->impl);
+    free(s);
+}
+
+int otk_store_kind(const otk_store *s)
+{
+    return s ? s->kind : 0;
+}
+
+void otk_store_bind(otk_store *s, otk_registry *out)
+{
+    s->ops->bind(s->impl, out);
+}
+
+otk_status otk_store_release(otk_store *s)
+{
+    return s ? s->ops->release(s->impl) : OTK_ERR_INVALID_ARGUMENT;
+}
+
+otk_status otk_store_add_batch(otk_store *s, const uint8_t batch_id[8], const char *product,
+                               const uint8_t pk[32])
+{
+    if (s == NULL || batch_id == NULL || product == NULL || pk == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    return s->ops->add_batch(s->impl, batch_id, product, pk);
+}
+
+otk_status otk_store_list_batches(otk_store *s, otk_batch_fn fn, void *user)
+{
+    if (s == NULL || fn == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    return s->ops->list_batches(s->impl, fn, user);
+}
+
+otk_status otk_store_list_devices(otk_store *s, const uint8_t *id, int state, otk_device_fn fn,
+                                  void *user)
+{
+    if (s == NULL || fn == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    return s->ops->list_devices(s->impl, id, state, fn, user);
+}
+
+otk_status otk_store_audit_verify(otk_store *s, uint64_t *rows, uint64_t *bad_seq)
+{
+    if (s == NULL || rows == NULL || bad_seq == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    return s->ops->audit_verify(s->impl, rows, bad_seq);
+}
+
+uint64_t otk_store_audit_count(otk_store *s, int kind)
+{
+    return s ? s->ops->audit_count(s->impl, kind) : 0;
+}
+
+otk_status otk_store_audit_list(otk_store *s, otk_audit_fn fn, void *user)
+{
+    if (s == NULL || fn == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    return s->ops->audit_list(s->impl, fn, user);
+}
+
+size_t otk_store_due_notifications(otk_store *s, uint8_t (*ids)[16], size_t max,
+                                   unsigned resend_ms)
+{
+    if (s == NULL || ids == NULL || max == 0)
+        return 0;
+    return s->ops->due_notifications(s->impl, ids, max, resend_ms);
+}
+
+otk_status otk_store_campaign_create(otk_store *s, int kind, uint32_t target_cloud,
+                                     const char *selector, uint32_t rate, uint32_t canary,
+                                     int64_t *id, uint64_t *total)
+{
+    if (s == NULL || selector == NULL || id == NULL || total == NULL || rate == 0 ||
+        (kind != OTK_WANT_ROTATE && kind != OTK_WANT_SWITCH) || strlen(selector) > 65536)
+        return OTK_ERR_INVALID_ARGUMENT;
+    return s->ops->campaign_create(s->impl, kind, target_cloud, selector, rate, canary, id, total);
+}
+
+size_t otk_store_campaign_step(otk_store *s, otk_agent *a)
+{
+    return s && a ? s->ops->campaign_step(s->impl, a) : 0;
+}
+
+otk_status otk_store_campaign_get(otk_store *s, int64_t id, otk_campaign_status *st)
+{
+    if (s == NULL || st == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    return s->ops->campaign_get(s->impl, id, st);
+}
+
+otk_status otk_store_campaign_set_state(otk_store *s, int64_t id, int state)
+{
+    if (s == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    if (state != OTK_CAMP_PAUSED && state != OTK_CAMP_RUNNING && state != OTK_CAMP_ABORTED)
+        return OTK_ERR_INVALID_ARGUMENT;
+    return s->ops->campaign_set_state(s->impl, id, state);
+}
+
+size_t otk_store_campaign_list(otk_store *s, int64_t *ids, size_t max)
+{
+    return s && ids ? s->ops->campaign_list(s->impl, ids, max) : 0;
+}
+
+otk_status otk_selector_ids(const char *p, otk_status (*fn)(void *user, const uint8_t id[16]),
+                            void *user)
+{
+    uint8_t dev[16];
+    if (*p == '\0')
+        return OTK_ERR_BAD_VALUE;
+    while (*p) {
+        char one[33];
+        if (strlen(p) < 32)
+            return OTK_ERR_BAD_VALUE;
+        memcpy(one, p, 32);
+        one[32] = '\0';
+        if (otk_hex_decode(one, dev, 16) != 0 || (p[32] != ',' && p[32] != '\0'))
+            return OTK_ERR_BAD_VALUE;
+        OTK_TRY(fn(user, dev));
+        p += p[32] ? 33 : 32;
+    }
+    return OTK_OK;
+}
+
+otk_status otk_audit_link(const otk_crypto *c, const uint8_t prev[32], uint64_t seq, int64_t ts,
+                          const otk_audit *ev, uint8_t hash[32])
+{
+    uint8_t row[8 + 8 + 3 + OTK_DEVICE_ID_LEN + 4 + 4];
+    otk_iov parts[2];
+    otk_put_u32(row, (uint32_t)(seq >> 32));
+    otk_put_u32(row + 4, (uint32_t)seq);
+    otk_put_u32(row + 8, (uint32_t)((uint64_t)ts >> 32));
+    otk_put_u32(row + 12, (uint32_t)ts);
+    row[16] = ev->kind;
+    row[17] = ev->msg_type;
+    row[18] = ev->has_id;
+    memset(row + 19, 0, OTK_DEVICE_ID_LEN);
+    if (ev->has_id)
+        memcpy(row + 19, ev->id, OTK_DEVICE_ID_LEN);
+    otk_put_u32(row + 35, ev->version);
+    otk_put_u32(row + 39, (uint32_t)ev->code);
+    parts[0].p = prev;
+    parts[0].n = 32;
+    parts[1].p = row;
+    parts[1].n = sizeof row;
+    return c->sha256(c->ctx, parts, 2, hash);
+}

@@ -1,0 +1,52 @@
+/* The store's backend table (include/otakey/store.h), shared by its backends. */
+#ifndef OTK_STORE_INTERNAL_H
+#define OTK_STORE_INTERNAL_H
+
+#include "otakey/store.h"
+
+typedef struct otk_store_ops {
+    void (*close)(void *impl);
+    void (*bind)(void *impl, otk_registry *out);
+    otk_status (*release)(void *impl);
+    otk_status (*add_batch)(void *impl, const uint8_t batch_id[8], const char *product,
+                            const uint8_t pk[32]);
+    otk_status (*list_batches)(void *impl, otk_batch_fn fn, void *user);
+    otk_status (*list_devices)(void *impl, const uint8_t *id, int state, otk_device_fn fn,
+                               void *user);
+    otk_status (*audit_verify)(void *impl, uint64_t *rows, uint64_t *bad_seq);
+    uint64_t (*audit_count)(void *impl, int kind);
+    otk_status (*audit_list)(void *impl, otk_audit_fn fn, void *user);
+    size_t (*due_notifications)(void *impl, uint8_t (*ids)[16], size_t max, unsigned resend_ms);
+    otk_status (*campaign_create)(void *impl, int kind, uint32_t target_cloud,
+                                  const char *selector, uint32_t rate, uint32_t canary,
+                                  int64_t *id, uint64_t *total);
+    size_t (*campaign_step)(void *impl, otk_agent *a);
+    otk_status (*campaign_get)(void *impl, int64_t id, otk_campaign_status *st);
+    otk_status (*campaign_set_state)(void *impl, int64_t id, int state);
+    size_t (*campaign_list)(void *impl, int64_t *ids, size_t max);
+} otk_store_ops;
+
+/* Backend openers: on success *impl and *ops are set. */
+otk_status otk_store_sqlite_open(const char *path, const otk_crypto *crypto, int create,
+                                 void **impl, const otk_store_ops **ops, char *err,
+                                 size_t err_size);
+otk_status otk_store_pg_open(const char *conninfo, const otk_crypto *crypto, void **impl,
+                             const otk_store_ops **ops, char *err, size_t err_size);
+
+/*
+ * Parses a campaign selector's "ids:" list: calls fn for each 16-byte id.
+ * OTK_ERR_BAD_VALUE when the list does not parse; fn's status otherwise.
+ */
+otk_status otk_selector_ids(const char *list, otk_status (*fn)(void *user, const uint8_t id[16]),
+                            void *user);
+
+
+
+/*
+ * The audit chain's link: hash = SHA-256(prev || seq, ts, kind, msg type,
+ * has_id, id, version, code) with integers big-endian (the layout both
+ * backends store and verify).
+ */
+otk_status otk_audit_link(const otk_crypto *c, const uint8_t prev[32], uint64_t seq, int64_t ts,
+                          const otk_audit *ev, uint8_t hash[32]);
+#endif
