@@ -98,10 +98,11 @@ converged() {
   [[ "$show" == *"\"state\":\"active\",\"version\":$v,\"cloud\":$c,\"user\":\"$u\",\"pending_version\":0,"* ]]
 }
 
-# wait_converged NAME PHASE BEFORE: converged, then two more telemetry
-# acknowledgements (the cloud link uses the committed set by then).
+# wait_converged NAME PHASE BEFORE [DEADLINE]: converged, then two more
+# telemetry acknowledgements (the cloud link uses the committed set by
+# then); DEADLINE (in $SECONDS) defaults to a minute from now.
 wait_converged() {
-  local deadline=$((SECONDS + 60)) acked v
+  local deadline=${4:-$((SECONDS + 60))} acked v
   until converged "$1" "$2" "$3"; do
     [ $SECONDS -lt $deadline ] || return 1
     sleep 0.05
@@ -158,8 +159,9 @@ run_batch() {
   done
   # Devices poll at boot; the campaign's offer (or the next poll) reaches them.
   start_phase "$phase" "${names[@]}"
+  deadline=$((SECONDS + 60)) # for the whole batch: a failure costs one minute, not one each
   for name in "${names[@]}"; do
-    p=${pid_of[$name]}; deadline=$((SECONDS + 60)); out=
+    p=${pid_of[$name]}; out=
     while kill -0 "$p" 2>/dev/null; do
       if converged "$name" "$phase" "$before"; then out="not reached"; dev_stop "$name"; break; fi
       if [ $SECONDS -ge $deadline ]; then out="neither cut nor converged in 60 s"; dev_stop "$name"; break; fi
@@ -173,23 +175,24 @@ run_batch() {
     res[$name]=$out
   done
   # Power back: every cut device boots without the hook and must converge.
+  t0=$(date +%s.%N)
   for name in "${names[@]}"; do dev_start "$name"; done
+  deadline=$((SECONDS + 60))
   for name in "${names[@]}"; do
     k=${name#"$phase"-}; mode=${k#*-}; k=${k%-*}
     out=${res[$name]}
-    t0=$(date +%s.%N)
     if [ -n "$out" ]; then
       fails=$((fails + 1)); printf 'FAILED %-6s cut %3s %-5s %s\n' "$phase" "$k" "$mode" "$out"
       dev_stop "$name"; continue
     fi
-    if wait_converged "$name" "$phase" "$before"; then
+    if wait_converged "$name" "$phase" "$before" "$deadline"; then
       bv=$(jget "$work/dev/$name.json" boot_version); bs=$(jget "$work/dev/$name.json" boot_staged)
       v=$(jget "$work/dev/$name.json" version)
       if [ "$bv" -gt "$before" ]; then set=new; count_new=$((count_new + 1))
       elif [ "$bs" -eq "$v" ]; then set="old+staged"; count_staged=$((count_staged + 1))
       else set=old; count_old=$((count_old + 1)); fi
       passes=$((passes + 1))
-      printf 'ok     %-6s cut %3s %-5s came back on %-10s (active v%s, staged v%s); converged on v%s cloud %s in %.2f s\n' \
+      printf 'ok     %-6s cut %3s %-5s came back on %-10s (active v%s, staged v%s); converged on v%s cloud %s within %.2f s of power back\n' \
         "$phase" "$k" "$mode" "$set" "$bv" "$bs" "$v" \
         "$(jget "$work/dev/$name.json" cloud)" "$(echo "$(date +%s.%N) - $t0" | bc)"
     else

@@ -57,16 +57,16 @@ static int ff_read(void *ctx, uint32_t off, uint8_t *buf, uint32_t len)
     return pread(f->fd, buf, len, off) == (ssize_t)len ? 0 : -1;
 }
 
-void otk_file_flash_cut(otk_file_flash *f, unsigned long op, int tear)
+void otk_file_flash_cut(otk_file_flash *f, unsigned long op, unsigned tear)
 {
     f->cut_at = op;
     f->tear = tear;
 }
 
-/* A fixed mix of the cut index: varied but reproducible torn lengths. */
-static uint64_t cut_mix(unsigned long op)
+/* A fixed mix of the cut: varied but reproducible torn lengths. */
+static uint64_t cut_mix(const otk_file_flash *f)
 {
-    uint64_t z = (uint64_t)op * 0x9e3779b97f4a7c15ull;
+    uint64_t z = ((uint64_t)f->cut_at ^ (uint64_t)f->tear << 32) * 0x9e3779b97f4a7c15ull;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
@@ -97,7 +97,7 @@ static int nor_write(otk_file_flash *f, uint32_t off, const uint8_t *buf, uint32
  */
 static void prog_cut(otk_file_flash *f, uint32_t off, const uint8_t *buf, uint32_t units)
 {
-    uint64_t r = cut_mix(f->cut_at);
+    uint64_t r = cut_mix(f);
     uint32_t n, u = units * f->prog_size;
     uint8_t b;
     (void)nor_write(f, off, buf, u);
@@ -139,7 +139,7 @@ static int ff_erase(void *ctx, uint32_t off)
         if (!f->tear)
             _exit(OTK_FILE_FLASH_CUT_EXIT);
         /* Torn: a prefix is erased, the byte at its edge is garbage. */
-        r = cut_mix(f->cut_at);
+        r = cut_mix(f);
         end = (uint32_t)(r % f->sector_size);
     }
     for (done = 0; done < end; done += n) {

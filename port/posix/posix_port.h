@@ -13,7 +13,7 @@ typedef struct otk_file_flash {
     uint32_t size, sector_size, prog_size;
     unsigned long ops;    /* flash operations performed since open */
     unsigned long cut_at; /* 0: no fault hook; else the operation to die at */
-    int tear;             /* the cut operation leaves part of its work behind */
+    unsigned tear;        /* nonzero: the cut operation is left half done */
 } otk_file_flash;
 
 /* Exit status of a process whose power was cut by the fault hook. */
@@ -36,10 +36,11 @@ void otk_file_flash_close(otk_file_flash *f);
  * tear, that operation is left half done first: a programmed unit gets a
  * prefix of its bytes plus one byte with only some of its bits cleared; an
  * erased sector gets a prefix erased and one garbage byte at the edge.
- * The prefix length is derived from op, so a cut point is reproducible.
+ * tear == 0 is a clean cut; any other value is torn, and with op picks the
+ * prefix length and garbage: the same (op, tear) always tears the same way.
  * op == 0 turns the hook off (the default after open).
  */
-void otk_file_flash_cut(otk_file_flash *f, unsigned long op, int tear);
+void otk_file_flash_cut(otk_file_flash *f, unsigned long op, unsigned tear);
 
 /* Fills an otk_port over the file flash, CLOCK_MONOTONIC and crypto. */
 void otk_posix_port(otk_file_flash *f, const otk_crypto *crypto, otk_port *out);
