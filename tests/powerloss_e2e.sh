@@ -44,6 +44,8 @@ work=$(mktemp -d /tmp/otakey-powerloss.XXXXXX)
 declare -A live=()   # device processes still running (pid -> name)
 declare -A pid_of=() # name -> pid of its current process
 declare -A res=()    # name -> why its cut run went wrong (empty: cut as asked)
+declare -A stage=() acked0=() ver0=() took=() # convergence checks, see advance
+t0=0
 pl_cleanup() {
   local p
   for p in "${!live[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -98,21 +100,55 @@ converged() {
   [[ "$show" == *"\"state\":\"active\",\"version\":$v,\"cloud\":$c,\"user\":\"$u\",\"pending_version\":0,"* ]]
 }
 
-# wait_converged NAME PHASE BEFORE [DEADLINE]: converged, then two more
-# telemetry acknowledgements (the cloud link uses the committed set by
-# then); DEADLINE (in $SECONDS) defaults to a minute from now.
+# cloud_clients NAME: the device's clients on clouds A and B ("1:user"), one a line.
+cloud_clients() {
+  local id c port
+  id=$(cat "$work/dev/$1.id")
+  for c in 1 2; do
+    port=$LAB_CLOUD_A_PORT; [ $c -eq 2 ] && port=$LAB_CLOUD_B_PORT
+    mosquitto_ctrl -h 127.0.0.1 -p "$port" --cafile "$LAB_CA" -u "$LAB_CLOUD_ADMIN" \
+      -P "$LAB_CLOUD_PASSWORD" dynsec listClients | sed -n "s/^\($id-.*\)/$c:\1/p"
+  done
+}
+
+# advance NAME PHASE BEFORE: takes NAME through the checks of convergence
+# as far as they pass now; 0 once all passed. The checks, in order:
+#  0 converged (device and agent agree, the phase's goal reached);
+#  1 two more telemetry acknowledgements on that version (the cloud link
+#    uses the committed set by then);
+#  2 the clouds hold the committed set's client and no other for the
+#    device (sets issued before the cut were cleaned up).
+advance() {
+  local f="$work/dev/$1.json"
+  case "${stage[$1]:-0}" in
+    0) converged "$1" "$2" "$3" || return 1
+       acked0[$1]=$(jget "$f" telemetry_acked); ver0[$1]=$(jget "$f" version); stage[$1]=1
+       [ -n "${took[$1]}" ] || took[$1]=$(echo "$(date +%s.%N) - $t0" | bc) ;&
+    1) [ "$(jget "$f" version)" = "${ver0[$1]}" ] || { stage[$1]=0; return 1; }
+       [ "$(jget "$f" telemetry_acked)" -ge $((${acked0[$1]} + 2)) ] || return 1
+       stage[$1]=2 ;&
+    2) [ "$(cloud_clients "$1")" = "$(jget "$f" cloud):$(jget "$f" user)" ] || return 1
+       stage[$1]=3 ;;
+  esac
+}
+
+# wait_converged PHASE BEFORE NAME...: until every device passed advance
+# (a minute at most); took[NAME]: seconds from the call until device and
+# agent were seen to agree (check 0).
 wait_converged() {
-  local deadline=${4:-$((SECONDS + 60))} acked v
-  until converged "$1" "$2" "$3"; do
+  local phase=$1 before=$2 n left deadline=$((SECONDS + 60)); shift 2
+  t0=$(date +%s.%N)
+  for n in "$@"; do stage[$n]=0; took[$n]=; done
+  while :; do
+    left=0
+    for n in "$@"; do
+      [ "${stage[$n]}" -lt 3 ] || continue
+      advance "$n" "$phase" "$before" || left=$((left + 1))
+    done
+    [ $left -gt 0 ] || return 0
     [ $SECONDS -lt $deadline ] || return 1
     sleep 0.05
   done
-  acked=$(jget "$work/dev/$1.json" telemetry_acked); v=$(jget "$work/dev/$1.json" version)
-  until [ "$(jget "$work/dev/$1.json" telemetry_acked)" -ge $((acked + 2)) ]; do
-    [ $SECONDS -lt $deadline ] || return 1
-    sleep 0.05
-  done
-  [ "$(jget "$work/dev/$1.json" version)" = "$v" ]
 }
 
 # start_phase PHASE NAME...: what sets the phase going for these devices
@@ -135,10 +171,10 @@ prepare() {
   for n in "$@"; do dev_new "$n"; done
   [ "$phase" = claim ] && return 0
   for n in "$@"; do dev_start "$n"; done
-  for n in "$@"; do wait_converged "$n" claim 0 || { echo "powerloss: $n did not claim" >&2; return 1; }; done
+  wait_converged claim 0 "$@" || { echo "powerloss: devices did not claim: $*" >&2; return 1; }
   if [ "$phase" = switch ]; then
     start_phase rotate "$@"
-    for n in "$@"; do wait_converged "$n" rotate 1 || { echo "powerloss: $n did not rotate" >&2; return 1; }; done
+    wait_converged rotate 1 "$@" || { echo "powerloss: devices did not rotate: $*" >&2; return 1; }
   fi
   for n in "$@"; do dev_stop "$n"; done
 }
@@ -148,7 +184,7 @@ before_of() { case "$1" in claim) echo 0 ;; rotate) echo 1 ;; switch) echo 2 ;; 
 # run_batch PHASE ITEM...: ITEM is k:mode (mode clean|torn); the cut points
 # run at once, each on its own device.
 run_batch() {
-  local phase=$1 before item k mode name p rc t0 bv bs v set out deadline; shift
+  local phase=$1 before item k mode name p rc bv bs v set out deadline; shift
   before=$(before_of "$phase")
   local names=()
   for item in "$@"; do names+=("$phase-${item/:/-}"); done
@@ -175,9 +211,8 @@ run_batch() {
     res[$name]=$out
   done
   # Power back: every cut device boots without the hook and must converge.
-  t0=$(date +%s.%N)
   for name in "${names[@]}"; do dev_start "$name"; done
-  deadline=$((SECONDS + 60))
+  wait_converged "$phase" "$before" "${names[@]}" || true
   for name in "${names[@]}"; do
     k=${name#"$phase"-}; mode=${k#*-}; k=${k%-*}
     out=${res[$name]}
@@ -185,19 +220,19 @@ run_batch() {
       fails=$((fails + 1)); printf 'FAILED %-6s cut %3s %-5s %s\n' "$phase" "$k" "$mode" "$out"
       dev_stop "$name"; continue
     fi
-    if wait_converged "$name" "$phase" "$before" "$deadline"; then
+    if [ "${stage[$name]}" -eq 3 ]; then
       bv=$(jget "$work/dev/$name.json" boot_version); bs=$(jget "$work/dev/$name.json" boot_staged)
       v=$(jget "$work/dev/$name.json" version)
       if [ "$bv" -gt "$before" ]; then set=new; count_new=$((count_new + 1))
       elif [ "$bs" -eq "$v" ]; then set="old+staged"; count_staged=$((count_staged + 1))
       else set=old; count_old=$((count_old + 1)); fi
       passes=$((passes + 1))
-      printf 'ok     %-6s cut %3s %-5s came back on %-10s (active v%s, staged v%s); converged on v%s cloud %s within %.2f s of power back\n' \
-        "$phase" "$k" "$mode" "$set" "$bv" "$bs" "$v" \
-        "$(jget "$work/dev/$name.json" cloud)" "$(echo "$(date +%s.%N) - $t0" | bc)"
+      printf 'ok     %-6s cut %3s %-5s came back on %-10s (active v%s, staged v%s); converged on v%s cloud %s, %.2f s after power back\n' \
+        "$phase" "$k" "$mode" "$set" "$bv" "$bs" "$v" "$(jget "$work/dev/$name.json" cloud)" "${took[$name]}"
     else
       fails=$((fails + 1))
-      printf 'FAILED %-6s cut %3s %-5s did not converge: %s\n' "$phase" "$k" "$mode" "$(cat "$work/dev/$name.json" 2>/dev/null)"
+      printf 'FAILED %-6s cut %3s %-5s did not converge (passed %d of 3 checks): %s; clouds: %s\n' "$phase" "$k" "$mode" \
+        "${stage[$name]}" "$(cat "$work/dev/$name.json" 2>/dev/null)" "$(cloud_clients "$name" | paste -sd' ')"
       tail -3 "$work/dev/$name.log" | sed 's/^/       device: /'
     fi
     dev_stop "$name"
@@ -213,7 +248,7 @@ for phase in claim rotate switch; do
   prepare "$phase" "$phase-ref"
   dev_start "$phase-ref"
   start_phase "$phase" "$phase-ref"
-  wait_converged "$phase-ref" "$phase" "$before" || { echo "powerloss: the uncut $phase did not converge" >&2; exit 1; }
+  wait_converged "$phase" "$before" "$phase-ref" || { echo "powerloss: the uncut $phase did not converge" >&2; exit 1; }
   ops=$(jget "$work/dev/$phase-ref.json" flash_ops)
   dev_stop "$phase-ref"
   [ "$ops" -ge 1 ] || { echo "powerloss: the uncut $phase performed no flash operation" >&2; exit 1; }
