@@ -8,7 +8,12 @@
  * usage: otakey-device --id HEX32 --flash FILE --batch HEX16 --pk FILE
  *          --agent-pub HEX128 --broker HOST:PORT --cafile FILE
  *          [--status FILE] [--poll-ms N] [--telemetry-ms N] [--run-ms N]
- * Exit codes: 0 done (--run-ms elapsed or SIGTERM), 1 failure, 2 bad usage.
+ *          [--cut-at N [--tear]]
+ * --cut-at is the power-loss test hook: the process dies at its N-th
+ * flash operation (see otk_file_flash_cut); the status file counts the
+ * operations done so far (flash_ops) and the versions found at boot.
+ * Exit codes: 0 done (--run-ms elapsed or SIGTERM), 1 failure, 2 bad usage,
+ * 3 power cut by --cut-at.
  */
 #include <errno.h>
 #include <mosquitto.h>
@@ -39,6 +44,7 @@ typedef struct dev_ctx {
     char hex[33], up[64], down[64], cafile[256], status[256];
     struct mosquitto *agent, *cloud;
     uint32_t cloud_version; /* version whose credentials the cloud link uses */
+    uint32_t boot_active, boot_staged; /* what the key partition held at boot */
     unsigned long telemetry_sent, telemetry_acked, up_bytes, down_bytes;
     int agent_connected;
 } dev_ctx;
@@ -83,10 +89,12 @@ static void write_status(dev_ctx *d)
     fprintf(f,
             "{\"id\":\"%s\",\"state\":\"%s\",\"version\":%u,\"cloud\":%u,\"user\":\"%s\","
             "\"telemetry_sent\":%lu,\"telemetry_acked\":%lu,\"agent_bytes_up\":%lu,"
-            "\"agent_bytes_down\":%lu,\"last_remote\":\"%s\"}\n",
+            "\"agent_bytes_down\":%lu,\"last_remote\":\"%s\",\"flash_ops\":%lu,"
+            "\"boot_version\":%u,\"boot_staged\":%u}\n",
             d->hex, names[otk_device_state(&d->dev)], (unsigned)otk_device_version(&d->dev, 0),
             (unsigned)c.cloud_id, c.user, d->telemetry_sent, d->telemetry_acked, d->up_bytes,
-            d->down_bytes, otk_strerror(otk_device_last_remote(&d->dev)));
+            d->down_bytes, otk_strerror(otk_device_last_remote(&d->dev)), d->flash.ops,
+            (unsigned)d->boot_active, (unsigned)d->boot_staged);
     fclose(f);
     rename(tmp, d->status);
 }
@@ -177,8 +185,10 @@ static int usage(const char *why)
     fprintf(why ? stderr : stdout,
             "usage: otakey-device --id HEX32 --flash FILE --batch HEX16 --pk FILE --agent-pub HEX128\n"
             "         --broker HOST:PORT --cafile FILE [--status FILE] [--poll-ms N]\n"
-            "         [--telemetry-ms N] [--run-ms N]\n"
-            "Exit codes: 0 done, 1 failure, 2 bad usage.\n");
+            "         [--telemetry-ms N] [--run-ms N] [--cut-at N [--tear]]\n"
+            "--cut-at N: test hook, power is cut at the N-th flash operation (exit 3);\n"
+            "  --tear leaves that operation half done.\n"
+            "Exit codes: 0 done, 1 failure, 2 bad usage, 3 power cut by --cut-at.\n");
     return why ? 2 : 0;
 }
 
@@ -186,7 +196,8 @@ int main(int argc, char **argv)
 {
     static dev_ctx d;
     const char *flash = NULL, *broker = NULL, *pk = NULL, *id = NULL, *batch = NULL, *pub = NULL;
-    long poll_ms = 60000, tele_ms = 1000, run_ms = 0;
+    long poll_ms = 60000, tele_ms = 1000, run_ms = 0, cut_at = 0;
+    int tear = 0;
     char host[128], err[256];
     uint8_t out[OTK_MSG_MAX_LEN];
     uint64_t start, next_poll, next_tele, next_reconnect = 0, next_cloud_reconnect = 0;
@@ -198,6 +209,10 @@ int main(int argc, char **argv)
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(k, "--help") || !strcmp(k, "-h"))
             return usage(NULL);
+        if (!strcmp(k, "--tear")) {
+            tear = 1;
+            continue;
+        }
         if (v == NULL)
             return usage("every option takes a value");
         i++;
@@ -212,6 +227,13 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--poll-ms")) poll_ms = atol(v);
         else if (!strcmp(k, "--telemetry-ms")) tele_ms = atol(v);
         else if (!strcmp(k, "--run-ms")) run_ms = atol(v);
+        else if (!strcmp(k, "--cut-at")) {
+            char *end;
+            errno = 0;
+            cut_at = strtol(v, &end, 10);
+            if (errno || end == v || *end || cut_at < 1)
+                return usage("--cut-at must be a number >= 1");
+        }
         else {
             fprintf(stderr, "otakey-device: unknown option '%s'\n", k);
             return usage("see the usage below");
@@ -230,6 +252,8 @@ int main(int argc, char **argv)
         return usage("--flash and --broker HOST:PORT are required");
     if (poll_ms <= 0 || tele_ms <= 0 || run_ms < 0)
         return usage("--poll-ms, --telemetry-ms must be > 0 and --run-ms >= 0");
+    if (tear && cut_at == 0)
+        return usage("--tear needs --cut-at");
     memcpy(d.hex, id, 32);
     for (i = 0; i < 32; i++)
         d.hex[i] = (char)(d.hex[i] | 0x20); /* lowercase, as topics use */
@@ -242,6 +266,7 @@ int main(int argc, char **argv)
     }
     if (otk_crypto_mbedtls_init(&d.crypto, d.cstate.b, sizeof d.cstate.b, NULL, NULL) != OTK_OK)
         return 1;
+    otk_file_flash_cut(&d.flash, (unsigned long)cut_at, tear);
     otk_posix_port(&d.flash, &d.crypto, &d.port);
     d.cfg.retry_min_ms = 1000;
     d.cfg.retry_max_ms = 10000;
@@ -250,6 +275,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "otakey-device: init: %s\n", otk_strerror(st));
         return 1;
     }
+    d.boot_active = otk_device_version(&d.dev, OTK_SET_ACTIVE);
+    d.boot_staged = otk_device_version(&d.dev, OTK_SET_STAGED);
     mosquitto_lib_init();
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
