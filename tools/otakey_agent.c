@@ -27,6 +27,10 @@
 
 #define UP_PREFIX "otakey/v1/up/"
 #define DOWN_PREFIX "otakey/v1/down/"
+/* The campaign engine and the update offers run TICKS_PER_S times a second,
+ * at most TICK_MAX offers a tick (so notify_rate up to 5,120 a second). */
+#define TICKS_PER_S 20
+#define TICK_MAX 256
 
 static volatile sig_atomic_t stopping;
 static int log_level = 2;
@@ -244,11 +248,12 @@ static int setup(daemon_ctx *d, const char *path)
  */
 static void push_notifications(daemon_ctx *d)
 {
-    uint8_t ids[64][16], out[OTK_MSG_MAX_LEN];
+    static uint8_t ids[TICK_MAX][16];
+    uint8_t out[OTK_MSG_MAX_LEN];
     char topic[64], hex[33];
     size_t n, i, len;
-    unsigned per_tick = d->cfg.notify_rate / 5 ? d->cfg.notify_rate / 5 : 1;
-    n = otk_store_due_notifications(d->reg, ids, per_tick < 64 ? per_tick : 64,
+    unsigned per_tick = d->cfg.notify_rate / TICKS_PER_S ? d->cfg.notify_rate / TICKS_PER_S : 1;
+    n = otk_store_due_notifications(d->reg, ids, per_tick < TICK_MAX ? per_tick : TICK_MAX,
                                     d->cfg.notify_resend_ms);
     for (i = 0; i < n; i++) {
         otk_status st = otk_agent_notify(&d->agent, ids[i], out, sizeof out, &len);
@@ -334,7 +339,8 @@ int main(int argc, char **argv)
             if (d.n_held || otk_clouds_pending(d.clouds))
                 flush_replies(&d);
             clock_gettime(CLOCK_MONOTONIC, &now);
-            if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >= 200) {
+            if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >=
+                1000 / TICKS_PER_S) {
                 last = now;
                 if (otk_store_campaign_step(d.reg, &d.agent) > 0)
                     logf_(3, "campaign devices started");

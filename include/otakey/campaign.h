@@ -21,6 +21,9 @@
 extern "C" {
 #endif
 
+/* Devices one engine step starts at most. */
+#define OTK_CAMPAIGN_STEP_MAX 256
+
 enum otk_campaign_state {
     OTK_CAMP_CANARY = 1,
     OTK_CAMP_RUNNING = 2,
@@ -52,7 +55,7 @@ OTK_CHECK_RETURN otk_status otk_campaign_create(otk_sqlreg *r, int kind, uint32_
 /*
  * One engine step (the daemon calls it a few times a second): moves
  * campaign states on, and starts the devices now due (rate per second
- * since the campaign was created, at most 64 a step), calling
+ * since the campaign was created, at most OTK_CAMPAIGN_STEP_MAX a step), calling
  * otk_agent_request_update for each. Returns how many started.
  */
 size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a);

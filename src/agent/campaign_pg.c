@@ -296,7 +296,7 @@ static size_t start_devices(pgstore *s, otk_agent *a, const otk_campaign_status 
     size_t started = 0, len;
     int i;
     pq_int(&q, c->id);
-    pq_int(&q, (int64_t)(want > 64 ? 64 : want));
+    pq_int(&q, (int64_t)(want > OTK_CAMPAIGN_STEP_MAX ? OTK_CAMPAIGN_STEP_MAX : want));
     r = pg_run(&s->work,
                "SELECT device, base_version FROM campaign_devices WHERE campaign = $1"
                " AND started IS NULL ORDER BY ord LIMIT $2 FOR UPDATE SKIP LOCKED",

@@ -232,10 +232,11 @@ static size_t start_devices(otk_sqlreg *r, otk_agent *a, const otk_campaign_stat
 {
     sqlite3 *db = otk_sqlreg_handle(r);
     sqlite3_stmt *s = NULL, *u = NULL;
-    uint8_t ids[64][16], out[OTK_MSG_MAX_LEN];
+    static uint8_t ids[OTK_CAMPAIGN_STEP_MAX][16];
+    uint8_t out[OTK_MSG_MAX_LEN];
     size_t n = 0, i, started = 0, len;
-    if (want > 64)
-        want = 64;
+    if (want > OTK_CAMPAIGN_STEP_MAX)
+        want = OTK_CAMPAIGN_STEP_MAX;
     if (sqlite3_prepare_v2(db, "SELECT device FROM campaign_devices WHERE campaign = ?1"
                                " AND started IS NULL ORDER BY rowid LIMIT ?2",
                            -1, &s, NULL) == SQLITE_OK) {
