@@ -133,7 +133,15 @@ static uint64_t count(sqlite3 *db, const char *sql, int64_t id)
     return n;
 }
 
+static otk_status get_status(otk_sqlreg *r, int64_t id, otk_campaign_status *st, int outcomes);
+
 otk_status otk_campaign_get(otk_sqlreg *r, int64_t id, otk_campaign_status *st)
+{
+    return get_status(r, id, st, 1);
+}
+
+/* outcomes 0: done and failed are left 0 (they cost a pass over the campaign). */
+static otk_status get_status(otk_sqlreg *r, int64_t id, otk_campaign_status *st, int outcomes)
 {
     sqlite3 *db;
     sqlite3_stmt *s = NULL;
@@ -165,6 +173,8 @@ otk_status otk_campaign_get(otk_sqlreg *r, int64_t id, otk_campaign_status *st)
         return rc;
     st->started = count(db, "SELECT count(*) FROM campaign_devices WHERE campaign = ?1"
                             " AND started IS NOT NULL", id);
+    if (!outcomes)
+        return OTK_OK;
     st->done = count(db, "SELECT count(*) FROM campaign_devices cd WHERE campaign = ?1 AND " DONE_SQL,
                      id);
     st->failed = count(db, "SELECT count(*) FROM campaign_devices cd WHERE campaign = ?1 AND "
@@ -281,8 +291,13 @@ size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a)
         otk_campaign_status c;
         uint64_t budget, limit, due;
         int64_t age;
-        if (otk_campaign_get(r, ids[i], &c) != OTK_OK ||
+        /* Outcomes are counted only when they decide something: in the
+         * canary phase, and once every device has been started. */
+        if (get_status(r, ids[i], &c, 0) != OTK_OK ||
             (c.state != OTK_CAMP_CANARY && c.state != OTK_CAMP_RUNNING))
+            continue;
+        if ((c.state == OTK_CAMP_CANARY || c.started >= c.total) &&
+            get_status(r, ids[i], &c, 1) != OTK_OK)
             continue;
         if (c.done + c.failed >= c.total) {
             set_state(otk_sqlreg_handle(r), c.id, OTK_CAMP_DONE);

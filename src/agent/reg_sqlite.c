@@ -43,6 +43,11 @@ static const char *const migrations[] = {
     "  created INTEGER NOT NULL);"
     "CREATE TABLE campaign_devices(campaign INTEGER NOT NULL, device BLOB NOT NULL,"
     "  base_version INTEGER NOT NULL, started INTEGER, PRIMARY KEY(campaign, device));",
+    /* 4: indexes for the engine's ticks, so that a tick costs what is due,
+     * not the size of the fleet. */
+    "CREATE INDEX devices_due ON devices(notified_at) WHERE state = 2"
+    " AND ((want != 0 AND p_version IS NULL) OR (p_version IS NOT NULL AND p_claim = 0));"
+    "CREATE INDEX campaign_devices_started ON campaign_devices(campaign, started);",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
