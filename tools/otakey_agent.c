@@ -61,6 +61,7 @@ typedef struct daemon_ctx {
         uint8_t msg[OTK_MSG_MAX_LEN];
     } *held;
     size_t n_held, cap_held;
+    int in_batch; /* a group-commit transaction is open (SQLite) */
     otk_agent agent;
     struct mosquitto *mosq;
     char sub[96];
@@ -124,6 +125,10 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
             return;
         }
     }
+    /* One transaction for every message read in this pass (group commit);
+     * their replies wait for its commit. */
+    if (!d->in_batch && otk_store_batch_begin(d->reg) == OTK_OK)
+        d->in_batch = 1;
     st = otk_agent_handle(&d->agent, msg->payload, (size_t)msg->payloadlen, out, sizeof out, &n);
     /* Ends the device's transaction (PostgreSQL: its lock) before replying. */
     if (otk_store_release(d->reg) != OTK_OK)
@@ -139,7 +144,7 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
     }
     if (n > 0) {
         snprintf(topic, sizeof topic, DOWN_PREFIX "%s", msg->topic + strlen(UP_PREFIX));
-        if (otk_clouds_have_files(d->clouds)) {
+        if (d->in_batch || otk_clouds_have_files(d->clouds)) {
             hold(d, topic, out, n);
         } else if (mosquitto_publish_v5(m, NULL, topic, (int)n, out, 1, false, NULL) !=
                    MOSQ_ERR_SUCCESS) {
@@ -149,20 +154,27 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
 }
 
 /*
- * Publishes the held replies once the password-file clouds have taken
- * every queued client (one reload for the whole batch). If a cloud does
- * not take them, the replies are dropped: the devices send their request
- * again and get the same answer, re-queued by the adapter's ensure.
+ * Publishes the held replies once the batch's transaction committed and the
+ * password-file clouds have taken every queued client (one reload for the
+ * whole batch). Otherwise the replies are dropped: the devices send their
+ * request again and get the same answer (its client re-queued by ensure).
  */
+static void drop_replies(daemon_ctx *d, const char *why)
+{
+    size_t i;
+    if (d->n_held)
+        logf_(1, "%s: %zu replies dropped (the devices will ask again)", why, d->n_held);
+    for (i = 0; i < d->n_held; i++)
+        otk_wipe(d->held[i].msg, d->held[i].len);
+    d->n_held = 0;
+}
+
 static void flush_replies(daemon_ctx *d)
 {
     size_t i;
     if (otk_clouds_pending(d->clouds) && otk_clouds_flush(d->clouds, 10000) != OTK_OK) {
-        logf_(1, "a cloud did not take %zu queued changes; %zu replies dropped",
-              otk_clouds_pending(d->clouds), d->n_held);
-        for (i = 0; i < d->n_held; i++)
-            otk_wipe(d->held[i].msg, d->held[i].len);
-        d->n_held = 0;
+        logf_(1, "a cloud did not take %zu queued changes", otk_clouds_pending(d->clouds));
+        drop_replies(d, "cloud not updated");
         return;
     }
     for (i = 0; i < d->n_held; i++) {
@@ -335,6 +347,11 @@ int main(int argc, char **argv)
                 if (d.n_held == before || (now.tv_sec - t0.tv_sec) * 1000 +
                                                   (now.tv_nsec - t0.tv_nsec) / 1000000 >= 20)
                     break;
+            }
+            if (d.in_batch) {
+                d.in_batch = 0;
+                if (otk_store_batch_end(d.reg) != OTK_OK)
+                    drop_replies(&d, "database commit failed");
             }
             if (d.n_held || otk_clouds_pending(d.clouds))
                 flush_replies(&d);

@@ -36,6 +36,15 @@ OTK_CHECK_RETURN otk_status otk_sqlreg_open(const char *path, const otk_crypto *
 void otk_sqlreg_close(otk_sqlreg *r);
 void otk_sqlreg_bind(otk_sqlreg *r, otk_registry *out);
 
+/*
+ * Group commit: between begin and end every put_device is a savepoint of
+ * one transaction (all-or-nothing each, durable together at end). end
+ * returns OTK_ERR_STORAGE when the commit failed (nothing of the batch is
+ * stored then). Other writers wait (busy timeout) while a batch is open.
+ */
+OTK_CHECK_RETURN otk_status otk_sqlreg_batch_begin(otk_sqlreg *r);
+OTK_CHECK_RETURN otk_status otk_sqlreg_batch_end(otk_sqlreg *r);
+
 /* Adds a batch (product name for operators, PK). OTK_ERR_BAD_STATE if it exists. */
 OTK_CHECK_RETURN otk_status otk_sqlreg_add_batch(otk_sqlreg *r, const uint8_t batch_id[8],
                                                  const char *product, const uint8_t pk[32]);

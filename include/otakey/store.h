@@ -58,6 +58,17 @@ void otk_store_bind(otk_store *s, otk_registry *out);
 /* Ends the transaction a registry read opened (see the contract above). */
 OTK_CHECK_RETURN otk_status otk_store_release(otk_store *s);
 
+/*
+ * Group commit: the registry writes between begin and end form one
+ * transaction (each put_device stays all-or-nothing inside it), so a batch
+ * of messages costs one commit. Replies to those messages may be sent only
+ * after end returned OTK_OK; on an error nothing of the batch is stored.
+ * SQLite only; on PostgreSQL both do nothing (each device's writes commit
+ * with its lock).
+ */
+OTK_CHECK_RETURN otk_status otk_store_batch_begin(otk_store *s);
+OTK_CHECK_RETURN otk_status otk_store_batch_end(otk_store *s);
+
 /* ---- batches and devices ---- */
 
 /* Adds a batch (product name, PK). OTK_ERR_BAD_STATE if it exists. */

@@ -82,6 +82,7 @@ struct otk_sqlreg {
     sqlite3 *db;
     const otk_crypto *crypto;
     sqlite3_stmt *q[Q_COUNT];
+    int in_batch; /* a group-commit transaction is open */
 };
 
 sqlite3 *otk_sqlreg_handle(otk_sqlreg *r)
@@ -387,11 +388,11 @@ static otk_status write_device(otk_sqlreg *r, const otk_agent_device *d)
     return rc == SQLITE_DONE ? OTK_OK : OTK_ERR_STORAGE;
 }
 
-/* Runs the writes in one transaction: all of them or none. */
+/* Runs the writes in one transaction (a savepoint inside a batch): all of them or none. */
 static otk_status sr_put_device(void *ctx, const otk_agent_device *d, const otk_audit *ev)
 {
     otk_sqlreg *r = ctx;
-    otk_status st = exec(r, "BEGIN IMMEDIATE");
+    otk_status st = exec(r, r->in_batch ? "SAVEPOINT put" : "BEGIN IMMEDIATE");
     if (st != OTK_OK)
         return OTK_ERR_BUSY;
     if (d != NULL)
@@ -399,10 +400,37 @@ static otk_status sr_put_device(void *ctx, const otk_agent_device *d, const otk_
     if (st == OTK_OK && ev != NULL)
         st = append_audit(r, ev);
     if (st == OTK_OK)
-        st = exec(r, "COMMIT");
-    if (st != OTK_OK)
-        (void)exec(r, "ROLLBACK");
+        st = exec(r, r->in_batch ? "RELEASE put" : "COMMIT");
+    if (st != OTK_OK) {
+        if (r->in_batch) {
+            (void)exec(r, "ROLLBACK TO put");
+            (void)exec(r, "RELEASE put");
+        } else {
+            (void)exec(r, "ROLLBACK");
+        }
+    }
     return st;
+}
+
+otk_status otk_sqlreg_batch_begin(otk_sqlreg *r)
+{
+    if (r == NULL || r->in_batch)
+        return OTK_ERR_BAD_STATE;
+    if (exec(r, "BEGIN IMMEDIATE") != OTK_OK)
+        return OTK_ERR_BUSY;
+    r->in_batch = 1;
+    return OTK_OK;
+}
+
+otk_status otk_sqlreg_batch_end(otk_sqlreg *r)
+{
+    if (r == NULL || !r->in_batch)
+        return OTK_ERR_BAD_STATE;
+    r->in_batch = 0;
+    if (exec(r, "COMMIT") == OTK_OK)
+        return OTK_OK;
+    (void)exec(r, "ROLLBACK");
+    return OTK_ERR_STORAGE;
 }
 
 static otk_status sr_audit(void *ctx, const otk_audit *ev)

@@ -72,6 +72,20 @@ void otk_store_bind(otk_store *s, otk_registry *out)
     s->ops->bind(s->impl, out);
 }
 
+otk_status otk_store_batch_begin(otk_store *s)
+{
+    if (s == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    return s->ops->batch ? s->ops->batch(s->impl, 1) : OTK_OK;
+}
+
+otk_status otk_store_batch_end(otk_store *s)
+{
+    if (s == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    return s->ops->batch ? s->ops->batch(s->impl, 0) : OTK_OK;
+}
+
 otk_status otk_store_release(otk_store *s)
 {
     return s ? s->ops->release(s->impl) : OTK_ERR_INVALID_ARGUMENT;

@@ -24,6 +24,8 @@ typedef struct otk_store_ops {
     otk_status (*campaign_get)(void *impl, int64_t id, otk_campaign_status *st);
     otk_status (*campaign_set_state)(void *impl, int64_t id, int state);
     size_t (*campaign_list)(void *impl, int64_t *ids, size_t max);
+    /* Group commit (NULL: every write commits on its own). */
+    otk_status (*batch)(void *impl, int begin);
 } otk_store_ops;
 
 /* Backend openers: on success *impl and *ops are set. */
