@@ -31,6 +31,10 @@
  * at most TICK_MAX offers a tick (so notify_rate up to 5,120 a second). */
 #define TICKS_PER_S 20
 #define TICK_MAX 256
+/* Group commit: a batch of messages is read for at most BATCH_MS (and at
+ * most BATCH_MAX of them) before its commit, cloud flush and replies. */
+#define BATCH_MS 25
+#define BATCH_MAX 2048
 
 static volatile sig_atomic_t stopping;
 static int log_level = 2;
@@ -66,6 +70,8 @@ typedef struct daemon_ctx {
     struct mosquitto *mosq;
     char sub[96];
     unsigned long handled, refused;
+    unsigned long flushes;  /* cloud flushes and group commits: how batched the work was */
+    double flush_ms;        /* time spent waiting for the clouds to take their changes */
 } daemon_ctx;
 
 static void on_signal(int sig)
@@ -172,7 +178,16 @@ static void drop_replies(daemon_ctx *d, const char *why)
 static void flush_replies(daemon_ctx *d)
 {
     size_t i;
-    if (otk_clouds_pending(d->clouds) && otk_clouds_flush(d->clouds, 10000) != OTK_OK) {
+    struct timespec a, b;
+    int pending = otk_clouds_pending(d->clouds) > 0;
+    otk_status fst = OTK_OK;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    if (pending)
+        fst = otk_clouds_flush(d->clouds, 10000);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    d->flushes++;
+    d->flush_ms += (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+    if (pending && fst != OTK_OK) {
         logf_(1, "a cloud did not take %zu queued changes", otk_clouds_pending(d->clouds));
         drop_replies(d, "cloud not updated");
         return;
@@ -333,19 +348,23 @@ int main(int argc, char **argv)
     rc = setup(&d, path);
     if (rc == 0) {
         logf_(2, "running (database %s, %zu clouds)", d.cfg.database, d.cfg.n_clouds);
-        struct timespec last = {0, 0}, now;
+        struct timespec last = {0, 0}, last_flush = {0, 0}, now;
         while (!stopping) {
             int lrc = mosquitto_loop(d.mosq, 100, 1);
             struct timespec t0;
-            /* Password-file clouds: read on for up to 20 ms while messages
-             * keep coming, so that one reload serves a whole batch. */
+            /* Held replies: read on while messages keep coming (up to
+             * BATCH_MS), and at least until BATCH_MS after the last flush, so
+             * that one commit and one cloud reload serve a whole batch. */
             clock_gettime(CLOCK_MONOTONIC, &t0);
-            while (lrc == MOSQ_ERR_SUCCESS && d.n_held > 0) {
+            while (lrc == MOSQ_ERR_SUCCESS && d.n_held > 0 && d.n_held < BATCH_MAX) {
                 size_t before = d.n_held;
+                long ms, since_flush;
                 lrc = mosquitto_loop(d.mosq, 2, 1);
                 clock_gettime(CLOCK_MONOTONIC, &now);
-                if (d.n_held == before || (now.tv_sec - t0.tv_sec) * 1000 +
-                                                  (now.tv_nsec - t0.tv_nsec) / 1000000 >= 20)
+                ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+                since_flush = (now.tv_sec - last_flush.tv_sec) * 1000 +
+                              (now.tv_nsec - last_flush.tv_nsec) / 1000000;
+                if (ms >= BATCH_MS || (d.n_held == before && since_flush >= BATCH_MS))
                     break;
             }
             if (d.in_batch) {
@@ -353,8 +372,10 @@ int main(int argc, char **argv)
                 if (otk_store_batch_end(d.reg) != OTK_OK)
                     drop_replies(&d, "database commit failed");
             }
-            if (d.n_held || otk_clouds_pending(d.clouds))
+            if (d.n_held || otk_clouds_pending(d.clouds)) {
                 flush_replies(&d);
+                clock_gettime(CLOCK_MONOTONIC, &last_flush);
+            }
             clock_gettime(CLOCK_MONOTONIC, &now);
             if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >=
                 1000 / TICKS_PER_S) {
@@ -369,7 +390,8 @@ int main(int argc, char **argv)
                 (void)mosquitto_reconnect(d.mosq);
             }
         }
-        logf_(2, "shutting down: %lu messages handled, %lu refused", d.handled, d.refused);
+        logf_(2, "shutting down: %lu messages handled, %lu refused; %lu batches, %.1f ms waiting "
+                 "for clouds", d.handled, d.refused, d.flushes, d.flush_ms);
     }
     teardown(&d);
     mosquitto_lib_cleanup();
