@@ -26,6 +26,9 @@ typedef struct fl_env {
     const otk_crypto *crypto; /* device-side crypto of the OTA-Key devices */
     uint32_t id_base;         /* device ids: d0d0..d0 || (id_base + index) */
     unsigned window;          /* operations in flight at most */
+    unsigned max_connections; /* agent-broker connections at most; 0: every device stays
+                                 connected. Below the fleet size, devices are duty-cycled:
+                                 they connect for their operation (and poll for updates) */
     unsigned phase_timeout_s;
     int verbose;
 } fl_env;

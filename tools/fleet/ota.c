@@ -33,6 +33,8 @@ typedef struct sdev {
     uint32_t from_version;  /* committed version when the phase began */
     uint64_t t0_us;         /* latency start; 0 before the device started */
     uint64_t proof_at_us;   /* earliest next proof attempt */
+    uint64_t wake_at_us;    /* duty-cycled: earliest next connection */
+    uint8_t polls;          /* duty-cycled: polls answered "nothing yet" this phase */
     fl_bytes bytes;         /* closed proof connections, this phase */
 } sdev;
 
@@ -44,6 +46,9 @@ struct fl_ota {
     fl_phase *ph;
     uint32_t want_cloud;
     unsigned connecting, proofs, inflight;
+    unsigned open;          /* agent-broker connections open */
+    int duty;               /* devices connect only for their operation */
+    int updating;           /* an update phase is running */
     uint64_t refused;
     uint64_t t_start_us;
 };
@@ -84,6 +89,18 @@ static int is_done(const fl_ota *o, const sdev *d)
     return otk_device_cloud(&d->dev, OTK_SET_ACTIVE, &c) == OTK_OK && c.cloud_id == o->want_cloud;
 }
 
+/* Duty-cycled devices disconnect once done, or to poll again later. */
+static void sleep_dev(sdev *d, uint64_t again_us)
+{
+    if (d->agent == NULL)
+        return;
+    fl_close(d->agent, &d->bytes);
+    d->agent = NULL;
+    d->online = 0;
+    d->o->open--;
+    d->wake_at_us = fl_now_us() + again_us;
+}
+
 /* After any change of a device's state: a proof to start, or done. */
 static void progress(sdev *d)
 {
@@ -98,6 +115,8 @@ static void progress(sdev *d)
             o->inflight--;
         o->ph->done++;
         fl_phase_latency(o->ph, (double)(fl_now_us() - d->t0_us) / 1000.0);
+        if (o->duty)
+            sleep_dev(d, 0);
     }
 }
 
@@ -125,6 +144,7 @@ static void agent_connect(fl_conn *c, void *ud, int rc)
             fl_close(c, NULL);
         d->agent = NULL;
         d->online = 0;
+        d->o->open--;
         return;
     }
     topic(d, "down", t);
@@ -137,6 +157,10 @@ static void agent_subscribed(fl_conn *c, void *ud)
     sdev *d = ud;
     (void)c;
     d->online = 1;
+    /* A duty-cycled device wakes up in an update phase: it asks. */
+    if (d->o->duty && d->o->updating && otk_device_state(&d->dev) == OTK_DEV_READY &&
+        otk_device_poll(&d->dev) != OTK_OK && d->o->env->verbose)
+        fprintf(stderr, "fleet: %s: poll refused\n", d->hex);
     if (d->started)
         kick(d);
 }
@@ -163,6 +187,13 @@ static void agent_message(fl_conn *c, void *ud, const char *t, const uint8_t *p,
     }
     send_up(d, out, len);
     progress(d);
+    /* Polled before the campaign reached it: sleep, ask again (1, 2, 4, 8 s). */
+    if (d->o->duty && d->o->updating && !d->done && d->agent != NULL &&
+        otk_device_state(&d->dev) == OTK_DEV_READY) {
+        unsigned shift = d->polls < 3 ? d->polls : 3;
+        d->polls++;
+        sleep_dev(d, 1000000u << shift);
+    }
 }
 
 static void agent_lost(fl_conn *c, void *ud)
@@ -171,6 +202,7 @@ static void agent_lost(fl_conn *c, void *ud)
     (void)c;
     d->agent = NULL;
     d->online = 0;
+    d->o->open--;
     if (d->o->env->verbose)
         fprintf(stderr, "fleet: %s: agent broker connection lost\n", d->hex);
 }
@@ -187,6 +219,7 @@ static void open_agent(fl_ota *o, sdev *d)
     if (d->agent != NULL) {
         d->connecting = 1;
         o->connecting++;
+        o->open++;
     } else if (o->env->verbose) {
         fprintf(stderr, "fleet: %s: cannot open a connection: %s\n", d->hex, strerror(errno));
     }
@@ -254,8 +287,16 @@ static void tick(fl_ota *o, uint32_t *next_start)
         /* A lost connection is opened again (in the claim phase, only for
          * devices already brought up). */
         if (d->agent == NULL && (d->started || next_start == NULL) &&
-            o->connecting < CONNECT_WINDOW)
+            o->connecting < CONNECT_WINDOW &&
+            (!o->duty || (o->open < o->env->max_connections && now >= d->wake_at_us))) {
+            if (o->duty && !d->started && next_start == NULL) {
+                /* Update phase, duty-cycled: its clock starts when it wakes. */
+                d->started = 1;
+                d->t0_us = now;
+                o->inflight++;
+            }
             open_agent(o, d);
+        }
         if (!d->started)
             continue;
         if (d->need_proof && o->proofs < PROOF_WINDOW && now >= d->proof_at_us)
@@ -265,7 +306,7 @@ static void tick(fl_ota *o, uint32_t *next_start)
     }
     /* Claim phase: bring more devices up while the windows allow. */
     while (next_start && *next_start < o->n && o->connecting < CONNECT_WINDOW &&
-           o->inflight < o->env->window) {
+           o->inflight < o->env->window && (!o->duty || o->open < o->env->max_connections)) {
         sdev *d = &o->d[(*next_start)++];
         d->started = 1;
         d->t0_us = now;
@@ -327,6 +368,8 @@ static void begin(fl_ota *o, fl_phase *ph)
         memset(&d->bytes, 0, sizeof d->bytes);
         d->done = d->started = 0;
         d->t0_us = 0;
+        d->polls = 0;
+        d->wake_at_us = 0;
         d->from_version = otk_device_version(&d->dev, OTK_SET_ACTIVE);
         if (d->agent)
             fl_conn_bytes(d->agent, &base);
@@ -344,6 +387,7 @@ int fl_ota_claim(fl_ota *o, fl_phase *ph)
 {
     uint32_t next = 0;
     begin(o, ph);
+    o->updating = 0;
     o->want_cloud = 0;
     return run(o, ph, &next);
 }
@@ -359,7 +403,10 @@ int fl_ota_update(fl_ota *o, const char *cmd, uint32_t want_cloud, fl_phase *ph)
         o->ph = NULL;
         return -1;
     }
-    return run(o, ph, NULL);
+    o->updating = 1;
+    rc = run(o, ph, NULL);
+    o->updating = 0;
+    return rc;
 }
 
 fl_ota *fl_ota_new(fl_env *env, uint32_t n, const otk_device_config *fw)
@@ -370,6 +417,7 @@ fl_ota *fl_ota_new(fl_env *env, uint32_t n, const otk_device_config *fw)
         abort();
     o->env = env;
     o->n = n;
+    o->duty = env->max_connections && n > env->max_connections;
     o->fw = *fw;
     for (i = 0; i < n; i++) {
         sdev *d = &o->d[i];

@@ -22,7 +22,7 @@
 typedef struct opts {
     const char *lab_env, *batch, *pk, *agent_pub, *csv, *md;
     const char *rotate_cmd, *switch_cmd, *schemes, *fw_sizes;
-    long devices, id_base, window, timeout_s, baseline_devices, fw_block, retry_ms;
+    long devices, id_base, window, timeout_s, baseline_devices, fw_block, retry_ms, max_conn;
     long agent_pid, broker_pid, cloud_pids[2], switch_cloud;
     int mbedtls, verbose;
 } opts;
@@ -44,6 +44,9 @@ static int usage(const char *why)
             "  --devices N            OTA-Key devices (1..1000000)\n"
             "  --id-base N            first device number (default 1)\n"
             "  --window N             operations in flight at most (default 2000)\n"
+            "  --max-connections N    agent-broker connections at most (default: what the fd\n"
+            "                         limit allows); with fewer than the devices, devices are\n"
+            "                         duty-cycled: connect for their operation, poll for updates\n"
             "  --timeout S            seconds a phase may take (default 900)\n"
             "  --retry-ms N           devices' first retransmission delay (default 10000)\n"
             "  --device-crypto NAME   openssl (default) or mbedtls, for the OTA-Key devices\n"
@@ -124,6 +127,7 @@ static int parse(int argc, char **argv, opts *o)
         else if (!strcmp(k, "--broker-pid")) bad = num(v, 1, 0x7fffffffL, &o->broker_pid);
         else if (!strcmp(k, "--baseline-devices")) bad = num(v, 0, 1000000, &o->baseline_devices);
         else if (!strcmp(k, "--fw-block")) bad = num(v, 64, 262144, &o->fw_block);
+        else if (!strcmp(k, "--max-connections")) bad = num(v, 1, 10000000, &o->max_conn);
         else if (!strcmp(k, "--cloud-pids"))
             bad = sscanf(v, "%ld,%ld", &o->cloud_pids[0], &o->cloud_pids[1]) != 2;
         else if (!strcmp(k, "--device-crypto")) {
@@ -343,8 +347,10 @@ int main(int argc, char **argv)
         return 2;
     signal(SIGPIPE, SIG_IGN);
     fds = fl_raise_fd_limit();
-    if (fds > 0 && (long)o.devices * 2 + 64 > fds)
-        fprintf(stderr, "otakey-fleet: warning: %ld file descriptors for %ld devices\n", fds, o.devices);
+    /* One descriptor per connection (the broker has the same limit): what
+     * does not fit is duty-cycled rather than refused. */
+    if (o.max_conn == 0 && fds > 0 && o.devices + 2048 > fds)
+        o.max_conn = fds > 4096 ? fds - 2048 : fds / 2;
     if ((o.mbedtls ? otk_crypto_mbedtls_init(&crypto, mstate.b, sizeof mstate.b, NULL, NULL)
                    : otk_crypto_openssl_init(&crypto, NULL, NULL)) != OTK_OK) {
         fprintf(stderr, "otakey-fleet: crypto initialisation failed\n");
@@ -363,6 +369,7 @@ int main(int argc, char **argv)
     env.crypto = &crypto;
     env.id_base = (uint32_t)o.id_base;
     env.window = (unsigned)o.window;
+    env.max_connections = (unsigned)o.max_conn;
     env.phase_timeout_s = (unsigned)o.timeout_s;
     env.verbose = o.verbose;
 
@@ -385,8 +392,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "otakey-fleet: %s: %s\n", o.md, strerror(errno));
         return 2;
     }
-    printf("\nfleet of %ld devices (device crypto: %s; %ld fds)\n\n", o.devices,
-           o.mbedtls ? "mbedTLS" : "OpenSSL", fds);
+    printf("\nfleet of %ld devices (device crypto: %s; %ld fds; %s)\n\n", o.devices,
+           o.mbedtls ? "mbedTLS" : "OpenSSL", fds,
+           o.max_conn && o.devices > o.max_conn ? "duty-cycled: devices connect for their operation"
+                                                : "every device stays connected");
+    if (o.max_conn && o.devices > o.max_conn)
+        printf("at most %ld agent-broker connections at once (file descriptor limit %ld)\n\n",
+               o.max_conn, fds);
     fl_report_md_header(stdout);
     if (w.md)
         fl_report_md_header(w.md);
