@@ -65,6 +65,8 @@ for t in "${targets[@]}"; do
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
   crashes=$(find "$work/$t/artifacts" -type f | wc -l)
+  # Coverage reached (edges, features): how deep the inputs got, from the last progress line.
+  cov=$(sed -n 's/^#[0-9].* cov: \([0-9]*\) ft: \([0-9]*\) .*/\1 \/ \2/p' "$log" | tail -n 1)
   if [ -z "$execs" ]; then # no final stats (killed): the last progress line
     execs=$(grep -o '^#[0-9]*' "$log" | tail -n 1 | tr -d '#')
     rate='?'
@@ -79,14 +81,14 @@ for t in "${targets[@]}"; do
     done
     echo "full log: $log" >&2
   fi
-  rows+=("| $t | $(printf '%.0f' "$secs") | ${execs:-0} | ${rate:-?} | $crashes |")
+  rows+=("| $t | $(printf '%.0f' "$secs") | ${execs:-0} | ${rate:-?} | $crashes | ${cov:-?} |")
 done
 
 echo
 echo "libFuzzer, clang $(clang -dumpversion), ASan + UBSan, $(nproc) cores ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)), one target at a time"
 echo
-echo "| target | seconds | total execs | execs/s | crashes |"
-echo "|---|---:|---:|---:|---:|"
+echo "| target | seconds | total execs | execs/s | crashes | edges / features |"
+echo "|---|---:|---:|---:|---:|---:|"
 printf '%s\n' "${rows[@]}"
 if [ "$failed" -ne 0 ]; then
   echo "fuzz.sh: failures above; inputs and logs kept in $work" >&2
