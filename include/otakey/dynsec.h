@@ -44,6 +44,21 @@ void otk_dynsec_adapter(otk_dynsec *d, otk_cloud_adapter *out);
 /* Topic prefix a device may use on its cloud: "devices/<32 hex>/". */
 void otk_dynsec_topic_prefix(const uint8_t device_id[16], char out[48]);
 
+/*
+ * Parses one message from the broker's response topic (network input,
+ * never trusted): {"responses":[{"correlationData":"<seq>-<k>",
+ * "error":"..."}, ...]}. For every response of request `seq` with
+ * 0 <= k < expected, writes its error text (truncated to 63 bytes, ""
+ * for a success) to errors[k]; other entries are left as they were.
+ * Returns how many responses were recorded (a repeated k counts again);
+ * malformed JSON, a missing array or foreign responses give 0. Reads at
+ * most len bytes of payload (no terminator needed); errors needs
+ * `expected` entries. Allocates only while it runs.
+ */
+OTK_CHECK_RETURN int otk_dynsec_parse_responses(const char *payload, size_t len,
+                                                unsigned long seq, int expected,
+                                                char errors[][64]);
+
 #ifdef __cplusplus
 }
 #endif

@@ -74,35 +74,46 @@ static void on_disconnect(struct mosquitto *m, void *ud, int rc, const mosquitto
     pthread_mutex_unlock(&c->lock);
 }
 
+int otk_dynsec_parse_responses(const char *payload, size_t len, unsigned long seq, int expected,
+                               char errors[][64])
+{
+    cJSON *root, *arr, *it;
+    int answered = 0;
+    if (payload == NULL || len == 0)
+        return 0;
+    root = cJSON_ParseWithLength(payload, len);
+    arr = cJSON_GetObjectItemCaseSensitive(root, "responses");
+    cJSON_ArrayForEach(it, arr)
+    {
+        const cJSON *cd = cJSON_GetObjectItemCaseSensitive(it, "correlationData");
+        const cJSON *er = cJSON_GetObjectItemCaseSensitive(it, "error");
+        unsigned long s;
+        int k;
+        if (!cJSON_IsString(cd) || sscanf(cd->valuestring, "%lu-%d", &s, &k) != 2 || s != seq ||
+            k < 0 || k >= expected)
+            continue;
+        snprintf(errors[k], 64, "%s", cJSON_IsString(er) ? er->valuestring : "");
+        answered++;
+    }
+    cJSON_Delete(root);
+    return answered;
+}
+
 /* Records each response of the current request: correlationData "<seq>-<k>". */
 static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg,
                        const mosquitto_property *p)
 {
     conn *c = ud;
-    cJSON *root, *arr, *it;
     (void)m;
     (void)p;
     if (strcmp(msg->topic, RESP_TOPIC) != 0 || msg->payloadlen <= 0)
         return;
-    root = cJSON_ParseWithLength(msg->payload, (size_t)msg->payloadlen);
-    arr = cJSON_GetObjectItemCaseSensitive(root, "responses");
+    /* Parsed under the lock: it reads seq and expected and fills errors. */
     pthread_mutex_lock(&c->lock);
-    cJSON_ArrayForEach(it, arr)
-    {
-        const cJSON *cd = cJSON_GetObjectItemCaseSensitive(it, "correlationData");
-        const cJSON *er = cJSON_GetObjectItemCaseSensitive(it, "error");
-        unsigned long seq;
-        int k;
-        if (!cJSON_IsString(cd) || sscanf(cd->valuestring, "%lu-%d", &seq, &k) != 2 ||
-            seq != c->seq || k < 0 || k >= c->expected)
-            continue;
-        snprintf(c->errors[k], sizeof c->errors[k], "%s",
-                 cJSON_IsString(er) ? er->valuestring : "");
-        c->answered++;
-    }
+    c->answered += otk_dynsec_parse_responses(msg->payload, (size_t)msg->payloadlen, c->seq,
+                                              c->expected, c->errors);
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->lock);
-    cJSON_Delete(root);
 }
 
 static void deadline_in(struct timespec *ts, unsigned ms)

@@ -25,7 +25,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[512];
     FILE *f;
     if (!path[0]) {
-        snprintf(path, sizeof path, "/tmp/otakey-fuzz-config-%d.ini", (int)getpid());
+        /* The file is rewritten on every run: memory-backed when possible,
+         * which makes the target about ten times faster than on disk. */
+        snprintf(path, sizeof path, "%s/otakey-fuzz-config-%d.ini",
+                 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp", (int)getpid());
         atexit(remove_file);
     }
     f = fopen(path, "wb");
