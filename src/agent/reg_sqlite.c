@@ -283,7 +283,8 @@ static otk_status sr_get_device(void *ctx, const uint8_t id[16], otk_agent_devic
             (size_t)n > sizeof d->pending_resp)
             goto out;
         d->pending.version = (uint32_t)sqlite3_column_int64(s, 13);
-        memcpy(d->pending_resp, sqlite3_column_blob(s, 17), (size_t)n);
+        if (n > 0) /* an empty blob reads as NULL */
+            memcpy(d->pending_resp, sqlite3_column_blob(s, 17), (size_t)n);
         d->pending_resp_len = (uint16_t)n;
     }
     if (sqlite3_column_type(s, 19) != SQLITE_NULL) {
