@@ -15,7 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "otakey/dynsec.h"
 #include "otakey/pwfile.h"
 #include "posix_port.h"
 
@@ -25,7 +24,6 @@
 typedef struct entry {
     char user[OTK_USER_MAX + 1]; /* "" free */
     char hash[HASH_MAX];
-    char topic[64];
 } entry;
 
 struct otk_pwfile {
@@ -68,10 +66,10 @@ static void grow(otk_pwfile *p)
     }
 }
 
-static int put_entry(otk_pwfile *p, const char *user, const char *hash, const char *topic)
+static int put_entry(otk_pwfile *p, const char *user, const char *hash)
 {
     entry *e;
-    if (strlen(user) > OTK_USER_MAX || strlen(hash) >= HASH_MAX || strlen(topic) >= 64)
+    if (strlen(user) > OTK_USER_MAX || strlen(hash) >= HASH_MAX)
         return -1;
     if ((p->count + 1) * 2 > p->cap)
         grow(p);
@@ -80,7 +78,6 @@ static int put_entry(otk_pwfile *p, const char *user, const char *hash, const ch
         p->count++;
     snprintf(e->user, sizeof e->user, "%s", user);
     snprintf(e->hash, sizeof e->hash, "%s", hash);
-    snprintf(e->topic, sizeof e->topic, "%s", topic);
     return 0;
 }
 
@@ -131,16 +128,15 @@ static otk_status hash_secret(const char *secret, char out[HASH_MAX])
 otk_status otk_pwfile_create(void *ctx, const uint8_t device_id[16], const otk_cloud *creds)
 {
     otk_pwfile *p = ctx;
-    char hash[HASH_MAX], prefix[48], topic[64];
+    char hash[HASH_MAX];
     if (p == NULL || creds == NULL || creds->cloud_id != p->cfg.cloud_id || !creds->user[0] ||
         strchr(creds->user, ':') || strchr(creds->user, '\n') ||
         strncmp(creds->user, PROBE_PREFIX, strlen(PROBE_PREFIX)) == 0)
         return OTK_ERR_CLOUD;
     if (hash_secret(creds->secret, hash) != OTK_OK)
         return OTK_ERR_CLOUD;
-    otk_dynsec_topic_prefix(device_id, prefix);
-    snprintf(topic, sizeof topic, "%s#", prefix);
-    if (put_entry(p, creds->user, hash, topic) != 0)
+    (void)device_id; /* its topics follow from its client id (see pwfile.h) */
+    if (put_entry(p, creds->user, hash) != 0)
         return OTK_ERR_CLOUD;
     p->pending++;
     return OTK_OK;
@@ -179,13 +175,15 @@ static int write_file(const otk_pwfile *p, const char *path, int acl, const char
     if (f == NULL)
         return -1;
     (void)fchmod(fileno(f), 0600);
-    for (i = 0; i < p->cap; i++) {
+    /* The ACL is one pattern: a client may use devices/<its client id>/#.
+     * Per-user "user"/"topic" lines would cost mosquitto 2.0 a walk of its
+     * user list for every line at each reload (quadratic in the fleet) and
+     * for every publish; see pwfile.h for what the pattern implies. */
+    if (acl)
+        fprintf(f, "pattern readwrite devices/%%c/#\n");
+    for (i = 0; !acl && i < p->cap; i++) {
         const entry *e = &p->tab[i];
-        if (!e->user[0])
-            continue;
-        if (acl)
-            fprintf(f, "user %s\ntopic readwrite %s\n\n", e->user, e->topic);
-        else
+        if (e->user[0])
             fprintf(f, "%s:%s\n", e->user, e->hash);
     }
     if (!acl)
@@ -268,10 +266,10 @@ out:
     return st;
 }
 
-/* Reads "user:hash" lines, then "user U" / "topic readwrite T" pairs. */
+/* Reads the "user:hash" lines back. */
 static int load(otk_pwfile *p, char *err, size_t err_size)
 {
-    char line[512], user[OTK_USER_MAX + 1] = "";
+    char line[512];
     FILE *f = fopen(p->cfg.password_file, "r");
     unsigned ln = 0;
     if (f != NULL) {
@@ -289,7 +287,7 @@ static int load(otk_pwfile *p, char *err, size_t err_size)
             }
             *colon = '\0';
             if (strncmp(line, PROBE_PREFIX, strlen(PROBE_PREFIX)) != 0 &&
-                put_entry(p, line, colon + 1, "") != 0) {
+                put_entry(p, line, colon + 1) != 0) {
                 snprintf(err, err_size, "%s:%u: entry too long", p->cfg.password_file, ln);
                 fclose(f);
                 return -1;
@@ -297,22 +295,6 @@ static int load(otk_pwfile *p, char *err, size_t err_size)
         }
         fclose(f);
     }
-    f = fopen(p->cfg.acl_file, "r");
-    if (f == NULL)
-        return 0;
-    ln = 0;
-    while (fgets(line, sizeof line, f)) {
-        char topic[64];
-        ln++;
-        if (sscanf(line, "user %64s", user) == 1)
-            continue;
-        if (sscanf(line, "topic readwrite %63s", topic) == 1 && user[0]) {
-            entry *e = slot(p, user);
-            if (e->user[0])
-                snprintf(e->topic, sizeof e->topic, "%s", topic);
-        }
-    }
-    fclose(f);
     return 0;
 }
 
