@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Hostile clients against the real agent daemon, over the real TLS brokers
+# of scripts/lab.sh (docs/reliability.md, "Hostile clients"):
+#  1. otakey-hostile attacks: replays, forged MACs and signatures, a version
+#     rollback, a cloned id, oversized / truncated / malformed messages, a
+#     header naming another device; each reply and audit row checked; the
+#     victim device still rotates afterwards; the audit log still verifies.
+#  2. a flood of invalid claims from many connections while legitimate
+#     otakey-device processes claim: their start-to-ready latency p50/p99
+#     without and with the flood, and the audit rows the flood added.
+# Usage: tests/hostile_e2e.sh BUILD_DIR [--long]
+#   short form (ctest hostile_e2e): 10 devices, 200 connections, 10 s flood
+#   --long: 40 devices, 200 connections, 60 s flood
+# Override with HOSTILE_DEVICES, HOSTILE_CONNS, HOSTILE_SECONDS.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=$(cd "${1:?usage: hostile_e2e.sh BUILD_DIR [--long]}" && pwd)
+long=0; [ "${2:-}" = --long ] && long=1
+ndev=${HOSTILE_DEVICES:-$([ $long = 1 ] && echo 40 || echo 10)}
+conns=${HOSTILE_CONNS:-200}
+secs=${HOSTILE_SECONDS:-$([ $long = 1 ] && echo 60 || echo 10)}
+work=$(mktemp -d /tmp/otakey-hostile.XXXXXX)
+. "$root/scripts/fleet.sh"
+trap fleet_cleanup EXIT
+fails=0
+check() { # check DESCRIPTION COMMAND...
+  local what=$1; shift
+  if "$@"; then echo "ok: $what"; else fails=$((fails + 1)); echo "FAILED: $what"; fi
+}
+
+fleet_setup
+start_agent
+db=$work/registry.db
+audit_rows() { sqlite3 "$db" 'SELECT coalesce(max(seq), 0) FROM audit'; }
+
+# ---- 1. the attacks, on a victim device claimed and rotated under watch ----
+victim=$(device_id 9001)
+"$bin/otakey-hostile" attacks --broker "127.0.0.1:$LAB_AGENT_PORT" --cafile "$LAB_CA" \
+  --user "$LAB_AGENT_USER" --password "$LAB_AGENT_PASSWORD" --db "$db" --batch $batch \
+  --pk "$work/batch.pk" --victim "$victim" --victim-flash "$work/dev/victim.flash" \
+  --victim-status "$work/dev/victim.json" --ready "$work/hostile.ready" \
+  --rotate-cmd "'$bin/otakey' device update --db '$db' --rotate $victim >/dev/null" \
+  > "$work/attacks.out" 2>&1 &
+hpid=$!
+pids+=($hpid)
+for _ in $(seq 100); do [ -e "$work/hostile.ready" ] && break; sleep 0.1; done
+start_device "$victim" victim
+set +e; wait "$hpid"; rc=$?; set -e
+cat "$work/attacks.out"
+check "every attack got the reply and audit row docs/protocol.md expects" test "$rc" -eq 0
+check "the audit log verifies after the attacks" "$bin/otakey" audit verify --db "$db"
+
+# ---- 2. the flood ----
+# provision PREFIX FIRST COUNT [GAP]: starts COUNT devices (GAP seconds apart),
+# waits until each is ready and writes its start-to-ready time in ms to
+# $work/PREFIX.lat (status files polled every 50 ms).
+provision() {
+  local prefix=$1 first=$2 count=$3 gap=${4:-0} i name now left deadline
+  declare -A started=()
+  : > "$work/$prefix.lat"
+  for i in $(seq "$first" $((first + count - 1))); do
+    name=$prefix-$i
+    started[$name]=$(date +%s%N)
+    start_device "$(device_id "$i")" "$name"
+    [ "$gap" = 0 ] || sleep "$gap"
+  done
+  deadline=$((SECONDS + 120))
+  left=$count
+  while [ "$left" -gt 0 ] && [ $SECONDS -lt $deadline ]; do
+    now=$(date +%s%N)
+    for name in "${!started[@]}"; do
+      if grep -qs '"state":"ready"' "$work/dev/$name.json"; then
+        echo $(((now - ${started[$name]}) / 1000000)) >> "$work/$prefix.lat"
+        unset "started[$name]"
+        left=$((left - 1))
+      fi
+    done
+    sleep 0.05
+  done
+  [ "$left" -eq 0 ] || echo "provision $prefix: $left devices not ready after 120 s" >&2
+}
+pct() { # pct FILE P: the P-th percentile (nearest rank) of the numbers in FILE
+  sort -n "$1" | awk -v p="$2" '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit }
+    r = int((p * NR + 99) / 100); if (r < 1) r = 1; print v[r] }'
+}
+
+provision base 1 "$ndev" 0.2
+echo "without flood: $(wc -l < "$work/base.lat") of $ndev devices ready; start-to-ready p50 $(pct "$work/base.lat" 50) ms, p99 $(pct "$work/base.lat" 99) ms"
+
+seq0=$(audit_rows)
+"$bin/otakey-hostile" flood --broker "127.0.0.1:$LAB_AGENT_PORT" --cafile "$LAB_CA" \
+  --batch $batch --conns "$conns" --seconds "$secs" > "$work/flood.out" 2>&1 &
+fpid=$!
+pids+=($fpid)
+# The legitimate devices start once the flood runs, spread over its first half.
+for _ in $(seq 300); do grep -qs 'connections up' "$work/flood.out" && break; sleep 0.1; done
+sleep 1
+gap=$(echo "scale=2; $secs / 2 / $ndev" | bc)
+provision flood 1001 "$ndev" "$gap"
+set +e; wait "$fpid"; frc=$?; set -e
+cat "$work/flood.out"
+sleep 1
+seq1=$(audit_rows)
+echo "with flood: $(wc -l < "$work/flood.lat") of $ndev devices ready; start-to-ready p50 $(pct "$work/flood.lat" 50) ms, p99 $(pct "$work/flood.lat" 99) ms"
+echo "audit rows added during the flood: $((seq1 - seq0))"
+grep -h 'rate limit' "$work/agent.log" | tail -3 || true
+check "the flood ran" test "$frc" -eq 0
+check "every legitimate device was provisioned under the flood" \
+  test "$(wc -l < "$work/flood.lat")" -eq "$ndev"
+check "the audit log verifies after the flood" "$bin/otakey" audit verify --db "$db"
+check "the agent is still running" kill -0 "$agent_pid"
+
+echo "hostile: $fails failed"
+[ "$fails" -eq 0 ]
