@@ -47,6 +47,32 @@ static int number(parse_ctx *p, const char *s, const char *k, const char *v, lon
     return 1;
 }
 
+/* [agent] ratelimit_* keys: admission control (docs/operations.md, "Rate limits"). */
+static int on_ratelimit(parse_ctx *p, const char *s, const char *k, const char *v)
+{
+    otk_rl_config *r = &p->cfg->ratelimit;
+    long x;
+    if (!strcmp(k, "ratelimit_client_rate"))
+        return number(p, s, k, v, 0, 1000000, &x) && (r->client_rate = (unsigned)x, 1);
+    if (!strcmp(k, "ratelimit_client_burst"))
+        return number(p, s, k, v, 1, 1000000, &x) && (r->client_burst = (unsigned)x, 1);
+    if (!strcmp(k, "ratelimit_refusal_rate"))
+        return number(p, s, k, v, 0, 1000000, &x) && (r->refusal_rate = (unsigned)x, 1);
+    if (!strcmp(k, "ratelimit_refusal_burst"))
+        return number(p, s, k, v, 1, 1000000, &x) && (r->refusal_burst = (unsigned)x, 1);
+    if (!strcmp(k, "ratelimit_report_ms"))
+        return number(p, s, k, v, 100, 86400000, &x) && (r->report_ms = (unsigned)x, 1);
+    if (!strcmp(k, "ratelimit_clients")) {
+        if (!number(p, s, k, v, 64, 1L << 24, &x))
+            return 0;
+        if (x & (x - 1))
+            return fail(p, s, k, "must be a power of two");
+        r->clients = (unsigned)x;
+        return 1;
+    }
+    return fail(p, s, k, "unknown key");
+}
+
 static int on_agent(parse_ctx *p, const char *s, const char *k, const char *v)
 {
     otk_agentd_config *c = p->cfg;
@@ -75,6 +101,8 @@ static int on_agent(parse_ctx *p, const char *s, const char *k, const char *v)
         return number(p, s, k, v, 1, 100000, &x) && (c->notify_rate = (unsigned)x, 1);
     if (!strcmp(k, "notify_resend_ms"))
         return number(p, s, k, v, 100, 86400000, &x) && (c->notify_resend_ms = (unsigned)x, 1);
+    if (!strncmp(k, "ratelimit_", 10))
+        return on_ratelimit(p, s, k, v);
     if (!strcmp(k, "log_level")) {
         if (!strcmp(v, "error"))
             c->log_level = 0;
@@ -173,6 +201,7 @@ int otk_agentd_config_load(const char *path, otk_agentd_config *cfg, char *err, 
     cfg->log_level = 2;
     cfg->notify_rate = 200;
     cfg->notify_resend_ms = 30000;
+    otk_rl_defaults(&cfg->ratelimit);
     p.cfg = cfg;
     p.err = err;
     p.err_size = err_size;

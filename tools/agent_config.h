@@ -5,6 +5,7 @@
 #include "otakey/agent.h"
 #include "otakey/dynsec.h"
 #include "otakey/pwfile.h"
+#include "otakey/ratelimit.h"
 
 /* How a cloud's clients are administered (docs/operations.md). */
 enum { OTK_CLOUD_DYNSEC = 0, OTK_CLOUD_PWFILE = 1 };
@@ -23,6 +24,7 @@ typedef struct otk_agentd_config {
     int log_level; /* 0 error, 1 warn, 2 info, 3 debug */
     unsigned notify_rate;      /* NOTIFY messages per second at most */
     unsigned notify_resend_ms; /* offer a requested update again after this */
+    otk_rl_config ratelimit;   /* ratelimit_* keys (include/otakey/ratelimit.h) */
     otk_cloud_endpoint clouds[OTK_AGENT_MAX_CLOUDS]; /* what devices are told */
     otk_dynsec_cloud admin[OTK_AGENT_MAX_CLOUDS];    /* how the agent administers them */
     int cloud_type[OTK_AGENT_MAX_CLOUDS];            /* OTK_CLOUD_DYNSEC or OTK_CLOUD_PWFILE */

@@ -22,6 +22,7 @@
 #include "agent_config.h"
 #include "clouds.h"
 #include "otakey/dynsec.h"
+#include "otakey/ratelimit.h"
 #include "otakey/store.h"
 #include "otakey/wire.h"
 
@@ -72,7 +73,15 @@ typedef struct daemon_ctx {
     unsigned long handled, refused;
     unsigned long flushes;  /* cloud flushes and group commits: how batched the work was */
     double flush_ms;        /* time spent waiting for the clouds to take their changes */
+    otk_rl *rl; /* admission control in front of the core */
 } daemon_ctx;
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static void on_signal(int sig)
 {
@@ -114,22 +123,48 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
                        const mosquitto_property *p)
 {
     daemon_ctx *d = ud;
-    uint8_t out[OTK_MSG_MAX_LEN];
+    uint8_t out[OTK_MSG_MAX_LEN], client[16];
     char topic[64], hex[33];
     size_t n = 0;
     otk_status st;
+    uint64_t now = mono_ms();
+    int client_known;
     (void)p;
     if (strncmp(msg->topic, UP_PREFIX, strlen(UP_PREFIX)) != 0 || msg->payloadlen < 0)
         return;
+    /* The sender, as the topic names it: the rate-limit key and the device
+     * an audit row names. A topic that is no device id keys on its text. */
+    memset(client, 0, sizeof client);
+    client_known = strlen(msg->topic + strlen(UP_PREFIX)) == 32 &&
+                   otk_hex_decode(msg->topic + strlen(UP_PREFIX), client, 16) == 0;
+    if (!client_known)
+        strncpy((char *)client, msg->topic + strlen(UP_PREFIX), sizeof client);
     /* The topic names the sender (the broker's ACL binds it to the client id):
-     * a header that names another device is refused. */
+     * a header that names another device is refused, and audited while the
+     * refusal budget lasts. */
     if (msg->payloadlen >= (int)OTK_HDR_LEN) {
         otk_hex_encode((const uint8_t *)msg->payload + 2, 16, hex);
         if (strcmp(hex, msg->topic + strlen(UP_PREFIX)) != 0) {
             d->refused++;
-            logf_(1, "message on %s names device %s: refused (WRONG_DEVICE)", msg->topic, hex);
+            if (otk_rl_refusal(d->rl, now)) {
+                otk_audit ev;
+                memset(&ev, 0, sizeof ev);
+                ev.kind = OTK_AUD_REFUSED;
+                ev.msg_type = ((const uint8_t *)msg->payload)[1];
+                ev.has_id = (uint8_t)client_known;
+                memcpy(ev.id, client, sizeof ev.id);
+                ev.code = OTK_ERR_WRONG_DEVICE;
+                (void)d->agent.reg.audit(d->agent.reg.ctx, &ev);
+                logf_(1, "message on %s names device %s: refused (WRONG_DEVICE)", msg->topic, hex);
+            }
             return;
         }
+    }
+    if (otk_rl_admit(d->rl, &d->agent, client, msg->payload, (size_t)msg->payloadlen, now) != OTK_OK) {
+        d->refused++;
+        if (otk_store_release(d->reg) != OTK_OK) /* screening may have read a device */
+            logf_(1, "database: a transaction did not commit");
+        return; /* counted; otk_rl_report audits the drops in aggregate */
     }
     /* One transaction for every message read in this pass (group commit);
      * their replies wait for its commit. */
@@ -141,6 +176,7 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
         logf_(1, "database: a transaction did not commit");
     d->handled++;
     if (st != OTK_OK) {
+        otk_rl_core_refused(d->rl, now);
         d->refused++;
         logf_(1, "%s from %s refused: %s", msg->payloadlen > 1 ? otk_msg_name(((uint8_t *)msg->payload)[1]) : "?",
               msg->topic + strlen(UP_PREFIX), otk_strerror(st));
@@ -243,6 +279,10 @@ static int setup(daemon_ctx *d, const char *path)
         return 2;
     }
     otk_wipe(&ac, sizeof ac);
+    if (otk_rl_new(&d->cfg.ratelimit, &d->rl) != OTK_OK) {
+        fprintf(stderr, "otakey-agent: invalid ratelimit_* settings\n");
+        return 2;
+    }
     snprintf(d->sub, sizeof d->sub, "$share/%s/" UP_PREFIX "+", d->cfg.share_group);
     d->mosq = mosquitto_new(d->cfg.client_id, true, d);
     if (d->mosq == NULL)
@@ -297,8 +337,24 @@ static void push_notifications(daemon_ctx *d)
         logf_(3, "%zu update offers sent", n);
 }
 
+/* The rate limiter's aggregate: one audit row and one log line per period with drops. */
+static void report_drops(daemon_ctx *d, uint64_t now)
+{
+    otk_rl_stats s;
+    uint64_t n = otk_rl_report(d->rl, &d->agent, now, &s);
+    if (n)
+        logf_(1,
+              "rate limit: %llu messages dropped in the last %u ms (totals: %llu over a client's "
+              "rate, %llu malformed, %llu bad claims, %llu unknown devices, %llu unaudited refusals)",
+              (unsigned long long)n, d->cfg.ratelimit.report_ms,
+              (unsigned long long)s.over_client_rate, (unsigned long long)s.malformed,
+              (unsigned long long)s.bad_claim, (unsigned long long)s.unknown_device,
+              (unsigned long long)s.unaudited);
+}
+
 static void teardown(daemon_ctx *d)
 {
+    otk_rl_free(d->rl);
     if (d->mosq) {
         mosquitto_disconnect(d->mosq);
         mosquitto_destroy(d->mosq);
@@ -383,6 +439,7 @@ int main(int argc, char **argv)
                 if (otk_store_campaign_step(d.reg, &d.agent) > 0)
                     logf_(3, "campaign devices started");
                 push_notifications(&d);
+                report_drops(&d, (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u);
             }
             if (lrc != MOSQ_ERR_SUCCESS && !stopping) {
                 logf_(1, "broker connection lost (%s); reconnecting", mosquitto_strerror(lrc));
