@@ -6,7 +6,7 @@
  *       --db DB --batch HEX16 --pk FILE --victim HEX32 --victim-flash FILE
  *       --victim-status FILE --rotate-cmd CMD --ready FILE
  *   otakey-hostile flood --broker HOST:PORT --cafile FILE --batch HEX16
- *       [--conns N] [--seconds S] [--inflight N]
+ *       [--conns N] [--seconds S] [--inflight N] [--rate PER_SECOND]
  *
  * attacks: with the broker-access credentials (the agent's, as an attacker
  * who stole them would) it watches the victim device claim and rotate,
@@ -468,7 +468,7 @@ static int usage(const char *why)
             "           --db DB --batch HEX16 --pk FILE --victim HEX32 --victim-flash FILE\n"
             "           --victim-status FILE --rotate-cmd CMD --ready FILE\n"
             "       otakey-hostile flood --broker HOST:PORT --cafile FILE --batch HEX16\n"
-            "           [--conns N] [--seconds S] [--inflight N]\n"
+            "           [--conns N] [--seconds S] [--inflight N] [--rate PER_SECOND]\n"
             "Exit codes: 0 every attack got what docs/protocol.md expects, 1 otherwise, 2 bad usage.\n");
     return why ? 2 : 0;
 }
@@ -477,7 +477,7 @@ int main(int argc, char **argv)
 {
     static ctx c;
     const char *broker = NULL, *batch = NULL, *pk = NULL, *victim = NULL, *ready = NULL;
-    long conns = 200, seconds = 10, inflight = 8;
+    long conns = 200, seconds = 10, inflight = 8, rate = 0;
     char err[256];
     int i, rc;
     if (argc < 2)
@@ -506,6 +506,7 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--conns")) conns = atol(v);
         else if (!strcmp(k, "--seconds")) seconds = atol(v);
         else if (!strcmp(k, "--inflight")) inflight = atol(v);
+        else if (!strcmp(k, "--rate")) rate = atol(v);
         else {
             snprintf(err, sizeof err, "unknown option '%s'", k);
             return usage(err);
@@ -518,9 +519,12 @@ int main(int argc, char **argv)
         return usage("--batch must be 16 hex digits");
     mosquitto_lib_init();
     if (!strcmp(argv[1], "flood")) {
-        if (conns < 1 || conns > 5000 || seconds < 1 || seconds > 3600 || inflight < 1 || inflight > 1000)
-            return usage("--conns in [1, 5000], --seconds in [1, 3600], --inflight in [1, 1000]");
-        rc = hx_flood_main(&c.b, c.batch, (unsigned)conns, (unsigned)seconds, (unsigned)inflight);
+        if (conns < 1 || conns > 5000 || seconds < 1 || seconds > 3600 || inflight < 1 ||
+            inflight > 1000 || rate < 0 || rate > 10000000)
+            return usage("--conns in [1, 5000], --seconds in [1, 3600], --inflight in [1, 1000], "
+                         "--rate in [0, 10000000]");
+        rc = hx_flood_main(&c.b, c.batch, (unsigned)conns, (unsigned)seconds, (unsigned)inflight,
+                           (unsigned)rate);
         mosquitto_lib_cleanup();
         return rc;
     }

@@ -79,8 +79,8 @@ size_t hx_capture_mark(hx_capture *c);
 int hx_capture_find(hx_capture *c, size_t mark, const char *topic, uint8_t type, uint32_t version,
                     unsigned timeout_ms, hx_seen *out);
 
-/* Flood: see hostile_flood.c. Returns the process exit code. */
+/* Flood: see hostile_flood.c; rate 0: as fast as the broker takes them. Returns the exit code. */
 int hx_flood_main(const hx_broker *b, const uint8_t batch[8], unsigned conns, unsigned seconds,
-                  unsigned inflight);
+                  unsigned inflight, unsigned rate);
 
 #endif

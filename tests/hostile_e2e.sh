@@ -9,9 +9,12 @@
 #     otakey-device processes claim: their start-to-ready latency p50/p99
 #     without and with the flood, and the audit rows the flood added.
 # Usage: tests/hostile_e2e.sh BUILD_DIR [--long]
-#   short form (ctest hostile_e2e): 10 devices, 200 connections, 10 s flood
-#   --long: 40 devices, 200 connections, 60 s flood
-# Override with HOSTILE_DEVICES, HOSTILE_CONNS, HOSTILE_SECONDS.
+#   short form (ctest hostile_e2e): 10 devices, 200 connections, one 10 s
+#     flood at full speed with the agent's rate limiter on
+#   --long: 40 devices per round, 200 connections, 60 s floods: full speed
+#     and 2000 claims/s, each with the rate limiter on and off
+# Override with HOSTILE_DEVICES, HOSTILE_CONNS, HOSTILE_SECONDS and
+# HOSTILE_ROUNDS (e.g. "0:on 2000:off": RATE:LIMITER, rate 0 = full speed).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(cd "${1:?usage: hostile_e2e.sh BUILD_DIR [--long]}" && pwd)
@@ -87,27 +90,55 @@ pct() { # pct FILE P: the P-th percentile (nearest rank) of the numbers in FILE
 provision base 1 "$ndev" 0.2
 echo "without flood: $(wc -l < "$work/base.lat") of $ndev devices ready; start-to-ready p50 $(pct "$work/base.lat" 50) ms, p99 $(pct "$work/base.lat" 99) ms"
 
-seq0=$(audit_rows)
-"$bin/otakey-hostile" flood --broker "127.0.0.1:$LAB_AGENT_PORT" --cafile "$LAB_CA" \
-  --batch $batch --conns "$conns" --seconds "$secs" > "$work/flood.out" 2>&1 &
-fpid=$!
-pids+=($fpid)
-# The legitimate devices start once the flood runs, spread over its first half.
-for _ in $(seq 300); do grep -qs 'connections up' "$work/flood.out" && break; sleep 0.1; done
-sleep 1
-gap=$(echo "scale=2; $secs / 2 / $ndev" | bc)
-provision flood 1001 "$ndev" "$gap"
-set +e; wait "$fpid"; frc=$?; set -e
-cat "$work/flood.out"
-sleep 1
-seq1=$(audit_rows)
-echo "with flood: $(wc -l < "$work/flood.lat") of $ndev devices ready; start-to-ready p50 $(pct "$work/flood.lat" 50) ms, p99 $(pct "$work/flood.lat" 99) ms"
-echo "audit rows added during the flood: $((seq1 - seq0))"
+# restart_agent on|off: the agent again, with its rate limiter on (defaults) or off.
+cp "$work/agent.ini" "$work/agent-on.ini"
+sed '/^\[agent\]/a ratelimit_client_rate = 0\nratelimit_refusal_rate = 0' "$work/agent-on.ini" > "$work/agent-off.ini"
+limiter=on
+restart_agent() {
+  [ "$1" = "$limiter" ] && return 0
+  kill -TERM "$agent_pid"; wait "$agent_pid" 2>/dev/null || true
+  cp "$work/agent-$1.ini" "$work/agent.ini"
+  start_agent
+  limiter=$1
+}
+
+# flood_round N RATE LIMITER: a flood (RATE claims a second in all, 0: as fast
+# as the broker takes them) while ndev new devices claim.
+summary=()
+flood_round() {
+  local r=$1 rate=$2 seq0 seq1 frc what
+  restart_agent "$3"
+  what="$([ "$rate" = 0 ] && echo "full speed" || echo "$rate/s"), limiter $3"
+  seq0=$(audit_rows)
+  "$bin/otakey-hostile" flood --broker "127.0.0.1:$LAB_AGENT_PORT" --cafile "$LAB_CA" \
+    --batch $batch --conns "$conns" --seconds "$secs" --rate "$rate" > "$work/flood$r.out" 2>&1 &
+  fpid=$!
+  pids+=($fpid)
+  # The legitimate devices start once the flood runs, spread over its first half.
+  for _ in $(seq 300); do grep -qs 'connections up' "$work/flood$r.out" && break; sleep 0.1; done
+  sleep 1
+  provision flood$r $((1000 * r)) "$ndev" "$(echo "scale=2; $secs / 2 / $ndev" | bc)"
+  set +e; wait "$fpid"; frc=$?; set -e
+  sleep 1
+  seq1=$(audit_rows)
+  check "flood ($what) ran" test "$frc" -eq 0
+  check "flood ($what): every legitimate device was provisioned" \
+    test "$(wc -l < "$work/flood$r.lat")" -eq "$ndev"
+  summary+=("flood $what: $(grep -h 'invalid claims' "$work/flood$r.out" | sed 's/^flood: //')")
+  summary+=("  devices under it: $(wc -l < "$work/flood$r.lat") of $ndev ready; start-to-ready p50 $(pct "$work/flood$r.lat" 50) ms, p99 $(pct "$work/flood$r.lat" 99) ms; audit rows added: $((seq1 - seq0))")
+}
+rounds=${HOSTILE_ROUNDS:-$([ $long = 1 ] && echo "0:on 0:off 2000:on 2000:off" || echo "0:on")}
+r=0
+for spec in $rounds; do
+  r=$((r + 1))
+  flood_round $r "${spec%%:*}" "${spec##*:}"
+done
+restart_agent on
+echo "---- summary (devices: $ndev per round, flood: $conns connections for $secs s) ----"
+echo "without flood: $(wc -l < "$work/base.lat") of $ndev devices ready; start-to-ready p50 $(pct "$work/base.lat" 50) ms, p99 $(pct "$work/base.lat" 99) ms"
+printf '%s\n' "${summary[@]}"
 grep -h 'rate limit' "$work/agent.log" | tail -3 || true
-check "the flood ran" test "$frc" -eq 0
-check "every legitimate device was provisioned under the flood" \
-  test "$(wc -l < "$work/flood.lat")" -eq "$ndev"
-check "the audit log verifies after the flood" "$bin/otakey" audit verify --db "$db"
+check "the audit log verifies after the floods" "$bin/otakey" audit verify --db "$db"
 check "the agent is still running" kill -0 "$agent_pid"
 
 echo "hostile: $fails failed"

@@ -2,8 +2,9 @@
  * otakey-hostile flood: many anonymous connections, each with an id of its
  * own (as the broker's ACL allows anyone), publishing CLAIMs that the
  * agent must refuse (random MAC: the sender does not know the batch PK)
- * as fast as the broker acknowledges them: each connection keeps
- * `inflight` QoS 1 messages outstanding. One thread drives them all.
+ * as fast as the broker acknowledges them (each connection keeps
+ * `inflight` QoS 1 messages outstanding) or, with a rate, at that many a
+ * second in all. One thread drives them all.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,7 +52,7 @@ static void pump(conn *c)
 }
 
 int hx_flood_main(const hx_broker *b, const uint8_t batch[8], unsigned conns, unsigned seconds,
-                  unsigned inflight)
+                  unsigned inflight, unsigned rate)
 {
     otk_crypto cr;
     conn *cs = calloc(conns, sizeof *cs);
@@ -100,12 +101,14 @@ int hx_flood_main(const hx_broker *b, const uint8_t batch[8], unsigned conns, un
     fflush(stdout);
     t0 = hx_now_ms();
     deadline = t0 + (uint64_t)seconds * 1000u;
-    while (hx_now_ms() < deadline) {
+    while ((t1 = hx_now_ms()) < deadline) {
+        /* With a rate, the total sent follows rate x elapsed time. */
+        uint64_t allowed = rate ? (t1 - t0) * rate / 1000u + 1 : UINT64_MAX;
         for (i = 0; i < conns; i++) {
             conn *c = &cs[i];
             if (c->connected != 1)
                 continue;
-            while (c->inflight < inflight) {
+            while (c->inflight < inflight && sent < allowed) {
                 /* A fresh nonce each time: no two claims are the same request. */
                 otk_put_u32(c->claim + 26, (uint32_t)c->sent);
                 if (mosquitto_publish_v5(c->m, NULL, c->topic, (int)sizeof c->claim, c->claim, 1,
@@ -113,13 +116,15 @@ int hx_flood_main(const hx_broker *b, const uint8_t batch[8], unsigned conns, un
                     break;
                 c->inflight++;
                 c->sent++;
+                sent++;
             }
             pump(c);
         }
+        if (sent >= allowed)
+            hx_sleep_ms(1); /* paced: nothing more due yet */
     }
     t1 = hx_now_ms();
     for (i = 0; i < conns; i++) {
-        sent += cs[i].sent;
         acked += cs[i].acked;
         mosquitto_disconnect(cs[i].m);
         mosquitto_destroy(cs[i].m);
