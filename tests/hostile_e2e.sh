@@ -12,9 +12,11 @@
 #   short form (ctest hostile_e2e): 10 devices, 200 connections, one 10 s
 #     flood at full speed with the agent's rate limiter on
 #   --long: 40 devices per round, 200 connections, 60 s floods: full speed
-#     and 2000 claims/s, each with the rate limiter on and off
+#     and 2000 claims/s, each with the rate limiter on and off, and rounds
+#     without a flood in between (the machine's load changes over time)
 # Override with HOSTILE_DEVICES, HOSTILE_CONNS, HOSTILE_SECONDS and
-# HOSTILE_ROUNDS (e.g. "0:on 2000:off": RATE:LIMITER, rate 0 = full speed).
+# HOSTILE_ROUNDS (e.g. "0:on 2000:off none": RATE:LIMITER, rate 0 = full
+# speed; "none" = the same number of devices without a flood).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(cd "${1:?usage: hostile_e2e.sh BUILD_DIR [--long]}" && pwd)
@@ -107,6 +109,11 @@ restart_agent() {
 summary=()
 flood_round() {
   local r=$1 rate=$2 seq0 seq1 frc what
+  if [ "$rate" = none ]; then # the same number of devices, no flood
+    provision quiet$r $((1000 * r)) "$ndev" 0.2
+    summary+=("no flood (load average $(cut -d' ' -f1 /proc/loadavg)): $(wc -l < "$work/quiet$r.lat") of $ndev ready; start-to-ready p50 $(pct "$work/quiet$r.lat" 50) ms, p99 $(pct "$work/quiet$r.lat" 99) ms")
+    return
+  fi
   restart_agent "$3"
   what="$([ "$rate" = 0 ] && echo "full speed" || echo "$rate/s"), limiter $3"
   seq0=$(audit_rows)
@@ -125,9 +132,9 @@ flood_round() {
   check "flood ($what): every legitimate device was provisioned" \
     test "$(wc -l < "$work/flood$r.lat")" -eq "$ndev"
   summary+=("flood $what: $(grep -h 'invalid claims' "$work/flood$r.out" | sed 's/^flood: //')")
-  summary+=("  devices under it: $(wc -l < "$work/flood$r.lat") of $ndev ready; start-to-ready p50 $(pct "$work/flood$r.lat" 50) ms, p99 $(pct "$work/flood$r.lat" 99) ms; audit rows added: $((seq1 - seq0))")
+  summary+=("  devices under it (load average $(cut -d' ' -f1 /proc/loadavg)): $(wc -l < "$work/flood$r.lat") of $ndev ready; start-to-ready p50 $(pct "$work/flood$r.lat" 50) ms, p99 $(pct "$work/flood$r.lat" 99) ms; audit rows added: $((seq1 - seq0))")
 }
-rounds=${HOSTILE_ROUNDS:-$([ $long = 1 ] && echo "0:on 0:off 2000:on 2000:off" || echo "0:on")}
+rounds=${HOSTILE_ROUNDS:-$([ $long = 1 ] && echo "0:on 0:off none 2000:on 2000:off none" || echo "0:on")}
 r=0
 for spec in $rounds; do
   r=$((r + 1))

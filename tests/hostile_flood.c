@@ -117,6 +117,8 @@ int hx_flood_main(const hx_broker *b, const uint8_t batch[8], unsigned conns, un
                 c->inflight++;
                 c->sent++;
                 sent++;
+                if (rate)
+                    break; /* paced: one per connection per pass, so all send alike */
             }
             pump(c);
         }
