@@ -56,33 +56,34 @@ check "every attack got the reply and audit row docs/protocol.md expects" test "
 check "the audit log verifies after the attacks" "$bin/otakey" audit verify --db "$db"
 
 # ---- 2. the flood ----
-# provision PREFIX FIRST COUNT [GAP]: starts COUNT devices (GAP seconds apart),
-# waits until each is ready and writes its start-to-ready time in ms to
-# $work/PREFIX.lat (status files polled every 50 ms).
+# provision PREFIX FIRST COUNT [GAP]: starts COUNT devices (GAP seconds apart)
+# and writes each one's start-to-ready time in ms to $work/PREFIX.lat; status
+# files are read every 50 ms, while devices are still being started too.
 provision() {
-  local prefix=$1 first=$2 count=$3 gap=${4:-0} i name now left deadline
+  local prefix=$1 first=$2 count=$3 gap=${4:-0} i=0 f name now next gap_ns deadline left=$3
   declare -A started=()
   : > "$work/$prefix.lat"
-  for i in $(seq "$first" $((first + count - 1))); do
-    name=$prefix-$i
-    started[$name]=$(date +%s%N)
-    start_device "$(device_id "$i")" "$name"
-    [ "$gap" = 0 ] || sleep "$gap"
-  done
-  deadline=$((SECONDS + 120))
-  left=$count
+  gap_ns=$(echo "$gap * 1000000000 / 1" | bc)
+  deadline=$((SECONDS + 120 + $(echo "$count * $gap / 1" | bc)))
+  next=$(date +%s%N)
   while [ "$left" -gt 0 ] && [ $SECONDS -lt $deadline ]; do
     now=$(date +%s%N)
-    for name in "${!started[@]}"; do
-      if grep -qs '"state":"ready"' "$work/dev/$name.json"; then
-        echo $(((now - ${started[$name]}) / 1000000)) >> "$work/$prefix.lat"
-        unset "started[$name]"
-        left=$((left - 1))
-      fi
+    while [ "$i" -lt "$count" ] && [ "$now" -ge "$next" ]; do
+      name=$prefix-$((first + i))
+      started[$name]=$now
+      start_device "$(device_id $((first + i)))" "$name"
+      i=$((i + 1)); next=$((next + gap_ns))
+    done
+    for f in $(grep -ls '"state":"ready"' "$work"/dev/"$prefix"-*.json); do
+      name=$(basename "$f" .json)
+      [ -n "${started[$name]:-}" ] || continue
+      echo $(((now - ${started[$name]}) / 1000000)) >> "$work/$prefix.lat"
+      unset "started[$name]"
+      left=$((left - 1))
     done
     sleep 0.05
   done
-  [ "$left" -eq 0 ] || echo "provision $prefix: $left devices not ready after 120 s" >&2
+  [ "$left" -eq 0 ] || echo "provision $prefix: $left devices not ready in time" >&2
 }
 pct() { # pct FILE P: the P-th percentile (nearest rank) of the numbers in FILE
   sort -n "$1" | awk -v p="$2" '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit }

@@ -57,7 +57,7 @@ int hx_flood_main(const hx_broker *b, const uint8_t batch[8], unsigned conns, un
     otk_crypto cr;
     conn *cs = calloc(conns, sizeof *cs);
     char hex[33];
-    unsigned i, up = 0, refused = 0;
+    unsigned i, up = 0, refused = 0, rr = 0;
     unsigned long sent = 0, acked = 0;
     uint64_t t0, t1, deadline;
     if (cs == NULL)
@@ -102,10 +102,11 @@ int hx_flood_main(const hx_broker *b, const uint8_t batch[8], unsigned conns, un
     t0 = hx_now_ms();
     deadline = t0 + (uint64_t)seconds * 1000u;
     while ((t1 = hx_now_ms()) < deadline) {
-        /* With a rate, the total sent follows rate x elapsed time. */
+        /* With a rate, the total sent follows rate x elapsed time, and the
+         * connections take turns (rr goes round them), so all send alike. */
         uint64_t allowed = rate ? (t1 - t0) * rate / 1000u + 1 : UINT64_MAX;
         for (i = 0; i < conns; i++) {
-            conn *c = &cs[i];
+            conn *c = &cs[rate ? (rr + i) % conns : i];
             if (c->connected != 1)
                 continue;
             while (c->inflight < inflight && sent < allowed) {
@@ -117,8 +118,10 @@ int hx_flood_main(const hx_broker *b, const uint8_t batch[8], unsigned conns, un
                 c->inflight++;
                 c->sent++;
                 sent++;
-                if (rate)
-                    break; /* paced: one per connection per pass, so all send alike */
+                if (rate) {
+                    rr = (unsigned)((c - cs) + 1) % conns;
+                    break;
+                }
             }
             pump(c);
         }
