@@ -90,7 +90,8 @@ static void on_capture(struct mosquitto *m, void *ud, const struct mosquitto_mes
         s = &c->msgs[c->n];
         snprintf(s->topic, sizeof s->topic, "%s", msg->topic);
         s->len = (size_t)msg->payloadlen < sizeof s->data ? (size_t)msg->payloadlen : sizeof s->data;
-        memcpy(s->data, msg->payload, s->len);
+        if (s->len) /* an empty payload comes as NULL */
+            memcpy(s->data, msg->payload, s->len);
         c->n++;
     }
     pthread_mutex_unlock(&c->lock);
