@@ -26,7 +26,9 @@
  * publishes the replies that name new clients.
  *
  * At open the files are read back, so a restarted agent keeps every
- * client; one agent process owns the files (they are not shared).
+ * client. Several agents may share the files: each flush takes an
+ * exclusive flock on "<password_file>.lock", reads the file as it is on
+ * disk, replays the agent's queued changes on it and writes it back.
  */
 #ifndef OTAKEY_PWFILE_H
 #define OTAKEY_PWFILE_H

@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -26,11 +27,34 @@ typedef struct entry {
     char hash[HASH_MAX];
 } entry;
 
+/* A queued change: create (hash set) or remove (hash empty). */
+typedef struct change {
+    char user[OTK_USER_MAX + 1];
+    char hash[HASH_MAX];
+} change;
+
 struct otk_pwfile {
     otk_pwfile_cloud cfg;
-    entry *tab;
-    size_t cap, count, pending;
+    entry *tab;        /* the file as of the last flush, with the changes since */
+    size_t cap, count;
+    change *log;       /* changes not flushed yet, in order */
+    size_t pending, log_cap;
 };
+
+static void log_change(otk_pwfile *p, const char *user, const char *hash)
+{
+    if (p->pending == p->log_cap) {
+        p->log_cap = p->log_cap ? 2 * p->log_cap : 256;
+        p->log = realloc(p->log, p->log_cap * sizeof *p->log);
+        if (p->log == NULL)
+            abort();
+    }
+    snprintf(p->log[p->pending].user, sizeof p->log[p->pending].user, "%s", user);
+    snprintf(p->log[p->pending].hash, sizeof p->log[p->pending].hash, "%s", hash);
+    p->pending++;
+}
+
+static int load(otk_pwfile *p, char *err, size_t err_size);
 
 static uint64_t name_hash(const char *s)
 {
@@ -138,7 +162,7 @@ otk_status otk_pwfile_create(void *ctx, const uint8_t device_id[16], const otk_c
     (void)device_id; /* its topics follow from its client id (see pwfile.h) */
     if (put_entry(p, creds->user, hash) != 0)
         return OTK_ERR_CLOUD;
-    p->pending++;
+    log_change(p, creds->user, hash);
     return OTK_OK;
 }
 
@@ -147,8 +171,10 @@ otk_status otk_pwfile_remove(void *ctx, uint32_t cloud_id, const char *user)
     otk_pwfile *p = ctx;
     if (p == NULL || user == NULL || cloud_id != p->cfg.cloud_id)
         return OTK_ERR_CLOUD;
-    if (del_entry(p, user))
-        p->pending++;
+    if (strlen(user) > OTK_USER_MAX)
+        return OTK_ERR_CLOUD;
+    (void)del_entry(p, user);
+    log_change(p, user, ""); /* logged even if absent here: another agent may have it */
     return OTK_OK;
 }
 
@@ -219,8 +245,10 @@ static uint64_t mono_ms(void)
 otk_status otk_pwfile_flush(otk_pwfile *p, unsigned timeout_ms)
 {
     otk_cloud probe;
-    char hash[HASH_MAX];
+    char hash[HASH_MAX], lock_path[300], err[256];
     uint8_t rnd[24];
+    size_t i;
+    int lock = -1;
     uint64_t until;
     long pid;
     otk_status st = OTK_ERR_CLOUD;
@@ -244,11 +272,34 @@ otk_status otk_pwfile_flush(otk_pwfile *p, unsigned timeout_ms)
     probe.flags = p->cfg.cafile[0] ? OTK_CLOUD_FLAG_TLS : 0;
     if (hash_secret(probe.secret, hash) != OTK_OK)
         goto out;
+    /* Several agents may share the files: under an exclusive lock, read
+     * what is on disk now, replay this agent's changes on it, write. */
+    snprintf(lock_path, sizeof lock_path, "%s.lock", p->cfg.password_file);
+    lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock < 0 || flock(lock, LOCK_EX) != 0) {
+        st = OTK_ERR_STORAGE;
+        goto out;
+    }
+    for (i = 0; i < p->cap; i++)
+        memset(&p->tab[i], 0, sizeof p->tab[i]);
+    p->count = 0;
+    if (load(p, err, sizeof err) != 0) {
+        st = OTK_ERR_STORAGE;
+        goto out;
+    }
+    for (i = 0; i < p->pending; i++)
+        if (p->log[i].hash[0] ? put_entry(p, p->log[i].user, p->log[i].hash) != 0
+                              : (del_entry(p, p->log[i].user), 0)) {
+            st = OTK_ERR_STORAGE;
+            goto out;
+        }
     if (write_file(p, p->cfg.acl_file, 1, NULL, NULL) != 0 ||
         write_file(p, p->cfg.password_file, 0, probe.user, hash) != 0) {
         st = OTK_ERR_STORAGE;
         goto out;
     }
+    close(lock); /* releases the lock: the broker reads files that are whole */
+    lock = -1;
     if (kill((pid_t)pid, SIGHUP) != 0)
         goto out;
     until = mono_ms() + (timeout_ms ? timeout_ms : 5000);
@@ -261,6 +312,8 @@ otk_status otk_pwfile_flush(otk_pwfile *p, unsigned timeout_ms)
         nanosleep(&(struct timespec){0, 2000000L}, NULL);
     } while (mono_ms() < until);
 out:
+    if (lock >= 0)
+        close(lock);
     otk_wipe(&probe, sizeof probe);
     otk_wipe(rnd, sizeof rnd);
     return st;
@@ -325,6 +378,10 @@ void otk_pwfile_close(otk_pwfile *p)
     if (p->tab) {
         otk_wipe(p->tab, p->cap * sizeof *p->tab);
         free(p->tab);
+    }
+    if (p->log) {
+        otk_wipe(p->log, p->log_cap * sizeof *p->log);
+        free(p->log);
     }
     otk_wipe(p, sizeof *p);
     free(p);

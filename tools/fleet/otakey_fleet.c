@@ -347,10 +347,11 @@ int main(int argc, char **argv)
         return 2;
     signal(SIGPIPE, SIG_IGN);
     fds = fl_raise_fd_limit();
-    /* One descriptor per connection (the broker has the same limit): what
-     * does not fit is duty-cycled rather than refused. */
-    if (o.max_conn == 0 && fds > 0 && o.devices + 2048 > fds)
-        o.max_conn = fds > 4096 ? fds - 2048 : fds / 2;
+    /* Three descriptors per libmosquitto client (its socket and a socket
+     * pair for wake-ups), plus the proofs in flight: what does not fit is
+     * duty-cycled rather than refused. */
+    if (o.max_conn == 0 && fds > 0 && 3 * o.devices + 2048 > fds)
+        o.max_conn = fds > 4096 ? (fds - 2048) / 3 : fds / 6;
     if ((o.mbedtls ? otk_crypto_mbedtls_init(&crypto, mstate.b, sizeof mstate.b, NULL, NULL)
                    : otk_crypto_openssl_init(&crypto, NULL, NULL)) != OTK_OK) {
         fprintf(stderr, "otakey-fleet: crypto initialisation failed\n");
