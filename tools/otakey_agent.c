@@ -137,8 +137,11 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
     memset(client, 0, sizeof client);
     client_known = strlen(msg->topic + strlen(UP_PREFIX)) == 32 &&
                    otk_hex_decode(msg->topic + strlen(UP_PREFIX), client, 16) == 0;
-    if (!client_known)
-        strncpy((char *)client, msg->topic + strlen(UP_PREFIX), sizeof client);
+    if (!client_known) {
+        const char *t = msg->topic + strlen(UP_PREFIX);
+        size_t tl = strlen(t);
+        memcpy(client, t, tl < sizeof client ? tl : sizeof client);
+    }
     /* The topic names the sender (the broker's ACL binds it to the client id):
      * a header that names another device is refused, and audited while the
      * refusal budget lasts. */
