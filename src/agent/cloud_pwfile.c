@@ -39,6 +39,7 @@ struct otk_pwfile {
     size_t cap, count;
     change *log;       /* changes not flushed yet, in order */
     size_t pending, log_cap;
+    char probe_user[OTK_USER_MAX + 1]; /* this agent's probe client */
 };
 
 static void log_change(otk_pwfile *p, const char *user, const char *hash)
@@ -189,8 +190,7 @@ size_t otk_pwfile_count(const otk_pwfile *p)
 }
 
 /* Writes path through path.tmp, fsync'd, renamed over. */
-static int write_file(const otk_pwfile *p, const char *path, int acl, const char *probe_user,
-                      const char *probe_hash)
+static int write_file(const otk_pwfile *p, const char *path, int acl)
 {
     char tmp[300];
     FILE *f;
@@ -212,8 +212,6 @@ static int write_file(const otk_pwfile *p, const char *path, int acl, const char
         if (e->user[0])
             fprintf(f, "%s:%s\n", e->user, e->hash);
     }
-    if (!acl)
-        fprintf(f, "%s:%s\n", probe_user, probe_hash);
     ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
     ok = fclose(f) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {
@@ -259,13 +257,13 @@ otk_status otk_pwfile_flush(otk_pwfile *p, unsigned timeout_ms)
     pid = broker_pid(p);
     if (pid <= 0)
         return OTK_ERR_CLOUD;
-    /* A fresh probe client per flush: once it gets in, the broker has read
-     * this flush's files. */
+    /* This agent's probe client, with a fresh secret per flush: once it
+     * gets in, the broker has read this flush's file. Each agent sharing
+     * the file has its own probe line, which the others keep. */
     memset(&probe, 0, sizeof probe);
     if (RAND_bytes(rnd, sizeof rnd) != 1)
         return OTK_ERR_CRYPTO;
-    snprintf(probe.user, sizeof probe.user, PROBE_PREFIX);
-    otk_hex_encode(rnd, 8, probe.user + strlen(PROBE_PREFIX));
+    snprintf(probe.user, sizeof probe.user, "%s", p->probe_user);
     otk_hex_encode(rnd + 8, 16, probe.secret);
     snprintf(probe.host, sizeof probe.host, "%s", p->cfg.host);
     probe.port = p->cfg.port;
@@ -293,8 +291,8 @@ otk_status otk_pwfile_flush(otk_pwfile *p, unsigned timeout_ms)
             st = OTK_ERR_STORAGE;
             goto out;
         }
-    if (write_file(p, p->cfg.acl_file, 1, NULL, NULL) != 0 ||
-        write_file(p, p->cfg.password_file, 0, probe.user, hash) != 0) {
+    if (put_entry(p, probe.user, hash) != 0 || write_file(p, p->cfg.acl_file, 1) != 0 ||
+        write_file(p, p->cfg.password_file, 0) != 0) {
         st = OTK_ERR_STORAGE;
         goto out;
     }
@@ -339,8 +337,7 @@ static int load(otk_pwfile *p, char *err, size_t err_size)
                 return -1;
             }
             *colon = '\0';
-            if (strncmp(line, PROBE_PREFIX, strlen(PROBE_PREFIX)) != 0 &&
-                put_entry(p, line, colon + 1) != 0) {
+            if (put_entry(p, line, colon + 1) != 0) {
                 snprintf(err, err_size, "%s:%u: entry too long", p->cfg.password_file, ln);
                 fclose(f);
                 return -1;
@@ -363,6 +360,15 @@ otk_status otk_pwfile_open(const otk_pwfile_cloud *cfg, otk_pwfile **out, char *
         abort();
     p->cfg = *cfg;
     grow(p);
+    {
+        uint8_t r[8];
+        if (RAND_bytes(r, sizeof r) != 1) {
+            otk_pwfile_close(p);
+            return OTK_ERR_CRYPTO;
+        }
+        snprintf(p->probe_user, sizeof p->probe_user, PROBE_PREFIX);
+        otk_hex_encode(r, sizeof r, p->probe_user + strlen(PROBE_PREFIX));
+    }
     if (load(p, err, err_size) != 0) {
         otk_pwfile_close(p);
         return OTK_ERR_STORAGE;

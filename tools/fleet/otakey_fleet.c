@@ -23,7 +23,9 @@ typedef struct opts {
     const char *lab_env, *batch, *pk, *agent_pub, *csv, *md;
     const char *rotate_cmd, *switch_cmd, *schemes, *fw_sizes;
     long devices, id_base, window, timeout_s, baseline_devices, fw_block, retry_ms, max_conn;
-    long agent_pid, broker_pid, cloud_pids[2], switch_cloud;
+    long agent_pids[8], broker_pid, cloud_pids[2], switch_cloud;
+    int n_agents;
+    const char *label;
     int mbedtls, verbose;
 } opts;
 
@@ -53,7 +55,8 @@ static int usage(const char *why)
             "  --rotate-cmd CMD       starts the rotation campaign (shell command)\n"
             "  --switch-cmd CMD       starts the cloud-switch campaign\n"
             "  --switch-cloud ID      cloud the switch goes to (default 2)\n"
-            "  --agent-pid PID        agent process, for its CPU time and peak RSS\n"
+            "  --agent-pid PID[,PID]  agent process(es), for their CPU time and peak RSS\n"
+            "  --label NAME           scheme name of the OTA-Key rows (default ota-key)\n"
             "  --broker-pid PID       agent broker process, for its CPU time\n"
             "  --cloud-pids PID,PID   cloud broker processes, for their CPU time\n"
             "  --schemes LIST         of ota,fw,csr (default all three)\n"
@@ -123,7 +126,21 @@ static int parse(int argc, char **argv, opts *o)
         else if (!strcmp(k, "--timeout")) bad = num(v, 1, 86400, &o->timeout_s);
         else if (!strcmp(k, "--retry-ms")) bad = num(v, 100, 600000, &o->retry_ms);
         else if (!strcmp(k, "--switch-cloud")) bad = num(v, 1, 0xffffffffL, &o->switch_cloud);
-        else if (!strcmp(k, "--agent-pid")) bad = num(v, 1, 0x7fffffffL, &o->agent_pid);
+        else if (!strcmp(k, "--agent-pid")) {
+            /* One pid, or a comma-separated list (several agents: CPU summed). */
+            char *p = (char *)v, *end;
+            o->n_agents = 0;
+            while (*p && o->n_agents < 8) {
+                long x = strtol(p, &end, 10);
+                if (end == p || x <= 0 || (*end && *end != ',')) {
+                    bad = 1;
+                    break;
+                }
+                o->agent_pids[o->n_agents++] = x;
+                p = *end ? end + 1 : end;
+            }
+            bad = bad || o->n_agents == 0;
+        } else if (!strcmp(k, "--label")) o->label = v;
         else if (!strcmp(k, "--broker-pid")) bad = num(v, 1, 0x7fffffffL, &o->broker_pid);
         else if (!strcmp(k, "--baseline-devices")) bad = num(v, 0, 1000000, &o->baseline_devices);
         else if (!strcmp(k, "--fw-block")) bad = num(v, 64, 262144, &o->fw_block);
@@ -196,8 +213,9 @@ static void acct_read(const opts *o, acct *a)
 {
     double v;
     memset(a, 0, sizeof *a);
-    if (o->agent_pid && fl_proc_cpu(o->agent_pid, &v) == 0)
-        a->agent = v;
+    for (int i = 0; i < o->n_agents; i++)
+        if (fl_proc_cpu(o->agent_pids[i], &v) == 0)
+            a->agent += v;
     if (o->broker_pid && fl_proc_cpu(o->broker_pid, &v) == 0)
         a->broker = v;
     if (o->cloud_pids[0] && fl_proc_cpu(o->cloud_pids[0], &v) == 0)
@@ -211,10 +229,11 @@ static void acct_fill(const opts *o, const acct *a0, fl_phase *ph)
     acct a1;
     double n = (double)(ph->done ? ph->done : 1), rss;
     acct_read(o, &a1);
-    if (o->agent_pid) {
+    if (o->n_agents) {
         ph->server_cpu_us = (a1.agent - a0->agent) * 1e6 / n;
-        if (fl_proc_peak_rss(o->agent_pid, &rss) == 0)
-            ph->server_rss_mib = rss;
+        for (int i = 0; i < o->n_agents; i++) /* the largest agent's peak */
+            if (fl_proc_peak_rss(o->agent_pids[i], &rss) == 0 && rss > ph->server_rss_mib)
+                ph->server_rss_mib = rss;
     }
     if (o->broker_pid)
         ph->broker_cpu_us = (a1.broker - a0->broker) * 1e6 / n;
@@ -263,13 +282,13 @@ static int run_ota(const opts *o, fl_env *env, out *w)
     otk_wipe(&fw, sizeof fw);
     if (ota == NULL)
         return -1;
-    fl_phase_begin(&ph, "ota-key", "claim", (uint64_t)o->devices);
+    fl_phase_begin(&ph, o->label ? o->label : "ota-key", "claim", (uint64_t)o->devices);
     acct_read(o, &a0);
     fl_ota_claim(ota, &ph);
     acct_fill(o, &a0, &ph);
     emit(w, &ph);
     if (o->rotate_cmd) {
-        fl_phase_begin(&ph, "ota-key", "rotate", (uint64_t)o->devices);
+        fl_phase_begin(&ph, o->label ? o->label : "ota-key", "rotate", (uint64_t)o->devices);
         acct_read(o, &a0);
         if (fl_ota_update(ota, o->rotate_cmd, 0, &ph) != 0)
             w->failed = 1;
@@ -277,7 +296,7 @@ static int run_ota(const opts *o, fl_env *env, out *w)
         emit(w, &ph);
     }
     if (o->switch_cmd) {
-        fl_phase_begin(&ph, "ota-key", "switch", (uint64_t)o->devices);
+        fl_phase_begin(&ph, o->label ? o->label : "ota-key", "switch", (uint64_t)o->devices);
         acct_read(o, &a0);
         if (fl_ota_update(ota, o->switch_cmd, (uint32_t)o->switch_cloud, &ph) != 0)
             w->failed = 1;
