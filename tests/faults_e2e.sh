@@ -52,7 +52,7 @@ for p in 0.05 0.20; do
   else
     fails=$((fails + 1))
     echo "run $i (loss $p, dup $p, seed $s): FAILED ($why); see $w (KEEP=1 keeps it)"
-    tail -5 "$w/fleet.out" "$w/agent.log" 2>/dev/null | sed 's/^/  /'
+    tail -n 5 "$w/fleet.out" "$w/agent.log" 2>/dev/null | sed 's/^/  /'
   fi
   lab_teardown "$w"; w=
 done

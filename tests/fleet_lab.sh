@@ -97,7 +97,9 @@ fleet() {
     --check --state-out "$w/state.jsonl" "$@"
 }
 
-rotate_cmd() { echo "$bin/otakey campaign start --db $1/registry.db --rotate --all --rate 2000 >/dev/null"; }
+# rotate_cmd W [RATE]: the command that starts a rotation of every device
+# (RATE devices a second, default 2000).
+rotate_cmd() { echo "$bin/otakey campaign start --db $1/registry.db --rotate --all --rate ${2:-2000} >/dev/null"; }
 switch_cmd() { echo "$bin/otakey campaign start --db $1/registry.db --switch-to $2 --all --rate 2000 >/dev/null"; }
 
 # check_registry W N VERSION CLOUD: the devices (state.jsonl) and the

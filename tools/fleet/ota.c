@@ -19,6 +19,7 @@
 #define PROOF_WINDOW 128u     /* cloud proofs in flight at most */
 #define CONNECT_WINDOW 256u   /* agent-broker connections being set up at most */
 #define PROOF_RETRY_US 1000000u
+#define AGENT_SETUP_US 5000000u /* an agent connection not subscribed by then is opened again */
 #define BIND_IPS 64u          /* source addresses 127.1.0.1 .. 127.1.0.64 */
 
 typedef struct sdev {
@@ -36,6 +37,7 @@ typedef struct sdev {
     uint32_t from_version;  /* committed version when the phase began */
     uint64_t t0_us;         /* latency start; 0 before the device started */
     uint64_t proof_at_us;   /* earliest next proof attempt */
+    uint64_t opened_us;     /* when the agent connection was opened */
     fl_bytes bytes;         /* closed proof connections, this phase */
 } sdev;
 
@@ -159,7 +161,9 @@ static void agent_connect(fl_conn *c, void *ud, int rc)
             fprintf(stderr, "fleet: %s: agent broker connection failed (%d)\n", d->hex, rc);
         /* The loop frees a connection that failed; the tick opens a new one. */
         if (rc > 0)
-            fl_close(c, NULL);
+            fl_close(c, &d->bytes);
+        else
+            fl_conn_bytes(c, &d->bytes);
         d->agent = NULL;
         d->online = 0;
         return;
@@ -230,7 +234,8 @@ static void fault_deliver(void *ud, uint32_t dev, int dir, const uint8_t *p, siz
 static void agent_lost(fl_conn *c, void *ud)
 {
     sdev *d = ud;
-    (void)c;
+    /* What the lost connection carried stays in the phase's counts. */
+    fl_conn_bytes(c, &d->bytes);
     d->agent = NULL;
     d->online = 0;
     d->lost = 1;
@@ -249,6 +254,7 @@ static void open_agent(fl_ota *o, sdev *d)
                        &agent_cb, d);
     if (d->agent != NULL) {
         d->connecting = 1;
+        d->opened_us = fl_now_us();
         o->connecting++;
     } else if (o->env->verbose) {
         fprintf(stderr, "fleet: %s: cannot open a connection: %s\n", d->hex, strerror(errno));
@@ -314,6 +320,18 @@ static void tick(fl_ota *o, uint32_t *next_start)
         sdev *d = &o->d[i];
         if (d->done)
             continue;
+        /* A connection that never got subscribed (a broker that went away
+         * in the middle, a handshake that stalled) is given up. */
+        if (d->agent != NULL && !d->online && now - d->opened_us > AGENT_SETUP_US) {
+            if (o->env->verbose)
+                fprintf(stderr, "fleet: %s: agent broker connection stalled; opening again\n",
+                        d->hex);
+            o->connecting -= d->connecting;
+            d->connecting = 0;
+            d->lost = 1;
+            fl_close(d->agent, &d->bytes);
+            d->agent = NULL;
+        }
         /* A lost connection is opened again (in the claim phase, only for
          * devices already brought up). */
         if (d->agent == NULL && (d->started || next_start == NULL) &&
