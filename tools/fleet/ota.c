@@ -19,7 +19,7 @@
 #define PROOF_WINDOW 128u     /* cloud proofs in flight at most */
 #define CONNECT_WINDOW 256u   /* agent-broker connections being set up at most */
 #define PROOF_RETRY_US 1000000u
-#define AGENT_SETUP_US 5000000u /* an agent connection not subscribed by then is opened again */
+#define AGENT_SETUP_US 15000000u /* an agent connection not subscribed by then is opened again */
 #define BIND_IPS 64u          /* source addresses 127.1.0.1 .. 127.1.0.64 */
 
 typedef struct sdev {
