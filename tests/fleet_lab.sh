@@ -164,6 +164,12 @@ check_clouds() {
   if ! diff "$w/want-cloud.txt" "$w/cloud.txt" >/dev/null; then
     echo "  cloud $c: $(wc -l < "$w/cloud.txt") device clients, want exactly the $n committed ones" >&2
     diff "$w/want-cloud.txt" "$w/cloud.txt" | head -4 >&2
+    # A retired set left behind: is it the one the registry keeps to delete?
+    sqlite3 "$w/registry.db" "SELECT stale_user FROM devices WHERE stale_user IS NOT NULL" |
+      sort > "$w/stale.txt" 2>/dev/null || true
+    comm -13 "$w/want-cloud.txt" "$w/cloud.txt" | comm -12 - "$w/stale.txt" > "$w/left.txt"
+    [ ! -s "$w/left.txt" ] ||
+      echo "  $(wc -l < "$w/left.txt") of them retired sets the registry still marks stale: deleted only at that device's next commit" >&2
     return 1
   fi
   if [ "$(cloud_clients "$w" "$other" | wc -l)" -ne 0 ]; then
