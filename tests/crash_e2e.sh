@@ -16,7 +16,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(cd "${1:?usage: crash_e2e.sh BUILD_DIR [--long] [--seed N]}" && pwd)
 shift
-n=${CRASH_N:-100}; kills=3; rate=20; timeout=300; seed=$(( $(date +%s) % 1000000 ))
+n=${CRASH_N:-100}; kills=3; rate=10; timeout=300; seed=$(( $(date +%s) % 1000000 ))
 while [ $# -gt 0 ]; do
   case "$1" in
     --long) n=1000; kills=20; rate=50; timeout=1800 ;;
