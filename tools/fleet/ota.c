@@ -38,7 +38,7 @@ typedef struct sdev {
     uint64_t t0_us;         /* latency start; 0 before the device started */
     uint64_t proof_at_us;   /* earliest next proof attempt */
     uint64_t opened_us;     /* when the agent connection was opened */
-    fl_bytes bytes;         /* closed proof connections, this phase */
+    fl_bytes bytes;         /* closed proof and lost agent connections, this phase */
 } sdev;
 
 struct fl_ota {
