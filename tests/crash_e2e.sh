@@ -19,7 +19,7 @@ shift
 n=${CRASH_N:-100}; kills=3; rate=10; timeout=300; seed=$(( $(date +%s) % 1000000 ))
 while [ $# -gt 0 ]; do
   case "$1" in
-    --long) n=1000; kills=20; rate=50; timeout=1800 ;;
+    --long) n=1000; kills=20; rate=35; timeout=1800 ;;
     --seed) seed=${2:?--seed needs a value}; shift ;;
     *) echo "crash_e2e.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
