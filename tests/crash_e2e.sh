@@ -12,6 +12,7 @@
 # many devices had committed then.
 # Usage: tests/crash_e2e.sh BUILD_DIR [--long] [--seed N]
 #   short: 100 devices, 3 kills; --long: 1,000 devices, 20 kills.
+#   CRASH_N=n overrides the short form's fleet size; KEEP=1 keeps the scratch dir.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(cd "${1:?usage: crash_e2e.sh BUILD_DIR [--long] [--seed N]}" && pwd)

@@ -10,6 +10,7 @@
 # Usage: tests/faults_e2e.sh BUILD_DIR [--long] [--seed N]
 #   short: 100 devices per run; --long: 1,000 devices per run.
 #   --seed N: seed of the first run (default: from the clock); run i uses N+i.
+#   FAULTS_N=n overrides the short form's fleet size; KEEP=1 keeps the scratch dirs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(cd "${1:?usage: faults_e2e.sh BUILD_DIR [--long] [--seed N]}" && pwd)
