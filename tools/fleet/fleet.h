@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "fault.h"
 #include "net.h"
 #include "otakey/crypto.h"
 
@@ -31,6 +32,8 @@ typedef struct fl_env {
                                  they connect for their operation (and poll for updates) */
     unsigned phase_timeout_s;
     int verbose;
+    const fl_fault_cfg *faults; /* between OTA-Key devices and the agent broker; NULL: none */
+    const char *progress;     /* file rewritten with the phase's progress; NULL: none */
 } fl_env;
 
 typedef struct fl_phase {
@@ -50,6 +53,9 @@ typedef struct fl_phase {
     fl_bytes bytes;           /* sums over the devices */
     double cloud_cpu_us;      /* cloud brokers' CPU per device; < 0: not measured */
     double broker_cpu_us;     /* agent broker's CPU per device; < 0: not measured */
+    uint64_t sent, retransmits; /* device requests sent; of them, repeats of the previous one */
+    uint64_t reconnects;      /* agent-broker connections opened again after a loss */
+    fl_fault_stats faults;    /* fault layer counters during the phase */
 } fl_phase;
 
 /* Starts a phase record (zeroed, names copied, latency array for n). */

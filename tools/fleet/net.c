@@ -346,6 +346,12 @@ static void handle(fl_conn *c, uint32_t events)
         rc = mosquitto_loop_write(c->m, 1);
     if (c->dead)
         return;
+    /* A peer that went away while the TLS handshake was under way leaves
+     * the socket hung up, yet libmosquitto's read can still report
+     * success (the handshake "wants" more): without this the connection
+     * would sit in the set forever, never reported. */
+    if (rc == MOSQ_ERR_SUCCESS && (events & (EPOLLERR | EPOLLHUP)))
+        rc = MOSQ_ERR_CONN_LOST;
     if (rc != MOSQ_ERR_SUCCESS || mosquitto_socket(c->m) < 0) {
         tcp_snapshot(c);
         mark_dead(c);

@@ -19,6 +19,7 @@
 #define PROOF_WINDOW 128u     /* cloud proofs in flight at most */
 #define CONNECT_WINDOW 256u   /* agent-broker connections being set up at most */
 #define PROOF_RETRY_US 1000000u
+#define AGENT_SETUP_US 15000000u /* an agent connection not subscribed by then is opened again */
 #define BIND_IPS 64u          /* source addresses 127.1.0.1 .. 127.1.0.64 */
 
 typedef struct sdev {
@@ -30,12 +31,16 @@ typedef struct sdev {
     uint32_t idx;
     char hex[33];
     uint8_t connecting, online, started, done, need_proof;
+    uint8_t lost;           /* the agent connection dropped; not yet back */
+    int check_rc;           /* final cloud login: CONNACK code, < 0 failed, CHECK_PENDING */
+    uint64_t last_sent;     /* hash of the last request sent, to spot repeats */
     uint32_t from_version;  /* committed version when the phase began */
     uint64_t t0_us;         /* latency start; 0 before the device started */
     uint64_t proof_at_us;   /* earliest next proof attempt */
     uint64_t wake_at_us;    /* duty-cycled: earliest next connection */
     uint8_t polls;          /* duty-cycled: polls answered "nothing yet" this phase */
-    fl_bytes bytes;         /* closed proof connections, this phase */
+    uint64_t opened_us;     /* when the agent connection was opened */
+    fl_bytes bytes;         /* closed proof and lost agent connections, this phase */
 } sdev;
 
 struct fl_ota {
@@ -49,9 +54,14 @@ struct fl_ota {
     unsigned open;          /* agent-broker connections open */
     int duty;               /* devices connect only for their operation */
     int updating;           /* an update phase is running */
-    uint64_t refused;
+    uint64_t refused, sent, retransmits, reconnects;
     uint64_t t_start_us;
+    fl_faults *fx;          /* NULL: messages go straight through */
+    fl_fault_stats fx0;     /* counters at the phase start */
+    unsigned checks;        /* final cloud logins in flight */
 };
+
+#define CHECK_PENDING 1000
 
 static uint32_t port_now_ms(void *ctx)
 {
@@ -69,13 +79,42 @@ static void topic(const sdev *d, const char *dir, char out[64])
     snprintf(out, 64, "otakey/v1/%s/%s", dir, d->hex);
 }
 
-static void send_up(sdev *d, const uint8_t *msg, size_t n)
+static void publish_up(sdev *d, const uint8_t *msg, size_t n)
 {
     char t[64];
     if (n == 0 || d->agent == NULL || !d->online)
         return;
     topic(d, "up", t);
     (void)fl_publish(d->agent, t, msg, n);
+}
+
+/* FNV-1a: only tells whether a request repeats the previous one. */
+static uint64_t msg_hash(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    size_t i;
+    for (i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Every message a device core produced goes out here, through the faults. */
+static void send_up(sdev *d, const uint8_t *msg, size_t n)
+{
+    uint64_t h;
+    if (n == 0)
+        return;
+    h = msg_hash(msg, n);
+    d->o->sent++;
+    /* The core retransmits identical bytes (device.h), so a repeat of the
+     * previous request is a retransmission. */
+    if (h == d->last_sent)
+        d->o->retransmits++;
+    d->last_sent = h;
+    if (d->o->fx)
+        fl_faults_pass(d->o->fx, d->idx, FL_UP, msg, n);
+    else
+        publish_up(d, msg, n);
 }
 
 static int is_done(const fl_ota *o, const sdev *d)
@@ -141,7 +180,9 @@ static void agent_connect(fl_conn *c, void *ud, int rc)
             fprintf(stderr, "fleet: %s: agent broker connection failed (%d)\n", d->hex, rc);
         /* The loop frees a connection that failed; the tick opens a new one. */
         if (rc > 0)
-            fl_close(c, NULL);
+            fl_close(c, &d->bytes);
+        else
+            fl_conn_bytes(c, &d->bytes);
         d->agent = NULL;
         d->online = 0;
         d->o->open--;
@@ -161,18 +202,20 @@ static void agent_subscribed(fl_conn *c, void *ud)
     if (d->o->duty && d->o->updating && otk_device_state(&d->dev) == OTK_DEV_READY &&
         otk_device_poll(&d->dev) != OTK_OK && d->o->env->verbose)
         fprintf(stderr, "fleet: %s: poll refused\n", d->hex);
+    if (d->lost) {
+        d->lost = 0;
+        d->o->reconnects++;
+    }
     if (d->started)
         kick(d);
 }
 
-static void agent_message(fl_conn *c, void *ud, const char *t, const uint8_t *p, size_t n)
+/* A message from the agent reaches the device core (after the faults). */
+static void device_input(sdev *d, const uint8_t *p, size_t n)
 {
-    sdev *d = ud;
     uint8_t out[OTK_MSG_MAX_LEN];
     size_t len = 0;
     otk_status st;
-    (void)c;
-    (void)t;
     if (!d->started && d->o->ph != NULL && otk_device_state(&d->dev) == OTK_DEV_READY) {
         /* The first NOTIFY of an update phase starts this device's clock. */
         d->started = 1;
@@ -196,13 +239,38 @@ static void agent_message(fl_conn *c, void *ud, const char *t, const uint8_t *p,
     }
 }
 
-static void agent_lost(fl_conn *c, void *ud)
+static void agent_message(fl_conn *c, void *ud, const char *t, const uint8_t *p, size_t n)
 {
     sdev *d = ud;
     (void)c;
+    (void)t;
+    if (d->o->fx)
+        fl_faults_pass(d->o->fx, d->idx, FL_DOWN, p, n);
+    else
+        device_input(d, p, n);
+}
+
+/* The fault layer hands a copy on. */
+static void fault_deliver(void *ud, uint32_t dev, int dir, const uint8_t *p, size_t n)
+{
+    fl_ota *o = ud;
+    if (dev >= o->n)
+        return;
+    if (dir == FL_UP)
+        publish_up(&o->d[dev], p, n);
+    else
+        device_input(&o->d[dev], p, n);
+}
+
+static void agent_lost(fl_conn *c, void *ud)
+{
+    sdev *d = ud;
+    /* What the lost connection carried stays in the phase's counts. */
+    fl_conn_bytes(c, &d->bytes);
     d->agent = NULL;
     d->online = 0;
     d->o->open--;
+    d->lost = 1;
     if (d->o->env->verbose)
         fprintf(stderr, "fleet: %s: agent broker connection lost\n", d->hex);
 }
@@ -218,6 +286,7 @@ static void open_agent(fl_ota *o, sdev *d)
                        &agent_cb, d);
     if (d->agent != NULL) {
         d->connecting = 1;
+        d->opened_us = fl_now_us();
         o->connecting++;
         o->open++;
     } else if (o->env->verbose) {
@@ -284,6 +353,18 @@ static void tick(fl_ota *o, uint32_t *next_start)
         sdev *d = &o->d[i];
         if (d->done)
             continue;
+        /* A connection that never got subscribed (a broker that went away
+         * in the middle, a handshake that stalled) is given up. */
+        if (d->agent != NULL && !d->online && now - d->opened_us > AGENT_SETUP_US) {
+            if (o->env->verbose)
+                fprintf(stderr, "fleet: %s: agent broker connection stalled; opening again\n",
+                        d->hex);
+            o->connecting -= d->connecting;
+            d->connecting = 0;
+            d->lost = 1;
+            fl_close(d->agent, &d->bytes);
+            d->agent = NULL;
+        }
         /* A lost connection is opened again (in the claim phase, only for
          * devices already brought up). */
         if (d->agent == NULL && (d->started || next_start == NULL) &&
@@ -315,6 +396,23 @@ static void tick(fl_ota *o, uint32_t *next_start)
     }
 }
 
+/* The phase's progress for scripts that act during a phase (crash tests):
+ * "PHASE DONE N SECONDS", replaced atomically. */
+static void write_progress(const fl_ota *o, const fl_phase *ph)
+{
+    char tmp[512];
+    FILE *f;
+    if (o->env->progress == NULL)
+        return;
+    snprintf(tmp, sizeof tmp, "%s.tmp", o->env->progress);
+    if ((f = fopen(tmp, "w")) == NULL)
+        return;
+    fprintf(f, "%s %llu %u %.3f\n", ph->name, (unsigned long long)ph->done, o->n,
+            (double)(fl_now_us() - o->t_start_us) / 1e6);
+    if (fclose(f) == 0)
+        (void)rename(tmp, o->env->progress);
+}
+
 static int run(fl_ota *o, fl_phase *ph, uint32_t *next_start)
 {
     uint64_t deadline = fl_now_us() + (uint64_t)o->env->phase_timeout_s * 1000000u;
@@ -326,7 +424,10 @@ static int run(fl_ota *o, fl_phase *ph, uint32_t *next_start)
         if (now - last_tick >= 50000) {
             last_tick = now;
             tick(o, next_start);
+            write_progress(o, ph);
         }
+        if (o->fx)
+            fl_faults_run(o->fx, now);
         fl_loop_run(o->env->loop, 5);
         if (o->env->verbose && now - last_note >= 2000000) {
             last_note = now;
@@ -349,6 +450,21 @@ static int run(fl_ota *o, fl_phase *ph, uint32_t *next_start)
             fl_conn_bytes(d->agent, &ph->bytes);
     }
     ph->refused += o->refused;
+    ph->sent += o->sent;
+    ph->retransmits += o->retransmits;
+    ph->reconnects += o->reconnects;
+    if (o->fx) {
+        fl_fault_stats now;
+        int k;
+        fl_faults_stats(o->fx, &now);
+        for (k = 0; k < 2; k++) {
+            ph->faults.passed[k] += now.passed[k] - o->fx0.passed[k];
+            ph->faults.dropped[k] += now.dropped[k] - o->fx0.dropped[k];
+            ph->faults.duplicated[k] += now.duplicated[k] - o->fx0.duplicated[k];
+            ph->faults.delayed[k] += now.delayed[k] - o->fx0.delayed[k];
+        }
+    }
+    write_progress(o, ph);
     o->ph = NULL;
     return 0;
 }
@@ -360,7 +476,9 @@ static void begin(fl_ota *o, fl_phase *ph)
     fl_bytes base;
     memset(&base, 0, sizeof base);
     o->ph = ph;
-    o->refused = 0;
+    o->refused = o->sent = o->retransmits = o->reconnects = 0;
+    if (o->fx)
+        fl_faults_stats(o->fx, &o->fx0);
     o->inflight = 0;
     o->t_start_us = fl_now_us();
     for (i = 0; i < o->n; i++) {
@@ -409,6 +527,107 @@ int fl_ota_update(fl_ota *o, const char *cmd, uint32_t want_cloud, fl_phase *ph)
     return rc;
 }
 
+/* ---- the end check ---- */
+
+static void check_result(fl_conn *c, void *ud, int rc)
+{
+    sdev *d = ud;
+    d->check_rc = rc;
+    d->o->checks--;
+    fl_close(c, NULL);
+}
+
+static const fl_conn_cb check_cb = {check_result, NULL, NULL, NULL};
+
+static const char *state_name(otk_dev_state s)
+{
+    static const char *names[] = {"uninit", "unclaimed", "claiming", "prove",
+                                  "confirming", "ready", "updating"};
+    return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "?";
+}
+
+int fl_ota_check(fl_ota *o, const char *state_path, uint32_t *ok)
+{
+    uint64_t deadline = fl_now_us() + (uint64_t)o->env->phase_timeout_s * 1000000u;
+    uint32_t i, next = 0, pending = 0, good = 0;
+    int bad = 0;
+    FILE *f = NULL;
+    if (state_path != NULL && (f = fopen(state_path, "w")) == NULL) {
+        fprintf(stderr, "otakey-fleet: %s: %s\n", state_path, strerror(errno));
+        return -1;
+    }
+    for (i = 0; i < o->n; i++) {
+        otk_cloud c;
+        o->d[i].check_rc = -1;
+        if (otk_device_state(&o->d[i].dev) == OTK_DEV_READY &&
+            otk_device_cloud(&o->d[i].dev, OTK_SET_ACTIVE, &c) == OTK_OK) {
+            o->d[i].check_rc = CHECK_PENDING;
+            pending++;
+        }
+        otk_wipe(&c, sizeof c);
+    }
+    /* One TLS login per device, PROOF_WINDOW at a time, as the proofs. */
+    while (pending && fl_now_us() < deadline) {
+        while (next < o->n && o->checks < PROOF_WINDOW) {
+            sdev *d = &o->d[next++];
+            otk_cloud c;
+            fl_broker b;
+            char ip[32];
+            if (d->check_rc != CHECK_PENDING)
+                continue;
+            if (otk_device_cloud(&d->dev, OTK_SET_ACTIVE, &c) != OTK_OK) {
+                d->check_rc = -1;
+                pending--;
+                continue;
+            }
+            b.host = c.host;
+            b.port = c.port;
+            b.tls = (c.flags & OTK_CLOUD_FLAG_TLS) != 0;
+            bind_ip(d->idx + 13, ip);
+            if (fl_open(o->env->loop, &b, ip, d->hex, c.user, c.secret, FL_KEEPALIVE, &check_cb,
+                        d) != NULL)
+                o->checks++;
+            else
+                d->check_rc = -1;
+            otk_wipe(&c, sizeof c);
+        }
+        if (o->fx)
+            fl_faults_run(o->fx, fl_now_us());
+        fl_loop_run(o->env->loop, 5);
+        pending = 0;
+        for (i = 0; i < o->n; i++)
+            pending += o->d[i].check_rc == CHECK_PENDING;
+    }
+    for (i = 0; i < o->n; i++) {
+        sdev *d = &o->d[i];
+        otk_cloud c;
+        int ready = otk_device_state(&d->dev) == OTK_DEV_READY;
+        int has = otk_device_cloud(&d->dev, OTK_SET_ACTIVE, &c) == OTK_OK;
+        const char *login = !has ? "none"
+                            : d->check_rc == 0 ? "ok"
+                            : d->check_rc > 0 && d->check_rc != CHECK_PENDING ? "refused"
+                                                                              : "failed";
+        if (ready && d->check_rc == 0)
+            good++;
+        else
+            bad++;
+        if (f)
+            fprintf(f, "{\"id\":\"%s\",\"state\":\"%s\",\"version\":%lu,\"cloud\":%lu,"
+                       "\"login\":\"%s\"}\n",
+                    d->hex, state_name(otk_device_state(&d->dev)),
+                    (unsigned long)otk_device_version(&d->dev, OTK_SET_ACTIVE),
+                    has ? (unsigned long)c.cloud_id : 0ul, login);
+        otk_wipe(&c, sizeof c);
+    }
+    if (f && fclose(f) != 0) {
+        fprintf(stderr, "otakey-fleet: %s: %s\n", state_path, strerror(errno));
+        bad = -1;
+    }
+    if (ok)
+        *ok = good;
+    return bad;
+}
+
 fl_ota *fl_ota_new(fl_env *env, uint32_t n, const otk_device_config *fw)
 {
     fl_ota *o = calloc(1, sizeof *o);
@@ -419,6 +638,8 @@ fl_ota *fl_ota_new(fl_env *env, uint32_t n, const otk_device_config *fw)
     o->n = n;
     o->duty = env->max_connections && n > env->max_connections;
     o->fw = *fw;
+    if (env->faults != NULL)
+        o->fx = fl_faults_new(env->faults, fault_deliver, o);
     for (i = 0; i < n; i++) {
         sdev *d = &o->d[i];
         otk_device_config cfg = *fw;
@@ -456,6 +677,7 @@ void fl_ota_free(fl_ota *o)
         otk_flashsim_free(&d->flash);
     }
     fl_loop_run(o->env->loop, 0);
+    fl_faults_free(o->fx);
     otk_wipe(&o->fw, sizeof o->fw);
     free(o->d);
     free(o);

@@ -31,4 +31,17 @@ int fl_ota_claim(fl_ota *o, fl_phase *ph);
  */
 int fl_ota_update(fl_ota *o, const char *cmd, uint32_t want_cloud, fl_phase *ph);
 
+/*
+ * The end check: each device logs in to the cloud its committed set names
+ * (a real MQTT CONNECT with that set's user and secret; at most
+ * env->phase_timeout_s seconds for all). If state_path is not NULL, writes
+ * there one JSON object per device and line:
+ *   {"id":"HEX32","state":"ready","version":V,"cloud":C,"login":"ok"}
+ * login is "ok", "refused" (the cloud answered with a refusal), "failed"
+ * (no answer) or "none" (no committed set). Returns the number of devices
+ * not READY or whose login was not accepted (-1: state_path not writable);
+ * *ok (may be NULL) gets the number of accepted logins.
+ */
+int fl_ota_check(fl_ota *o, const char *state_path, uint32_t *ok);
+
 #endif

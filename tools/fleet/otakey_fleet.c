@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent_config.h"
 #include "baseline.h"
@@ -21,12 +22,14 @@
 
 typedef struct opts {
     const char *lab_env, *batch, *pk, *agent_pub, *csv, *md;
-    const char *rotate_cmd, *switch_cmd, *schemes, *fw_sizes;
+    const char *rotate_cmd, *switch_cmd, *schemes, *fw_sizes, *progress, *state_out;
     long devices, id_base, window, timeout_s, baseline_devices, fw_block, retry_ms, max_conn;
     long agent_pids[8], broker_pid, cloud_pids[2], switch_cloud;
     int n_agents;
     const char *label;
-    int mbedtls, verbose;
+    int mbedtls, verbose, check;
+    fl_fault_cfg faults;
+    int seed_given;
 } opts;
 
 typedef struct lab {
@@ -63,6 +66,15 @@ static int usage(const char *why)
             "  --baseline-devices N   devices of each baseline (default min(N, 1000))\n"
             "  --fw-sizes LIST        firmware image sizes in bytes (default 262144,1048576,4194304)\n"
             "  --fw-block N           firmware block size (default 4096)\n"
+            "  --loss P               drop each device<->agent message with probability P (0..1)\n"
+            "  --dup P                deliver each message twice with probability P (0..1)\n"
+            "  --delay-ms D           hold each message a random 0..D ms (reorders)\n"
+            "  --seed N               seed of the fault decisions (default: from the clock, printed)\n"
+            "  --check                at the end, every device logs in to its cloud with its\n"
+            "                         committed set; failures count (exit 1)\n"
+            "  --state-out FILE       with --check: one JSON line per device (state, version,\n"
+            "                         cloud, login)\n"
+            "  --progress FILE        rewritten during phases: PHASE DONE N SECONDS\n"
             "  --csv FILE             append CSV rows (header written when the file is new)\n"
             "  --md FILE              also write the markdown table there\n"
             "  -v                     progress on stderr\n"
@@ -77,6 +89,18 @@ static int num(const char *v, long lo, long hi, long *out)
     errno = 0;
     x = strtol(v, &end, 10);
     if (errno || end == v || *end || x < lo || x > hi)
+        return -1;
+    *out = x;
+    return 0;
+}
+
+static int numf(const char *v, double lo, double hi, double *out)
+{
+    char *end;
+    double x;
+    errno = 0;
+    x = strtod(v, &end);
+    if (errno || end == v || *end || !(x >= lo && x <= hi))
         return -1;
     *out = x;
     return 0;
@@ -105,6 +129,10 @@ static int parse(int argc, char **argv, opts *o)
             o->verbose = 1;
             continue;
         }
+        if (!strcmp(k, "--check")) {
+            o->check = 1;
+            continue;
+        }
         if (v == NULL) {
             snprintf(why, sizeof why, "option '%s' needs a value (or is unknown)", k);
             return usage(why);
@@ -120,6 +148,21 @@ static int parse(int argc, char **argv, opts *o)
         else if (!strcmp(k, "--switch-cmd")) o->switch_cmd = v;
         else if (!strcmp(k, "--schemes")) o->schemes = v;
         else if (!strcmp(k, "--fw-sizes")) o->fw_sizes = v;
+        else if (!strcmp(k, "--progress")) o->progress = v;
+        else if (!strcmp(k, "--state-out")) o->state_out = v;
+        else if (!strcmp(k, "--loss")) bad = numf(v, 0, 1, &o->faults.loss);
+        else if (!strcmp(k, "--dup")) bad = numf(v, 0, 1, &o->faults.dup);
+        else if (!strcmp(k, "--delay-ms")) {
+            long d;
+            bad = num(v, 0, 600000, &d);
+            o->faults.delay_ms = (unsigned)d;
+        } else if (!strcmp(k, "--seed")) {
+            char *end;
+            errno = 0;
+            o->faults.seed = strtoull(v, &end, 10);
+            bad = errno || end == v || *end || *v == '-';
+            o->seed_given = 1;
+        }
         else if (!strcmp(k, "--devices")) bad = num(v, 1, 1000000, &o->devices);
         else if (!strcmp(k, "--id-base")) bad = num(v, 0, 0x7fffffffL, &o->id_base);
         else if (!strcmp(k, "--window")) bad = num(v, 1, 1000000, &o->window);
@@ -161,6 +204,12 @@ static int parse(int argc, char **argv, opts *o)
     }
     if (!o->lab_env || !o->batch || !o->pk || !o->agent_pub || !o->devices)
         return usage("--lab-env, --batch, --pk, --agent-pub and --devices are required");
+    if (o->state_out && !o->check)
+        return usage("--state-out needs --check");
+    if (o->faults.loss >= 1)
+        return usage("--loss must be below 1 (no message would ever arrive)");
+    if (!o->seed_given)
+        o->faults.seed = fl_now_us() ^ ((uint64_t)getpid() << 32);
     if (o->baseline_devices < 0)
         o->baseline_devices = o->devices < 1000 ? o->devices : 1000;
     return 0;
@@ -263,6 +312,32 @@ static void emit(out *w, fl_phase *ph)
     fl_phase_free(ph);
 }
 
+/* What the network did to a phase and what the devices did about it. */
+static void fault_line(const opts *o, const fl_phase *ph)
+{
+    const fl_fault_stats *f = &ph->faults;
+    printf("faults: %s: devices sent %llu requests (%llu retransmissions), %llu reconnections;",
+           ph->name, (unsigned long long)ph->sent, (unsigned long long)ph->retransmits,
+           (unsigned long long)ph->reconnects);
+    if (o->faults.loss > 0 || o->faults.dup > 0 || o->faults.delay_ms > 0)
+        printf(" up %llu: %llu dropped, %llu duplicated, %llu delayed; down %llu: %llu dropped, "
+               "%llu duplicated, %llu delayed;",
+               (unsigned long long)f->passed[FL_UP], (unsigned long long)f->dropped[FL_UP],
+               (unsigned long long)f->duplicated[FL_UP], (unsigned long long)f->delayed[FL_UP],
+               (unsigned long long)f->passed[FL_DOWN], (unsigned long long)f->dropped[FL_DOWN],
+               (unsigned long long)f->duplicated[FL_DOWN], (unsigned long long)f->delayed[FL_DOWN]);
+    printf(" %llu refused by devices\n", (unsigned long long)ph->refused);
+}
+
+/* Emits an OTA-Key phase and, below the table row, its fault line. */
+static void emit_ota(const opts *o, out *w, fl_phase *ph)
+{
+    fl_phase copy = *ph;
+    copy.lat_ms = NULL;
+    emit(w, ph);
+    fault_line(o, &copy);
+}
+
 static int run_ota(const opts *o, fl_env *env, out *w)
 {
     otk_device_config fw;
@@ -286,14 +361,14 @@ static int run_ota(const opts *o, fl_env *env, out *w)
     acct_read(o, &a0);
     fl_ota_claim(ota, &ph);
     acct_fill(o, &a0, &ph);
-    emit(w, &ph);
+    emit_ota(o, w, &ph);
     if (o->rotate_cmd) {
         fl_phase_begin(&ph, o->label ? o->label : "ota-key", "rotate", (uint64_t)o->devices);
         acct_read(o, &a0);
         if (fl_ota_update(ota, o->rotate_cmd, 0, &ph) != 0)
             w->failed = 1;
         acct_fill(o, &a0, &ph);
-        emit(w, &ph);
+        emit_ota(o, w, &ph);
     }
     if (o->switch_cmd) {
         fl_phase_begin(&ph, o->label ? o->label : "ota-key", "switch", (uint64_t)o->devices);
@@ -301,7 +376,15 @@ static int run_ota(const opts *o, fl_env *env, out *w)
         if (fl_ota_update(ota, o->switch_cmd, (uint32_t)o->switch_cloud, &ph) != 0)
             w->failed = 1;
         acct_fill(o, &a0, &ph);
-        emit(w, &ph);
+        emit_ota(o, w, &ph);
+    }
+    if (o->check) {
+        uint32_t ok = 0;
+        int bad = fl_ota_check(ota, o->state_out, &ok);
+        printf("check: %u of %ld devices READY and logged in to their cloud with their committed"
+               " set\n", ok, o->devices);
+        if (bad != 0)
+            w->failed = 1;
     }
     fl_ota_free(ota);
     return 0;
@@ -392,6 +475,9 @@ int main(int argc, char **argv)
     env.max_connections = (unsigned)o.max_conn;
     env.phase_timeout_s = (unsigned)o.timeout_s;
     env.verbose = o.verbose;
+    env.progress = o.progress;
+    if (o.faults.loss > 0 || o.faults.dup > 0 || o.faults.delay_ms > 0)
+        env.faults = &o.faults;
 
     memset(&w, 0, sizeof w);
     w.fleet = (uint64_t)o.devices;
@@ -412,13 +498,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "otakey-fleet: %s: %s\n", o.md, strerror(errno));
         return 2;
     }
-    printf("\nfleet of %ld devices (device crypto: %s; %ld fds; %s)\n\n", o.devices,
+    printf("\nfleet of %ld devices (device crypto: %s; %ld fds; %s)\n", o.devices,
            o.mbedtls ? "mbedTLS" : "OpenSSL", fds,
            o.max_conn && o.devices > o.max_conn ? "duty-cycled: devices connect for their operation"
                                                 : "every device stays connected");
     if (o.max_conn && o.devices > o.max_conn)
-        printf("at most %ld agent-broker connections at once (file descriptor limit %ld)\n\n",
+        printf("at most %ld agent-broker connections at once (file descriptor limit %ld)\n",
                o.max_conn, fds);
+    if (env.faults)
+        printf("faults: loss %.3f, duplication %.3f, delay 0..%u ms, seed %llu\n", o.faults.loss,
+               o.faults.dup, o.faults.delay_ms, (unsigned long long)o.faults.seed);
+    printf("\n");
     fl_report_md_header(stdout);
     if (w.md)
         fl_report_md_header(w.md);
