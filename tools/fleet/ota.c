@@ -364,6 +364,7 @@ static void tick(fl_ota *o, uint32_t *next_start)
             d->lost = 1;
             fl_close(d->agent, &d->bytes);
             d->agent = NULL;
+            o->open--;
         }
         /* A lost connection is opened again (in the claim phase, only for
          * devices already brought up). */
