@@ -118,3 +118,70 @@ otk_status otk_clouds_flush(otk_clouds *c, unsigned timeout_ms)
             st = OTK_ERR_CLOUD;
     return st;
 }
+
+typedef struct sweep {
+    otk_clouds *c;
+    const otk_registry *reg;
+    uint32_t cloud_id;
+    char (*gone)[OTK_USER_MAX + 1];
+    size_t n, cap;
+    int failed;
+} sweep;
+
+/* Usernames are hex(device id) "-" version (src/agent/agent.c new_set). */
+static void check_user(void *ud, const char *user)
+{
+    sweep *s = ud;
+    otk_agent_device rec;
+    uint8_t id[16];
+    char hex[33];
+    int named = 0;
+    otk_status st;
+    memcpy(hex, user, 32);
+    hex[32] = '\0';
+    if (strlen(user) < 34 || user[32] != '-' || otk_hex_decode(hex, id, 16) != 0)
+        return; /* not one of ours: left alone */
+    st = s->reg->get_device(s->reg->ctx, id, &rec);
+    if (st != OTK_OK && st != OTK_ERR_NOT_FOUND) {
+        s->failed = 1;
+        return;
+    }
+    if (st == OTK_OK && rec.state != OTK_DS_REVOKED)
+        named = (rec.has_committed && rec.committed.cloud.cloud_id == s->cloud_id &&
+                 strcmp(rec.committed.cloud.user, user) == 0) ||
+                (rec.has_pending && rec.pending.cloud.cloud_id == s->cloud_id &&
+                 strcmp(rec.pending.cloud.user, user) == 0);
+    otk_wipe(&rec, sizeof rec);
+    if (named)
+        return;
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 64;
+        s->gone = realloc(s->gone, s->cap * sizeof *s->gone);
+        if (s->gone == NULL)
+            abort();
+    }
+    snprintf(s->gone[s->n++], sizeof s->gone[0], "%s", user);
+}
+
+long otk_clouds_reconcile(otk_clouds *c, const otk_registry *reg)
+{
+    size_t i, k;
+    long removed = 0;
+    for (i = 0; i < c->n_pw; i++) {
+        sweep s;
+        memset(&s, 0, sizeof s);
+        s.c = c;
+        s.reg = reg;
+        s.cloud_id = c->pw_id[i];
+        otk_pwfile_each(c->pw[i], check_user, &s);
+        for (k = 0; k < s.n; k++)
+            if (otk_pwfile_remove(c->pw[i], s.cloud_id, s.gone[k]) == OTK_OK)
+                removed++;
+        free(s.gone);
+        if (s.failed)
+            return -1;
+    }
+    if (removed && otk_clouds_flush(c, 10000) != OTK_OK)
+        return -1;
+    return removed;
+}

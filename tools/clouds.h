@@ -22,6 +22,14 @@ int otk_clouds_have_files(const otk_clouds *c);
 /* Changes queued on password-file clouds. */
 size_t otk_clouds_pending(const otk_clouds *c);
 
+/*
+ * At start: a password-file client that no device's committed or pending
+ * set names (a crash came between a commit and the deletion of the
+ * credentials it retired) is deleted, and the change flushed. Returns the
+ * number of clients deleted, or -1 when the registry or a cloud failed.
+ */
+long otk_clouds_reconcile(otk_clouds *c, const otk_registry *reg);
+
 /* Makes every queued change effective (otk_pwfile_flush on each). */
 otk_status otk_clouds_flush(otk_clouds *c, unsigned timeout_ms);
 

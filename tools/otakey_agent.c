@@ -282,6 +282,13 @@ static int setup(daemon_ctx *d, const char *path)
         return 2;
     }
     otk_wipe(&ac, sizeof ac);
+    if (otk_clouds_have_files(d->clouds)) {
+        long gone = otk_clouds_reconcile(d->clouds, &reg);
+        if (otk_store_release(d->reg) != OTK_OK || gone < 0)
+            logf_(1, "password-file clouds: the start-up sweep did not finish");
+        else if (gone > 0)
+            logf_(1, "password-file clouds: %ld retired clients deleted at start", gone);
+    }
     if (otk_rl_new(&d->cfg.ratelimit, &d->rl) != OTK_OK) {
         fprintf(stderr, "otakey-agent: invalid ratelimit_* settings\n");
         return 2;

@@ -71,6 +71,12 @@ size_t otk_pwfile_pending(const otk_pwfile *p);
  */
 OTK_CHECK_RETURN otk_status otk_pwfile_flush(otk_pwfile *p, unsigned timeout_ms);
 
+/*
+ * Calls fn for every client in the file (probe clients left out), as of
+ * the last open or flush. fn must not change p.
+ */
+void otk_pwfile_each(const otk_pwfile *p, void (*fn)(void *ud, const char *user), void *ud);
+
 /* Clients known (for tests and logs). */
 size_t otk_pwfile_count(const otk_pwfile *p);
 

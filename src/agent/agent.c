@@ -420,6 +420,10 @@ otk_status otk_agent_handle(otk_agent *a, const uint8_t *in, size_t in_len, uint
             st = OTK_ERR_UNKNOWN_DEVICE;
         else if (st == OTK_OK && rec->state == OTK_DS_REVOKED)
             st = OTK_ERR_REVOKED;
+        /* Retired credentials whose deletion a crash or a cloud failure cut
+         * short go now: a device that talks is a device whose record is at hand. */
+        if (st == OTK_OK && rec->has_stale)
+            retire_stale(a, rec);
     }
     if (st == OTK_OK) {
         switch (m.type) {

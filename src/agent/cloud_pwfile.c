@@ -184,6 +184,14 @@ size_t otk_pwfile_pending(const otk_pwfile *p)
     return p ? p->pending : 0;
 }
 
+void otk_pwfile_each(const otk_pwfile *p, void (*fn)(void *ud, const char *user), void *ud)
+{
+    size_t i;
+    for (i = 0; p != NULL && i < p->cap; i++)
+        if (p->tab[i].user[0] && strncmp(p->tab[i].user, PROBE_PREFIX, strlen(PROBE_PREFIX)) != 0)
+            fn(ud, p->tab[i].user);
+}
+
 size_t otk_pwfile_count(const otk_pwfile *p)
 {
     return p ? p->count : 0;
