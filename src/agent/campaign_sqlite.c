@@ -280,8 +280,11 @@ static size_t start_devices(otk_sqlreg *r, otk_agent *a, const otk_campaign_stat
     return started;
 }
 
+#define OUTCOME_MS 1000
+
 size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a)
 {
+    static int64_t outcome_at[32], outcome_id[32];
     int64_t ids[32];
     size_t n, i, started = 0;
     if (r == NULL || a == NULL)
@@ -296,9 +299,20 @@ size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a)
         if (get_status(r, ids[i], &c, 0) != OTK_OK ||
             (c.state != OTK_CAMP_CANARY && c.state != OTK_CAMP_RUNNING))
             continue;
-        if ((c.state == OTK_CAMP_CANARY || c.started >= c.total) &&
-            get_status(r, ids[i], &c, 1) != OTK_OK)
+        if (c.state == OTK_CAMP_CANARY && get_status(r, ids[i], &c, 1) != OTK_OK)
             continue;
+        if (c.state == OTK_CAMP_RUNNING && c.started >= c.total) {
+            /* All started: only completion is left to see. Counting costs a
+             * pass over the campaign, so it is done at most every
+             * OUTCOME_MS, not on every tick. */
+            int64_t now = otk_wall_ms();
+            if (now - outcome_at[i % 32] < OUTCOME_MS && outcome_id[i % 32] == c.id)
+                continue;
+            outcome_at[i % 32] = now;
+            outcome_id[i % 32] = c.id;
+            if (get_status(r, ids[i], &c, 1) != OTK_OK)
+                continue;
+        }
         if (c.done + c.failed >= c.total) {
             set_state(otk_sqlreg_handle(r), c.id, OTK_CAMP_DONE);
             continue;

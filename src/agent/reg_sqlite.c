@@ -528,24 +528,33 @@ size_t otk_sqlreg_due_notifications(otk_sqlreg *r, uint8_t (*ids)[16], size_t ma
      * (its device may have missed it), not told recently. */
     if (exec(r, "BEGIN IMMEDIATE") != OTK_OK)
         return 0;
-    if (sqlite3_prepare_v2(r->db,
-                           "SELECT id FROM devices WHERE state = 2"
-                           " AND ((want != 0 AND p_version IS NULL) OR (p_version IS NOT NULL AND p_claim = 0))"
-                           " AND (notified_at IS NULL OR notified_at < ?1) LIMIT ?2",
-                           -1, &s, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(r->db, "UPDATE devices SET notified_at = ?1 WHERE id = ?2", -1, &u,
-                           NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(s, 1, now - (int64_t)resend_ms);
-        sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
-        while (n < max && sqlite3_step(s) == SQLITE_ROW)
-            if (col_blob(s, 0, ids[n], 16)) {
-                sqlite3_reset(u);
-                sqlite3_bind_int64(u, 1, now);
-                sqlite3_bind_blob(u, 2, ids[n], 16, SQLITE_STATIC);
-                if (sqlite3_step(u) == SQLITE_DONE)
-                    n++;
-            }
-    }
+    /* Never told, then told too long ago: two range searches of the
+     * devices_due index (one query with an OR would scan all of it). */
+    static const char *const due_sql[2] = {
+        "SELECT id FROM devices WHERE state = 2"
+        " AND ((want != 0 AND p_version IS NULL) OR (p_version IS NOT NULL AND p_claim = 0))"
+        " AND notified_at IS NULL AND ?1 = ?1 LIMIT ?2",
+        "SELECT id FROM devices WHERE state = 2"
+        " AND ((want != 0 AND p_version IS NULL) OR (p_version IS NOT NULL AND p_claim = 0))"
+        " AND notified_at < ?1 LIMIT ?2"};
+    if (sqlite3_prepare_v2(r->db, "UPDATE devices SET notified_at = ?1 WHERE id = ?2", -1, &u,
+                           NULL) == SQLITE_OK)
+        for (int q = 0; q < 2 && n < max; q++) {
+            if (sqlite3_prepare_v2(r->db, due_sql[q], -1, &s, NULL) != SQLITE_OK)
+                break;
+            sqlite3_bind_int64(s, 1, now - (int64_t)resend_ms);
+            sqlite3_bind_int64(s, 2, (sqlite3_int64)(max - n));
+            while (n < max && sqlite3_step(s) == SQLITE_ROW)
+                if (col_blob(s, 0, ids[n], 16)) {
+                    sqlite3_reset(u);
+                    sqlite3_bind_int64(u, 1, now);
+                    sqlite3_bind_blob(u, 2, ids[n], 16, SQLITE_STATIC);
+                    if (sqlite3_step(u) == SQLITE_DONE)
+                        n++;
+                }
+            sqlite3_finalize(s);
+            s = NULL;
+        }
     sqlite3_finalize(s);
     sqlite3_finalize(u);
     if (exec(r, "COMMIT") != OTK_OK) {
