@@ -2,7 +2,7 @@
 # Plots of bench/run's fleet.csv (gnuplot, PNG):
 #   throughput.png  devices/s against fleet size, one line per scheme/phase
 #   latency.png     p99 latency against fleet size
-#   bytes.png       payload + MQTT framing per device and operation (largest fleet)
+#   bytes.png       payload + MQTT framing per device and operation (smallest fleet)
 # Usage: bench/plot.sh FLEET.CSV OUTDIR
 set -euo pipefail
 csv=$1; out=$2
@@ -14,10 +14,11 @@ awk -F, -v dir="$tmp" 'NR > 1 {
   if (!(f in seen)) { seen[f] = 1; print name > (dir "/" f ".name"); order[++n] = f }
   print $1, $8, $11 >> (dir "/" f ".dat")
 } END { for (i = 1; i <= n; i++) print order[i] > (dir "/series") }' "$csv"
-# Bytes per device at the largest fleet size.
-awk -F, 'NR > 1 && $1 + 0 >= max { if ($1 + 0 > max) { max = $1 + 0; delete rows; k = 0 }
+# Bytes per device at the smallest fleet size: there every device stays
+# connected (larger fleets may be duty-cycled, and early polls add bytes).
+awk -F, 'NR > 1 && (min == "" || $1 + 0 <= min) { if (min == "" || $1 + 0 < min) { min = $1 + 0; delete rows; k = 0 }
   rows[++k] = "\"" $2 ($3 == "re-key" ? "" : " " $3) "\" " ($17 + $18 + $19 + $20) }
-  END { for (i = 1; i <= k; i++) print rows[i] }' "$csv" > "$tmp/bytes.dat"
+  END { for (i = 1; i <= k; i++) print rows[i]; print min > "/dev/stderr" }' "$csv" > "$tmp/bytes.dat" 2> "$tmp/bytes.fleet"
 plots=""
 for f in $(cat "$tmp/series"); do
   plots="$plots \"$tmp/$f.dat\" using 1:COL with linespoints title \"$(cat "$tmp/$f.name")\","
@@ -39,7 +40,7 @@ set ylabel "ms"
 plot ${plots//COL/3}
 unset logscale x
 set output "$out/bytes.png"
-set title "Bytes on the wire per device and operation (payload + MQTT framing, both directions)"
+set title "Bytes per device and operation, payload + MQTT framing, both directions ($(cat "$tmp/bytes.fleet") devices)"
 set ylabel "bytes (log scale)"
 set xlabel ""
 set style fill solid 0.6
