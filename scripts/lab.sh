@@ -27,14 +27,7 @@ stop() {
   done
 }
 
-free_port() {
-  local p try
-  for try in $(seq 100); do
-    p=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  echo "lab: no free port found" >&2; exit 1
-}
+. "$(dirname "$0")/ports.sh"
 
 wait_port() {
   local i
@@ -65,7 +58,7 @@ start() {
   certs
   local agent_pw cloud_pw bench_pw pa pca pcb
   agent_pw=$(openssl rand -hex 16); cloud_pw=$(openssl rand -hex 16); bench_pw=$(openssl rand -hex 16)
-  pa=$(free_port); pca=$(free_port); pcb=$(free_port)
+  pa=$(free_port lab); pca=$(free_port lab); pcb=$(free_port lab)
   mosquitto_passwd -b -c "$dir/agent.pw" otakey-agent "$agent_pw" 2>/dev/null
   # otakey-bench: the servers of the benchmark's baseline schemes (bench/#).
   mosquitto_passwd -b "$dir/agent.pw" otakey-bench "$bench_pw" 2>/dev/null

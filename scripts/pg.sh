@@ -22,14 +22,7 @@ as_owner() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-free_port() {
-  local p try
-  for try in $(seq 100); do
-    p=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  echo "pg: no free port found" >&2; exit 1
-}
+. "$here/scripts/ports.sh"
 
 start() {
   local bin port try
@@ -51,7 +44,7 @@ start() {
     || { echo "pg: initdb failed (see $dir/initdb.log)" >&2; exit 1; }
   as_owner mkdir -p "$dir/sock"
   for try in 1 2 3 4 5; do
-    port=$(free_port)
+    port=$(free_port pg)
     if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
          -o "-p $port -k $dir/sock -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null; then
       break

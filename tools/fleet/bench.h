@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "fleet.h"
+#include "flashsim.h"
 
 #define BL_CONNECT_WINDOW 256u /* connections being set up at most */
 #define BL_BIND_IPS 64u        /* source addresses 127.2.0.1 .. 127.2.0.64 */
@@ -308,6 +309,65 @@ static inline void bl_fleet_free(bl_fleet *F)
     fl_loop_run(F->env->loop, 0);
     free(F->d);
     F->d = NULL;
+}
+
+
+/*
+ * Simulated flash for the devices in flight: a device takes a region for
+ * its re-key and gives it back when done, so n regions serve the fleet.
+ */
+typedef struct bl_flash_pool {
+    otk_flashsim *flash;
+    otk_port *port;
+    uint8_t *busy;
+    unsigned n;
+} bl_flash_pool;
+
+/* n regions of size bytes (erase unit sector, program unit prog); aborts on failure. */
+static inline void bl_pool_init(bl_flash_pool *p, unsigned n, uint32_t size, uint32_t sector,
+                                uint32_t prog, const otk_crypto *crypto)
+{
+    unsigned k;
+    p->n = n ? n : 1;
+    p->flash = calloc(p->n, sizeof *p->flash);
+    p->port = calloc(p->n, sizeof *p->port);
+    p->busy = calloc(p->n, 1);
+    if (!p->flash || !p->port || !p->busy)
+        abort();
+    for (k = 0; k < p->n; k++) {
+        if (otk_flashsim_init(&p->flash[k], size, sector, prog) != 0)
+            abort();
+        otk_flashsim_port(&p->flash[k], crypto, &p->port[k]);
+    }
+}
+
+/* A free region's index, or -1 when all are taken. */
+static inline int bl_pool_take(bl_flash_pool *p)
+{
+    unsigned k;
+    for (k = 0; k < p->n; k++)
+        if (!p->busy[k]) {
+            p->busy[k] = 1;
+            return (int)k;
+        }
+    return -1;
+}
+
+static inline void bl_pool_give(bl_flash_pool *p, int k)
+{
+    if (k >= 0 && (unsigned)k < p->n)
+        p->busy[k] = 0;
+}
+
+static inline void bl_pool_free(bl_flash_pool *p)
+{
+    unsigned k;
+    for (k = 0; p->flash && k < p->n; k++)
+        otk_flashsim_free(&p->flash[k]);
+    free(p->flash);
+    free(p->port);
+    free(p->busy);
+    memset(p, 0, sizeof *p);
 }
 
 #endif

@@ -50,7 +50,6 @@
 #include <time.h>
 
 #include "bench.h"
-#include "flashsim.h"
 
 #define CSR_WAIT_US 10000000u  /* no answer: ask again */
 #define CSR_SECTOR 4096u
@@ -90,10 +89,8 @@ typedef struct csr_run {
     mbedtls_x509_crt trust;   /* the CA certificate, provisioned on devices */
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context drbg;
-    otk_flashsim *flash;
-    otk_port *port;
-    uint8_t *slot_busy;
-    unsigned nslots, inflight;
+    bl_flash_pool pool;       /* flash of the devices in flight */
+    unsigned inflight;
     uint32_t idle, cursor;
     uint64_t dev_failed;
 } csr_run;
@@ -113,8 +110,7 @@ static void hex32(const uint8_t h[32], char out[65])
 
 static void dev_release(csr_run *r, csrdev *d)
 {
-    if (d->slot >= 0)
-        r->slot_busy[d->slot] = 0;
+    bl_pool_give(&r->pool, d->slot);
     d->slot = -1;
     mbedtls_pk_free(&d->key);
     free(d->request);
@@ -246,7 +242,7 @@ static int dev_store(csr_run *r, csrdev *d)
 {
     static unsigned char buf[2 * CSR_SECTOR], back[2 * CSR_SECTOR];
     unsigned char kder[256];
-    const otk_port *port = &r->port[d->slot];
+    const otk_port *port = &r->pool.port[d->slot];
     int kn = mbedtls_pk_write_key_der(&d->key, kder, sizeof kder);
     size_t len, s;
     if (kn <= 0 || 4 + (size_t)kn + d->cert_len > sizeof buf)
@@ -316,20 +312,15 @@ static void dev_start_some(csr_run *r)
     uint32_t scanned, started = 0;
     /* All devices share one thread: a few key generations per loop turn,
      * so that the messages of devices already started are not held up. */
-    for (scanned = 0; r->idle && r->inflight < r->nslots && scanned < r->F.n && started < CSR_STARTS_PER_TURN;
+    for (scanned = 0; r->idle && r->inflight < r->pool.n && scanned < r->F.n && started < CSR_STARTS_PER_TURN;
          scanned++) {
         uint32_t i = r->cursor;
         csrdev *d = &r->d[i];
-        unsigned k;
         r->cursor = (r->cursor + 1) % r->F.n;
         if (d->state != D_IDLE || !r->F.d[i].online)
             continue;
-        for (k = 0; k < r->nslots && r->slot_busy[k]; k++)
-            ;
-        if (k == r->nslots)
+        if ((d->slot = bl_pool_take(&r->pool)) < 0)
             return;
-        r->slot_busy[k] = 1;
-        d->slot = (int)k;
         d->t0_us = fl_now_us();
         r->idle--;
         r->inflight++;
@@ -633,17 +624,12 @@ static int make_ca(csr_run *r)
 static void csr_free(csr_run *r)
 {
     uint32_t i;
-    unsigned k;
     if (r->d)
         for (i = 0; i < r->F.n; i++)
             dev_release(r, &r->d[i]);
     if (r->F.d)
         bl_fleet_free(&r->F);
-    for (k = 0; r->flash && k < r->nslots; k++)
-        otk_flashsim_free(&r->flash[k]);
-    free(r->flash);
-    free(r->port);
-    free(r->slot_busy);
+    bl_pool_free(&r->pool);
     free(r->d);
     free(r->issued);
     X509_free(r->ca);
@@ -659,7 +645,6 @@ int fl_csr_run(fl_env *env, uint32_t first, uint32_t n, fl_phase *out)
 {
     csr_run r;
     uint32_t i;
-    unsigned k;
     uint64_t t_start, deadline, last_retry = 0, last_note = 0;
     static const char pers[] = "otakey-fleet x509-csr devices";
     memset(&r, 0, sizeof r);
@@ -668,21 +653,12 @@ int fl_csr_run(fl_env *env, uint32_t first, uint32_t n, fl_phase *out)
     mbedtls_ctr_drbg_init(&r.drbg);
     r.env = env;
     /* One flash region per device in flight; devices waiting hold none. */
-    r.nslots = env->window < n ? env->window : n;
-    if (r.nslots == 0)
-        r.nslots = 1;
-    r.flash = calloc(r.nslots, sizeof *r.flash);
-    r.port = calloc(r.nslots, sizeof *r.port);
-    r.slot_busy = calloc(r.nslots, 1);
     r.d = calloc(n ? n : 1, sizeof *r.d);
     r.issued = calloc(n ? n : 1, sizeof *r.issued);
-    if (!r.flash || !r.port || !r.slot_busy || !r.d || !r.issued)
+    if (!r.d || !r.issued)
         abort();
-    for (k = 0; k < r.nslots; k++) {
-        if (otk_flashsim_init(&r.flash[k], 2 * CSR_SECTOR, CSR_SECTOR, CSR_PROG) != 0)
-            abort();
-        otk_flashsim_port(&r.flash[k], env->crypto, &r.port[k]);
-    }
+    bl_pool_init(&r.pool, env->window < n ? env->window : n, 2 * CSR_SECTOR, CSR_SECTOR,
+                 CSR_PROG, env->crypto);
     for (i = 0; i < n; i++) {
         r.d[i].slot = -1;
         mbedtls_pk_init(&r.d[i].key);

@@ -62,7 +62,6 @@
 
 #include "bench.h"
 #include "cbor_min.h"
-#include "flashsim.h"
 
 #define FW_WINDOW 16u               /* devices downloading at once at most */
 #define FW_BLOCKS_PER_REQUEST 4u
@@ -104,10 +103,8 @@ typedef struct fw_run {
     /* device side */
     fwdev *d;
     mbedtls_pk_context pub;  /* code-signing key provisioned on the devices */
-    otk_flashsim *flash;
-    otk_port *port;
-    uint8_t *slot_busy;
-    unsigned nslots, inflight;
+    bl_flash_pool pool;       /* flash of the devices in flight */
+    unsigned inflight;
     uint32_t idle, cursor;
     uint64_t dev_failed;
 } fw_run;
@@ -127,8 +124,7 @@ static uint32_t block_len(uint32_t size, uint32_t block, uint32_t i)
 
 static void dev_release(fw_run *r, fwdev *d)
 {
-    if (d->slot >= 0)
-        r->slot_busy[d->slot] = 0;
+    bl_pool_give(&r->pool, d->slot);
     d->slot = -1;
     free(d->need);
     d->need = NULL;
@@ -217,7 +213,7 @@ static void dev_job(fw_run *r, uint32_t i, const uint8_t *p, size_t n)
     uint32_t s, k;
     if (!cJSON_IsString(ota) || !cJSON_IsNumber(size) || !cJSON_IsNumber(fid) || !cJSON_IsString(sig) ||
         strlen(ota->valuestring) >= sizeof d->stream || size->valuedouble < 1 ||
-        size->valuedouble > (double)r->flash[0].size || fid->valuedouble < 0 ||
+        size->valuedouble > (double)r->pool.flash[0].size || fid->valuedouble < 0 ||
         mbedtls_base64_decode(d->sig, sizeof d->sig, &d->sig_len, (const unsigned char *)sig->valuestring,
                               strlen(sig->valuestring)) != 0) {
         cJSON_Delete(root);
@@ -237,7 +233,7 @@ static void dev_job(fw_run *r, uint32_t i, const uint8_t *p, size_t n)
         d->need[k / 8] |= (uint8_t)(1u << (k % 8));
     d->got = d->hashed = 0;
     /* Like the OTA PAL's "create file": erase the receiving region. */
-    port = &r->port[d->slot];
+    port = &r->pool.port[d->slot];
     for (s = 0; s < d->file_size; s += FW_SECTOR)
         if (port->flash_erase(port->ctx, s) != 0) {
             dev_fail(r, i, "flash erase");
@@ -253,7 +249,7 @@ static void dev_job(fw_run *r, uint32_t i, const uint8_t *p, size_t n)
 static int dev_hash_forward(fw_run *r, fwdev *d)
 {
     static uint8_t buf[262144];
-    const otk_port *port = &r->port[d->slot];
+    const otk_port *port = &r->pool.port[d->slot];
     while (d->hashed < d->nblocks && !bit_get(d->need, d->hashed)) {
         uint32_t len = block_len(d->file_size, (uint32_t)r->block, d->hashed);
         if (len > sizeof buf ||
@@ -290,7 +286,7 @@ static void dev_block(fw_run *r, uint32_t i, const uint8_t *p, size_t n)
     static uint8_t pad[262144 + FW_PROG];
     cb_map_entry e[8];
     const cb_map_entry *f, *id, *l, *pl;
-    const otk_port *port = &r->port[d->slot];
+    const otk_port *port = &r->pool.port[d->slot];
     uint32_t blk, len, plen;
     char details[64];
     int ne = cb_parse_map(p, n, e, 8);
@@ -353,21 +349,16 @@ static void dev_msg(void *s, uint32_t i, const uint8_t *p, size_t n)
 /* Starts devices while the window has room and a flash region is free. */
 static void dev_start_some(fw_run *r)
 {
-    unsigned win = r->env->window < r->nslots ? r->env->window : r->nslots;
+    unsigned win = r->env->window < r->pool.n ? r->env->window : r->pool.n;
     uint32_t scanned;
     for (scanned = 0; r->idle && r->inflight < win && scanned < r->F.n; scanned++) {
         uint32_t i = r->cursor;
         fwdev *d = &r->d[i];
-        unsigned k;
         r->cursor = (r->cursor + 1) % r->F.n;
         if (d->state != D_IDLE || !r->F.d[i].online)
             continue;
-        for (k = 0; k < r->nslots && r->slot_busy[k]; k++)
-            ;
-        if (k == r->nslots)
+        if ((d->slot = bl_pool_take(&r->pool)) < 0)
             return;
-        r->slot_busy[k] = 1;
-        d->slot = (int)k;
         d->state = D_JOB;
         d->t0_us = fl_now_us();
         r->idle--;
@@ -554,17 +545,12 @@ out:
 static void fw_free(fw_run *r)
 {
     uint32_t i;
-    unsigned k;
     if (r->d)
         for (i = 0; i < r->F.n; i++)
             dev_release(r, &r->d[i]);
     if (r->F.d)
         bl_fleet_free(&r->F);
-    for (k = 0; r->flash && k < r->nslots; k++)
-        otk_flashsim_free(&r->flash[k]);
-    free(r->flash);
-    free(r->port);
-    free(r->slot_busy);
+    bl_pool_free(&r->pool);
     free(r->d);
     free(r->srv_state);
     free(r->image);
@@ -576,7 +562,6 @@ int fl_fw_run(fl_env *env, uint32_t first, uint32_t n, size_t image_size, size_t
     fw_run r;
     char scheme[32];
     uint32_t region, i;
-    unsigned k;
     uint64_t t_start, deadline, last_retry = 0, last_note = 0;
     if (block_size < 256 || block_size > 131072 || (block_size & (block_size - 1)) != 0 ||
         image_size == 0 || image_size > (1u << 30)) {
@@ -591,20 +576,13 @@ int fl_fw_run(fl_env *env, uint32_t first, uint32_t n, size_t image_size, size_t
     r.block = block_size;
     r.nblocks = (uint32_t)((image_size + block_size - 1) / block_size);
     r.image = malloc(image_size);
-    r.nslots = env->window < FW_WINDOW ? env->window : FW_WINDOW;
-    r.flash = calloc(r.nslots, sizeof *r.flash);
-    r.port = calloc(r.nslots, sizeof *r.port);
-    r.slot_busy = calloc(r.nslots, 1);
     r.d = calloc(n ? n : 1, sizeof *r.d);
     r.srv_state = calloc(n ? n : 1, 1);
-    if (!r.image || !r.flash || !r.port || !r.slot_busy || !r.d || !r.srv_state)
+    if (!r.image || !r.d || !r.srv_state)
         abort();
     region = (uint32_t)((image_size + FW_SECTOR - 1) / FW_SECTOR * FW_SECTOR);
-    for (k = 0; k < r.nslots; k++) {
-        if (otk_flashsim_init(&r.flash[k], region, FW_SECTOR, FW_PROG) != 0)
-            abort();
-        otk_flashsim_port(&r.flash[k], env->crypto, &r.port[k]);
-    }
+    bl_pool_init(&r.pool, env->window < FW_WINDOW ? env->window : FW_WINDOW, region, FW_SECTOR,
+                 FW_PROG, env->crypto);
     for (i = 0; i < n; i++)
         r.d[i].slot = -1;
     if (make_release(&r) != 0) {
