@@ -6,6 +6,7 @@
 # summary table. Everything started is stopped on exit.
 # Usage: scripts/demo_mqtt.sh [devices] [build-dir]
 set -euo pipefail
+umask 077 # keys, PK, configs with passwords, registries: the owner's alone
 cd "$(dirname "$0")/.."
 n=${1:-20}
 build=${2:-build/release}

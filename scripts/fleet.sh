@@ -17,8 +17,11 @@ fleet_cleanup() {
 }
 
 # Brokers, agent key, a product batch and the agent's config file.
+# FLEET_CLOUDS=passwd: password-file clouds instead of dynamic security.
 fleet_setup() {
-  bash "$root/scripts/lab.sh" start "$work/lab"
+  local c l lc port
+  umask 077 # keys, PK, configs with passwords, registries: the owner's alone
+  bash "$root/scripts/lab.sh" start "$work/lab" "${FLEET_CLOUDS:-dynsec}"
   . "$work/lab/lab.env"
   pub=$("$bin/otakey" keygen "$work/agent.key")
   "$bin/otakey" product create --db "${FLEET_DB:-$work/registry.db}" --batch $batch --name demo-sensor \
@@ -28,26 +31,24 @@ fleet_setup() {
 database = ${FLEET_DB:-$work/registry.db}
 signing_key = $work/agent.key
 broker_host = 127.0.0.1
-broker_port = $LAB_AGENT_PORT
+broker_port = $LAB_SERVER_PORT
 cafile = $LAB_CA
 username = $LAB_AGENT_USER
 password = $LAB_AGENT_PASSWORD
 claim_cloud = 1
-
-[cloud.1]
-host = 127.0.0.1
-port = $LAB_CLOUD_A_PORT
-admin_cafile = $LAB_CA
-admin_user = $LAB_CLOUD_ADMIN
-admin_password = $LAB_CLOUD_PASSWORD
-
-[cloud.2]
-host = 127.0.0.1
-port = $LAB_CLOUD_B_PORT
-admin_cafile = $LAB_CA
-admin_user = $LAB_CLOUD_ADMIN
-admin_password = $LAB_CLOUD_PASSWORD
 EOC
+  for c in 1 2; do
+    l=A; [ $c = 2 ] && l=B
+    port=LAB_CLOUD_${l}_PORT
+    printf '\n[cloud.%s]\nhost = 127.0.0.1\nport = %s\nadmin_cafile = %s\n' $c "${!port}" "$LAB_CA" >> "$work/agent.ini"
+    if [ "$LAB_CLOUDS" = passwd ]; then
+      lc=$(echo $l | tr AB ab)
+      printf 'type = passwd\npassword_file = %s\nacl_file = %s\npid_file = %s\n' \
+        "$LAB_DIR/cloud-$lc.passwd" "$LAB_DIR/cloud-$lc.acl" "$LAB_DIR/cloud-$lc.pid" >> "$work/agent.ini"
+    else
+      printf 'admin_user = %s\nadmin_password = %s\n' "$LAB_CLOUD_ADMIN" "$LAB_CLOUD_PASSWORD" >> "$work/agent.ini"
+    fi
+  done
   mkdir -p "$work/dev"
 }
 

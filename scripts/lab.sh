@@ -1,18 +1,32 @@
 #!/usr/bin/env bash
 # A local lab of real brokers on free loopback ports, all over TLS:
-#   agent broker  - devices <-> agents (anonymous devices limited by ACL to
-#                   their own otakey/v1/{up,down}/<client id> topics)
+#   agent broker  - two listeners, each guarded by otakey's mosquitto plugin
+#                   (src/broker/policy.h; docs/security.md):
+#                   devices (LAB_AGENT_PORT): anonymous clients whose client id
+#                     is a device id, each limited to publishing its own
+#                     otakey/v1/up/<id> and receiving its own otakey/v1/down/<id>;
+#                   servers (LAB_SERVER_PORT): agents, and the benchmark's
+#                     baseline servers, log in with a password; each topic
+#                     space has one owner (otakey/v1: otakey-agent, bench/v1:
+#                     otakey-bench), shared subscriptions included
 #   cloud A, B    - mosquitto with the dynamic-security plugin; the agent
 #                   administers device clients through it
+# Every file written is readable by its owner alone (umask 077).
 # Usage: scripts/lab.sh start DIR [dynsec|passwd]   (writes DIR/lab.env)
 #        passwd: the clouds authenticate from a password_file + acl_file that
-#        the agent rewrites (type = passwd), instead of dynamic security
+#        the agent rewrites (type = passwd), instead of dynamic security; the
+#        plugin binds each device's credentials to its own client id
 #        scripts/lab.sh stop DIR
+# The plugin is $OTK_MOSQUITTO_PLUGIN, or else the newest build/*/otakey_mosquitto.so.
+# LAB_REPORT_MS (default 10000): period of the plugin's refusal reports.
 set -euo pipefail
+umask 077
 cmd=${1:-}; dir=${2:-}; clouds=${3:-dynsec}
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop DIR [dynsec|passwd]" >&2; exit 2; }
 [ "$clouds" = dynsec ] || [ "$clouds" = passwd ] || { echo "lab: clouds must be dynsec or passwd" >&2; exit 2; }
 dynsec_so=$(ls /usr/lib/*/mosquitto_dynamic_security.so 2>/dev/null | head -n1 || true)
+here=$(cd "$(dirname "$0")/.." && pwd)
+otk_so=${OTK_MOSQUITTO_PLUGIN:-$(ls -t "$here"/build/*/otakey_mosquitto.so 2>/dev/null | head -n1 || true)}
 
 stop() {
   local f p i
@@ -46,6 +60,8 @@ certs() {
   printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$dir/san.ext"
   openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
     -CAcreateserial -days 30 -extfile "$dir/san.ext" -out "$dir/server.crt" 2>/dev/null
+  # The CA certificate is public: devices and tools read it.
+  chmod 644 "$dir/ca.crt"
 }
 
 tls_lines() {
@@ -54,42 +70,47 @@ tls_lines() {
 
 start() {
   [ -n "$dynsec_so" ] || { echo "lab: mosquitto's dynamic-security plugin is missing" >&2; exit 1; }
-  mkdir -p "$dir"; stop
+  [ -f "$otk_so" ] || { echo "lab: otakey_mosquitto.so not found (build first, or set OTK_MOSQUITTO_PLUGIN)" >&2; exit 1; }
+  otk_so=$(cd "$(dirname "$otk_so")" && pwd)/$(basename "$otk_so")
+  mkdir -p "$dir"; chmod 700 "$dir"; stop
   certs
-  local agent_pw cloud_pw bench_pw pa pca pcb
+  local agent_pw cloud_pw bench_pw pa ps pca pcb c port
   agent_pw=$(openssl rand -hex 16); cloud_pw=$(openssl rand -hex 16); bench_pw=$(openssl rand -hex 16)
-  pa=$(free_port lab); pca=$(free_port lab); pcb=$(free_port lab)
+  pa=$(free_port lab); ps=$(free_port lab); pca=$(free_port lab); pcb=$(free_port lab)
   mosquitto_passwd -b -c "$dir/agent.pw" otakey-agent "$agent_pw" 2>/dev/null
-  # otakey-bench: the servers of the benchmark's baseline schemes (bench/#).
+  # otakey-bench: the servers of the benchmark's baseline schemes (bench/v1).
   mosquitto_passwd -b "$dir/agent.pw" otakey-bench "$bench_pw" 2>/dev/null
-  cat > "$dir/agent.acl" <<EOF
-pattern write otakey/v1/up/%c
-pattern read otakey/v1/down/%c
-pattern write bench/v1/up/%c
-pattern read bench/v1/down/%c
-user otakey-agent
-topic readwrite otakey/#
-user otakey-bench
-topic readwrite bench/#
-EOF
   # set_tcp_nodelay: without it every small message the broker forwards
   # can wait for a delayed ACK (~40 ms on loopback), which would time
   # Nagle's algorithm rather than the protocols (a block stream slows 100x).
-  { printf 'user root\npersistence false\nset_tcp_nodelay true\nper_listener_settings true\nlistener %s 127.0.0.1\n' "$pa"
+  {
+    printf 'user root\npersistence false\nset_tcp_nodelay true\nper_listener_settings true\n'
+    printf '\n# Devices: anonymous, client id = device id, their own topics only.\n'
+    printf 'listener %s 127.0.0.1\n' "$pa"
     tls_lines
-    printf 'allow_anonymous true\npassword_file %s\nacl_file %s\n' "$dir/agent.pw" "$dir/agent.acl"
+    printf 'allow_anonymous true\nplugin %s\nplugin_opt_role devices\n' "$otk_so"
+    printf 'plugin_opt_spaces otakey/v1 bench/v1\n'
+    printf 'plugin_opt_report_topic otakey/v1/broker/refused\nplugin_opt_report_ms %s\n' \
+      "${LAB_REPORT_MS:-10000}"
+    printf '\n# Agents and servers: a password each; one owner per topic space.\n'
+    printf 'listener %s 127.0.0.1\n' "$ps"
+    tls_lines
+    printf 'allow_anonymous false\npassword_file %s\n' "$dir/agent.pw"
+    printf 'plugin %s\nplugin_opt_role agents\n' "$otk_so"
+    printf 'plugin_opt_spaces otakey/v1=otakey-agent bench/v1=otakey-bench\n'
   } > "$dir/agent-broker.conf"
-  local c port
   for c in a b; do
     port=$pca; [ "$c" = b ] && port=$pcb
     rm -f "$dir/dynsec-$c.json" "$dir/cloud-$c.passwd" "$dir/cloud-$c.acl"
     if [ "$clouds" = passwd ]; then
-      # The agent writes these files and signals the broker to reload them.
+      # The agent writes these files and signals the broker to reload them;
+      # the plugin accepts a device's credentials under its own id only.
       : > "$dir/cloud-$c.passwd"; : > "$dir/cloud-$c.acl"
-      chmod 600 "$dir/cloud-$c.passwd" "$dir/cloud-$c.acl"
-      { printf 'user root\npersistence false\nset_tcp_nodelay true\nlistener %s 127.0.0.1\n' "$port"
+      { printf 'user root\npersistence false\nset_tcp_nodelay true\nper_listener_settings true\n'
+        printf 'listener %s 127.0.0.1\n' "$port"
         tls_lines
-        printf 'allow_anonymous false\npassword_file %s\nacl_file %s\n' "$dir/cloud-$c.passwd" "$dir/cloud-$c.acl"
+        printf 'allow_anonymous false\nplugin %s\nplugin_opt_role cloud\n' "$otk_so"
+        printf 'password_file %s\nacl_file %s\n' "$dir/cloud-$c.passwd" "$dir/cloud-$c.acl"
       } > "$dir/cloud-$c.conf"
       continue
     fi
@@ -107,11 +128,12 @@ EOF
     mosquitto -c "$dir/$b.conf" > "$dir/$b.log" 2>&1 &
     echo $! > "$dir/$b.pid"
   done
-  wait_port "$pa"; wait_port "$pca"; wait_port "$pcb"
+  wait_port "$pa"; wait_port "$ps"; wait_port "$pca"; wait_port "$pcb"
   cat > "$dir/lab.env" <<EOF
 LAB_DIR=$dir
 LAB_CA=$dir/ca.crt
 LAB_AGENT_PORT=$pa
+LAB_SERVER_PORT=$ps
 LAB_AGENT_USER=otakey-agent
 LAB_AGENT_PASSWORD=$agent_pw
 LAB_CLOUD_A_PORT=$pca
@@ -123,6 +145,7 @@ LAB_CLOUD_A_PID=$dir/cloud-a.pid
 LAB_CLOUD_B_PID=$dir/cloud-b.pid
 LAB_BENCH_USER=otakey-bench
 LAB_BENCH_PASSWORD=$bench_pw
+LAB_PLUGIN=$otk_so
 EOF
 }
 

@@ -14,6 +14,7 @@
 #   short: 100 devices, 3 kills; --long: 1,000 devices, 20 kills.
 #   CRASH_N=n overrides the short form's fleet size; KEEP=1 keeps the scratch dir.
 set -euo pipefail
+umask 077 # keys, PK, configs with passwords, registries: the owner's alone
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(cd "${1:?usage: crash_e2e.sh BUILD_DIR [--long] [--seed N]}" && pwd)
 shift

@@ -8,6 +8,7 @@
 #  - editing a row of the audit log by hand makes 'otakey audit verify' fail.
 # Usage: tests/e2e_agent.sh BUILD_DIR
 set -euo pipefail
+umask 077 # keys, PK, configs with passwords, registries: the owner's alone
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(cd "${1:?usage: e2e_agent.sh BUILD_DIR}" && pwd)
 work=$(mktemp -d /tmp/otakey-e2e.XXXXXX)

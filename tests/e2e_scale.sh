@@ -9,6 +9,7 @@
 # and both agents did part of the work.
 # Usage: tests/e2e_scale.sh BUILD_DIR [N]
 set -euo pipefail
+umask 077 # keys, PK, configs with passwords, registries: the owner's alone
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(cd "${1:?usage: e2e_scale.sh BUILD_DIR [N]}" && pwd)
 n=${2:-50}

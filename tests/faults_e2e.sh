@@ -12,6 +12,7 @@
 #   --seed N: seed of the first run (default: from the clock); run i uses N+i.
 #   FAULTS_N=n overrides the short form's fleet size; KEEP=1 keeps the scratch dirs.
 set -euo pipefail
+umask 077 # keys, PK, configs with passwords, registries: the owner's alone
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(cd "${1:?usage: faults_e2e.sh BUILD_DIR [--long] [--seed N]}" && pwd)
 shift

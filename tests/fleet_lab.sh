@@ -23,7 +23,7 @@ lab_setup() {
 database = $w/registry.db
 signing_key = $w/agent.key
 broker_host = 127.0.0.1
-broker_port = $LAB_AGENT_PORT
+broker_port = $LAB_SERVER_PORT
 cafile = $LAB_CA
 username = $LAB_AGENT_USER
 password = $LAB_AGENT_PASSWORD

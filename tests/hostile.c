@@ -2,14 +2,14 @@
  * otakey-hostile: hostile clients against a running otakey-agent over the
  * real agent broker.
  *
- *   otakey-hostile attacks --broker HOST:PORT --cafile FILE --user U --password P
- *       --db DB --batch HEX16 --pk FILE --victim HEX32 --victim-flash FILE
+ *   otakey-hostile attacks --broker HOST:PORT --server HOST:PORT --cafile FILE
+ *       --user U --password P --db DB --batch HEX16 --pk FILE --victim HEX32 --victim-flash FILE
  *       --victim-status FILE --rotate-cmd CMD --ready FILE
  *   otakey-hostile flood --broker HOST:PORT --cafile FILE --batch HEX16
  *       [--conns N] [--seconds S] [--inflight N] [--rate PER_SECOND]
  *
  * attacks: with the broker-access credentials (the agent's, as an attacker
- * who stole them would) it watches the victim device claim and rotate,
+ * who stole them would, on the servers' listener --server) it watches the victim device claim and rotate,
  * then replays and forges messages, sends malformed ones from an
  * anonymous client of its own, and checks each reply against
  * docs/protocol.md and each audit row in the registry. One line per attack
@@ -34,7 +34,8 @@
 enum { AUD_CLAIM_REFUSED = 3, AUD_REFUSED = 7, AUD_NONE = 0 };
 
 typedef struct ctx {
-    hx_broker b;
+    hx_broker b;   /* the device listener (anonymous clients) */
+    hx_broker srv; /* the servers' listener (the stolen credentials) */
     const char *db_path, *victim_flash, *victim_status, *rotate_cmd;
     uint8_t batch[8], pk[32], victim[16], own[16];
     char victim_hex[33], own_hex[33];
@@ -313,7 +314,7 @@ static int attacks(ctx *c, const char *ready)
     FILE *f;
     snprintf(up, sizeof up, "otakey/v1/up/%s", c->victim_hex);
     snprintf(down, sizeof down, "otakey/v1/down/%s", c->victim_hex);
-    if (!step(c, "capture client", hx_capture_start(&c->cap, &c->b) == 0))
+    if (!step(c, "capture client", hx_capture_start(&c->cap, &c->srv) == 0))
         return 1;
     f = fopen(ready, "w");
     if (f)
@@ -464,7 +465,8 @@ static int usage(const char *why)
     if (why)
         fprintf(stderr, "otakey-hostile: %s\n", why);
     fprintf(why ? stderr : stdout,
-            "usage: otakey-hostile attacks --broker HOST:PORT --cafile FILE --user U --password P\n"
+            "usage: otakey-hostile attacks --broker HOST:PORT --server HOST:PORT --cafile FILE\n"
+            "         --user U --password P\n"
             "           --db DB --batch HEX16 --pk FILE --victim HEX32 --victim-flash FILE\n"
             "           --victim-status FILE --rotate-cmd CMD --ready FILE\n"
             "       otakey-hostile flood --broker HOST:PORT --cafile FILE --batch HEX16\n"
@@ -477,6 +479,7 @@ int main(int argc, char **argv)
 {
     static ctx c;
     const char *broker = NULL, *batch = NULL, *pk = NULL, *victim = NULL, *ready = NULL;
+    const char *server = NULL;
     long conns = 200, seconds = 10, inflight = 8, rate = 0;
     char err[256];
     int i, rc;
@@ -492,6 +495,7 @@ int main(int argc, char **argv)
             return usage("every option takes a value");
         i++;
         if (!strcmp(k, "--broker")) broker = v;
+        else if (!strcmp(k, "--server")) server = v;
         else if (!strcmp(k, "--cafile")) c.b.cafile = v;
         else if (!strcmp(k, "--user")) c.b.user = v;
         else if (!strcmp(k, "--password")) c.b.password = v;
@@ -517,6 +521,10 @@ int main(int argc, char **argv)
         return usage("--broker HOST:PORT is required");
     if (batch == NULL || otk_hex_decode(batch, c.batch, 8) != 0)
         return usage("--batch must be 16 hex digits");
+    c.srv = c.b;
+    if (server != NULL && (sscanf(server, "%127[^:]:%d", c.srv.host, &c.srv.port) != 2 ||
+                           c.srv.port <= 0 || c.srv.port > 65535))
+        return usage("--server must be HOST:PORT");
     mosquitto_lib_init();
     if (!strcmp(argv[1], "flood")) {
         if (conns < 1 || conns > 5000 || seconds < 1 || seconds > 3600 || inflight < 1 ||
@@ -549,7 +557,7 @@ int main(int argc, char **argv)
     }
     sqlite3_busy_timeout(c.db, 5000);
     snprintf(err, sizeof err, "otakey-hostile-inj-%ld", (long)getpid());
-    c.inj = hx_connect(&c.b, err, c.b.user, c.b.password, NULL);
+    c.inj = hx_connect(&c.srv, err, c.b.user, c.b.password, NULL);
     c.anon = hx_connect(&c.b, c.own_hex, NULL, NULL, NULL);
     rc = c.inj && c.anon ? attacks(&c, ready) : 1;
     hx_close(c.inj);

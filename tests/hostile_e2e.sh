@@ -18,6 +18,7 @@
 # HOSTILE_ROUNDS (e.g. "0:on 2000:off none": RATE:LIMITER, rate 0 = full
 # speed; "none" = the same number of devices without a flood).
 set -euo pipefail
+umask 077 # keys, PK, configs with passwords, registries: the owner's alone
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(cd "${1:?usage: hostile_e2e.sh BUILD_DIR [--long]}" && pwd)
 long=0; [ "${2:-}" = --long ] && long=1
@@ -40,7 +41,7 @@ audit_rows() { sqlite3 "$db" 'SELECT coalesce(max(seq), 0) FROM audit'; }
 
 # ---- 1. the attacks, on a victim device claimed and rotated under watch ----
 victim=$(device_id 9001)
-"$bin/otakey-hostile" attacks --broker "127.0.0.1:$LAB_AGENT_PORT" --cafile "$LAB_CA" \
+"$bin/otakey-hostile" attacks --broker "127.0.0.1:$LAB_AGENT_PORT" --server "127.0.0.1:$LAB_SERVER_PORT" --cafile "$LAB_CA" \
   --user "$LAB_AGENT_USER" --password "$LAB_AGENT_PASSWORD" --db "$db" --batch $batch \
   --pk "$work/batch.pk" --victim "$victim" --victim-flash "$work/dev/victim.flash" \
   --victim-status "$work/dev/victim.json" --ready "$work/hostile.ready" \

@@ -23,6 +23,7 @@
 #   run at once (default 8; each has its own device id).
 # Exit code 0 when every cut point converged.
 set -euo pipefail
+umask 077 # keys, PK, configs with passwords, registries: the owner's alone
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(cd "${1:?usage: powerloss_e2e.sh BUILD_DIR [--long] [--step N] [--parallel N]}" && pwd)
 shift

@@ -27,10 +27,19 @@ static const char *env(const char *name)
     return v;
 }
 
+/* The device id a user name "<32 hex>-<version>" belongs to (the agent's naming). */
+static const char *owner_of(const otk_cloud *c, char hex[33])
+{
+    snprintf(hex, 33, "%.32s", c->user);
+    return hex;
+}
+
+/* A login as the device the credentials were issued to. */
 static otk_proof prove(void *ctx, const otk_cloud *c)
 {
+    char hex[33];
     (void)ctx;
-    return otk_mqtt_prove(c, env("LAB_CA"), "otakey-test-device", 5000);
+    return otk_mqtt_prove(c, env("LAB_CA"), owner_of(c, hex), 5000);
 }
 
 /* Publishes once with QoS 1 using the credentials; the PUBACK reason (-1: none). */
@@ -46,7 +55,8 @@ static void on_pub(struct mosquitto *m, void *ud, int mid, int rc, const mosquit
 
 static int publish_as(const otk_cloud *c, const char *topic)
 {
-    struct mosquitto *m = mosquitto_new("otakey-acl-test", true, NULL);
+    char hex[33];
+    struct mosquitto *m = mosquitto_new(owner_of(c, hex), true, NULL);
     int i;
     publish_reason_rc = -1;
     mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
@@ -69,11 +79,14 @@ static void fill_clouds(otk_dynsec_cloud *cl)
         cl[i].cloud_id = (uint32_t)(i + 1);
         strcpy(cl[i].host, "127.0.0.1");
         cl[i].port = (uint16_t)atoi(env(i ? "LAB_CLOUD_B_PORT" : "LAB_CLOUD_A_PORT"));
+        cl[i].tls = 1;
         snprintf(cl[i].cafile, sizeof cl[i].cafile, "%s", env("LAB_CA"));
         snprintf(cl[i].admin_user, sizeof cl[i].admin_user, "%s", env("LAB_CLOUD_ADMIN"));
         snprintf(cl[i].admin_password, sizeof cl[i].admin_password, "%s", env("LAB_CLOUD_PASSWORD"));
     }
 }
+
+#define USER1 "42424242424242424242424242424242-1"
 
 static void test_adapter(otk_dynsec *ds)
 {
@@ -83,20 +96,25 @@ static void test_adapter(otk_dynsec *ds)
     memset(id, 0x42, sizeof id);
     otk_dynsec_adapter(ds, &ad);
     CHECK_OK(otk_cloud_set(&c, 1, "127.0.0.1", (uint16_t)atoi(env("LAB_CLOUD_A_PORT")),
-                           OTK_CLOUD_FLAG_TLS, "adapter-test-1", "first-secret"));
+                           OTK_CLOUD_FLAG_TLS, USER1, "first-secret"));
     CHECK(prove(NULL, &c) == OTK_PROOF_REFUSED);
     CHECK_OK(ad.create(ad.ctx, id, &c));
     CHECK(prove(NULL, &c) == OTK_PROOF_OK);
+    /* The credentials are bound to the device's id: under any other client
+     * id (another device's, or the admin connection's) they are refused. */
+    CHECK(otk_mqtt_prove(&c, env("LAB_CA"), "43434343434343434343434343434343", 5000) ==
+          OTK_PROOF_REFUSED);
+    CHECK(otk_mqtt_prove(&c, env("LAB_CA"), "otakey-agent-1-1", 5000) == OTK_PROOF_REFUSED);
     /* Creating again with another secret: idempotent, the new secret rules. */
-    CHECK_OK(otk_cloud_set(&c, 1, c.host, c.port, c.flags, "adapter-test-1", "second-secret"));
+    CHECK_OK(otk_cloud_set(&c, 1, c.host, c.port, c.flags, USER1, "second-secret"));
     CHECK_OK(ad.create(ad.ctx, id, &c));
     CHECK(prove(NULL, &c) == OTK_PROOF_OK);
-    CHECK_OK(otk_cloud_set(&c, 1, c.host, c.port, c.flags, "adapter-test-1", "first-secret"));
+    CHECK_OK(otk_cloud_set(&c, 1, c.host, c.port, c.flags, USER1, "first-secret"));
     CHECK(prove(NULL, &c) == OTK_PROOF_REFUSED);
-    CHECK_OK(ad.remove(ad.ctx, 1, "adapter-test-1"));
-    CHECK_OK(otk_cloud_set(&c, 1, c.host, c.port, c.flags, "adapter-test-1", "second-secret"));
+    CHECK_OK(ad.remove(ad.ctx, 1, USER1));
+    CHECK_OK(otk_cloud_set(&c, 1, c.host, c.port, c.flags, USER1, "second-secret"));
     CHECK(prove(NULL, &c) == OTK_PROOF_REFUSED);
-    CHECK_OK(ad.remove(ad.ctx, 1, "adapter-test-1")); /* absent: still fine */
+    CHECK_OK(ad.remove(ad.ctx, 1, USER1)); /* absent: still fine */
     CHECK_ST(ad.remove(ad.ctx, 9, "x"), OTK_ERR_CLOUD); /* unknown cloud */
     /* A cloud nobody listens on is unreachable, not refused. */
     CHECK_OK(otk_cloud_set(&c, 1, "127.0.0.1", 1, OTK_CLOUD_FLAG_TLS, "u", "s"));
@@ -129,6 +147,9 @@ static void test_protocol(otk_dynsec *ds)
         CHECK(publish_as(&v1, own) >= 0 && publish_as(&v1, own) < 0x80);
         CHECK(publish_as(&v1, "devices/00000000000000000000000000000000/telemetry") == 0x87);
         CHECK(publish_as(&v1, "somewhere/else") == 0x87);
+        /* ... and under its own id only. */
+        CHECK(otk_mqtt_prove(&v1, env("LAB_CA"), "00000000000000000000000000000000", 5000) ==
+              OTK_PROOF_REFUSED);
     }
     CHECK_OK(world_request(&w, &d, OTK_WANT_ROTATE, 0));
     CHECK_OK(world_settle(&w, &d, STEPS));
@@ -162,6 +183,14 @@ int main(void)
     test_adapter(ds);
     test_protocol(ds);
     otk_dynsec_close(ds);
+    /* TLS fails closed: a CA file that cannot be loaded is an error, not plain TCP. */
+    fill_clouds(cl);
+    strcpy(cl[0].cafile, "/nonexistent/ca.crt");
+    CHECK_ST(otk_dynsec_open(cl, 1, 3000, &ds, err, sizeof err), OTK_ERR_CLOUD);
+    CHECK(ds == NULL && strstr(err, "TLS") != NULL);
+    cl[0].cafile[0] = '\0';
+    CHECK_ST(otk_dynsec_open(cl, 1, 3000, &ds, err, sizeof err), OTK_ERR_CLOUD);
+    fill_clouds(cl);
     /* A wrong admin password is reported, not hidden. */
     strcpy(cl[0].admin_password, "wrong");
     CHECK_ST(otk_dynsec_open(cl, 1, 3000, &ds, err, sizeof err), OTK_ERR_CLOUD);

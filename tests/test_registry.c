@@ -353,6 +353,25 @@ static void store_suite(const char *db)
     CHECK(cs.state == OTK_CAMP_ABORTED && cs.started == 1 && cs.failed == 1);
     CHECK(otk_store_due_notifications(st, due, 16, 0) == 0);
     CHECK_OK(otk_store_audit_verify(st, &rows, &bad));
+    {
+        /* A revocation whose cloud deletion failed is refused at once and
+         * stays due for the agents until its clients are gone. */
+        otk_cloud vc;
+        uint8_t cl[4][16];
+        CHECK_OK(otk_device_cloud(&d[3].dev, OTK_SET_ACTIVE, &vc));
+        otk_memcloud_fail(w.cloud, 1);
+        CHECK_ST(otk_agent_revoke(&w.agent, d[3].cfg.device_id), OTK_ERR_CLOUD);
+        CHECK_OK(otk_store_release(st));
+        CHECK(otk_memcloud_connect(w.cloud, &vc) == OTK_PROOF_OK); /* not deleted yet */
+        CHECK(otk_store_due_cleanups(st, cl, 4, 60000) == 1 &&
+              memcmp(cl[0], d[3].cfg.device_id, 16) == 0);
+        CHECK(otk_store_due_cleanups(st, cl, 4, 60000) == 0); /* marked: not again yet */
+        CHECK_OK(otk_agent_cleanup(&w.agent, cl[0]));
+        CHECK_OK(otk_store_release(st));
+        CHECK(otk_memcloud_connect(w.cloud, &vc) == OTK_PROOF_REFUSED);
+        CHECK(otk_store_due_cleanups(st, cl, 4, 0) == 0); /* done: never again */
+        CHECK(otk_store_audit_count(st, OTK_AUD_REVOKE) == 1);
+    }
     /* Everything survives a reopen. */
     otk_store_close(st);
     CHECK_OK(otk_store_open(db, &c, 0, &st, err, sizeof err));

@@ -5,10 +5,14 @@
  */
 #include "agent_config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct parse_ctx {
     otk_agentd_config *cfg;
@@ -85,8 +89,19 @@ static int on_agent(parse_ctx *p, const char *s, const char *k, const char *v)
         return copy(p, s, k, c->broker_host, sizeof c->broker_host, v);
     if (!strcmp(k, "broker_port"))
         return number(p, s, k, v, 1, 65535, &x) && (c->broker_port = (uint16_t)x, 1);
+    if (!strcmp(k, "tls"))
+        return number(p, s, k, v, 0, 1, &x) && (c->tls = (int)x, 1);
     if (!strcmp(k, "cafile"))
         return copy(p, s, k, c->cafile, sizeof c->cafile, v);
+    if (!strcmp(k, "certfile"))
+        return copy(p, s, k, c->certfile, sizeof c->certfile, v);
+    if (!strcmp(k, "keyfile"))
+        return copy(p, s, k, c->keyfile, sizeof c->keyfile, v);
+    if (!strcmp(k, "broker_report_topic")) {
+        if (strchr(v, '+') || strchr(v, '#'))
+            return fail(p, s, k, "must be a topic name (no wildcards)");
+        return copy(p, s, k, c->report_topic, sizeof c->report_topic, v);
+    }
     if (!strcmp(k, "username"))
         return copy(p, s, k, c->username, sizeof c->username, v);
     if (!strcmp(k, "password"))
@@ -139,6 +154,7 @@ static int on_cloud(parse_ctx *p, const char *s, const char *k, const char *v)
         c->admin[i].cloud_id = (uint32_t)id;
         c->pwfile[i].cloud_id = (uint32_t)id;
         c->clouds[i].flags = OTK_CLOUD_FLAG_TLS;
+        c->admin_tls[i] = -1;
     }
     ep = &c->clouds[i];
     ad = &c->admin[i];
@@ -152,6 +168,8 @@ static int on_cloud(parse_ctx *p, const char *s, const char *k, const char *v)
         return copy(p, s, k, ad->host, sizeof ad->host, v);
     if (!strcmp(k, "admin_port"))
         return number(p, s, k, v, 1, 65535, &x) && (ad->port = (uint16_t)x, 1);
+    if (!strcmp(k, "admin_tls"))
+        return number(p, s, k, v, 0, 1, &x) && (c->admin_tls[i] = (int)x, 1);
     if (!strcmp(k, "admin_cafile"))
         return copy(p, s, k, ad->cafile, sizeof ad->cafile, v);
     if (!strcmp(k, "admin_user"))
@@ -198,6 +216,8 @@ int otk_agentd_config_load(const char *path, otk_agentd_config *cfg, char *err, 
     strcpy(cfg->share_group, "otakey");
     strcpy(cfg->broker_host, "127.0.0.1");
     cfg->broker_port = 8883;
+    cfg->tls = 1;
+    strcpy(cfg->report_topic, "otakey/v1/broker/refused");
     cfg->log_level = 2;
     cfg->notify_rate = 200;
     cfg->notify_resend_ms = 30000;
@@ -225,6 +245,16 @@ int otk_agentd_config_load(const char *path, otk_agentd_config *cfg, char *err, 
         snprintf(err, err_size, "%s: at least one [cloud.N] section is required", path);
         return -1;
     }
+    /* TLS fails closed: no CA, no connection (plain TCP only when asked). */
+    if (cfg->tls && !cfg->cafile[0]) {
+        snprintf(err, err_size, "%s: [agent] cafile is required for TLS to the agent broker "
+                 "(tls = 0 for plain TCP)", path);
+        return -1;
+    }
+    if (!cfg->certfile[0] != !cfg->keyfile[0] || (!cfg->tls && cfg->certfile[0])) {
+        snprintf(err, err_size, "%s: [agent] certfile and keyfile go together, with tls = 1", path);
+        return -1;
+    }
     if (cfg->claim_cloud == 0)
         cfg->claim_cloud = cfg->clouds[0].cloud_id;
     for (i = 0; i < cfg->n_clouds; i++) {
@@ -244,6 +274,15 @@ int otk_agentd_config_load(const char *path, otk_agentd_config *cfg, char *err, 
                      path, (unsigned)ep->cloud_id);
             return -1;
         }
+        if (cfg->admin_tls[i] < 0)
+            cfg->admin_tls[i] = (ep->flags & OTK_CLOUD_FLAG_TLS) != 0;
+        ad->tls = (uint8_t)cfg->admin_tls[i];
+        if (ad->tls && !ad->cafile[0]) {
+            snprintf(err, err_size, "%s: [cloud.%u] admin_cafile is required: the agent reaches "
+                     "this cloud over TLS (admin_tls = 0 for plain TCP)", path,
+                     (unsigned)ep->cloud_id);
+            return -1;
+        }
         if (!ad->host[0])
             strcpy(ad->host, ep->host);
         if (!ad->port)
@@ -252,12 +291,51 @@ int otk_agentd_config_load(const char *path, otk_agentd_config *cfg, char *err, 
         snprintf(pf->host, sizeof pf->host, "%s", ad->host);
         pf->port = ad->port;
         snprintf(pf->cafile, sizeof pf->cafile, "%s", ad->cafile);
+        pf->tls = ad->tls;
     }
     for (i = 0; i < cfg->n_clouds && cfg->clouds[i].cloud_id != cfg->claim_cloud; i++)
         ;
     if (i == cfg->n_clouds) {
         snprintf(err, err_size, "%s: claim_cloud %u has no [cloud.%u] section", path,
                  (unsigned)cfg->claim_cloud, (unsigned)cfg->claim_cloud);
+        return -1;
+    }
+    return 0;
+}
+
+FILE *otk_create_secret_file(const char *path, int exclusive)
+{
+    FILE *f;
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (exclusive ? O_EXCL : O_TRUNC),
+                  0600);
+    if (fd < 0)
+        return NULL;
+    /* An existing file keeps its mode through O_TRUNC: narrow it. */
+    if (fchmod(fd, 0600) != 0 || (f = fdopen(fd, "w")) == NULL) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
+    return f;
+}
+
+int otk_check_private_file(const char *path, char *err, size_t err_size)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        snprintf(err, err_size, "cannot open '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, err_size, "'%s' is not a regular file", path);
+        return -1;
+    }
+    if (st.st_mode & 077) {
+        snprintf(err, err_size,
+                 "'%s' is accessible by group or others (mode %04o): it holds a private key; "
+                 "chmod 600 it",
+                 path, (unsigned)(st.st_mode & 07777));
         return -1;
     }
     return 0;

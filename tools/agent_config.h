@@ -2,6 +2,8 @@
 #ifndef OTK_AGENT_CONFIG_H
 #define OTK_AGENT_CONFIG_H
 
+#include <stdio.h>
+
 #include "otakey/agent.h"
 #include "otakey/dynsec.h"
 #include "otakey/pwfile.h"
@@ -15,7 +17,11 @@ typedef struct otk_agentd_config {
     char signing_key[256]; /* file: private scalar then public point, hex (192 digits) */
     char broker_host[OTK_HOST_MAX + 1];
     uint16_t broker_port;
+    int tls;               /* TLS to the agent broker (default 1; cafile required) */
     char cafile[256];
+    char certfile[256];    /* optional client certificate and key for the broker */
+    char keyfile[256];
+    char report_topic[128]; /* the broker plugin's refusal reports ("" none) */
     char username[64];
     char password[128];
     char client_id[64];
@@ -28,12 +34,25 @@ typedef struct otk_agentd_config {
     otk_cloud_endpoint clouds[OTK_AGENT_MAX_CLOUDS]; /* what devices are told */
     otk_dynsec_cloud admin[OTK_AGENT_MAX_CLOUDS];    /* how the agent administers them */
     int cloud_type[OTK_AGENT_MAX_CLOUDS];            /* OTK_CLOUD_DYNSEC or OTK_CLOUD_PWFILE */
+    int admin_tls[OTK_AGENT_MAX_CLOUDS];             /* -1: as the cloud's tls */
     otk_pwfile_cloud pwfile[OTK_AGENT_MAX_CLOUDS];   /* files of a password-file cloud */
     size_t n_clouds;
 } otk_agentd_config;
 
 /* 0 on success; -1 with err naming the file, line, section and key. */
 int otk_agentd_config_load(const char *path, otk_agentd_config *cfg, char *err, size_t err_size);
+
+/*
+ * Creates path for a secret, mode 0600 whatever the umask (exclusive: fails
+ * if it exists). NULL with errno set on failure.
+ */
+FILE *otk_create_secret_file(const char *path, int exclusive);
+
+/*
+ * 0 when path (a private key) is a regular file no group or other user may
+ * read or write; -1 with err saying why (as ssh refuses such key files).
+ */
+int otk_check_private_file(const char *path, char *err, size_t err_size);
 
 /* Reads exactly n bytes written as hex (whitespace at the end allowed). */
 int otk_read_hex_file(const char *path, uint8_t *out, size_t n, char *err, size_t err_size);

@@ -9,6 +9,7 @@
  * Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 runtime failure,
  *             2 bad usage or configuration.
  */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <mosquitto.h>
 #include <signal.h>
@@ -100,6 +101,9 @@ static void on_connect(struct mosquitto *m, void *ud, int rc, int flags, const m
     }
     if (mosquitto_subscribe_v5(m, NULL, d->sub, 1, 0, NULL) != MOSQ_ERR_SUCCESS)
         logf_(0, "subscribe to %s failed", d->sub);
+    else if (d->cfg.report_topic[0] &&
+             mosquitto_subscribe_v5(m, NULL, d->cfg.report_topic, 0, 0, NULL) != MOSQ_ERR_SUCCESS)
+        logf_(1, "subscribe to %s failed", d->cfg.report_topic);
     else
         logf_(2, "connected to %s:%u, subscribed to %s", d->cfg.broker_host, d->cfg.broker_port,
               d->sub);
@@ -118,6 +122,37 @@ static void hold(daemon_ctx *d, const char *topic, const uint8_t *msg, size_t n)
     d->held[d->n_held++].len = (uint16_t)n;
 }
 
+/* A number of a broker report, 0 when absent. */
+static unsigned long long report_count(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 1e18
+               ? (unsigned long long)v->valuedouble
+               : 0;
+}
+
+/*
+ * The agent broker's plugin counts what it refused (src/broker/policy.h)
+ * and reports it per period; the agent logs it, so that attempts on the
+ * broker show in the agent's log in aggregate.
+ */
+static void broker_report(const char *payload, int len)
+{
+    cJSON *o = len > 0 ? cJSON_ParseWithLength(payload, (size_t)len) : NULL;
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(o, "listener");
+    if (cJSON_IsObject(o) && cJSON_IsString(l) && strlen(l->valuestring) < 32)
+        logf_(1,
+              "agent broker (%s listener) refused in the last %.1f s: %llu connections under a "
+              "foreign client id, %llu with a user name, %llu subscriptions, %llu publishes, "
+              "%llu deliveries outside the client's own topics",
+              l->valuestring, (double)report_count(o, "period_ms") / 1000.0,
+              report_count(o, "connect_client_id"), report_count(o, "connect_user"),
+              report_count(o, "subscribe"), report_count(o, "publish"), report_count(o, "read"));
+    else
+        logf_(1, "agent broker: unreadable refusal report (%d bytes)", len);
+    cJSON_Delete(o);
+}
+
 /* Every inbound message: never trusted, never fatal. */
 static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg,
                        const mosquitto_property *p)
@@ -130,6 +165,10 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
     uint64_t now = mono_ms();
     int client_known;
     (void)p;
+    if (d->cfg.report_topic[0] && strcmp(msg->topic, d->cfg.report_topic) == 0) {
+        broker_report(msg->payload, msg->payloadlen);
+        return;
+    }
     if (strncmp(msg->topic, UP_PREFIX, strlen(UP_PREFIX)) != 0 || msg->payloadlen < 0)
         return;
     /* The sender, as the topic names it: the rate-limit key and the device
@@ -252,6 +291,11 @@ static int setup(daemon_ctx *d, const char *path)
         return 2;
     }
     log_level = d->cfg.log_level;
+    /* Like ssh with private keys: a key others may read is refused. */
+    if (otk_check_private_file(d->cfg.signing_key, err, sizeof err) != 0) {
+        fprintf(stderr, "otakey-agent: signing_key: %s\n", err);
+        return 2;
+    }
     if (otk_read_hex_file(d->cfg.signing_key, key, sizeof key, err, sizeof err) != 0) {
         fprintf(stderr, "otakey-agent: signing_key: %s\n", err);
         return 2;
@@ -303,17 +347,29 @@ static int setup(daemon_ctx *d, const char *path)
     mosquitto_connect_v5_callback_set(d->mosq, on_connect);
     mosquitto_message_v5_callback_set(d->mosq, on_message);
     mosquitto_reconnect_delay_set(d->mosq, 1, 10, true);
-    if ((d->cfg.username[0] &&
-         mosquitto_username_pw_set(d->mosq, d->cfg.username, d->cfg.password) != MOSQ_ERR_SUCCESS) ||
-        (d->cfg.cafile[0] &&
-         mosquitto_tls_set(d->mosq, d->cfg.cafile, NULL, NULL, NULL, NULL) != MOSQ_ERR_SUCCESS)) {
-        fprintf(stderr, "otakey-agent: bad broker credentials or cafile '%s'\n", d->cfg.cafile);
+    if (d->cfg.username[0] &&
+        mosquitto_username_pw_set(d->mosq, d->cfg.username, d->cfg.password) != MOSQ_ERR_SUCCESS) {
+        fprintf(stderr, "otakey-agent: bad broker username or password\n");
         return 2;
     }
-    if (mosquitto_connect(d->mosq, d->cfg.broker_host, d->cfg.broker_port, 30) != MOSQ_ERR_SUCCESS) {
-        fprintf(stderr, "otakey-agent: cannot connect to broker %s:%u: %s\n", d->cfg.broker_host,
-                d->cfg.broker_port, strerror(errno));
-        return 1;
+    /* TLS fails closed: a CA (or client key) that cannot be loaded stops
+     * the agent; it never falls back to plain TCP. */
+    if (d->cfg.tls &&
+        mosquitto_tls_set(d->mosq, d->cfg.cafile, NULL, d->cfg.certfile[0] ? d->cfg.certfile : NULL,
+                          d->cfg.keyfile[0] ? d->cfg.keyfile : NULL, NULL) != MOSQ_ERR_SUCCESS) {
+        fprintf(stderr, "otakey-agent: TLS to the agent broker: cannot load cafile '%s'%s%s\n",
+                d->cfg.cafile, d->cfg.certfile[0] ? " or the certificate/key " : "",
+                d->cfg.certfile);
+        return 2;
+    }
+    {
+        int crc = mosquitto_connect(d->mosq, d->cfg.broker_host, d->cfg.broker_port, 30);
+        if (crc != MOSQ_ERR_SUCCESS) {
+            fprintf(stderr, "otakey-agent: cannot connect to broker %s:%u: %s\n", d->cfg.broker_host,
+                    d->cfg.broker_port,
+                    crc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(crc));
+            return 1;
+        }
     }
     return 0;
 }
@@ -345,6 +401,33 @@ static void push_notifications(daemon_ctx *d)
     }
     if (n)
         logf_(3, "%zu update offers sent", n);
+}
+
+/*
+ * Revocations: `otakey device revoke` refuses the device at once in the
+ * registry and deletes what cloud clients it can reach itself; the rest
+ * (password-file clouds, which this agent owns, or a cloud the CLI could not
+ * reach) is left marked for the agents, which delete it here. A password-file
+ * deletion takes effect at the next flush, in the same pass of the main
+ * loop. A cloud that fails is tried again after CLEANUP_RETRY_MS.
+ */
+#define CLEANUP_RETRY_MS 2000
+static void finish_revocations(daemon_ctx *d)
+{
+    uint8_t ids[32][16];
+    char hex[33];
+    size_t n = otk_store_due_cleanups(d->reg, ids, 32, CLEANUP_RETRY_MS), i;
+    for (i = 0; i < n; i++) {
+        otk_status st = otk_agent_cleanup(&d->agent, ids[i]);
+        if (otk_store_release(d->reg) != OTK_OK)
+            logf_(1, "database: a transaction did not commit");
+        otk_hex_encode(ids[i], 16, hex);
+        if (st == OTK_OK)
+            logf_(2, "revoked device %s: its cloud credentials are deleted", hex);
+        else
+            logf_(1, "revoked device %s: cloud credentials not deleted yet (%s); retrying",
+                  hex, otk_strerror(st));
+    }
 }
 
 /* The rate limiter's aggregate: one audit row and one log line per period with drops. */
@@ -449,6 +532,7 @@ int main(int argc, char **argv)
                 if (otk_store_campaign_step(d.reg, &d.agent) > 0)
                     logf_(3, "campaign devices started");
                 push_notifications(&d);
+                finish_revocations(&d);
                 report_drops(&d, (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u);
             }
             if (lrc != MOSQ_ERR_SUCCESS && !stopping) {

@@ -7,7 +7,7 @@
  *   otakey device list --db DB [--json]
  *   otakey device show --db DB ID [--json]
  *   otakey device update --db DB (--rotate | --switch-to CLOUD) (ID... | --all)
- *   otakey device revoke --config AGENT.ini ID
+ *   otakey device revoke --config AGENT.ini ID [--wait SECONDS]
  *   otakey device allow-reclaim --db DB ID
  *   otakey campaign start --db DB (--rotate | --switch-to CLOUD)
  *                (--all | --batch HEX16 | --devices ID,ID...) [--rate N] [--canary N]
@@ -21,6 +21,7 @@
  * Exit codes: 0 success, 1 the operation failed (message on stderr),
  * 2 bad usage (the message names the bad argument), 3 audit log tampered.
  */
+#include <errno.h>
 #include <time.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -40,7 +41,7 @@
 typedef struct args {
     int argc;
     char **argv;
-    const char *db, *config, *batch, *name, *pk_out, *switch_to, *devices, *rate, *canary;
+    const char *db, *config, *batch, *name, *pk_out, *switch_to, *devices, *rate, *canary, *wait;
     int json, rotate, all, watch;
     int rows; /* rows printed by a listing */
     const char *pos[64];
@@ -63,7 +64,7 @@ static const char *help_text =
     "  device list --db DB [--json]\n"
     "  device show --db DB ID [--json]\n"
     "  device update --db DB (--rotate | --switch-to CLOUD) (ID... | --all)\n"
-    "  device revoke --config AGENT.ini ID\n"
+    "  device revoke --config AGENT.ini ID [--wait S]  (S: for the agent's cloud deletions, 10)\n"
     "  device allow-reclaim --db DB ID\n"
     "  campaign start --db DB (--rotate | --switch-to CLOUD)\n"
     "                 (--all | --batch HEX16 | --devices ID,ID...) [--rate N/s] [--canary N]\n"
@@ -94,6 +95,8 @@ static int parse(args *a, int from)
             dst = &a->rate;
         else if (!strcmp(s, "--canary"))
             dst = &a->canary;
+        else if (!strcmp(s, "--wait"))
+            dst = &a->wait;
         else if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
             fputs(help_text, stdout);
             exit(0);
@@ -162,9 +165,11 @@ static int cmd_keygen(args *a)
     if (otk_crypto_openssl_init(&c, NULL, NULL) != OTK_OK || c.ec_keygen(c.ctx, priv, pub) != OTK_OK)
         return EXIT_FAIL;
     otk_crypto_openssl_free(&c);
-    f = fopen(a->pos[1], "wx");
+    f = otk_create_secret_file(a->pos[1], 1); /* 0600: the agent refuses a key others may read */
     if (f == NULL) {
-        fprintf(stderr, "otakey: cannot create '%s' (it must not exist yet)\n", a->pos[1]);
+        fprintf(stderr, "otakey: cannot create '%s': %s%s\n", a->pos[1], strerror(errno),
+                errno == EEXIST ? " (it must not exist yet)" : "");
+        otk_wipe(priv, sizeof priv);
         return EXIT_FAIL;
     }
     print_hex(f, priv, 32);
@@ -194,9 +199,10 @@ static int cmd_product_create(args *a)
     rc = EXIT_FAIL;
     if (c.random(c.ctx, pk, sizeof pk) != OTK_OK)
         goto out;
-    f = fopen(a->pk_out, "wx");
+    f = otk_create_secret_file(a->pk_out, 1); /* 0600: PK is the batch's claim key */
     if (f == NULL) {
-        fprintf(stderr, "otakey: cannot create '%s' (it must not exist yet)\n", a->pk_out);
+        fprintf(stderr, "otakey: cannot create '%s': %s%s\n", a->pk_out, strerror(errno),
+                errno == EEXIST ? " (it must not exist yet)" : "");
         goto out;
     }
     print_hex(f, pk, sizeof pk);
@@ -418,57 +424,130 @@ static int cmd_device_update(args *a)
     return failed ? EXIT_FAIL : 0;
 }
 
+/*
+ * The CLI's clouds for a revocation: dynamic-security clouds it reaches
+ * itself; password-file clouds belong to the running agent (it would write
+ * a deletion made here back), so their deletions are left to it, as are
+ * those of a dynsec cloud the CLI cannot reach.
+ */
+typedef struct revoke_clouds {
+    const otk_agentd_config *cfg;
+    otk_dynsec *ds;
+    otk_cloud_adapter dsa;
+} revoke_clouds;
+
+static otk_status revoke_create(void *ctx, const uint8_t id[16], const otk_cloud *c)
+{
+    (void)ctx;
+    (void)id;
+    (void)c;
+    return OTK_ERR_CLOUD;
+}
+
+static otk_status revoke_remove(void *ctx, uint32_t cloud_id, const char *user)
+{
+    revoke_clouds *rc = ctx;
+    size_t i;
+    for (i = 0; i < rc->cfg->n_clouds; i++)
+        if (rc->cfg->clouds[i].cloud_id == cloud_id && rc->cfg->cloud_type[i] == OTK_CLOUD_DYNSEC &&
+            rc->ds != NULL)
+            return rc->dsa.remove(rc->dsa.ctx, cloud_id, user);
+    return OTK_ERR_CLOUD; /* left to the agent */
+}
+
+static int want_of(void *user, const otk_device_info *d)
+{
+    *(int *)user = d->want;
+    return 0;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static int cmd_device_revoke(args *a)
 {
     otk_agentd_config cfg;
     otk_crypto c;
     otk_store *r = NULL;
-    otk_dynsec *ds = NULL;
     otk_agent agent;
     otk_agent_config ac;
     otk_registry reg;
-    otk_cloud_adapter cloud;
+    otk_cloud_adapter cloud = {NULL, revoke_create, revoke_remove, NULL};
+    revoke_clouds rc;
     uint8_t id[16];
-    char err[512];
+    char err[512], *end = NULL;
     otk_status st;
+    size_t i;
+    int n_ds = 0, want = OTK_WANT_CLEANUP;
+    double wait_s = 10, t0;
     if (a->config == NULL)
         return usage_error("%s", "--config AGENT.ini is required (to reach the clouds)");
     if (a->npos != 3 || otk_hex_decode(a->pos[2], id, 16) != 0)
         return usage_error("%s", "device revoke needs one device ID (32 hex digits)");
+    if (a->wait != NULL && ((wait_s = strtod(a->wait, &end)) < 0 || wait_s > 3600 || *end))
+        return usage_error("--wait '%s' is not a number of seconds in [0, 3600]", a->wait);
     if (otk_agentd_config_load(a->config, &cfg, err, sizeof err) != 0) {
         fprintf(stderr, "otakey: %s\n", err);
         return EXIT_USAGE;
     }
-    for (size_t i = 0; i < cfg.n_clouds; i++)
-        if (cfg.cloud_type[i] == OTK_CLOUD_PWFILE) {
-            /* Its files belong to the running agent, which would write them back. */
-            fprintf(stderr, "otakey: device revoke: cloud %u is a password-file cloud (type = "
-                            "passwd); revocation is only supported on dynsec clouds\n",
-                    (unsigned)cfg.clouds[i].cloud_id);
-            return EXIT_USAGE;
-        }
     a->db = cfg.database;
     if (open_db(a, &c, &r) != 0)
         return EXIT_FAIL;
-    if (otk_dynsec_open(cfg.admin, cfg.n_clouds, 5000, &ds, err, sizeof err) != OTK_OK) {
-        fprintf(stderr, "otakey: %s\n", err);
-        otk_store_close(r);
-        return EXIT_FAIL;
-    }
+    memset(&rc, 0, sizeof rc);
+    rc.cfg = &cfg;
+    for (i = 0; i < cfg.n_clouds; i++)
+        if (cfg.cloud_type[i] == OTK_CLOUD_DYNSEC)
+            cfg.admin[n_ds++] = cfg.admin[i];
+    if (n_ds && otk_dynsec_open(cfg.admin, (size_t)n_ds, 5000, &rc.ds, err, sizeof err) != OTK_OK)
+        fprintf(stderr, "otakey: %s; the running agent deletes the credentials there\n", err);
+    if (rc.ds)
+        otk_dynsec_adapter(rc.ds, &rc.dsa);
+    cloud.ctx = &rc;
     memset(&ac, 0, sizeof ac);
     memcpy(ac.clouds, cfg.clouds, sizeof ac.clouds);
     ac.n_clouds = cfg.n_clouds;
     ac.claim_cloud = cfg.claim_cloud;
     otk_store_bind(r, &reg);
-    otk_dynsec_adapter(ds, &cloud);
     st = otk_agent_init(&agent, &c, &reg, &cloud, &ac);
+    /* Refused from here on (the registry says REVOKED), whatever the clouds do. */
     if (st == OTK_OK)
         st = otk_agent_revoke(&agent, id);
-    if (st != OTK_OK)
+    if (otk_store_release(r) != OTK_OK && st == OTK_OK)
+        st = OTK_ERR_STORAGE;
+    if (st != OTK_OK && st != OTK_ERR_CLOUD) {
         fprintf(stderr, "otakey: revoke %s: %s\n", a->pos[2], otk_strerror(st));
-    else
-        printf("revoked %s\n", a->pos[2]);
-    otk_dynsec_close(ds);
+        goto out;
+    }
+    printf("revoked %s: its AK is refused from now on\n", a->pos[2]);
+    if (st == OTK_OK) {
+        printf("its cloud credentials are deleted\n");
+        goto out;
+    }
+    /* The rest is the running agent's: wait until it reports it done. */
+    t0 = mono_s();
+    while (want == OTK_WANT_CLEANUP && mono_s() - t0 < wait_s) {
+        struct timespec pause = {0, 50000000L};
+        if (otk_store_list_devices(r, id, 0, want_of, &want) != OTK_OK)
+            break;
+        if (want == OTK_WANT_CLEANUP)
+            nanosleep(&pause, NULL);
+    }
+    if (want != OTK_WANT_CLEANUP) {
+        printf("its cloud credentials are deleted (by the running agent, %.1f s)\n",
+               mono_s() - t0);
+        st = OTK_OK;
+    } else {
+        fprintf(stderr,
+                "otakey: revoke %s: the agent has not deleted its cloud credentials%s; is "
+                "otakey-agent running? It deletes them as soon as it runs\n",
+                a->pos[2], wait_s > 0 ? " in time" : " yet (--wait 0)");
+    }
+out:
+    otk_dynsec_close(rc.ds);
     otk_store_close(r);
     otk_crypto_openssl_free(&c);
     return st == OTK_OK ? 0 : EXIT_FAIL;

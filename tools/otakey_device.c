@@ -156,10 +156,20 @@ static void cloud_link(dev_ctx *d)
     (void)mosquitto_int_option(d->cloud, MOSQ_OPT_TCP_NODELAY, 1);
     mosquitto_int_option(d->cloud, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
     mosquitto_publish_v5_callback_set(d->cloud, on_cloud_publish);
-    (void)mosquitto_username_pw_set(d->cloud, c.user, c.secret);
-    if (c.flags & OTK_CLOUD_FLAG_TLS)
-        (void)mosquitto_tls_set(d->cloud, d->cafile, NULL, NULL, NULL, NULL);
-    if (mosquitto_connect(d->cloud, c.host, c.port, 30) == MOSQ_ERR_SUCCESS)
+    /* TLS fails closed: without a CA it can load, the device does not
+     * connect (its credentials never go out in clear). */
+    if ((c.flags & OTK_CLOUD_FLAG_TLS) &&
+        mosquitto_tls_set(d->cloud, d->cafile, NULL, NULL, NULL, NULL) != MOSQ_ERR_SUCCESS) {
+        fprintf(stderr, "otakey-device %s: cloud %u: TLS: cannot load CA file '%s'; not connecting\n",
+                d->hex, (unsigned)c.cloud_id, d->cafile);
+        mosquitto_destroy(d->cloud);
+        d->cloud = NULL;
+        d->cloud_version = v; /* tried; the next set (or a restart) tries again */
+        otk_wipe(&c, sizeof c);
+        return;
+    }
+    if (mosquitto_username_pw_set(d->cloud, c.user, c.secret) == MOSQ_ERR_SUCCESS &&
+        mosquitto_connect(d->cloud, c.host, c.port, 30) == MOSQ_ERR_SUCCESS)
         d->cloud_version = v;
     otk_wipe(&c, sizeof c);
 }
@@ -250,6 +260,8 @@ int main(int argc, char **argv)
     if (flash == NULL || broker == NULL || sscanf(broker, "%127[^:]:%d", host, &port) != 2 ||
         port <= 0 || port > 65535)
         return usage("--flash and --broker HOST:PORT are required");
+    if (!d.cafile[0])
+        return usage("--cafile FILE is required (TLS to the agent broker and the clouds)");
     if (poll_ms <= 0 || tele_ms <= 0 || run_ms < 0)
         return usage("--poll-ms, --telemetry-ms must be > 0 and --run-ms >= 0");
     if (tear && cut_at == 0)
@@ -290,10 +302,18 @@ int main(int argc, char **argv)
     mosquitto_int_option(d.agent, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
     mosquitto_connect_v5_callback_set(d.agent, on_agent_connect);
     mosquitto_message_v5_callback_set(d.agent, on_agent_message);
-    if ((d.cafile[0] && mosquitto_tls_set(d.agent, d.cafile, NULL, NULL, NULL, NULL) != MOSQ_ERR_SUCCESS) ||
-        mosquitto_connect(d.agent, host, port, 30) != MOSQ_ERR_SUCCESS) {
-        fprintf(stderr, "otakey-device: cannot connect to the agent broker %s:%d\n", host, port);
+    /* TLS fails closed: a CA that cannot be loaded stops the device. */
+    if (mosquitto_tls_set(d.agent, d.cafile, NULL, NULL, NULL, NULL) != MOSQ_ERR_SUCCESS) {
+        fprintf(stderr, "otakey-device: TLS: cannot load CA file '%s'\n", d.cafile);
         return 1;
+    }
+    {
+        int crc = mosquitto_connect(d.agent, host, port, 30);
+        if (crc != MOSQ_ERR_SUCCESS) {
+            fprintf(stderr, "otakey-device: cannot connect to the agent broker %s:%d: %s\n", host,
+                    port, crc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(crc));
+            return 1;
+        }
     }
     /* Firmware polls at boot, then every poll period. */
     if (otk_device_state(&d.dev) == OTK_DEV_READY && otk_device_poll(&d.dev) != OTK_OK)

@@ -26,8 +26,12 @@ extern "C" {
 
 enum otk_agent_dev_state { OTK_DS_PENDING = 1, OTK_DS_ACTIVE = 2, OTK_DS_REVOKED = 3 };
 
-/* What an operator or a campaign wants next for a device. */
-enum otk_want { OTK_WANT_NONE = 0, OTK_WANT_ROTATE = 1, OTK_WANT_SWITCH = 2 };
+/*
+ * What an operator or a campaign wants next for a device. CLEANUP marks a
+ * revoked device whose cloud clients are not all deleted yet: any agent
+ * finishes the deletion (otk_store_due_cleanups, otk_agent_cleanup).
+ */
+enum otk_want { OTK_WANT_NONE = 0, OTK_WANT_ROTATE = 1, OTK_WANT_SWITCH = 2, OTK_WANT_CLEANUP = 3 };
 
 /* The agent's record of one device (the registry stores it whole). */
 typedef struct otk_agent_device {
@@ -161,13 +165,22 @@ OTK_CHECK_RETURN otk_status otk_agent_request_update(otk_agent *a, const uint8_t
 OTK_CHECK_RETURN otk_status otk_agent_notify(otk_agent *a, const uint8_t id[16], uint8_t *out,
                                              size_t out_size, size_t *out_len);
 
-/* Revokes a device: deletes its cloud credentials (committed and pending). */
+/*
+ * Revokes a device: its AK is refused from the moment the record is stored
+ * (state REVOKED, want CLEANUP), then its cloud credentials (committed and
+ * pending) are deleted. OTK_ERR_CLOUD when some could not be deleted now:
+ * the record keeps want CLEANUP until otk_agent_cleanup succeeds.
+ */
 OTK_CHECK_RETURN otk_status otk_agent_revoke(otk_agent *a, const uint8_t id[16]);
 
 /* Allows one new claim of an already claimed id (a replaced or reset device). */
 OTK_CHECK_RETURN otk_status otk_agent_allow_reclaim(otk_agent *a, const uint8_t id[16]);
 
-/* Deletes old credentials left behind by a failed cloud call (idempotent). */
+/*
+ * Deletes old credentials left behind by a failed cloud call, and a revoked
+ * device's credentials (idempotent). When every deletion succeeded, a
+ * revoked device's want CLEANUP is cleared (audited as CLOUD_CLEANUP).
+ */
 OTK_CHECK_RETURN otk_status otk_agent_cleanup(otk_agent *a, const uint8_t id[16]);
 
 /* ---- in-memory registry and cloud, for tests and tools ---- */

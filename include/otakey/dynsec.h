@@ -8,8 +8,14 @@
  *              existing client is recreated as asked (idempotent);
  *   remove  -> deleteClient <user> ("not found" counts as done).
  *
+ * Each client is created with its device id as client id ("clientid"), so
+ * its credentials work only under that id: no device can log in under
+ * another device's (or the admin's) id.
+ *
  * Calls block until the broker answers or timeout_ms passes
- * (OTK_ERR_CLOUD). One request is in flight per cloud at a time.
+ * (OTK_ERR_CLOUD). One request is in flight per cloud at a time. TLS fails
+ * closed: a cloud with tls set and a CA file that cannot be loaded is an
+ * error, never a plain-TCP connection.
  */
 #ifndef OTAKEY_DYNSEC_H
 #define OTAKEY_DYNSEC_H
@@ -24,7 +30,8 @@ typedef struct otk_dynsec_cloud {
     uint32_t cloud_id;
     char host[OTK_HOST_MAX + 1]; /* admin connection; devices get cfg.clouds[] */
     uint16_t port;
-    char cafile[256];            /* empty: plain TCP */
+    uint8_t tls;                 /* 1: TLS, verified against cafile (required then) */
+    char cafile[256];
     char admin_user[64];
     char admin_password[128];
 } otk_dynsec_cloud;

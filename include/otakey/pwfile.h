@@ -46,7 +46,8 @@ typedef struct otk_pwfile_cloud {
     char pid_file[256];          /* the broker's pid, for SIGHUP */
     char host[OTK_HOST_MAX + 1]; /* the probe connects here */
     uint16_t port;
-    char cafile[256];            /* TLS for the probe; empty: plain TCP */
+    uint8_t tls;                 /* the probe uses TLS (verified against cafile) */
+    char cafile[256];
 } otk_pwfile_cloud;
 
 typedef struct otk_pwfile otk_pwfile;

@@ -63,6 +63,7 @@ OTK_CHECK_RETURN otk_status otk_sqlreg_audit_verify(otk_sqlreg *r, uint64_t *row
  * NOTIFY (otk_agent_notify); formal/atomic.pml shows why the resend of an
  * issued update matters (a device may have missed its response).
  */
+size_t otk_sqlreg_due_cleanups(otk_sqlreg *r, uint8_t (*ids)[16], size_t max, unsigned retry_ms);
 size_t otk_sqlreg_due_notifications(otk_sqlreg *r, uint8_t (*ids)[16], size_t max,
                                     unsigned resend_ms);
 

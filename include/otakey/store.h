@@ -131,6 +131,14 @@ OTK_CHECK_RETURN otk_status otk_store_audit_list(otk_store *s, otk_audit_fn fn, 
 size_t otk_store_due_notifications(otk_store *s, uint8_t (*ids)[16], size_t max,
                                    unsigned resend_ms);
 
+/*
+ * Claims up to max revoked devices whose cloud clients are still to delete
+ * (want OTK_WANT_CLEANUP) and not tried in the last retry_ms, and marks them
+ * tried now; the caller runs otk_agent_cleanup on each. Returns the count
+ * (0 on a database error).
+ */
+size_t otk_store_due_cleanups(otk_store *s, uint8_t (*ids)[16], size_t max, unsigned retry_ms);
+
 /* ---- campaigns (semantics in campaign.h) ---- */
 
 OTK_CHECK_RETURN otk_status otk_store_campaign_create(otk_store *s, int kind,

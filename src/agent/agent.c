@@ -517,7 +517,7 @@ otk_status otk_agent_revoke(otk_agent *a, const uint8_t id[16])
     if (st == OTK_OK) {
         rec.state = OTK_DS_REVOKED;
         rec.reclaim_allowed = 0;
-        rec.want = OTK_WANT_NONE;
+        rec.want = OTK_WANT_CLEANUP; /* until every cloud client is gone */
         /* Refused from now on, whatever the clouds answer; then delete. */
         st = put(a, &rec, OTK_AUD_REVOKE, 0, rec.committed.version, OTK_OK);
     }
@@ -556,6 +556,10 @@ otk_status otk_agent_cleanup(otk_agent *a, const uint8_t id[16])
             rm = OTK_ERR_CLOUD;
         if (rec.has_pending && cloud_remove(a, &rec.pending.cloud) != OTK_OK)
             rm = OTK_ERR_CLOUD;
+        if (rm == OTK_OK && rec.want == OTK_WANT_CLEANUP) {
+            rec.want = OTK_WANT_NONE;
+            rm = put(a, &rec, OTK_AUD_CLOUD_CLEANUP, 0, rec.committed.version, OTK_OK);
+        }
     }
     otk_wipe(&rec, sizeof rec);
     return rm;

@@ -421,13 +421,19 @@ size_t pgc_step(void *impl, otk_agent *a)
 }
 
 /*
- * Offers due across agents: the claiming UPDATE skips devices another
+ * Devices due across agents: the claiming UPDATE skips devices another
  * agent is handling or claiming right now, and the mark it sets keeps the
- * others off them until resend_ms passed.
+ * others off them until period_ms passed. sql is one of the DUE_SQL texts
+ * (a literal: pg_run keeps prepared statements by the text's address).
  */
-size_t pgc_due(void *impl, uint8_t (*ids)[16], size_t max, unsigned resend_ms)
+#define DUE_SQL(where)                                                                     \
+    "UPDATE devices SET notified_at = $1 WHERE id IN (SELECT id FROM devices WHERE " where \
+    " AND (notified_at IS NULL OR notified_at < $2) LIMIT $3 FOR UPDATE SKIP LOCKED)"    \
+    " RETURNING id"
+
+static size_t claim_due(pgstore *s, const char *sql, uint8_t (*ids)[16], size_t max,
+                        unsigned period_ms)
 {
-    pgstore *s = impl;
     pgq q = {0};
     PGresult *r;
     int64_t now = wall_ms();
@@ -436,18 +442,27 @@ size_t pgc_due(void *impl, uint8_t (*ids)[16], size_t max, unsigned resend_ms)
     if (pg_release(s) != OTK_OK)
         return 0;
     pq_int(&q, now);
-    pq_int(&q, now - (int64_t)resend_ms);
+    pq_int(&q, now - (int64_t)period_ms);
     pq_int(&q, (int64_t)max);
-    r = pg_run(&s->db,
-               "UPDATE devices SET notified_at = $1 WHERE id IN (SELECT id FROM devices"
-               " WHERE state = 2 AND (want <> 0 OR p_version IS NOT NULL)"
-               " AND ((want <> 0 AND p_version IS NULL) OR (p_version IS NOT NULL AND p_claim = 0))"
-               " AND (notified_at IS NULL OR notified_at < $2) LIMIT $3 FOR UPDATE SKIP LOCKED)"
-               " RETURNING id",
-               &q);
+    r = pg_run(&s->db, sql, &q);
     for (i = 0; r && i < PQntuples(r) && n < max; i++)
         if (pg_blob(r, i, 0, ids[n], 16))
             n++;
     PQclear(r);
     return n;
+}
+
+/* Update offers: a requested update, or an issued one not confirmed yet. */
+size_t pgc_due(void *impl, uint8_t (*ids)[16], size_t max, unsigned resend_ms)
+{
+    return claim_due(impl,
+                     DUE_SQL("state = 2 AND (want <> 0 OR p_version IS NOT NULL) AND ((want <> 0"
+                             " AND p_version IS NULL) OR (p_version IS NOT NULL AND p_claim = 0))"),
+                     ids, max, resend_ms);
+}
+
+/* Revoked devices whose cloud clients are still to delete: want 3 (OTK_WANT_CLEANUP). */
+size_t pgc_due_cleanups(void *impl, uint8_t (*ids)[16], size_t max, unsigned retry_ms)
+{
+    return claim_due(impl, DUE_SQL("want = 3"), ids, max, retry_ms);
 }

@@ -192,12 +192,15 @@ static cJSON *acl(const char *type, const char *topic)
 }
 
 /* Appends a createClient command: the device's user, secret and role. */
-static void add_create_client(cJSON *cmds, const otk_cloud *creds, const char *role)
+static void add_create_client(cJSON *cmds, const otk_cloud *creds, const char *role,
+                              const char *device_hex)
 {
     cJSON *cmd = cJSON_CreateObject(), *roles, *r;
     cJSON_AddStringToObject(cmd, "command", "createClient");
     cJSON_AddStringToObject(cmd, "username", creds->user);
     cJSON_AddStringToObject(cmd, "password", creds->secret);
+    /* The credentials work under the device's own id only. */
+    cJSON_AddStringToObject(cmd, "clientid", device_hex);
     roles = cJSON_AddArrayToObject(cmd, "roles");
     r = cJSON_CreateObject();
     cJSON_AddStringToObject(r, "rolename", role);
@@ -209,12 +212,13 @@ static otk_status ds_create(void *ctx, const uint8_t device_id[16], const otk_cl
 {
     otk_dynsec *d = ctx;
     conn *c = find(d, creds->cloud_id);
-    char prefix[48], topic[64], role[64], errors[MAX_CMDS][64];
+    char prefix[48], topic[64], role[64], errors[MAX_CMDS][64], hex[33];
     cJSON *cmds, *cmd, *acls;
     otk_status st;
     if (c == NULL)
         return OTK_ERR_CLOUD;
     otk_dynsec_topic_prefix(device_id, prefix);
+    otk_hex_encode(device_id, 16, hex);
     snprintf(topic, sizeof topic, "%s#", prefix);
     snprintf(role, sizeof role, "otk-%.32s", prefix + 8);
     cmds = cJSON_CreateArray();
@@ -226,7 +230,7 @@ static otk_status ds_create(void *ctx, const uint8_t device_id[16], const otk_cl
     cJSON_AddItemToArray(acls, acl("subscribePattern", topic));
     cJSON_AddItemToArray(acls, acl("publishClientReceive", topic));
     cJSON_AddItemToArray(cmds, cmd);
-    add_create_client(cmds, creds, role);
+    add_create_client(cmds, creds, role, hex);
     st = request(d, c, cmds, errors);
     if (st != OTK_OK)
         return st;
@@ -243,7 +247,7 @@ static otk_status ds_create(void *ctx, const uint8_t device_id[16], const otk_cl
     cJSON_AddStringToObject(cmd, "command", "deleteClient");
     cJSON_AddStringToObject(cmd, "username", creds->user);
     cJSON_AddItemToArray(cmds, cmd);
-    add_create_client(cmds, creds, role);
+    add_create_client(cmds, creds, role, hex);
     st = request(d, c, cmds, errors);
     if (st == OTK_OK && errors[1][0])
         st = OTK_ERR_CLOUD;
@@ -295,11 +299,15 @@ static otk_status open_conn(conn *c, unsigned timeout_ms, char *err, size_t err_
     mosquitto_disconnect_v5_callback_set(c->mosq, on_disconnect);
     mosquitto_message_v5_callback_set(c->mosq, on_message);
     mosquitto_reconnect_delay_set(c->mosq, 1, 10, true);
-    if (mosquitto_username_pw_set(c->mosq, c->cfg.admin_user, c->cfg.admin_password) != 0 ||
-        (c->cfg.cafile[0] &&
-         mosquitto_tls_set(c->mosq, c->cfg.cafile, NULL, NULL, NULL, NULL) != MOSQ_ERR_SUCCESS)) {
-        snprintf(err, err_size, "cloud %u: bad credentials or CA file '%s'",
-                 (unsigned)c->cfg.cloud_id, c->cfg.cafile);
+    if (mosquitto_username_pw_set(c->mosq, c->cfg.admin_user, c->cfg.admin_password) != 0) {
+        snprintf(err, err_size, "cloud %u: bad admin user or password", (unsigned)c->cfg.cloud_id);
+        return OTK_ERR_CLOUD;
+    }
+    /* TLS fails closed: no usable CA, no connection (never plain TCP). */
+    if (c->cfg.tls && (!c->cfg.cafile[0] || mosquitto_tls_set(c->mosq, c->cfg.cafile, NULL, NULL,
+                                                               NULL, NULL) != MOSQ_ERR_SUCCESS)) {
+        snprintf(err, err_size, "cloud %u: TLS: cannot load CA file '%s'", (unsigned)c->cfg.cloud_id,
+                 c->cfg.cafile);
         return OTK_ERR_CLOUD;
     }
     rc = mosquitto_connect_async(c->mosq, c->cfg.host, c->cfg.port, 30);

@@ -204,11 +204,18 @@ static int write_file(const otk_pwfile *p, const char *path, int acl)
     FILE *f;
     size_t i;
     int ok;
+    int fd;
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    f = fopen(tmp, "w");
-    if (f == NULL)
+    /* Created 0600 (whatever the umask), never through a left-over file or link. */
+    (void)unlink(tmp);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
         return -1;
-    (void)fchmod(fileno(f), 0600);
+    if (fchmod(fd, 0600) != 0 || (f = fdopen(fd, "w")) == NULL) {
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
     /* The ACL is one pattern: a client may use devices/<its client id>/#.
      * Per-user "user"/"topic" lines would cost mosquitto 2.0 a walk of its
      * user list for every line at each reload (quadratic in the fleet) and
@@ -275,7 +282,7 @@ otk_status otk_pwfile_flush(otk_pwfile *p, unsigned timeout_ms)
     otk_hex_encode(rnd + 8, 16, probe.secret);
     snprintf(probe.host, sizeof probe.host, "%s", p->cfg.host);
     probe.port = p->cfg.port;
-    probe.flags = p->cfg.cafile[0] ? OTK_CLOUD_FLAG_TLS : 0;
+    probe.flags = p->cfg.tls ? OTK_CLOUD_FLAG_TLS : 0; /* never plain TCP by accident */
     if (hash_secret(probe.secret, hash) != OTK_OK)
         goto out;
     /* Several agents may share the files: under an exclusive lock, read

@@ -5,8 +5,12 @@
  */
 #include "internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "otakey/sqlreg.h"
 #include "sqlreg_internal.h"
@@ -146,6 +150,35 @@ static otk_status migrate(otk_sqlreg *r, char *err, size_t err_size)
     return OTK_OK;
 }
 
+/*
+ * The registry holds every device's AK: its file, and the WAL and shared
+ * memory files SQLite creates beside it with the same mode, are the owner's
+ * alone. A new file is created 0600 whatever the umask; an existing one
+ * that others could read is narrowed to 0600.
+ */
+static int private_db_files(const char *path)
+{
+    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+    char name[1100];
+    size_t i;
+    int fd;
+    if (path[0] == '\0' || path[0] == ':' || strncmp(path, "file:", 5) == 0)
+        return 0; /* in memory, or a URI: left to the caller */
+    fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
+    else if (errno != EEXIST)
+        return 0; /* SQLite reports why */
+    for (i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        struct stat st;
+        snprintf(name, sizeof name, "%s%s", path, suffix[i]);
+        if (stat(name, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) &&
+            chmod(name, st.st_mode & 0700) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 otk_status otk_sqlreg_open(const char *path, const otk_crypto *crypto, otk_sqlreg **out,
                            char *err, size_t err_size)
 {
@@ -160,6 +193,13 @@ otk_status otk_sqlreg_open(const char *path, const otk_crypto *crypto, otk_sqlre
     if (r == NULL)
         abort();
     r->crypto = crypto;
+    if (private_db_files(path) != 0) {
+        if (err != NULL && err_size > 0)
+            snprintf(err, err_size, "%s: cannot make the registry files private: %s", path,
+                 strerror(errno));
+        free(r);
+        return OTK_ERR_STORAGE;
+    }
     if (sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK)
         goto fail;
     sqlite3_busy_timeout(r->db, 5000);
@@ -516,33 +556,24 @@ otk_status otk_sqlreg_audit_verify(otk_sqlreg *r, uint64_t *rows, uint64_t *bad_
     return st;
 }
 
-size_t otk_sqlreg_due_notifications(otk_sqlreg *r, uint8_t (*ids)[16], size_t max,
-                                    unsigned resend_ms)
+/*
+ * Runs the queries in turn (?1: the cut-off time, ?2: how many more), marks
+ * each device found notified_at = now, all in one transaction; up to max.
+ */
+static size_t claim_due(otk_sqlreg *r, const char *const *sql, size_t n_sql, uint8_t (*ids)[16],
+                        size_t max, unsigned period_ms)
 {
     sqlite3_stmt *s = NULL, *u = NULL;
     int64_t now = now_ms();
-    size_t n = 0;
-    if (r == NULL || ids == NULL || max == 0)
+    size_t n = 0, q;
+    if (r == NULL || ids == NULL || max == 0 || exec(r, "BEGIN IMMEDIATE") != OTK_OK)
         return 0;
-    /* Devices with a requested update, or an issued one not confirmed yet
-     * (its device may have missed it), not told recently. */
-    if (exec(r, "BEGIN IMMEDIATE") != OTK_OK)
-        return 0;
-    /* Never told, then told too long ago: two range searches of the
-     * devices_due index (one query with an OR would scan all of it). */
-    static const char *const due_sql[2] = {
-        "SELECT id FROM devices WHERE state = 2"
-        " AND ((want != 0 AND p_version IS NULL) OR (p_version IS NOT NULL AND p_claim = 0))"
-        " AND notified_at IS NULL AND ?1 = ?1 LIMIT ?2",
-        "SELECT id FROM devices WHERE state = 2"
-        " AND ((want != 0 AND p_version IS NULL) OR (p_version IS NOT NULL AND p_claim = 0))"
-        " AND notified_at < ?1 LIMIT ?2"};
     if (sqlite3_prepare_v2(r->db, "UPDATE devices SET notified_at = ?1 WHERE id = ?2", -1, &u,
                            NULL) == SQLITE_OK)
-        for (int q = 0; q < 2 && n < max; q++) {
-            if (sqlite3_prepare_v2(r->db, due_sql[q], -1, &s, NULL) != SQLITE_OK)
+        for (q = 0; q < n_sql && n < max; q++) {
+            if (sqlite3_prepare_v2(r->db, sql[q], -1, &s, NULL) != SQLITE_OK)
                 break;
-            sqlite3_bind_int64(s, 1, now - (int64_t)resend_ms);
+            sqlite3_bind_int64(s, 1, now - (int64_t)period_ms);
             sqlite3_bind_int64(s, 2, (sqlite3_int64)(max - n));
             while (n < max && sqlite3_step(s) == SQLITE_ROW)
                 if (col_blob(s, 0, ids[n], 16)) {
@@ -562,6 +593,32 @@ size_t otk_sqlreg_due_notifications(otk_sqlreg *r, uint8_t (*ids)[16], size_t ma
         n = 0;
     }
     return n;
+}
+
+size_t otk_sqlreg_due_cleanups(otk_sqlreg *r, uint8_t (*ids)[16], size_t max, unsigned retry_ms)
+{
+    /* want 3: OTK_WANT_CLEANUP ("want != 0" lets the devices_want index serve it). */
+    static const char *const sql[1] = {
+        "SELECT id FROM devices WHERE want != 0 AND want = 3"
+        " AND (notified_at IS NULL OR notified_at < ?1) LIMIT ?2"};
+    return claim_due(r, sql, 1, ids, max, retry_ms);
+}
+
+size_t otk_sqlreg_due_notifications(otk_sqlreg *r, uint8_t (*ids)[16], size_t max,
+                                    unsigned resend_ms)
+{
+    /* Devices with a requested update, or an issued one not confirmed yet
+     * (its device may have missed it), not told recently. Never told, then
+     * told too long ago: two range searches of the devices_due index (one
+     * query with an OR would scan all of it). */
+    static const char *const sql[2] = {
+        "SELECT id FROM devices WHERE state = 2"
+        " AND ((want != 0 AND p_version IS NULL) OR (p_version IS NOT NULL AND p_claim = 0))"
+        " AND notified_at IS NULL AND ?1 = ?1 LIMIT ?2",
+        "SELECT id FROM devices WHERE state = 2"
+        " AND ((want != 0 AND p_version IS NULL) OR (p_version IS NOT NULL AND p_claim = 0))"
+        " AND notified_at < ?1 LIMIT ?2"};
+    return claim_due(r, sql, 2, ids, max, resend_ms);
 }
 
 uint64_t otk_sqlreg_audit_count(otk_sqlreg *r, int kind)

@@ -141,6 +141,13 @@ size_t otk_store_due_notifications(otk_store *s, uint8_t (*ids)[16], size_t max,
     return s->ops->due_notifications(s->impl, ids, max, resend_ms);
 }
 
+size_t otk_store_due_cleanups(otk_store *s, uint8_t (*ids)[16], size_t max, unsigned retry_ms)
+{
+    if (s == NULL || ids == NULL || max == 0)
+        return 0;
+    return s->ops->due_cleanups(s->impl, ids, max, retry_ms);
+}
+
 otk_status otk_store_campaign_create(otk_store *s, int kind, uint32_t target_cloud,
                                      const char *selector, uint32_t rate, uint32_t canary,
                                      int64_t *id, uint64_t *total)

@@ -26,6 +26,7 @@ typedef struct otk_store_ops {
     size_t (*campaign_list)(void *impl, int64_t *ids, size_t max);
     /* Group commit (NULL: every write commits on its own). */
     otk_status (*batch)(void *impl, int begin);
+    size_t (*due_cleanups)(void *impl, uint8_t (*ids)[16], size_t max, unsigned retry_ms);
 } otk_store_ops;
 
 /* Backend openers: on success *impl and *ops are set. */

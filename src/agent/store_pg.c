@@ -81,6 +81,8 @@ static const char *const migrations[] = {
     "CREATE INDEX campaign_todo ON campaign_devices(campaign, ord) WHERE started IS NULL;"
     "CREATE INDEX campaign_inflight ON campaign_devices(campaign)"
     "  WHERE started IS NOT NULL AND finished IS NULL;",
+    /* 2: revoked devices whose cloud clients are still to delete (want 3). */
+    "CREATE INDEX devices_cleanup ON devices(notified_at) WHERE want = 3;",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
@@ -823,6 +825,7 @@ static const otk_store_ops pg_ops = {
     p_list_devices, p_audit_verify, p_audit_count, p_audit_list, pgc_due,
     pgc_create,     pgc_step,       pgc_get,       pgc_set_state, pgc_list,
     NULL, /* each device's writes commit with its lock */
+    pgc_due_cleanups,
 };
 
 static otk_status fail(pgstore *s, char *err, size_t err_size, const char *what)

@@ -184,7 +184,8 @@ static inline void bl_open(bl_fleet *F, bl_link *l)
     int srv = l == &F->srv;
     snprintf(ip, sizeof ip, "127.2.0.%u", 1u + (srv ? 0u : l->idx) % BL_BIND_IPS);
     l->online = 0;
-    l->c = fl_open(F->env->loop, &F->env->agent_broker, ip, l->hex, srv ? F->env->bench_user : NULL,
+    l->c = fl_open(F->env->loop, srv ? &F->env->server_broker : &F->env->agent_broker, ip, l->hex,
+                   srv ? F->env->bench_user : NULL,
                    srv ? F->env->bench_pass : NULL, BL_KEEPALIVE, &bl_link_cb, l);
     if (l->c == NULL) {
         if (F->env->verbose)

@@ -21,6 +21,7 @@
 typedef struct fl_env {
     fl_loop *loop;
     fl_broker agent_broker;   /* where devices talk to the agent / baseline servers */
+    fl_broker server_broker;  /* the same broker's listener for servers (authenticated) */
     const char *cafile;
     const char *bench_user;   /* broker user of the baseline servers (bench/#) */
     const char *bench_pass;

@@ -172,7 +172,7 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
         c->cb->on_message(c, c->ud, msg->topic, msg->payload, n);
 }
 
-fl_loop *fl_loop_new(const char *cafile)
+fl_loop *fl_loop_new(const char *cafile, const char *host)
 {
     fl_loop *L = calloc(1, sizeof *L);
     if (L == NULL)
@@ -193,6 +193,17 @@ fl_loop *fl_loop_new(const char *cafile)
         }
         SSL_CTX_set_verify(L->ssl, SSL_VERIFY_PEER, NULL);
         SSL_CTX_set_min_proto_version(L->ssl, TLS1_2_VERSION);
+        /* The shared context does the checks libmosquitto's own would:
+         * the chain and the broker's name (an IP address or a host name). */
+        if (host != NULL) {
+            X509_VERIFY_PARAM *vp = SSL_CTX_get0_param(L->ssl);
+            if (X509_VERIFY_PARAM_set1_ip_asc(vp, host) != 1 &&
+                X509_VERIFY_PARAM_set1_host(vp, host, 0) != 1) {
+                fprintf(stderr, "fleet: cannot check the broker name '%s'\n", host);
+                fl_loop_free(L);
+                return NULL;
+            }
+        }
     }
     return L;
 }
@@ -264,7 +275,14 @@ fl_conn *fl_open(fl_loop *L, const fl_broker *b, const char *bind_ip, const char
     mosquitto_message_v5_callback_set(c->m, on_message);
     if (user != NULL)
         (void)mosquitto_username_pw_set(c->m, user, pass);
-    if (b->tls && L->ssl) {
+    if (b->tls && L->ssl == NULL) {
+        /* TLS fails closed: no context, no connection (never plain TCP). */
+        mosquitto_destroy(c->m);
+        free(c);
+        errno = EPROTO;
+        return NULL;
+    }
+    if (b->tls) {
         /* The shared context is complete: without this, libmosquitto 2.0
          * wants a cafile of its own and refuses to connect (MOSQ_ERR_INVAL). */
         (void)mosquitto_int_option(c->m, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0);

@@ -45,10 +45,12 @@ typedef struct fl_broker {
 
 /*
  * Creates a loop. cafile (NULL: no TLS) is loaded once into the shared
- * client context; peers are verified against it and against host names
- * given to fl_open. Returns NULL with a message on stderr on failure.
+ * client context; peers are verified against it and against host (an IP
+ * address or a DNS name; every broker of the loop is on that host). A
+ * broker with tls set is never reached without TLS: fl_open fails when the
+ * loop has no context. Returns NULL with a message on stderr on failure.
  */
-fl_loop *fl_loop_new(const char *cafile);
+fl_loop *fl_loop_new(const char *cafile, const char *host);
 void fl_loop_free(fl_loop *L);
 
 /*

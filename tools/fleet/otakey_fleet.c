@@ -34,7 +34,7 @@ typedef struct opts {
 
 typedef struct lab {
     char ca[256], bench_user[64], bench_pass[128];
-    int agent_port;
+    int agent_port, server_port;
 } lab;
 
 static int usage(const char *why)
@@ -230,12 +230,13 @@ static int read_lab(const char *path, lab *l)
             continue;
         if (!strcmp(k, "LAB_CA")) snprintf(l->ca, sizeof l->ca, "%.255s", v);
         else if (!strcmp(k, "LAB_AGENT_PORT")) l->agent_port = atoi(v);
+        else if (!strcmp(k, "LAB_SERVER_PORT")) l->server_port = atoi(v);
         else if (!strcmp(k, "LAB_BENCH_USER")) snprintf(l->bench_user, sizeof l->bench_user, "%.63s", v);
         else if (!strcmp(k, "LAB_BENCH_PASSWORD")) snprintf(l->bench_pass, sizeof l->bench_pass, "%.127s", v);
     }
     fclose(f);
-    if (!l->ca[0] || l->agent_port <= 0) {
-        fprintf(stderr, "otakey-fleet: %s: LAB_CA or LAB_AGENT_PORT missing\n", path);
+    if (!l->ca[0] || l->agent_port <= 0 || l->server_port <= 0) {
+        fprintf(stderr, "otakey-fleet: %s: LAB_CA, LAB_AGENT_PORT or LAB_SERVER_PORT missing\n", path);
         return -1;
     }
     return 0;
@@ -460,12 +461,14 @@ int main(int argc, char **argv)
         return 1;
     }
     memset(&env, 0, sizeof env);
-    env.loop = fl_loop_new(l.ca);
+    env.loop = fl_loop_new(l.ca, "127.0.0.1");
     if (env.loop == NULL)
         return 1;
     env.agent_broker.host = "127.0.0.1";
     env.agent_broker.port = l.agent_port;
     env.agent_broker.tls = 1;
+    env.server_broker = env.agent_broker;
+    env.server_broker.port = l.server_port;
     env.cafile = l.ca;
     env.bench_user = l.bench_user;
     env.bench_pass = l.bench_pass;
