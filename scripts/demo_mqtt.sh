@@ -14,7 +14,7 @@ build=${2:-build/release}
 if [ -z "${2:-}" ]; then
   bash scripts/deps.sh
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "$build" -j"$(nproc)" --target otakey otakey-agent otakey-device >/dev/null
+  cmake --build "$build" -j"$(nproc)" --target otakey otakey-agent otakey-device otakey_mosquitto >/dev/null
 fi
 bin=$(cd "$build" && pwd)
 root=$(pwd)

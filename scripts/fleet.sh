@@ -21,7 +21,8 @@ fleet_cleanup() {
 fleet_setup() {
   local c l lc port
   umask 077 # keys, PK, configs with passwords, registries: the owner's alone
-  bash "$root/scripts/lab.sh" start "$work/lab" "${FLEET_CLOUDS:-dynsec}"
+  OTK_MOSQUITTO_PLUGIN=${OTK_MOSQUITTO_PLUGIN:-$bin/otakey_mosquitto.so} \
+    bash "$root/scripts/lab.sh" start "$work/lab" "${FLEET_CLOUDS:-dynsec}"
   . "$work/lab/lab.env"
   pub=$("$bin/otakey" keygen "$work/agent.key")
   "$bin/otakey" product create --db "${FLEET_DB:-$work/registry.db}" --batch $batch --name demo-sensor \

@@ -13,7 +13,7 @@ agent_pid=
 lab_setup() {
   local w=$1 resend=$2
   mkdir -p "$w"
-  bash "$root/scripts/lab.sh" start "$w/lab" >/dev/null
+  OTK_MOSQUITTO_PLUGIN=$bin/otakey_mosquitto.so bash "$root/scripts/lab.sh" start "$w/lab" >/dev/null
   . "$w/lab/lab.env"
   pub=$("$bin/otakey" keygen "$w/agent.key")
   "$bin/otakey" product create --db "$w/registry.db" --batch $batch --name fault-sensor \
