@@ -7,6 +7,8 @@
  *       --victim-status FILE --rotate-cmd CMD --ready FILE
  *   otakey-hostile flood --broker HOST:PORT --cafile FILE --batch HEX16
  *       [--conns N] [--seconds S] [--inflight N] [--rate PER_SECOND]
+ *   otakey-hostile hijack --broker HOST:PORT --cafile FILE [--conns N] [--seconds S]
+ *       [--takeover CLIENT_ID] [--group NAME]
  *
  * attacks: with the broker-access credentials (the agent's, as an attacker
  * who stole them would, on the servers' listener --server) it watches the victim device claim and rotate,
@@ -471,6 +473,8 @@ static int usage(const char *why)
             "           --victim-status FILE --rotate-cmd CMD --ready FILE\n"
             "       otakey-hostile flood --broker HOST:PORT --cafile FILE --batch HEX16\n"
             "           [--conns N] [--seconds S] [--inflight N] [--rate PER_SECOND]\n"
+            "       otakey-hostile hijack --broker HOST:PORT --cafile FILE [--conns N]\n"
+            "           [--seconds S (0: until SIGTERM)] [--takeover CLIENT_ID] [--group NAME]\n"
             "Exit codes: 0 every attack got what docs/protocol.md expects, 1 otherwise, 2 bad usage.\n");
     return why ? 2 : 0;
 }
@@ -479,7 +483,7 @@ int main(int argc, char **argv)
 {
     static ctx c;
     const char *broker = NULL, *batch = NULL, *pk = NULL, *victim = NULL, *ready = NULL;
-    const char *server = NULL;
+    const char *server = NULL, *takeover = NULL, *group = "otakey";
     long conns = 200, seconds = 10, inflight = 8, rate = 0;
     char err[256];
     int i, rc;
@@ -496,6 +500,8 @@ int main(int argc, char **argv)
         i++;
         if (!strcmp(k, "--broker")) broker = v;
         else if (!strcmp(k, "--server")) server = v;
+        else if (!strcmp(k, "--takeover")) takeover = v;
+        else if (!strcmp(k, "--group")) group = v;
         else if (!strcmp(k, "--cafile")) c.b.cafile = v;
         else if (!strcmp(k, "--user")) c.b.user = v;
         else if (!strcmp(k, "--password")) c.b.password = v;
@@ -519,6 +525,14 @@ int main(int argc, char **argv)
     if (broker == NULL || sscanf(broker, "%127[^:]:%d", c.b.host, &c.b.port) != 2 || c.b.port <= 0 ||
         c.b.port > 65535)
         return usage("--broker HOST:PORT is required");
+    if (!strcmp(argv[1], "hijack")) {
+        if (conns < 0 || conns > 1000 || seconds < 0 || seconds > 86400)
+            return usage("--conns in [0, 1000], --seconds in [0, 86400]");
+        mosquitto_lib_init();
+        rc = hx_hijack_main(&c.b, (unsigned)conns, (unsigned)seconds, takeover, group);
+        mosquitto_lib_cleanup();
+        return rc;
+    }
     if (batch == NULL || otk_hex_decode(batch, c.batch, 8) != 0)
         return usage("--batch must be 16 hex digits");
     c.srv = c.b;
@@ -537,7 +551,7 @@ int main(int argc, char **argv)
         return rc;
     }
     if (strcmp(argv[1], "attacks") != 0)
-        return usage("the subcommand is attacks or flood");
+        return usage("the subcommand is attacks, flood or hijack");
     if (!c.b.user || !c.b.password || !c.db_path || !victim || !c.victim_flash || !c.victim_status ||
         !c.rotate_cmd || !ready || !pk)
         return usage("attacks needs --user --password --db --pk --victim --victim-flash "

@@ -6,6 +6,7 @@
  * hostile.c:     the attacks, one by one, each checked against the agent's
  *                reply and the audit log.
  * hostile_flood.c: many connections sending invalid claims.
+ * hostile_hijack.c: share-group hijackers and an agent-id takeover loop.
  */
 #ifndef OTK_HOSTILE_H
 #define OTK_HOSTILE_H
@@ -82,5 +83,9 @@ int hx_capture_find(hx_capture *c, size_t mark, const char *topic, uint8_t type,
 /* Flood: see hostile_flood.c; rate 0: as fast as the broker takes them. Returns the exit code. */
 int hx_flood_main(const hx_broker *b, const uint8_t batch[8], unsigned conns, unsigned seconds,
                   unsigned inflight, unsigned rate);
+
+/* Share-group hijackers and an agent-id takeover loop: see hostile_hijack.c. */
+int hx_hijack_main(const hx_broker *b, unsigned conns, unsigned seconds, const char *takeover_id,
+                   const char *group);
 
 #endif

@@ -8,6 +8,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -149,6 +150,21 @@ int main(void)
         }
     }
     CHECK(torn_erase > 8 && torn_prog > 8);
+
+    /* The partition holds secrets: created 0600 whatever the umask, and an
+     * existing partition others could read is narrowed when opened. */
+    {
+        struct stat st;
+        mode_t old = umask(0);
+        fresh(&f, &p);
+        CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+        otk_file_flash_close(&f);
+        CHECK(chmod(path, 0644) == 0);
+        CHECK(otk_file_flash_open(&f, path, SIZE, SECTOR, UNIT) == 0);
+        CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+        otk_file_flash_close(&f);
+        umask(old);
+    }
     unlink(path);
     return CHECK_DONE();
 }

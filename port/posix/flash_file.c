@@ -19,7 +19,8 @@ int otk_file_flash_open(otk_file_flash *f, const char *path, uint32_t size, uint
     f->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (f->fd < 0)
         return -1;
-    if (fstat(f->fd, &st) != 0)
+    /* The partition holds the device's AK and cloud secret: the owner's alone. */
+    if (fstat(f->fd, &st) != 0 || ((st.st_mode & 077) && fchmod(f->fd, 0600) != 0))
         goto fail;
     if (st.st_size == 0) {
         memset(ff, 0xFF, sizeof ff);
