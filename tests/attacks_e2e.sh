@@ -111,6 +111,33 @@ expect "the agent's log names the refused attempts in aggregate" \
   grep -q "agent broker (devices listener) refused.*[1-9][0-9]* connections under a foreign client id" "$work/agent.log"
 grep "agent broker (devices listener) refused" "$work/agent.log" | tail -1
 
+if [ "$clouds" = dynsec ]; then
+  # Agents may authenticate by client certificate instead of a password: a
+  # listener that requires one and takes its CN as the user name.
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=otakey-agent \
+    -keyout "$work/agent-cert.key" -out "$work/agent-cert.csr" 2>/dev/null
+  openssl x509 -req -in "$work/agent-cert.csr" -CA "$LAB_CA" -CAkey "$LAB_DIR/ca.key" \
+    -CAcreateserial -days 1 -out "$work/agent-cert.crt" 2>/dev/null
+  cport=$(free_port attacks)
+  { printf 'user root\npersistence false\nper_listener_settings true\nlistener %s 127.0.0.1\n' "$cport"
+    printf 'cafile %s\ncertfile %s\nkeyfile %s\n' "$LAB_CA" "$LAB_DIR/server.crt" "$LAB_DIR/server.key"
+    printf 'require_certificate true\nuse_identity_as_username true\nallow_anonymous false\n'
+    printf 'plugin %s\nplugin_opt_role agents\nplugin_opt_spaces otakey/v1=otakey-agent\n' "$OTK_MOSQUITTO_PLUGIN"
+  } > "$work/cert-broker.conf"
+  mosquitto -c "$work/cert-broker.conf" > "$work/cert-broker.log" 2>&1 & bg+=($!)
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$cport") 2>/dev/null && break; sleep 0.05; done
+  sed -e "s/^broker_port = .*/broker_port = $cport/" -e '/^username = /d' -e '/^password = /d' \
+    -e "s|^cafile = .*|cafile = $LAB_CA\ncertfile = $work/agent-cert.crt\nkeyfile = $work/agent-cert.key|" \
+    "$work/agent.ini" > "$work/cert-agent.ini"
+  "$bin/otakey-agent" -c "$work/cert-agent.ini" 2> "$work/cert-agent.log" & ca_pid=$!
+  for _ in $(seq 100); do grep -q "subscribed to" "$work/cert-agent.log" && break; sleep 0.05; done
+  kill "$ca_pid" 2>/dev/null; wait "$ca_pid" 2>/dev/null || true
+  control "an agent logs in with a client certificate (CN as user) and subscribes" \
+    grep -q "subscribed to" "$work/cert-agent.log"
+  out=$(timeout 10 mosquitto_sub "${tls[@]}" -p "$cport" -i otakey-agent -t 'otakey/v1/up/+' -W 2 2>&1 || true)
+  expect "the certificate listener without a certificate" bash -c "! grep -q otakey/v1 <<< '$out' && [ -n '$out' ]"
+fi
+
 echo "== clouds ($clouds)"
 # cloud_login FIELDS CLIENT_ID [mosquitto_pub args]: tries a login with the
 # credentials of a flash dump line; prints what mosquitto_pub said.
