@@ -204,26 +204,3 @@ otk_status otk_selector_ids(const char *p, otk_status (*fn)(void *user, const ui
     return OTK_OK;
 }
 
-otk_status otk_audit_link(const otk_crypto *c, const uint8_t prev[32], uint64_t seq, int64_t ts,
-                          const otk_audit *ev, uint8_t hash[32])
-{
-    uint8_t row[8 + 8 + 3 + OTK_DEVICE_ID_LEN + 4 + 4];
-    otk_iov parts[2];
-    otk_put_u32(row, (uint32_t)(seq >> 32));
-    otk_put_u32(row + 4, (uint32_t)seq);
-    otk_put_u32(row + 8, (uint32_t)((uint64_t)ts >> 32));
-    otk_put_u32(row + 12, (uint32_t)ts);
-    row[16] = ev->kind;
-    row[17] = ev->msg_type;
-    row[18] = ev->has_id;
-    memset(row + 19, 0, OTK_DEVICE_ID_LEN);
-    if (ev->has_id)
-        memcpy(row + 19, ev->id, OTK_DEVICE_ID_LEN);
-    otk_put_u32(row + 35, ev->version);
-    otk_put_u32(row + 39, (uint32_t)ev->code);
-    parts[0].p = prev;
-    parts[0].n = 32;
-    parts[1].p = row;
-    parts[1].n = sizeof row;
-    return c->sha256(c->ctx, parts, 2, hash);
-}
