@@ -43,13 +43,29 @@ stop() {
 
 . "$(dirname "$0")/ports.sh"
 
-wait_port() {
-  local i
-  for i in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
+# launch: starts the three brokers and waits until each says it runs; 1 when
+# one stopped instead (a port taken meanwhile by another process).
+launch() {
+  local b i up
+  for b in agent-broker cloud-a cloud-b; do
+    mosquitto -c "$dir/$b.conf" > "$dir/$b.log" 2>&1 &
+    echo $! > "$dir/$b.pid"
   done
-  echo "lab: broker on port $1 did not start (see $dir/*.log)" >&2; exit 1
+  for b in agent-broker cloud-a cloud-b; do
+    up=0
+    for i in $(seq 200); do
+      if grep -q "mosquitto version .* running" "$dir/$b.log" 2>/dev/null; then up=1; break; fi
+      kill -0 "$(cat "$dir/$b.pid")" 2>/dev/null || break
+      sleep 0.05
+    done
+    [ $up = 1 ] || return 1
+  done
+}
+
+# Four distinct free ports.
+pick_ports() {
+  pa=$(free_port lab); ps=$(free_port lab); pca=$(free_port lab); pcb=$(free_port lab)
+  [ "$(printf '%s\n' "$pa" "$ps" "$pca" "$pcb" | sort -u | wc -l)" = 4 ] || pick_ports
 }
 
 certs() {
@@ -74,61 +90,64 @@ start() {
   otk_so=$(cd "$(dirname "$otk_so")" && pwd)/$(basename "$otk_so")
   mkdir -p "$dir"; chmod 700 "$dir"; stop
   certs
-  local agent_pw cloud_pw bench_pw pa ps pca pcb c port
+  local agent_pw cloud_pw bench_pw pa ps pca pcb c port attempt=0
   agent_pw=$(openssl rand -hex 16); cloud_pw=$(openssl rand -hex 16); bench_pw=$(openssl rand -hex 16)
-  pa=$(free_port lab); ps=$(free_port lab); pca=$(free_port lab); pcb=$(free_port lab)
-  mosquitto_passwd -b -c "$dir/agent.pw" otakey-agent "$agent_pw" 2>/dev/null
-  # otakey-bench: the servers of the benchmark's baseline schemes (bench/v1).
-  mosquitto_passwd -b "$dir/agent.pw" otakey-bench "$bench_pw" 2>/dev/null
-  # set_tcp_nodelay: without it every small message the broker forwards
-  # can wait for a delayed ACK (~40 ms on loopback), which would time
-  # Nagle's algorithm rather than the protocols (a block stream slows 100x).
-  {
-    printf 'user root\npersistence false\nset_tcp_nodelay true\nper_listener_settings true\n'
-    printf '\n# Devices: anonymous, client id = device id, their own topics only.\n'
-    printf 'listener %s 127.0.0.1\n' "$pa"
-    tls_lines
-    printf 'allow_anonymous true\nplugin %s\nplugin_opt_role devices\n' "$otk_so"
-    printf 'plugin_opt_spaces otakey/v1 bench/v1\n'
-    printf 'plugin_opt_report_topic otakey/v1/broker/refused\nplugin_opt_report_ms %s\n' \
-      "${LAB_REPORT_MS:-10000}"
-    printf '\n# Agents and servers: a password each; one owner per topic space.\n'
-    printf 'listener %s 127.0.0.1\n' "$ps"
-    tls_lines
-    printf 'allow_anonymous false\npassword_file %s\n' "$dir/agent.pw"
-    printf 'plugin %s\nplugin_opt_role agents\n' "$otk_so"
-    printf 'plugin_opt_spaces otakey/v1=otakey-agent bench/v1=otakey-bench\n'
-  } > "$dir/agent-broker.conf"
-  for c in a b; do
-    port=$pca; [ "$c" = b ] && port=$pcb
-    rm -f "$dir/dynsec-$c.json" "$dir/cloud-$c.passwd" "$dir/cloud-$c.acl"
-    if [ "$clouds" = passwd ]; then
-      # The agent writes these files and signals the broker to reload them;
-      # the plugin accepts a device's credentials under its own id only.
-      : > "$dir/cloud-$c.passwd"; : > "$dir/cloud-$c.acl"
-      { printf 'user root\npersistence false\nset_tcp_nodelay true\nper_listener_settings true\n'
-        printf 'listener %s 127.0.0.1\n' "$port"
-        tls_lines
-        printf 'allow_anonymous false\nplugin %s\nplugin_opt_role cloud\n' "$otk_so"
-        printf 'password_file %s\nacl_file %s\n' "$dir/cloud-$c.passwd" "$dir/cloud-$c.acl"
-      } > "$dir/cloud-$c.conf"
-      continue
-    fi
-    mosquitto_ctrl dynsec init "$dir/dynsec-$c.json" admin "$cloud_pw" >/dev/null
-    { printf 'user root\npersistence false\nset_tcp_nodelay true\nlistener %s 127.0.0.1\n' "$port"
-      tls_lines
-      printf 'allow_anonymous false\nplugin %s\nplugin_opt_config_file %s\n' "$dynsec_so" "$dir/dynsec-$c.json"
-    } > "$dir/cloud-$c.conf"
-  done
   # Fleets of simulated devices need many connections per broker.
   # As root the hard limit can go up to fs.nr_open; otherwise take the hard limit.
   ulimit -n "$(cat /proc/sys/fs/nr_open 2>/dev/null || echo 1048576)" 2>/dev/null ||
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-  for b in agent-broker cloud-a cloud-b; do
-    mosquitto -c "$dir/$b.conf" > "$dir/$b.log" 2>&1 &
-    echo $! > "$dir/$b.pid"
+  # A port found free can be taken by another process before a broker binds
+  # it (tests run side by side): then everything starts again on new ports.
+  while :; do
+    attempt=$((attempt + 1))
+    pick_ports
+    mosquitto_passwd -b -c "$dir/agent.pw" otakey-agent "$agent_pw" 2>/dev/null
+    # otakey-bench: the servers of the benchmark's baseline schemes (bench/v1).
+    mosquitto_passwd -b "$dir/agent.pw" otakey-bench "$bench_pw" 2>/dev/null
+    # set_tcp_nodelay: without it every small message the broker forwards
+    # can wait for a delayed ACK (~40 ms on loopback), which would time
+    # Nagle's algorithm rather than the protocols (a block stream slows 100x).
+    {
+      printf 'user root\npersistence false\nset_tcp_nodelay true\nper_listener_settings true\n'
+      printf '\n# Devices: anonymous, client id = device id, their own topics only.\n'
+      printf 'listener %s 127.0.0.1\n' "$pa"
+      tls_lines
+      printf 'allow_anonymous true\nplugin %s\nplugin_opt_role devices\n' "$otk_so"
+      printf 'plugin_opt_spaces otakey/v1 bench/v1\n'
+      printf 'plugin_opt_report_topic otakey/v1/broker/refused\nplugin_opt_report_ms %s\n' \
+        "${LAB_REPORT_MS:-10000}"
+      printf '\n# Agents and servers: a password each; one owner per topic space.\n'
+      printf 'listener %s 127.0.0.1\n' "$ps"
+      tls_lines
+      printf 'allow_anonymous false\npassword_file %s\n' "$dir/agent.pw"
+      printf 'plugin %s\nplugin_opt_role agents\n' "$otk_so"
+      printf 'plugin_opt_spaces otakey/v1=otakey-agent bench/v1=otakey-bench\n'
+    } > "$dir/agent-broker.conf"
+    for c in a b; do
+      port=$pca; [ "$c" = b ] && port=$pcb
+      rm -f "$dir/dynsec-$c.json" "$dir/cloud-$c.passwd" "$dir/cloud-$c.acl"
+      if [ "$clouds" = passwd ]; then
+        # The agent writes these files and signals the broker to reload them;
+        # the plugin accepts a device's credentials under its own id only.
+        : > "$dir/cloud-$c.passwd"; : > "$dir/cloud-$c.acl"
+        { printf 'user root\npersistence false\nset_tcp_nodelay true\nper_listener_settings true\n'
+          printf 'listener %s 127.0.0.1\n' "$port"
+          tls_lines
+          printf 'allow_anonymous false\nplugin %s\nplugin_opt_role cloud\n' "$otk_so"
+          printf 'password_file %s\nacl_file %s\n' "$dir/cloud-$c.passwd" "$dir/cloud-$c.acl"
+        } > "$dir/cloud-$c.conf"
+        continue
+      fi
+      mosquitto_ctrl dynsec init "$dir/dynsec-$c.json" admin "$cloud_pw" >/dev/null
+      { printf 'user root\npersistence false\nset_tcp_nodelay true\nlistener %s 127.0.0.1\n' "$port"
+        tls_lines
+        printf 'allow_anonymous false\nplugin %s\nplugin_opt_config_file %s\n' "$dynsec_so" "$dir/dynsec-$c.json"
+      } > "$dir/cloud-$c.conf"
+    done
+    launch && break
+    stop
+    [ $attempt -lt 5 ] || { echo "lab: the brokers did not start (see $dir/*.log)" >&2; exit 1; }
   done
-  wait_port "$pa"; wait_port "$ps"; wait_port "$pca"; wait_port "$pcb"
   cat > "$dir/lab.env" <<EOF
 LAB_DIR=$dir
 LAB_CA=$dir/ca.crt
