@@ -30,8 +30,8 @@ sleep 0.5
 t0=$(date +%s.%N)
 scale_devices "$n"
 check "all $n devices claim" wait_all claim '"state":"ready","version":1' "$n"
-c1=$(grep -c 'CLAIM from .* handled' "$work/agent-1.log" || true)
-c2=$(grep -c 'CLAIM from .* handled' "$work/agent-2.log" || true)
+c1=$(grep -c 'claim answered with key set' "$work/agent-1.log" || true)
+c2=$(grep -c 'claim answered with key set' "$work/agent-2.log" || true)
 echo "claims handled: agent 1 $c1, agent 2 $c2"
 check "the shared subscription spread the claims over both agents" test "$c1" -gt 0 -a "$c2" -gt 0
 
@@ -74,8 +74,8 @@ check "the audit chain verifies" "$bin/otakey" audit verify --db "$OTK_PG_URL"
 echo "agent 2 memory: $(grep VmRSS /proc/${agents[2]}/status | tr -s ' ')"
 kill -TERM "${agents[2]}"; set +e; wait "${agents[2]}"; rc=$?; set -e
 check "the surviving agent shuts down cleanly" test "$rc" -eq 0
-u1=$(grep -c 'CONFIRM from .* handled' "$work/agent-1.log" || true)
-u2=$(grep -c 'CONFIRM from .* handled' "$work/agent-2.log" || true)
+u1=$(grep -c ' committed$' "$work/agent-1.log" || true)
+u2=$(grep -c ' committed$' "$work/agent-2.log" || true)
 echo "confirms handled: agent 1 $u1 (before its death), agent 2 $u2"
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]

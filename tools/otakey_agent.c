@@ -38,16 +38,23 @@
 #define BATCH_MS 25
 #define BATCH_MAX 2048
 
-static volatile sig_atomic_t stopping;
+static volatile sig_atomic_t stopping, reloading;
 static int log_level = 2;
 
+/* One line per event: UTC time to the millisecond, program, level, message. */
 static void logf_(int level, const char *fmt, ...)
 {
     static const char *names[] = {"error", "warn", "info", "debug"};
+    struct timespec ts;
+    struct tm tm;
+    char when[32];
     va_list ap;
     if (level > log_level)
         return;
-    fprintf(stderr, "otakey-agent: %s: ", names[level]);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    fprintf(stderr, "%s.%03ldZ otakey-agent: %s: ", when, ts.tv_nsec / 1000000L, names[level]);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -75,6 +82,8 @@ typedef struct daemon_ctx {
     unsigned long flushes;  /* cloud flushes and group commits: how batched the work was */
     double flush_ms;        /* time spent waiting for the clouds to take their changes */
     otk_rl *rl; /* admission control in front of the core */
+    int conn_rc; /* the last CONNACK's reason, -1 before the first */
+    const char *config_path;
 } daemon_ctx;
 
 static uint64_t mono_ms(void)
@@ -86,8 +95,10 @@ static uint64_t mono_ms(void)
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    stopping = 1;
+    if (sig == SIGHUP)
+        reloading = 1;
+    else
+        stopping = 1;
 }
 
 static void on_connect(struct mosquitto *m, void *ud, int rc, int flags, const mosquitto_property *p)
@@ -95,6 +106,7 @@ static void on_connect(struct mosquitto *m, void *ud, int rc, int flags, const m
     daemon_ctx *d = ud;
     (void)flags;
     (void)p;
+    d->conn_rc = rc;
     if (rc != 0) {
         logf_(0, "broker refused the connection: %s", mosquitto_reason_string(rc));
         return;
@@ -151,6 +163,26 @@ static void broker_report(const char *payload, int len)
     else
         logf_(1, "agent broker: unreadable refusal report (%d bytes)", len);
     cJSON_Delete(o);
+}
+
+/* One info line per claim answered, update issued, commit and abort. */
+static void log_outcome(const char *device, uint8_t in_type, const uint8_t *reply, size_t n)
+{
+    otk_msg r;
+    if (n == 0 || otk_msg_decode(reply, n, &r) != OTK_OK) {
+        logf_(3, "%s from %s handled", otk_msg_name(in_type), device);
+        return;
+    }
+    if (r.type == OTK_MSG_CLAIM_RESP)
+        logf_(2, "device %s: claim answered with key set v%u", device, (unsigned)r.version);
+    else if (r.type == OTK_MSG_UPDATE_RESP)
+        logf_(2, "device %s: update to v%u issued", device, (unsigned)r.version);
+    else if (r.type == OTK_MSG_ACK && in_type == OTK_MSG_CONFIRM)
+        logf_(2, "device %s: v%u committed", device, (unsigned)r.version);
+    else if (r.type == OTK_MSG_NACK || in_type == OTK_MSG_ABORT)
+        logf_(2, "device %s: v%u aborted (%s)", device, (unsigned)r.version, otk_msg_name(in_type));
+    else
+        logf_(3, "%s from %s: %s", otk_msg_name(in_type), device, otk_msg_name(r.type));
 }
 
 /* Every inbound message: never trusted, never fatal. */
@@ -223,8 +255,7 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
         logf_(1, "%s from %s refused: %s", msg->payloadlen > 1 ? otk_msg_name(((uint8_t *)msg->payload)[1]) : "?",
               msg->topic + strlen(UP_PREFIX), otk_strerror(st));
     } else {
-        logf_(3, "%s from %s handled", otk_msg_name(((uint8_t *)msg->payload)[1]),
-              msg->topic + strlen(UP_PREFIX));
+        log_outcome(msg->topic + strlen(UP_PREFIX), ((uint8_t *)msg->payload)[1], out, n);
     }
     if (n > 0) {
         snprintf(topic, sizeof topic, DOWN_PREFIX "%s", msg->topic + strlen(UP_PREFIX));
@@ -304,7 +335,8 @@ static int setup(daemon_ctx *d, const char *path)
         fprintf(stderr, "otakey-agent: crypto initialisation failed\n");
         return 1;
     }
-    if (otk_store_open(d->cfg.database, &d->crypto, 1, &d->reg, err, sizeof err) != OTK_OK) {
+    /* create = 0: a mistyped path is not an empty fleet ('otakey product create' makes one). */
+    if (otk_store_open(d->cfg.database, &d->crypto, 0, &d->reg, err, sizeof err) != OTK_OK) {
         fprintf(stderr, "otakey-agent: database: %s\n", err);
         return 1;
     }
@@ -338,6 +370,7 @@ static int setup(daemon_ctx *d, const char *path)
         return 2;
     }
     snprintf(d->sub, sizeof d->sub, "$share/%s/" UP_PREFIX "+", d->cfg.share_group);
+    d->conn_rc = -1;
     d->mosq = mosquitto_new(d->cfg.client_id, true, d);
     if (d->mosq == NULL)
         abort();
@@ -462,8 +495,77 @@ static void teardown(daemon_ctx *d)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: otakey-agent -c CONFIG\n"
+               "       otakey-agent --help | --version\n"
                "Runs the OTA-Key agent daemon described by CONFIG (INI; see docs/operations.md).\n"
+               "SIGTERM/SIGINT stop it; SIGHUP reloads log_level, notify_* and ratelimit_*.\n"
                "Exit codes: 0 clean shutdown, 1 runtime failure, 2 bad usage or configuration.\n");
+}
+
+/*
+ * SIGHUP: re-reads the configuration; applies what can change while
+ * running and says what it did, and what needs a restart.
+ */
+static void reload(daemon_ctx *d)
+{
+    static otk_agentd_config n;
+    char err[512];
+    otk_rl *rl = NULL;
+    if (otk_agentd_config_load(d->config_path, &n, err, sizeof err) != 0) {
+        logf_(1, "SIGHUP: configuration not reloaded: %s", err);
+        return;
+    }
+    if (otk_rl_new(&n.ratelimit, &rl) != OTK_OK) {
+        logf_(1, "SIGHUP: configuration not reloaded: invalid ratelimit_* settings");
+        return;
+    }
+    otk_rl_free(d->rl);
+    d->rl = rl;
+    d->cfg.ratelimit = n.ratelimit;
+    d->cfg.notify_rate = n.notify_rate;
+    d->cfg.notify_resend_ms = n.notify_resend_ms;
+    d->cfg.log_level = log_level = n.log_level;
+    logf_(2, "SIGHUP: reloaded log_level, notify_rate %u/s, notify_resend_ms %u, ratelimit "
+             "(client %u/s, refusals %u/s)",
+          n.notify_rate, n.notify_resend_ms, n.ratelimit.client_rate, n.ratelimit.refusal_rate);
+    if (strcmp(n.database, d->cfg.database) || strcmp(n.signing_key, d->cfg.signing_key) ||
+        strcmp(n.broker_host, d->cfg.broker_host) || n.broker_port != d->cfg.broker_port ||
+        strcmp(n.username, d->cfg.username) || strcmp(n.password, d->cfg.password) ||
+        strcmp(n.client_id, d->cfg.client_id) || n.n_clouds != d->cfg.n_clouds ||
+        memcmp(n.clouds, d->cfg.clouds, sizeof n.clouds) || memcmp(n.admin, d->cfg.admin, sizeof n.admin))
+        logf_(1, "SIGHUP: database, signing key, broker or cloud settings changed: they take "
+                 "effect at the next start");
+    otk_wipe(&n, sizeof n);
+}
+
+/*
+ * The broker's first answer: a refusal (bad credentials, not authorised)
+ * or no answer at all ends the agent at start (exit 1) rather than retrying
+ * for ever; later losses are retried.
+ */
+static int await_first_connack(daemon_ctx *d, unsigned timeout_ms)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (d->conn_rc < 0 && !stopping) {
+        if (mosquitto_loop(d->mosq, 100, 1) != MOSQ_ERR_SUCCESS && d->conn_rc < 0) {
+            fprintf(stderr, "otakey-agent: broker %s:%u closed the connection before answering "
+                            "(TLS or network failure)\n",
+                    d->cfg.broker_host, d->cfg.broker_port);
+            return 1;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 > (long)timeout_ms) {
+            fprintf(stderr, "otakey-agent: broker %s:%u did not answer within %u ms\n",
+                    d->cfg.broker_host, d->cfg.broker_port, timeout_ms);
+            return 1;
+        }
+    }
+    if (d->conn_rc > 0) {
+        fprintf(stderr, "otakey-agent: broker %s:%u refused the agent: %s\n", d->cfg.broker_host,
+                d->cfg.broker_port, mosquitto_reason_string(d->conn_rc));
+        return 1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -472,6 +574,14 @@ int main(int argc, char **argv)
     const char *path = NULL;
     struct sigaction sa;
     int opt, rc;
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc == 2 && !strcmp(argv[1], "--version")) {
+        printf("otakey-agent %s\n", OTK_VERSION);
+        return 0;
+    }
     while ((opt = getopt(argc, argv, "c:h")) != -1) {
         if (opt == 'c')
             path = optarg;
@@ -479,10 +589,6 @@ int main(int argc, char **argv)
             usage(opt == 'h' ? stdout : stderr);
             return opt == 'h' ? 0 : 2;
         }
-    }
-    if (argc > 1 && strcmp(argv[1], "--help") == 0) {
-        usage(stdout);
-        return 0;
     }
     if (path == NULL || optind != argc) {
         usage(stderr);
@@ -493,14 +599,22 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    d.config_path = path;
     rc = setup(&d, path);
+    if (rc == 0)
+        rc = await_first_connack(&d, 15000);
     if (rc == 0) {
         logf_(2, "running (database %s, %zu clouds)", d.cfg.database, d.cfg.n_clouds);
         struct timespec last = {0, 0}, last_flush = {0, 0}, now;
         unsigned long ticks = 0;
         while (!stopping) {
             int lrc = mosquitto_loop(d.mosq, 100, 1);
+            if (reloading) {
+                reloading = 0;
+                reload(&d);
+            }
             struct timespec t0;
             /* Held replies: read on while messages keep coming (up to
              * BATCH_MS), and at least until BATCH_MS after the last flush, so

@@ -28,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "agent_config.h"
 #include "otakey/campaign.h"
 #include "otakey/dynsec.h"
@@ -42,8 +44,9 @@ typedef struct args {
     int argc;
     char **argv;
     const char *db, *config, *batch, *name, *pk_out, *switch_to, *devices, *rate, *canary, *wait;
-    int json, rotate, all, watch;
+    int json, rotate, all, watch, help;
     int rows; /* rows printed by a listing */
+    cJSON *arr; /* --json: the listing's array */
     const char *pos[64];
     int npos;
 } args;
@@ -72,8 +75,69 @@ static const char *help_text =
     "  campaign pause|resume|abort --db DB ID\n"
     "  audit verify --db DB\n"
     "  audit list --db DB [--json]\n"
+    "  --version\n"
+    "'otakey COMMAND --help' explains one command.\n"
     "DB is a SQLite file or a PostgreSQL URI (postgresql://user@host/dbname).\n"
     "Exit codes: 0 success, 1 failure, 2 bad usage, 3 audit log tampered.\n";
+
+/* Each subcommand's own help: "NAME\tTEXT". */
+static const char *const sub_help[] = {
+    "keygen\tusage: otakey keygen OUT\n"
+    "Creates the agent's signing key file OUT (mode 0600; it must not exist yet) and prints\n"
+    "the public key (128 hex digits) to build into the firmware.\n",
+    "product create\tusage: otakey product create --db DB --batch HEX16 --name NAME --pk-out FILE\n"
+    "Registers a production batch (product id and batch number, 16 hex digits) in the registry,\n"
+    "creating a SQLite registry if DB is a new file, and writes the batch's product key PK to\n"
+    "FILE (mode 0600; it must not exist yet) for the firmware build.\n",
+    "product list\tusage: otakey product list --db DB [--json]\n"
+    "Lists the batches with the number of devices that claimed from each.\n",
+    "device list\tusage: otakey device list --db DB [--json]\n"
+    "Lists every device: state, committed version, cloud, pending version, batch.\n",
+    "device show\tusage: otakey device show --db DB ID [--json]\n"
+    "Shows one device (ID: 32 hex digits); exit 1 if the registry does not know it.\n",
+    "device update\tusage: otakey device update --db DB (--rotate | --switch-to CLOUD) (ID... | --all)\n"
+    "Requests a rotation, or a switch to cloud CLOUD, of the devices named (or of every active\n"
+    "device) at once, outside any campaign; the agent offers it to each device.\n",
+    "device revoke\tusage: otakey device revoke --config AGENT.ini ID [--wait S]\n"
+    "Revokes a device: its AK is refused from now on, its cloud credentials are deleted (on\n"
+    "dynsec clouds by this command, elsewhere by the running agent, waited for up to S seconds,\n"
+    "default 10). Exit 1 if the agent has not finished in time (it still will).\n",
+    "device allow-reclaim\tusage: otakey device allow-reclaim --db DB ID\n"
+    "Lets a replaced or reset device claim its id once more.\n",
+    "campaign start\tusage: otakey campaign start --db DB (--rotate | --switch-to CLOUD)\n"
+    "                   (--all | --batch HEX16 | --devices ID,ID...) [--rate N] [--canary N] [--json]\n"
+    "Starts a campaign over the active devices selected: RATE devices a second (100); with\n"
+    "--canary N, N devices go first and the rest waits until they all committed.\n",
+    "campaign status\tusage: otakey campaign status --db DB [ID] [--json] [--watch]\n"
+    "Shows every campaign, or one; --watch follows one until it ends or pauses.\n",
+    "campaign pause\tusage: otakey campaign pause --db DB ID\nStops starting devices.\n",
+    "campaign resume\tusage: otakey campaign resume --db DB ID\nStarts devices again.\n",
+    "campaign abort\tusage: otakey campaign abort --db DB ID\n"
+    "Ends the campaign; requests not yet issued are withdrawn (issued sets finish).\n",
+    "audit verify\tusage: otakey audit verify --db DB [--json]\n"
+    "Walks the audit log's hash chain; exit 3 at the first row that does not verify.\n",
+    "audit list\tusage: otakey audit list --db DB [--json]\nPrints the audit log.\n",
+};
+
+/* --help: the subcommand's own text, or the overview. */
+static int print_help(const args *a)
+{
+    char name[64];
+    size_t i;
+    snprintf(name, sizeof name, "%s%s%s", a->npos > 0 ? a->pos[0] : "", a->npos > 1 ? " " : "",
+             a->npos > 1 ? a->pos[1] : "");
+    for (i = 0; i < sizeof sub_help / sizeof sub_help[0]; i++) {
+        const char *tab = strchr(sub_help[i], '\t');
+        if ((size_t)(tab - sub_help[i]) == strlen(name) &&
+            !strncmp(sub_help[i], name, (size_t)(tab - sub_help[i]))) {
+            fputs(tab + 1, stdout);
+            fputs("Exit codes: 0 success, 1 failure, 2 bad usage, 3 audit log tampered.\n", stdout);
+            return 0;
+        }
+    }
+    fputs(help_text, stdout);
+    return 0;
+}
 
 static int parse(args *a, int from)
 {
@@ -97,10 +161,9 @@ static int parse(args *a, int from)
             dst = &a->canary;
         else if (!strcmp(s, "--wait"))
             dst = &a->wait;
-        else if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-            fputs(help_text, stdout);
-            exit(0);
-        } else if (!strcmp(s, "--db"))
+        else if (!strcmp(s, "--help") || !strcmp(s, "-h"))
+            a->help = 1;
+        else if (!strcmp(s, "--db"))
             dst = &a->db;
         else if (!strcmp(s, "--config"))
             dst = &a->config;
@@ -123,6 +186,26 @@ static int parse(args *a, int from)
         }
     }
     return 0;
+}
+
+/* --json output: one JSON value per line, always built by cJSON (names and
+ * selectors may hold any character); takes o. */
+static void json_out(cJSON *o)
+{
+    char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+    if (text == NULL)
+        abort();
+    puts(text);
+    free(text);
+    cJSON_Delete(o);
+}
+
+static cJSON *json_list_item(args *a)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL || a->arr == NULL || !cJSON_AddItemToArray(a->arr, o))
+        abort();
+    return o;
 }
 
 static void print_hex(FILE *f, const uint8_t *p, size_t n)
@@ -229,10 +312,12 @@ static int print_batch(void *user, const otk_batch_info *b)
     args *a = user;
     char hex[17];
     otk_hex_encode(b->batch_id, 8, hex);
-    if (a->json)
-        printf("%s{\"batch\":\"%s\",\"product\":\"%s\",\"devices\":%llu}", a->rows ? "," : "",
-               hex, b->product, (unsigned long long)b->devices);
-    else
+    if (a->json) {
+        cJSON *o = json_list_item(a);
+        cJSON_AddStringToObject(o, "batch", hex);
+        cJSON_AddStringToObject(o, "product", b->product);
+        cJSON_AddNumberToObject(o, "devices", (double)b->devices);
+    } else
         printf("%-16s %-24s %llu\n", hex, b->product, (unsigned long long)b->devices);
     a->rows++;
     return 0;
@@ -247,12 +332,12 @@ static int cmd_product_list(args *a)
     if ((rc = open_db(a, &c, &r)) != 0)
         return rc;
     if (a->json)
-        printf("[");
+        a->arr = cJSON_CreateArray();
     else
         printf("%-16s %-24s %s\n", "BATCH", "PRODUCT", "DEVICES");
     st = otk_store_list_batches(r, print_batch, a);
     if (a->json)
-        printf("]\n");
+        json_out(a->arr);
     close_db(&c, r);
     return st == OTK_OK ? 0 : EXIT_FAIL;
 }
@@ -268,12 +353,16 @@ static int print_device(void *user, const otk_device_info *d)
     char hid[33], hb[17];
     otk_hex_encode(d->id, 16, hid);
     otk_hex_encode(d->batch_id, 8, hb);
-    if (a->json)
-        printf("%s{\"id\":\"%s\",\"state\":\"%s\",\"version\":%lu,\"cloud\":%lu,"
-               "\"user\":\"%s\",\"pending_version\":%lu,\"batch\":\"%s\"}",
-               a->rows ? "," : "", hid, state_name(d->state), (unsigned long)d->version,
-               (unsigned long)d->cloud, d->user, (unsigned long)d->pending_version, hb);
-    else
+    if (a->json) {
+        cJSON *o = json_list_item(a);
+        cJSON_AddStringToObject(o, "id", hid);
+        cJSON_AddStringToObject(o, "state", state_name(d->state));
+        cJSON_AddNumberToObject(o, "version", d->version);
+        cJSON_AddNumberToObject(o, "cloud", d->cloud);
+        cJSON_AddStringToObject(o, "user", d->user);
+        cJSON_AddNumberToObject(o, "pending_version", d->pending_version);
+        cJSON_AddStringToObject(o, "batch", hb);
+    } else
         printf("%-32s %-8s %-7lu %-5lu %-7lu %s\n", hid, state_name(d->state),
                (unsigned long)d->version, (unsigned long)d->cloud,
                (unsigned long)d->pending_version, hb);
@@ -293,12 +382,12 @@ static int cmd_device_list(args *a, int show)
     if ((rc = open_db(a, &c, &r)) != 0)
         return rc;
     if (a->json)
-        printf("[");
+        a->arr = cJSON_CreateArray();
     else
         printf("%-32s %-8s %-7s %-5s %-7s %s\n", "DEVICE", "STATE", "VERSION", "CLOUD", "PENDING", "BATCH");
     st = otk_store_list_devices(r, show ? id : NULL, 0, print_device, a);
     if (a->json)
-        printf("]\n");
+        json_out(a->arr);
     close_db(&c, r);
     if (show && st == OTK_OK && a->rows == 0) {
         fprintf(stderr, "otakey: no device %s\n", a->pos[2]);
@@ -391,6 +480,7 @@ static int cmd_device_update(args *a)
         return EXIT_FAIL;
     if (a->all) {
         update_all u;
+        memset(&u, 0, sizeof u); /* the id list starts empty (n, cap, ids) */
         u.agent = &agent;
         u.store = r;
         u.want = target ? OTK_WANT_SWITCH : OTK_WANT_ROTATE;
@@ -417,8 +507,14 @@ static int cmd_device_update(args *a)
             done++;
         }
     }
-    printf(a->json ? "{\"requested\":%d,\"failed\":%d}\n" : "update requested for %d devices, %d failed\n",
-           done, failed);
+    if (a->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "requested", done);
+        cJSON_AddNumberToObject(o, "failed", failed);
+        json_out(o);
+    } else {
+        printf("update requested for %d devices, %d failed\n", done, failed);
+    }
     otk_store_close(r);
     otk_crypto_openssl_free(&c);
     return failed ? EXIT_FAIL : 0;
@@ -592,13 +688,16 @@ static int cmd_audit_verify(args *a)
     if ((rc = open_db(a, &c, &r)) != 0)
         return rc;
     st = otk_store_audit_verify(r, &rows, &bad);
-    if (st == OTK_OK)
-        printf(a->json ? "{\"ok\":true,\"rows\":%llu}\n" : "audit log intact: %llu rows\n",
-               (unsigned long long)rows);
+    if ((st == OTK_OK || st == OTK_ERR_CORRUPT) && a->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddBoolToObject(o, "ok", st == OTK_OK);
+        cJSON_AddNumberToObject(o, st == OTK_OK ? "rows" : "first_bad_row",
+                                (double)(st == OTK_OK ? rows : bad));
+        json_out(o);
+    } else if (st == OTK_OK)
+        printf("audit log intact: %llu rows\n", (unsigned long long)rows);
     else if (st == OTK_ERR_CORRUPT)
-        printf(a->json ? "{\"ok\":false,\"first_bad_row\":%llu}\n"
-                       : "audit log TAMPERED: row %llu does not verify\n",
-               (unsigned long long)bad);
+        printf("audit log TAMPERED: row %llu does not verify\n", (unsigned long long)bad);
     else
         fprintf(stderr, "otakey: audit verify: %s\n", otk_strerror(st));
     otk_store_close(r);
@@ -652,9 +751,13 @@ static int cmd_campaign_start(args *a)
         return rc;
     st = otk_store_campaign_create(r, target ? OTK_WANT_SWITCH : OTK_WANT_ROTATE, (uint32_t)target,
                              selector, (uint32_t)rate, (uint32_t)canary, &id, &total);
-    if (st == OTK_OK)
-        printf(a->json ? "{\"campaign\":%lld,\"devices\":%llu}\n" : "campaign %lld started: %llu devices\n",
-               (long long)id, (unsigned long long)total);
+    if (st == OTK_OK && a->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "campaign", (double)id);
+        cJSON_AddNumberToObject(o, "devices", (double)total);
+        json_out(o);
+    } else if (st == OTK_OK)
+        printf("campaign %lld started: %llu devices\n", (long long)id, (unsigned long long)total);
     else if (st == OTK_ERR_BAD_VALUE)
         fprintf(stderr, "otakey: the selection '%s' matches no active device, or does not parse\n",
                 selector);
@@ -665,15 +768,25 @@ static int cmd_campaign_start(args *a)
     return st == OTK_OK ? 0 : EXIT_FAIL;
 }
 
+static cJSON *campaign_json(const otk_campaign_status *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "campaign", (double)c->id);
+    cJSON_AddStringToObject(o, "kind", c->kind == OTK_WANT_SWITCH ? "switch" : "rotate");
+    cJSON_AddNumberToObject(o, "target_cloud", c->target_cloud);
+    cJSON_AddStringToObject(o, "selector", c->selector);
+    cJSON_AddStringToObject(o, "state", otk_campaign_state_name(c->state));
+    cJSON_AddNumberToObject(o, "total", (double)c->total);
+    cJSON_AddNumberToObject(o, "started", (double)c->started);
+    cJSON_AddNumberToObject(o, "done", (double)c->done);
+    cJSON_AddNumberToObject(o, "failed", (double)c->failed);
+    return o;
+}
+
 static void print_campaign(const otk_campaign_status *c, int json, int bar)
 {
     if (json) {
-        printf("%s{\"campaign\":%lld,\"kind\":\"%s\",\"target_cloud\":%u,\"selector\":\"%s\","
-               "\"state\":\"%s\",\"total\":%llu,\"started\":%llu,\"done\":%llu,\"failed\":%llu}%s",
-               json == 2 ? "," : "", (long long)c->id, c->kind == OTK_WANT_SWITCH ? "switch" : "rotate",
-               (unsigned)c->target_cloud, c->selector, otk_campaign_state_name(c->state),
-               (unsigned long long)c->total, (unsigned long long)c->started,
-               (unsigned long long)c->done, (unsigned long long)c->failed, json == 3 ? "" : "\n");
+        json_out(campaign_json(c));
         return;
     }
     if (bar) {
@@ -728,15 +841,19 @@ static int cmd_campaign_status(args *a)
         if (a->watch && tty)
             printf("\n");
     } else {
-        /* --json lists them as one array: json 3 = first item, 2 = later ones. */
+        /* --json lists them as one array. */
         n = otk_store_campaign_list(r, ids, 256);
         if (a->json)
-            printf("[");
+            a->arr = cJSON_CreateArray();
         for (i = 0; i < n; i++)
-            if (otk_store_campaign_get(r, ids[i], &cs) == OTK_OK)
-                print_campaign(&cs, a->json ? (i ? 2 : 3) : 0, 0);
+            if (otk_store_campaign_get(r, ids[i], &cs) == OTK_OK) {
+                if (a->json)
+                    cJSON_AddItemToArray(a->arr, campaign_json(&cs));
+                else
+                    print_campaign(&cs, 0, 0);
+            }
         if (a->json)
-            printf("]\n");
+            json_out(a->arr);
     }
     otk_store_close(r);
     otk_crypto_openssl_free(&c);
@@ -779,13 +896,16 @@ static int print_audit(void *user, const otk_audit_row *r)
     char dev[33] = "";
     if (r->ev.has_id)
         otk_hex_encode(r->ev.id, 16, dev);
-    if (a->json)
-        printf("%s{\"seq\":%llu,\"ts_ms\":%lld,\"event\":\"%s\",\"message\":\"%s\","
-               "\"device\":\"%s\",\"version\":%lu,\"code\":\"%s\"}",
-               a->rows ? "," : "", (unsigned long long)r->seq, (long long)r->ts_ms,
-               audit_kind(r->ev.kind), otk_msg_name(r->ev.msg_type), dev,
-               (unsigned long)r->ev.version, otk_strerror(r->ev.code));
-    else
+    if (a->json) {
+        cJSON *o = json_list_item(a);
+        cJSON_AddNumberToObject(o, "seq", (double)r->seq);
+        cJSON_AddNumberToObject(o, "ts_ms", (double)r->ts_ms);
+        cJSON_AddStringToObject(o, "event", audit_kind(r->ev.kind));
+        cJSON_AddStringToObject(o, "message", otk_msg_name(r->ev.msg_type));
+        cJSON_AddStringToObject(o, "device", dev);
+        cJSON_AddNumberToObject(o, "version", r->ev.version);
+        cJSON_AddStringToObject(o, "code", otk_strerror(r->ev.code));
+    } else
         printf("%6llu %-17s %-11s %-32s v%-4lu %s\n", (unsigned long long)r->seq,
                audit_kind(r->ev.kind), r->ev.msg_type ? otk_msg_name(r->ev.msg_type) : "-",
                r->ev.has_id ? dev : "-", (unsigned long)r->ev.version, otk_strerror(r->ev.code));
@@ -802,10 +922,10 @@ static int cmd_audit_list(args *a)
     if ((rc = open_db(a, &c, &r)) != 0)
         return rc;
     if (a->json)
-        printf("[");
+        a->arr = cJSON_CreateArray();
     st = otk_store_audit_list(r, print_audit, a);
     if (a->json)
-        printf("]\n");
+        json_out(a->arr);
     close_db(&c, r);
     return st == OTK_OK ? 0 : EXIT_FAIL;
 }
@@ -817,12 +937,18 @@ int main(int argc, char **argv)
     memset(&a, 0, sizeof a);
     a.argc = argc;
     a.argv = argv;
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        fputs(help_text, argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : 0;
+    if (argc < 2) {
+        fputs(help_text, stderr);
+        return EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("otakey %s\n", OTK_VERSION);
+        return 0;
     }
     if ((rc = parse(&a, 1)) != 0)
         return rc;
+    if (a.help)
+        return print_help(&a);
 #define IS(i, s) (a.npos > (i) && !strcmp(a.pos[i], s))
     if (IS(0, "keygen"))
         return cmd_keygen(&a);

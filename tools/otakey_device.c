@@ -15,6 +15,7 @@
  * Exit codes: 0 done (--run-ms elapsed or SIGTERM), 1 failure, 2 bad usage,
  * 3 power cut by --cut-at.
  */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <mosquitto.h>
 #include <signal.h>
@@ -76,25 +77,38 @@ static void write_status(dev_ctx *d)
     static const char *names[] = {"uninit", "unclaimed", "claiming", "prove",
                                   "confirming", "ready", "updating"};
     otk_cloud c;
-    char tmp[300];
+    char tmp[300], *text;
+    cJSON *o;
     FILE *f;
     if (!d->status[0])
         return;
     if (otk_device_cloud(&d->dev, OTK_SET_ACTIVE, &c) != OTK_OK)
         memset(&c, 0, sizeof c);
+    /* Field order is what scripts match on: keep it. */
+    o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", d->hex);
+    cJSON_AddStringToObject(o, "state", names[otk_device_state(&d->dev)]);
+    cJSON_AddNumberToObject(o, "version", otk_device_version(&d->dev, 0));
+    cJSON_AddNumberToObject(o, "cloud", c.cloud_id);
+    cJSON_AddStringToObject(o, "user", c.user);
+    cJSON_AddNumberToObject(o, "telemetry_sent", (double)d->telemetry_sent);
+    cJSON_AddNumberToObject(o, "telemetry_acked", (double)d->telemetry_acked);
+    cJSON_AddNumberToObject(o, "agent_bytes_up", (double)d->up_bytes);
+    cJSON_AddNumberToObject(o, "agent_bytes_down", (double)d->down_bytes);
+    cJSON_AddStringToObject(o, "last_remote", otk_strerror(otk_device_last_remote(&d->dev)));
+    cJSON_AddNumberToObject(o, "flash_ops", (double)d->flash.ops);
+    cJSON_AddNumberToObject(o, "boot_version", d->boot_active);
+    cJSON_AddNumberToObject(o, "boot_staged", d->boot_staged);
+    text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    otk_wipe(&c, sizeof c);
     snprintf(tmp, sizeof tmp, "%s.tmp", d->status);
-    f = fopen(tmp, "w");
-    if (f == NULL)
+    if (text == NULL || (f = fopen(tmp, "w")) == NULL) {
+        free(text);
         return;
-    fprintf(f,
-            "{\"id\":\"%s\",\"state\":\"%s\",\"version\":%u,\"cloud\":%u,\"user\":\"%s\","
-            "\"telemetry_sent\":%lu,\"telemetry_acked\":%lu,\"agent_bytes_up\":%lu,"
-            "\"agent_bytes_down\":%lu,\"last_remote\":\"%s\",\"flash_ops\":%lu,"
-            "\"boot_version\":%u,\"boot_staged\":%u}\n",
-            d->hex, names[otk_device_state(&d->dev)], (unsigned)otk_device_version(&d->dev, 0),
-            (unsigned)c.cloud_id, c.user, d->telemetry_sent, d->telemetry_acked, d->up_bytes,
-            d->down_bytes, otk_strerror(otk_device_last_remote(&d->dev)), d->flash.ops,
-            (unsigned)d->boot_active, (unsigned)d->boot_staged);
+    }
+    fprintf(f, "%s\n", text);
+    free(text);
     fclose(f);
     rename(tmp, d->status);
 }
@@ -196,6 +210,7 @@ static int usage(const char *why)
             "usage: otakey-device --id HEX32 --flash FILE --batch HEX16 --pk FILE --agent-pub HEX128\n"
             "         --broker HOST:PORT --cafile FILE [--status FILE] [--poll-ms N]\n"
             "         [--telemetry-ms N] [--run-ms N] [--cut-at N [--tear]]\n"
+            "       otakey-device --help | --version\n"
             "--cut-at N: test hook, power is cut at the N-th flash operation (exit 3);\n"
             "  --tear leaves that operation half done.\n"
             "Exit codes: 0 done, 1 failure, 2 bad usage, 3 power cut by --cut-at.\n");
@@ -219,6 +234,10 @@ int main(int argc, char **argv)
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(k, "--help") || !strcmp(k, "-h"))
             return usage(NULL);
+        if (!strcmp(k, "--version")) {
+            printf("otakey-device %s\n", OTK_VERSION);
+            return 0;
+        }
         if (!strcmp(k, "--tear")) {
             tear = 1;
             continue;
