@@ -6,6 +6,8 @@
 #  - --json output with a product name holding quotes and backslashes (it
 #    was built with printf): valid JSON that round-trips the name;
 #  - --help and --version of the three programs, each subcommand's own help;
+#  - a campaign's outcomes: a switch to a cloud the agent does not serve
+#    (it was reported done) fails each device, with the reason;
 #  - otakey-agent: a mistyped database path (it created an empty registry), a
 #    wrong broker password (it retried for ever), SIGHUP (it died), log lines
 #    with timestamps and one line per claim and commit.
@@ -82,6 +84,20 @@ check "one info line per commit" test "$(grep -c 'v2 committed' "$work/agent.log
 "$bin/otakey" device list --db "$work/registry.db" --json > "$work/devices.json"
 check "device list --json: valid, three devices on v2" \
   test "$(sqlite3 :memory: "SELECT count(*) FROM json_each(readfile('$work/devices.json')) WHERE json_extract(value, '\$.version') = 2")" = 3
+# A switch to a cloud the agent does not serve: every device fails, with the reason.
+cid=$("$bin/otakey" campaign start --db "$work/registry.db" --switch-to 9 --all --json |
+  sed -E 's/.*"campaign":([0-9]+).*/\1/')
+for _ in $(seq 60); do
+  "$bin/otakey" campaign status --db "$work/registry.db" "$cid" > "$work/c9.txt" 2>&1 || true
+  grep -q ": done," "$work/c9.txt" && break
+  sleep 0.1
+done
+check "a switch to an unconfigured cloud: 0 done, 3 failed" grep -q "0 done, 3 failed" "$work/c9.txt"
+check "... each failure with its reason" \
+  test "$(grep -c 'failed .*: the target cloud is not configured on the agent' "$work/c9.txt")" = 3
+"$bin/otakey" campaign status --db "$work/registry.db" "$cid" --json > "$work/c9.json"
+check "... and in JSON" \
+  test "$(sqlite3 :memory: "SELECT json_array_length(readfile('$work/c9.json'), '\$.failures')")" = 3
 "$bin/otakey" audit list --db "$work/registry.db" --json > "$work/audit.json"
 check "audit list --json is valid JSON" json_valid "$work/audit.json"
 "$bin/otakey" campaign status --db "$work/registry.db" --json > "$work/campaigns.json"

@@ -452,6 +452,130 @@ static void store_canary(const char *db)
     otk_crypto_openssl_free(&c);
 }
 
+/* Campaign outcomes: recorded once decided, each failure with its reason. */
+static otk_proof refuse_proof(void *ctx, const otk_cloud *c)
+{
+    (void)ctx;
+    (void)c;
+    return OTK_PROOF_REFUSED;
+}
+
+typedef struct failures {
+    uint8_t id[4][16];
+    otk_status reason[4];
+    int n;
+} failures;
+
+static int add_failure(void *user, const uint8_t id[16], otk_status reason)
+{
+    failures *f = user;
+    if (f->n < 4) {
+        memcpy(f->id[f->n], id, 16);
+        f->reason[f->n] = reason;
+    }
+    f->n++;
+    return 0;
+}
+
+/* Steps until campaign cid leaves state (1.5 s at most: outcomes are counted once a second). */
+static void step_until_not(otk_store *st, world *w, int64_t cid, int state, otk_campaign_status *cs)
+{
+    int i;
+    for (i = 0; i < 40; i++) {
+        (void)otk_store_campaign_step(st, &w->agent);
+        CHECK_OK(otk_store_campaign_get(st, cid, cs));
+        if (cs->state != state)
+            return;
+        nap_ms(50);
+    }
+}
+
+static void store_outcomes(const char *db)
+{
+    otk_crypto c;
+    otk_store *st = NULL;
+    world w;
+    wdev d[3];
+    otk_campaign_status cs;
+    failures f;
+    uint8_t due[8][16];
+    char err[256], sel[4 + 3 * 33 + 1], one[4 + 33];
+    uint64_t total;
+    int64_t ca, cb, cc, cd;
+    size_t n, k;
+    int i;
+    CHECK_OK(otk_crypto_openssl_init(&c, NULL, NULL));
+    CHECK_OK(otk_store_open(db, &c, 1, &st, err, sizeof err));
+    if (st == NULL)
+        return;
+    CHECK(world_on_store(&w, st, 11) == 0);
+    strcpy(sel, "ids:");
+    for (i = 0; i < 3; i++) {
+        CHECK(wdev_init(&w, &d[i], 400 + (unsigned)i) == 0);
+        CHECK_OK(wdev_boot(&w, &d[i]));
+        CHECK_OK(world_settle(&w, &d[i], STEPS));
+        CHECK_OK(otk_store_release(st));
+        otk_hex_encode(d[i].cfg.device_id, 16, sel + strlen(sel));
+        if (i < 2)
+            strcat(sel, ",");
+    }
+    /* A: three rotations, the cloud refuses the third device's new set. */
+    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, sel, 1000, 0, &ca, &total));
+    nap_ms(10);
+    (void)otk_store_campaign_step(st, &w.agent);
+    n = otk_store_due_notifications(st, due, 8, 60000);
+    CHECK(n == 3);
+    for (k = 0; k < n; k++)
+        for (i = 0; i < 3; i++)
+            if (!memcmp(due[k], d[i].cfg.device_id, 16)) {
+                w.prove = i == 2 ? refuse_proof : NULL;
+                CHECK_OK(notify_and_settle(&w, st, &d[i]));
+            }
+    w.prove = NULL;
+    step_until_not(st, &w, ca, OTK_CAMP_RUNNING, &cs);
+    CHECK(cs.state == OTK_CAMP_DONE && cs.done == 2 && cs.failed == 1);
+    memset(&f, 0, sizeof f);
+    CHECK_OK(otk_store_campaign_failures(st, ca, add_failure, &f));
+    CHECK(f.n == 1 && !memcmp(f.id[0], d[2].cfg.device_id, 16) && f.reason[0] == OTK_ERR_CLOUD);
+    /* B moves the failed device on; A's outcome stays as it was decided. */
+    snprintf(one, sizeof one, "ids:%.32s", sel + 4 + 2 * 33);
+    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, one, 1000, 0, &cb, &total));
+    nap_ms(10);
+    (void)otk_store_campaign_step(st, &w.agent);
+    CHECK_OK(notify_and_settle(&w, st, &d[2]));
+    step_until_not(st, &w, cb, OTK_CAMP_RUNNING, &cs);
+    CHECK(cs.state == OTK_CAMP_DONE && cs.done == 1 && cs.failed == 0);
+    CHECK_OK(otk_store_campaign_get(st, ca, &cs));
+    CHECK(cs.done == 2 && cs.failed == 1);
+    /* C: a switch to a cloud the agent does not serve fails at once, with its reason. */
+    snprintf(one, sizeof one, "ids:%.32s", sel + 4);
+    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_SWITCH, 9, one, 1000, 0, &cc, &total));
+    nap_ms(10);
+    step_until_not(st, &w, cc, OTK_CAMP_RUNNING, &cs);
+    CHECK(cs.state == OTK_CAMP_DONE && cs.done == 0 && cs.failed == 1);
+    memset(&f, 0, sizeof f);
+    CHECK_OK(otk_store_campaign_failures(st, cc, add_failure, &f));
+    CHECK(f.n == 1 && f.reason[0] == OTK_ERR_BAD_VALUE);
+    /* D: one device started, then revoked; the other withdrawn by an abort. */
+    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, sel, 1, 0, &cd, &total));
+    (void)otk_store_campaign_step(st, &w.agent); /* rate 1/s: one device now */
+    CHECK_OK(otk_store_campaign_get(st, cd, &cs));
+    CHECK(cs.started == 1);
+    CHECK_OK(otk_store_campaign_set_state(st, cd, OTK_CAMP_ABORTED));
+    CHECK_OK(otk_store_campaign_get(st, cd, &cs));
+    CHECK(cs.state == OTK_CAMP_ABORTED && cs.failed == 1 && cs.done == 0);
+    memset(&f, 0, sizeof f);
+    CHECK_OK(otk_store_campaign_failures(st, cd, add_failure, &f));
+    CHECK(f.n == 1 && f.reason[0] == OTK_ERR_BAD_STATE);
+    CHECK_OK(otk_store_campaign_get(st, ca, &cs)); /* still as decided */
+    CHECK(cs.done == 2 && cs.failed == 1);
+    for (i = 0; i < 3; i++)
+        wdev_free(&d[i]);
+    world_free(&w);
+    otk_store_close(st);
+    otk_crypto_openssl_free(&c);
+}
+
 /* ---- PostgreSQL: agents in several processes on one database ---- */
 
 #define RACERS 3
@@ -835,6 +959,7 @@ int main(int argc, char **argv)
     if (argc > 1) { /* a PostgreSQL database, fresh */
         store_suite(argv[1]);
         store_canary(argv[1]);
+        store_outcomes(argv[1]);
         store_races(argv[1]);
         store_pg_reconnect(argv[1]);
         store_pg_tamper(argv[1]);
@@ -851,6 +976,10 @@ int main(int argc, char **argv)
     remove(shm);
     store_suite(path);
     store_canary(path);
+    remove(path);
+    remove(wal);
+    remove(shm);
+    store_outcomes(path);
     remove(path);
     remove(wal);
     remove(shm);

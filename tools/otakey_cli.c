@@ -783,6 +783,44 @@ static cJSON *campaign_json(const otk_campaign_status *c)
     return o;
 }
 
+/* Why a device failed in a campaign (campaign.h). */
+static const char *failure_reason(otk_status reason)
+{
+    switch (reason) {
+    case OTK_ERR_REVOKED: return "revoked";
+    case OTK_ERR_CLOUD: return "the cloud refused the new key set (the device aborted)";
+    case OTK_ERR_BAD_VALUE: return "the target cloud is not configured on the agent";
+    case OTK_ERR_BAD_STATE: return "withdrawn: the campaign was aborted";
+    case OTK_ERR_NO_KEYSET: return "no committed key set";
+    default: return otk_strerror(reason);
+    }
+}
+
+typedef struct failure_out {
+    cJSON *arr; /* --json */
+    unsigned long n;
+} failure_out;
+
+static int print_failure(void *user, const uint8_t id[16], otk_status reason)
+{
+    failure_out *o = user;
+    char hex[33];
+    otk_hex_encode(id, 16, hex);
+    if (o->arr) {
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "device", hex);
+        cJSON_AddStringToObject(f, "code", otk_strerror(reason));
+        cJSON_AddStringToObject(f, "reason", failure_reason(reason));
+        cJSON_AddItemToArray(o->arr, f);
+    } else if (o->n < 20) {
+        printf("  failed %s: %s\n", hex, failure_reason(reason));
+    } else if (o->n == 20) {
+        printf("  (more failures: otakey campaign status --json)\n");
+    }
+    o->n++;
+    return 0;
+}
+
 static void print_campaign(const otk_campaign_status *c, int json, int bar)
 {
     if (json) {
@@ -832,14 +870,26 @@ static int cmd_campaign_status(args *a)
                 rc = EXIT_FAIL;
                 break;
             }
-            print_campaign(&cs, a->json, a->watch && tty);
             if (!a->watch || cs.state == OTK_CAMP_DONE || cs.state == OTK_CAMP_ABORTED ||
-                cs.state == OTK_CAMP_PAUSED)
+                cs.state == OTK_CAMP_PAUSED) {
+                /* The last view lists the failures, each with its reason. */
+                failure_out fo = {NULL, 0};
+                cJSON *o = a->json ? campaign_json(&cs) : NULL;
+                if (o)
+                    fo.arr = cJSON_AddArrayToObject(o, "failures");
+                if (!a->json)
+                    print_campaign(&cs, 0, a->watch && tty);
+                if (a->watch && tty)
+                    printf("\n");
+                if (otk_store_campaign_failures(r, id, print_failure, &fo) != OTK_OK)
+                    rc = EXIT_FAIL;
+                if (o)
+                    json_out(o);
                 break;
+            }
+            print_campaign(&cs, a->json, a->watch && tty);
             nanosleep(&(struct timespec){0, 200000000L}, NULL);
         }
-        if (a->watch && tty)
-            printf("\n");
     } else {
         /* --json lists them as one array. */
         n = otk_store_campaign_list(r, ids, 256);

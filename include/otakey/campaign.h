@@ -9,7 +9,13 @@
  *
  * Starting a device = otk_agent_request_update (the daemon then pushes the
  * NOTIFY). A device is done when its committed version passed the one it
- * had when the campaign selected it; failed when its update was aborted.
+ * had when the campaign selected it; failed when its update was aborted (the
+ * cloud refused the new set: reason OTK_ERR_CLOUD), it was revoked
+ * (OTK_ERR_REVOKED), the agent refused the request (that status: e.g.
+ * OTK_ERR_BAD_VALUE for a target cloud the agent does not serve), or the
+ * campaign was aborted before its request was issued (OTK_ERR_BAD_STATE).
+ * An outcome is recorded once decided and never changes: a later campaign
+ * that moves the device does not rewrite it.
  */
 #ifndef OTAKEY_CAMPAIGN_H
 #define OTAKEY_CAMPAIGN_H
@@ -64,6 +70,13 @@ OTK_CHECK_RETURN otk_status otk_campaign_get(otk_sqlreg *r, int64_t id, otk_camp
 
 /* Pause, resume or abort (abort also withdraws requests not yet issued). */
 OTK_CHECK_RETURN otk_status otk_campaign_set_state(otk_sqlreg *r, int64_t id, int state);
+
+/* Called for each failed device of a campaign; nonzero stops the walk. */
+typedef int (*otk_campaign_failure_fn)(void *user, const uint8_t id[16], otk_status reason);
+
+/* The failed devices of campaign id with their reasons, in start order. */
+OTK_CHECK_RETURN otk_status otk_campaign_failures(otk_sqlreg *r, int64_t id,
+                                                  otk_campaign_failure_fn fn, void *user);
 
 /* Ids of all campaigns, newest first; returns the count (at most max). */
 size_t otk_campaign_list(otk_sqlreg *r, int64_t *ids, size_t max);

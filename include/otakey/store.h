@@ -156,6 +156,9 @@ OTK_CHECK_RETURN otk_status otk_store_campaign_get(otk_store *s, int64_t id,
                                                    otk_campaign_status *st);
 OTK_CHECK_RETURN otk_status otk_store_campaign_set_state(otk_store *s, int64_t id, int state);
 size_t otk_store_campaign_list(otk_store *s, int64_t *ids, size_t max);
+/* The failed devices of a campaign with their reasons (campaign.h). */
+OTK_CHECK_RETURN otk_status otk_store_campaign_failures(otk_store *s, int64_t id,
+                                                        otk_campaign_failure_fn fn, void *user);
 
 #ifdef __cplusplus
 }

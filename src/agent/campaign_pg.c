@@ -25,7 +25,9 @@
  */
 #define OUTCOME_SQL                                                   \
     "CASE WHEN d.c_version > cd.base_version THEN 1"                  \
-    " WHEN d.want = 0 AND d.p_version IS NULL THEN 2 END"
+    " WHEN d.state = 3 OR (d.want = 0 AND d.p_version IS NULL) THEN 2 END"
+/* Why (campaign.h): -19 REVOKED, -21 CLOUD (the device aborted: the cloud refused the set). */
+#define REASON_SQL "CASE WHEN d.state = 3 THEN -19 ELSE -21 END"
 #define INFLIGHT_SQL                                                  \
     " FROM campaign_devices cd JOIN devices d ON d.id = cd.device"    \
     " WHERE cd.campaign = $1 AND cd.started IS NOT NULL AND cd.finished IS NULL"
@@ -164,8 +166,10 @@ static otk_status counts(pgconn *c, otk_campaign_status *st, int settle)
     PGresult *r;
     pq_int(&q, st->id);
     r = pg_run(c, settle
-                      ? "WITH f AS (SELECT cd.device, " OUTCOME_SQL " AS outcome" INFLIGHT_SQL "),"
-                        " u AS (UPDATE campaign_devices cd SET finished = f.outcome FROM f"
+                      ? "WITH f AS (SELECT cd.device, " OUTCOME_SQL " AS outcome, " REASON_SQL
+                        " AS reason" INFLIGHT_SQL "),"
+                        " u AS (UPDATE campaign_devices cd SET finished = f.outcome,"
+                        " reason = CASE WHEN f.outcome = 2 THEN f.reason END FROM f"
                         " WHERE cd.campaign = $1 AND cd.device = f.device AND f.outcome IS NOT NULL"
                         " RETURNING f.outcome)"
                         " UPDATE campaigns SET"
@@ -175,7 +179,8 @@ static otk_status counts(pgconn *c, otk_campaign_status *st, int settle)
                       : "SELECT n_started, n_done + (SELECT count(*)" INFLIGHT_SQL
                         " AND d.c_version > cd.base_version), n_failed + (SELECT count(*)"
                         INFLIGHT_SQL " AND NOT coalesce(d.c_version > cd.base_version, false)"
-                        " AND d.want = 0 AND d.p_version IS NULL) FROM campaigns WHERE id = $1",
+                        " AND (d.state = 3 OR (d.want = 0 AND d.p_version IS NULL)))"
+                        " FROM campaigns WHERE id = $1",
                &q);
     if (r == NULL || PQntuples(r) != 1) {
         PQclear(r);
@@ -184,6 +189,29 @@ static otk_status counts(pgconn *c, otk_campaign_status *st, int settle)
     st->started = (uint64_t)pg_int(r, 0, 0);
     st->done = (uint64_t)pg_int(r, 0, 1);
     st->failed = (uint64_t)pg_int(r, 0, 2);
+    PQclear(r);
+    return OTK_OK;
+}
+
+otk_status pgc_failures(void *impl, int64_t id, otk_campaign_failure_fn fn, void *user)
+{
+    pgstore *s = impl;
+    pgq q = {0};
+    PGresult *r;
+    int i;
+    OTK_TRY(pg_release(s));
+    pq_int(&q, id);
+    r = pg_run(&s->db,
+               "SELECT device, coalesce(reason, 0) FROM campaign_devices WHERE campaign = $1"
+               " AND finished = 2 ORDER BY ord",
+               &q);
+    if (r == NULL)
+        return OTK_ERR_STORAGE;
+    for (i = 0; i < PQntuples(r); i++) {
+        uint8_t dev[16];
+        if (pg_blob(r, i, 0, dev, 16) && fn(user, dev, (otk_status)pg_int(r, i, 1)) != 0)
+            break;
+    }
     PQclear(r);
     return OTK_OK;
 }
@@ -235,12 +263,27 @@ otk_status pgc_set_state(void *impl, int64_t id, int state)
     if (set_state(&s->db, id, state) != OTK_OK)
         goto fail;
     if (state == OTK_CAMP_ABORTED) {
-        /* Withdraw what is requested but not issued yet; issued sets finish. */
+        /* What is decided stays decided; then withdraw what is requested
+         * and not issued yet (issued sets finish), for this campaign's
+         * undecided devices only, and record those as failed (-2
+         * BAD_STATE: withdrawn). */
+        if (counts(&s->db, &cur, 1) != OTK_OK)
+            goto fail;
         pq_int(&q, id);
         r = pg_run(&s->db,
-                   "UPDATE devices SET want = 0, want_cloud = 0 WHERE p_version IS NULL"
+                   "UPDATE devices SET want = 0, want_cloud = 0 WHERE state = 2 AND p_version IS NULL"
                    " AND id IN (SELECT device FROM campaign_devices WHERE campaign = $1"
-                   " AND started IS NOT NULL)",
+                   " AND started IS NOT NULL AND finished IS NULL)",
+                   &q);
+        if (r == NULL)
+            goto fail;
+        PQclear(r);
+        r = pg_run(&s->db,
+                   "WITH c AS (UPDATE campaign_devices cd SET finished = 2, reason = -2"
+                   " FROM devices d WHERE d.id = cd.device AND cd.campaign = $1"
+                   " AND cd.started IS NOT NULL AND cd.finished IS NULL"
+                   " AND d.want = 0 AND d.p_version IS NULL RETURNING 1)"
+                   " UPDATE campaigns SET n_failed = n_failed + (SELECT count(*) FROM c) WHERE id = $1",
                    &q);
         if (r == NULL)
             goto fail;
@@ -305,19 +348,25 @@ static size_t start_devices(pgstore *s, otk_agent *a, const otk_campaign_status 
         uint8_t id[16];
         if (!pg_blob(r, i, 0, id, 16))
             continue;
-        /* A device revoked since selection is refused here: marked started,
-         * with nothing requested, it counts as failed. */
-        if (!already_started(s, id, pg_int(r, i, 1)) &&
-            otk_agent_request_update(a, id, c->kind, c->target_cloud, out, sizeof out, &len) !=
-                OTK_OK)
-            len = 0;
+        /* A request the agent refuses (the device revoked since selection, a
+         * target cloud this agent does not serve) fails the device at once,
+         * with the refusal as its reason. */
+        otk_status rs = OTK_OK;
+        if (!already_started(s, id, pg_int(r, i, 1)))
+            rs = otk_agent_request_update(a, id, c->kind, c->target_cloud, out, sizeof out, &len);
         (void)pg_release(s);
         memset(&q, 0, sizeof q);
         pq_int(&q, c->id);
         pq_blob(&q, id, 16);
         pq_int(&q, wall_ms());
+        pq_int(&q, rs);
         u = pg_run(&s->work,
-                   "UPDATE campaign_devices SET started = $3 WHERE campaign = $1 AND device = $2",
+                   "WITH c AS (UPDATE campaign_devices SET started = $3,"
+                   " finished = CASE WHEN $4::bigint = 0 THEN NULL ELSE 2 END,"
+                   " reason = CASE WHEN $4::bigint = 0 THEN NULL ELSE $4::bigint END"
+                   " WHERE campaign = $1 AND device = $2 RETURNING finished)"
+                   " UPDATE campaigns SET n_failed = n_failed + (SELECT count(*) FROM c"
+                   " WHERE finished = 2) WHERE id = $1",
                    &q);
         if (u)
             started++;

@@ -4,11 +4,18 @@
 #include "otakey/campaign.h"
 #include "sqlreg_internal.h"
 
-/* A device's outcome inside a campaign, as SQL over campaign_devices cd. */
-#define DONE_SQL "(SELECT c_version FROM devices d WHERE d.id = cd.device) > cd.base_version"
-#define FAILED_SQL                                                                      \
-    "(cd.started IS NOT NULL AND NOT " DONE_SQL " AND (SELECT want = 0 AND p_version IS NULL" \
-    " FROM devices d WHERE d.id = cd.device))"
+/*
+ * A started device's outcome, decided from its record (campaign_devices cd
+ * joined with devices d): done once its committed version passed its base,
+ * failed once nothing is requested or pending for it any more, or it was
+ * revoked. settle() records it in cd.finished (1 done, 2 failed) with the
+ * reason, and it never changes after that: a later campaign that moves the
+ * device does not rewrite this one's outcome.
+ */
+#define DONE_COND "d.c_version > cd.base_version"
+#define FAILED_COND "(d.state = 3 OR (d.want = 0 AND d.p_version IS NULL))"
+/* Reasons (otk_status): -19 REVOKED, -21 CLOUD (the device aborted: the cloud refused the set). */
+#define REASON_SQL "CASE WHEN d.state = 3 THEN -19 ELSE -21 END"
 
 const char *otk_campaign_state_name(int state)
 {
@@ -175,11 +182,59 @@ static otk_status get_status(otk_sqlreg *r, int64_t id, otk_campaign_status *st,
                             " AND started IS NOT NULL", id);
     if (!outcomes)
         return OTK_OK;
-    st->done = count(db, "SELECT count(*) FROM campaign_devices cd WHERE campaign = ?1 AND " DONE_SQL,
-                     id);
-    st->failed = count(db, "SELECT count(*) FROM campaign_devices cd WHERE campaign = ?1 AND "
-                           FAILED_SQL, id);
+    /* Recorded outcomes, plus those decided since the last step settled. */
+    st->done = count(db, "SELECT count(*) FROM campaign_devices WHERE campaign = ?1 AND finished = 1",
+                     id) +
+               count(db, "SELECT count(*) FROM campaign_devices cd JOIN devices d ON d.id = cd.device"
+                         " WHERE cd.campaign = ?1 AND cd.started IS NOT NULL AND cd.finished IS NULL"
+                         " AND " DONE_COND, id);
+    st->failed = count(db, "SELECT count(*) FROM campaign_devices WHERE campaign = ?1 AND finished = 2",
+                       id) +
+                 count(db, "SELECT count(*) FROM campaign_devices cd JOIN devices d ON d.id = cd.device"
+                           " WHERE cd.campaign = ?1 AND cd.started IS NOT NULL AND cd.finished IS NULL"
+                           " AND NOT coalesce(" DONE_COND ", 0) AND " FAILED_COND, id);
     return OTK_OK;
+}
+
+/* Records the outcomes decided since the last call (in-flight devices only). */
+static void settle(sqlite3 *db, int64_t id)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "UPDATE campaign_devices AS cd SET"
+                           " finished = CASE WHEN " DONE_COND " THEN 1 ELSE 2 END,"
+                           " reason = CASE WHEN " DONE_COND " THEN NULL ELSE " REASON_SQL " END"
+                           " FROM devices AS d WHERE d.id = cd.device AND cd.campaign = ?1"
+                           " AND cd.started IS NOT NULL AND cd.finished IS NULL"
+                           " AND (" DONE_COND " OR " FAILED_COND ")",
+                           -1, &s, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, id);
+        (void)sqlite3_step(s);
+    }
+    sqlite3_finalize(s);
+}
+
+otk_status otk_campaign_failures(otk_sqlreg *r, int64_t id, otk_campaign_failure_fn fn, void *user)
+{
+    sqlite3_stmt *s = NULL;
+    otk_status st = OTK_OK;
+    int rc;
+    if (r == NULL || fn == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    if (sqlite3_prepare_v2(otk_sqlreg_handle(r),
+                           "SELECT device, reason FROM campaign_devices WHERE campaign = ?1"
+                           " AND finished = 2 ORDER BY rowid",
+                           -1, &s, NULL) != SQLITE_OK)
+        return OTK_ERR_STORAGE;
+    sqlite3_bind_int64(s, 1, id);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        if (sqlite3_column_bytes(s, 0) == 16 &&
+            fn(user, sqlite3_column_blob(s, 0), (otk_status)sqlite3_column_int(s, 1)) != 0)
+            break;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        st = OTK_ERR_STORAGE;
+    sqlite3_finalize(s);
+    return st;
 }
 
 static void set_state(sqlite3 *db, int64_t id, int state)
@@ -211,15 +266,29 @@ otk_status otk_campaign_set_state(otk_sqlreg *r, int64_t id, int state)
     if (state == OTK_CAMP_RUNNING && cur.canary && cur.done < cur.canary)
         state = OTK_CAMP_CANARY;
     set_state(db, id, state);
+    if (state == OTK_CAMP_ABORTED)
+        settle(db, id); /* what is decided stays decided */
     if (state == OTK_CAMP_ABORTED &&
         sqlite3_prepare_v2(db,
-                           "UPDATE devices SET want = 0, want_cloud = 0 WHERE p_version IS NULL"
-                           " AND id IN (SELECT device FROM campaign_devices WHERE campaign = ?1"
-                           " AND started IS NOT NULL)",
+                           "UPDATE devices SET want = 0, want_cloud = 0 WHERE state = 2"
+                           " AND p_version IS NULL AND id IN (SELECT device FROM campaign_devices"
+                           " WHERE campaign = ?1 AND started IS NOT NULL AND finished IS NULL)",
                            -1, &s, NULL) == SQLITE_OK) {
         /* Withdraw what is requested but not issued yet; issued sets finish. */
         sqlite3_bind_int64(s, 1, id);
         (void)sqlite3_step(s);
+        sqlite3_finalize(s);
+        s = NULL;
+        /* The withdrawn ones failed, for that reason (-2 BAD_STATE). */
+        if (sqlite3_prepare_v2(db,
+                               "UPDATE campaign_devices AS cd SET finished = 2, reason = -2"
+                               " FROM devices AS d WHERE d.id = cd.device AND cd.campaign = ?1"
+                               " AND cd.started IS NOT NULL AND cd.finished IS NULL"
+                               " AND d.want = 0 AND d.p_version IS NULL",
+                               -1, &s, NULL) == SQLITE_OK) {
+            sqlite3_bind_int64(s, 1, id);
+            (void)sqlite3_step(s);
+        }
     }
     sqlite3_finalize(s);
     return otk_sql_exec(db, "COMMIT");
@@ -257,22 +326,25 @@ static size_t start_devices(otk_sqlreg *r, otk_agent *a, const otk_campaign_stat
                 memcpy(ids[n++], sqlite3_column_blob(s, 0), 16);
     }
     sqlite3_finalize(s);
-    if (sqlite3_prepare_v2(db, "UPDATE campaign_devices SET started = ?3 WHERE campaign = ?1"
-                               " AND device = ?2",
+    if (sqlite3_prepare_v2(db, "UPDATE campaign_devices SET started = ?3,"
+                               " finished = CASE WHEN ?4 = 0 THEN NULL ELSE 2 END,"
+                               " reason = CASE WHEN ?4 = 0 THEN NULL ELSE ?4 END"
+                               " WHERE campaign = ?1 AND device = ?2",
                            -1, &u, NULL) != SQLITE_OK) {
         sqlite3_finalize(u);
         return 0;
     }
     for (i = 0; i < n; i++) {
-        /* A device revoked since selection is refused here: marked started,
-         * with nothing requested, it counts as failed. */
-        if (otk_agent_request_update(a, ids[i], c->kind, c->target_cloud, out, sizeof out, &len) !=
-            OTK_OK)
-            len = 0;
+        /* A request the agent refuses (the device revoked since selection, a
+         * target cloud this agent does not serve) fails the device at once,
+         * with the refusal as its reason. */
+        otk_status rs =
+            otk_agent_request_update(a, ids[i], c->kind, c->target_cloud, out, sizeof out, &len);
         sqlite3_reset(u);
         sqlite3_bind_int64(u, 1, c->id);
         sqlite3_bind_blob(u, 2, ids[i], 16, SQLITE_STATIC);
         sqlite3_bind_int64(u, 3, otk_wall_ms());
+        sqlite3_bind_int(u, 4, rs);
         if (sqlite3_step(u) == SQLITE_DONE)
             started++;
     }
@@ -284,7 +356,7 @@ static size_t start_devices(otk_sqlreg *r, otk_agent *a, const otk_campaign_stat
 
 size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a)
 {
-    static int64_t outcome_at[32], outcome_id[32];
+    static int64_t outcome_at[32], outcome_id[32], settle_at[32], settle_id[32];
     int64_t ids[32];
     size_t n, i, started = 0;
     if (r == NULL || a == NULL)
@@ -295,21 +367,34 @@ size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a)
         uint64_t budget, limit, due;
         int64_t age;
         /* Outcomes are counted only when they decide something: in the
-         * canary phase, and once every device has been started. */
+         * canary phase, and once every device has been started; they are
+         * recorded (settled) before they are counted. */
         if (get_status(r, ids[i], &c, 0) != OTK_OK ||
             (c.state != OTK_CAMP_CANARY && c.state != OTK_CAMP_RUNNING))
             continue;
-        if (c.state == OTK_CAMP_CANARY && get_status(r, ids[i], &c, 1) != OTK_OK)
-            continue;
-        if (c.state == OTK_CAMP_RUNNING && c.started >= c.total) {
-            /* All started: only completion is left to see. Counting costs a
-             * pass over the campaign, so it is done at most every
-             * OUTCOME_MS, not on every tick. */
+        if (c.state == OTK_CAMP_CANARY) {
+            settle(otk_sqlreg_handle(r), c.id);
+            if (get_status(r, ids[i], &c, 1) != OTK_OK)
+                continue;
+        } else if (c.started < c.total) {
+            /* Running, still starting devices: outcomes decide nothing yet
+             * but are recorded as they come, at most every OUTCOME_MS (each
+             * costs a pass over the devices in flight). */
+            int64_t now = otk_wall_ms();
+            if (now - settle_at[i % 32] >= OUTCOME_MS || settle_id[i % 32] != c.id) {
+                settle_at[i % 32] = now;
+                settle_id[i % 32] = c.id;
+                settle(otk_sqlreg_handle(r), c.id);
+            }
+        } else {
+            /* All started: only completion is left to see, at most every
+             * OUTCOME_MS. */
             int64_t now = otk_wall_ms();
             if (now - outcome_at[i % 32] < OUTCOME_MS && outcome_id[i % 32] == c.id)
                 continue;
             outcome_at[i % 32] = now;
             outcome_id[i % 32] = c.id;
+            settle(otk_sqlreg_handle(r), c.id);
             if (get_status(r, ids[i], &c, 1) != OTK_OK)
                 continue;
         }

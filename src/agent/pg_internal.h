@@ -68,6 +68,7 @@ otk_status pgc_get(void *impl, int64_t id, otk_campaign_status *st);
 otk_status pgc_set_state(void *impl, int64_t id, int state);
 size_t pgc_list(void *impl, int64_t *ids, size_t max);
 size_t pgc_due(void *impl, uint8_t (*ids)[16], size_t max, unsigned resend_ms);
+otk_status pgc_failures(void *impl, int64_t id, otk_campaign_failure_fn fn, void *user);
 size_t pgc_due_cleanups(void *impl, uint8_t (*ids)[16], size_t max, unsigned retry_ms);
 
 #endif

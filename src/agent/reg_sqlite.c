@@ -52,6 +52,12 @@ static const char *const migrations[] = {
     "CREATE INDEX devices_due ON devices(notified_at) WHERE state = 2"
     " AND ((want != 0 AND p_version IS NULL) OR (p_version IS NOT NULL AND p_claim = 0));"
     "CREATE INDEX campaign_devices_started ON campaign_devices(campaign, started);",
+    /* 5: a device's outcome in a campaign is recorded once decided (1 done,
+     * 2 failed, with the reason: an otk_status) and never recomputed. */
+    "ALTER TABLE campaign_devices ADD COLUMN finished INTEGER;"
+    "ALTER TABLE campaign_devices ADD COLUMN reason INTEGER;"
+    "CREATE INDEX campaign_devices_inflight ON campaign_devices(campaign)"
+    " WHERE started IS NOT NULL AND finished IS NULL;",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 

@@ -141,6 +141,14 @@ size_t otk_store_due_notifications(otk_store *s, uint8_t (*ids)[16], size_t max,
     return s->ops->due_notifications(s->impl, ids, max, resend_ms);
 }
 
+otk_status otk_store_campaign_failures(otk_store *s, int64_t id, otk_campaign_failure_fn fn,
+                                       void *user)
+{
+    if (s == NULL || fn == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    return s->ops->campaign_failures(s->impl, id, fn, user);
+}
+
 size_t otk_store_due_cleanups(otk_store *s, uint8_t (*ids)[16], size_t max, unsigned retry_ms)
 {
     if (s == NULL || ids == NULL || max == 0)

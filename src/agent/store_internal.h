@@ -27,6 +27,7 @@ typedef struct otk_store_ops {
     /* Group commit (NULL: every write commits on its own). */
     otk_status (*batch)(void *impl, int begin);
     size_t (*due_cleanups)(void *impl, uint8_t (*ids)[16], size_t max, unsigned retry_ms);
+    otk_status (*campaign_failures)(void *impl, int64_t id, otk_campaign_failure_fn fn, void *user);
 } otk_store_ops;
 
 /* Backend openers: on success *impl and *ops are set. */

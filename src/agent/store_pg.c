@@ -83,6 +83,8 @@ static const char *const migrations[] = {
     "  WHERE started IS NOT NULL AND finished IS NULL;",
     /* 2: revoked devices whose cloud clients are still to delete (want 3). */
     "CREATE INDEX devices_cleanup ON devices(notified_at) WHERE want = 3;",
+    /* 3: why a device failed in a campaign (an otk_status; campaign.h). */
+    "ALTER TABLE campaign_devices ADD COLUMN reason bigint;",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
@@ -825,7 +827,7 @@ static const otk_store_ops pg_ops = {
     p_list_devices, p_audit_verify, p_audit_count, p_audit_list, pgc_due,
     pgc_create,     pgc_step,       pgc_get,       pgc_set_state, pgc_list,
     NULL, /* each device's writes commit with its lock */
-    pgc_due_cleanups,
+    pgc_due_cleanups, pgc_failures,
 };
 
 static otk_status fail(pgstore *s, char *err, size_t err_size, const char *what)

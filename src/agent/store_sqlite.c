@@ -169,6 +169,11 @@ static size_t s_camp_list(void *impl, int64_t *ids, size_t max)
     return otk_campaign_list(impl, ids, max);
 }
 
+static otk_status s_camp_failures(void *impl, int64_t id, otk_campaign_failure_fn fn, void *user)
+{
+    return otk_campaign_failures(impl, id, fn, user);
+}
+
 static size_t s_due_cleanups(void *impl, uint8_t (*ids)[16], size_t max, unsigned retry_ms)
 {
     return otk_sqlreg_due_cleanups(impl, ids, max, retry_ms);
@@ -183,7 +188,7 @@ static const otk_store_ops sqlite_ops = {
     s_close,        s_bind,        s_release,      s_add_batch,   s_list_batches,
     s_list_devices, s_audit_verify, s_audit_count, s_audit_list,  s_due,
     s_camp_create,  s_camp_step,   s_camp_get,     s_camp_set,    s_camp_list,
-    s_batch,        s_due_cleanups,
+    s_batch,        s_due_cleanups, s_camp_failures,
 };
 
 otk_status otk_store_sqlite_open(const char *path, const otk_crypto *crypto, int create,
