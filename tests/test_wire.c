@@ -102,7 +102,9 @@ static void test_sizes_and_roundtrip(void)
         else
             CHECK(otk_msg_auth_offset(m.type, len) == len - 16);
     }
-    CHECK(OTK_MSG_MAX_LEN == 370);
+    /* Version 1's largest message is 370 bytes; version 2's response 947. */
+    CHECK(otk_msg_size(OTK_MSG_UPDATE_RESP, OTK_CT_MAX) == 370);
+    CHECK(OTK_MSG_MAX_LEN == 947 && OTK_KEYSET2_MAX_LEN == 779);
     CHECK(otk_msg_size(0, 0) == 0 && otk_msg_size(12, 0) == 0);
 }
 
@@ -114,7 +116,7 @@ static void test_refusals(void)
     fill(ct, sizeof ct);
     random_msg(&m, OTK_MSG_CONFIRM, NULL, 0);
     CHECK_OK(otk_msg_encode(&m, buf, sizeof buf, &len));
-    buf[0] = 2;
+    buf[0] = 3;
     CHECK_ST(otk_msg_decode(buf, len, &d), OTK_ERR_UNKNOWN_VERSION);
     buf[0] = 0;
     CHECK_ST(otk_msg_decode(buf, len, &d), OTK_ERR_UNKNOWN_VERSION);
@@ -196,6 +198,121 @@ static void test_keyset(void)
     CHECK_ST(otk_cloud_set(&ks.cloud, 1, "h", 1, 0, "u\n", "s"), OTK_ERR_BAD_VALUE);
 }
 
+/* Version 2 (docs/protocol.md §11.2, §11.3). */
+static void test_v2(void)
+{
+    uint8_t buf[OTK_MSG_MAX_LEN], ct[OTK_CT2_MAX], pt[OTK_KEYSET2_MAX_LEN], cert[OTK_CERT_MAX];
+    size_t len, len2;
+    otk_msg m, d;
+    otk_keyset ks, back;
+    /* CLAIM: always keyed, 250 bytes, pop over the first 170. */
+    random_msg(&m, OTK_MSG_CLAIM, NULL, 0);
+    m.proto = OTK_PROTO_V2;
+    fill(m.dpub, 64);
+    fill(m.pop, 64);
+    CHECK_OK(otk_msg_encode(&m, buf, sizeof buf, &len));
+    CHECK(len == OTK_CLAIM2_LEN && buf[0] == 2 && otk_msg_size_of(&m) == len);
+    CHECK(otk_msg_pop_offset(buf, len) == 170 && otk_msg_auth_offset(OTK_MSG_CLAIM, len) == 234);
+    CHECK_OK(otk_msg_decode(buf, len, &d));
+    CHECK(d.proto == 2 && d.has_key == 1 && !memcmp(d.dpub, m.dpub, 64) &&
+          !memcmp(d.pop, m.pop, 64) && !memcmp(d.epub, m.epub, 64));
+    CHECK_ST(otk_msg_decode(buf, len - 1, &d), OTK_ERR_TRUNCATED);
+    buf[0] = 1; /* the same bytes as a version 1 CLAIM: too long */
+    CHECK_ST(otk_msg_decode(buf, len, &d), OTK_ERR_TRAILING);
+    /* UPDATE_REQ: 119 bytes without a key, 247 with one. */
+    random_msg(&m, OTK_MSG_UPDATE_REQ, NULL, 0);
+    m.proto = OTK_PROTO_V2;
+    CHECK_OK(otk_msg_encode(&m, buf, sizeof buf, &len));
+    CHECK(len == OTK_UPDATE_REQ2_LEN && buf[102] == 0 && otk_msg_pop_offset(buf, len) == 0);
+    CHECK_OK(otk_msg_decode(buf, len, &d));
+    CHECK(d.proto == 2 && d.has_key == 0);
+    m.has_key = 1;
+    fill(m.dpub, 64);
+    fill(m.pop, 64);
+    CHECK_OK(otk_msg_encode(&m, buf, sizeof buf, &len));
+    CHECK(len == OTK_UPDATE_REQ2_KEY_LEN && buf[102] == 1 && otk_msg_pop_offset(buf, len) == 167);
+    CHECK_OK(otk_msg_decode(buf, len, &d));
+    CHECK(d.has_key == 1 && !memcmp(d.pop, m.pop, 64) && d.version == m.version);
+    buf[102] = 0; /* says keyless, carries a key: trailing bytes */
+    CHECK_ST(otk_msg_decode(buf, len, &d), OTK_ERR_TRAILING);
+    buf[102] = 2;
+    CHECK_ST(otk_msg_decode(buf, len, &d), OTK_ERR_BAD_VALUE);
+    buf[102] = 1;
+    CHECK_ST(otk_msg_decode(buf, OTK_UPDATE_REQ2_LEN, &d), OTK_ERR_TRUNCATED);
+    /* NOTIFY: the kind of the set waiting. */
+    random_msg(&m, OTK_MSG_NOTIFY, NULL, 0);
+    m.proto = OTK_PROTO_V2;
+    m.kind = OTK_KIND_CERT;
+    CHECK_OK(otk_msg_encode(&m, buf, sizeof buf, &len));
+    CHECK(len == OTK_NOTIFY2_LEN && buf[22] == 2 && buf[23] == 0);
+    CHECK_OK(otk_msg_decode(buf, len, &d));
+    CHECK(d.kind == OTK_KIND_CERT && d.version == m.version);
+    buf[22] = 3;
+    CHECK_ST(otk_msg_decode(buf, len, &d), OTK_ERR_BAD_VALUE);
+    buf[22] = 1;
+    buf[23] = 1;
+    CHECK_ST(otk_msg_decode(buf, len, &d), OTK_ERR_BAD_VALUE);
+    /* Other types keep version 1's layout with byte 0 = 2. */
+    random_msg(&m, OTK_MSG_CONFIRM, NULL, 0);
+    m.proto = OTK_PROTO_V2;
+    CHECK_OK(otk_msg_encode(&m, buf, sizeof buf, &len));
+    CHECK(len == OTK_CONFIRM_LEN && buf[0] == 2);
+    /* Responses: a version 2 ciphertext may be longer than version 1 allows. */
+    fill(ct, sizeof ct);
+    random_msg(&m, OTK_MSG_UPDATE_RESP, ct, (uint16_t)OTK_CT2_MAX);
+    m.proto = OTK_PROTO_V2;
+    CHECK_OK(otk_msg_encode(&m, buf, sizeof buf, &len));
+    CHECK(len == OTK_MSG_MAX_LEN);
+    CHECK_OK(otk_msg_decode(buf, len, &d));
+    CHECK(d.ct_len == OTK_CT2_MAX);
+    m.proto = 1;
+    CHECK_ST(otk_msg_encode(&m, buf, sizeof buf, &len2), OTK_ERR_BAD_LENGTH);
+    /* Key-set plaintext v2: kind 1, then kind 2 with a certificate and a pin. */
+    memset(&ks, 0, sizeof ks);
+    fill(ks.ak, sizeof ks.ak);
+    CHECK_OK(otk_cloud_set(&ks.cloud, 7, "mqtt.example", 8883, OTK_CLOUD_FLAG_TLS, "u-1", "s3cret"));
+    CHECK_OK(otk_keyset_encode_v(&ks, OTK_PROTO_V2, pt, sizeof pt, &len));
+    CHECK(pt[0] == OTK_KIND_PASSWORD);
+    CHECK_OK(otk_keyset_encode(&ks, buf, sizeof buf, &len2));
+    CHECK(len == len2 + 1 && !memcmp(pt + 1, buf, len2));
+    CHECK_OK(otk_keyset_decode_v(pt, len, OTK_PROTO_V2, &back));
+    CHECK(back.kind == OTK_KIND_PASSWORD && !strcmp(back.cloud.secret, "s3cret"));
+    fill(cert, sizeof cert);
+    ks.kind = OTK_KIND_CERT;
+    ks.cert = cert;
+    ks.cert_len = 300;
+    fill(ks.ca_pin, sizeof ks.ca_pin);
+    ks.cloud.user_len = ks.cloud.secret_len = 0;
+    CHECK_OK(otk_keyset_encode_v(&ks, OTK_PROTO_V2, pt, sizeof pt, &len));
+    CHECK(len == 1u + 32u + 7u + 1u + 12u + 2u + 300u + 32u);
+    CHECK_OK(otk_keyset_decode_v(pt, len, OTK_PROTO_V2, &back));
+    CHECK(back.kind == OTK_KIND_CERT && back.cert_len == 300 && back.cert == pt + 55 &&
+          !memcmp(back.cert, cert, 300) && !memcmp(back.ca_pin, ks.ca_pin, 32) &&
+          !memcmp(back.ak, ks.ak, 32) && back.cloud.port == 8883 && back.cloud.user_len == 0);
+    CHECK_ST(otk_keyset_decode_v(pt, len - 1, OTK_PROTO_V2, &back), OTK_ERR_TRUNCATED);
+    CHECK(otk_keyset_decode_v(pt, len, OTK_PROTO_VERSION, &back) != OTK_OK);
+    CHECK_ST(otk_keyset_encode_v(&ks, OTK_PROTO_VERSION, buf, sizeof buf, &len2), OTK_ERR_BAD_VALUE);
+    ks.cert_len = OTK_CERT_MAX + 1;
+    CHECK_ST(otk_keyset_encode_v(&ks, OTK_PROTO_V2, pt, sizeof pt, &len2), OTK_ERR_BAD_LENGTH);
+    ks.cert_len = OTK_CERT_MAX;
+    ks.cloud.host_len = OTK_HOST_MAX;
+    memset(ks.cloud.host, 'h', OTK_HOST_MAX);
+    CHECK_OK(otk_keyset_encode_v(&ks, OTK_PROTO_V2, pt, sizeof pt, &len));
+    CHECK(len == OTK_KEYSET2_MAX_LEN);
+    ks.cloud.flags = 0; /* a certificate cloud without TLS */
+    CHECK_ST(otk_keyset_encode_v(&ks, OTK_PROTO_V2, pt, sizeof pt, &len2), OTK_ERR_BAD_VALUE);
+    pt[39] = 0;
+    CHECK_ST(otk_keyset_decode_v(pt, len, OTK_PROTO_V2, &back), OTK_ERR_BAD_VALUE);
+    pt[39] = 3; /* a reserved flag bit */
+    CHECK_ST(otk_keyset_decode_v(pt, len, OTK_PROTO_V2, &back), OTK_ERR_BAD_VALUE);
+    pt[39] = 1;
+    pt[0] = 3; /* no such kind */
+    CHECK_ST(otk_keyset_decode_v(pt, len, OTK_PROTO_V2, &back), OTK_ERR_BAD_VALUE);
+    pt[0] = 2;
+    otk_put_u16(pt + 41 + OTK_HOST_MAX, 0);
+    CHECK_ST(otk_keyset_decode_v(pt, len, OTK_PROTO_V2, &back), OTK_ERR_BAD_LENGTH);
+}
+
 static void test_helpers(void)
 {
     uint8_t b[4];
@@ -226,6 +343,7 @@ int main(void)
     test_sizes_and_roundtrip();
     test_refusals();
     test_keyset();
+    test_v2();
     test_helpers();
     return CHECK_DONE();
 }

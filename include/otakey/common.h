@@ -68,6 +68,7 @@ const char *otk_strerror(otk_status st);
 /* ---- protocol constants (docs/protocol.md §2) ---- */
 
 #define OTK_PROTO_VERSION 1u
+#define OTK_PROTO_V2 2u       /* certificate key sets (docs/protocol.md §11) */
 
 #define OTK_DEVICE_ID_LEN 16u /* hardware-derived unique id */
 #define OTK_BATCH_ID_LEN 8u   /* product id (4) || batch number (4) */
@@ -92,6 +93,13 @@ const char *otk_strerror(otk_status st);
 #define OTK_KEYSET_FIXED_LEN (OTK_AK_LEN + 4u + 2u + 1u + 3u)
 #define OTK_KEYSET_MAX_LEN (OTK_KEYSET_FIXED_LEN + OTK_HOST_MAX + OTK_USER_MAX + OTK_SECRET_MAX)
 
+/* Version 2 (§11.3): key-set kinds and the certificate kind's fields. */
+#define OTK_KIND_PASSWORD 1u
+#define OTK_KIND_CERT 2u
+#define OTK_CERT_MAX 640u     /* the device certificate, DER */
+#define OTK_PIN_LEN 32u       /* SHA-256 of the cloud's CA certificate */
+#define OTK_KEYSET2_MAX_LEN (1u + OTK_AK_LEN + 7u + 1u + OTK_HOST_MAX + 2u + OTK_CERT_MAX + OTK_PIN_LEN)
+
 /* Cloud record flag bits. */
 #define OTK_CLOUD_FLAG_TLS 0x01u
 
@@ -106,11 +114,23 @@ typedef struct otk_cloud {
     char secret[OTK_SECRET_MAX + 1];
 } otk_cloud;
 
-/* A key set: the device's agent key plus its cloud info and credentials. */
+/*
+ * A key set: the device's agent key plus its cloud info and credentials.
+ * Kind 1 (password): cloud.user and cloud.secret. Kind 2 (certificate,
+ * protocol v2): the device certificate (cert, not owned: it points into the
+ * buffer the set was decoded from, or is NULL where only its length is
+ * known, as in a set loaded from the key store) and the cloud CA's pin;
+ * cloud.user/secret are empty on the device (the agent keeps the
+ * certificate's serial number in cloud.user for its own records).
+ */
 typedef struct otk_keyset {
     uint32_t version; /* carried beside the plaintext, not inside it */
+    uint8_t kind;     /* OTK_KIND_*; 0 reads as OTK_KIND_PASSWORD */
     uint8_t ak[OTK_AK_LEN];
     otk_cloud cloud;
+    const uint8_t *cert; /* kind 2 */
+    uint16_t cert_len;
+    uint8_t ca_pin[OTK_PIN_LEN];
 } otk_keyset;
 
 /* Overwrites memory in a way the compiler may not elide. */

@@ -46,12 +46,19 @@ enum otk_msg_type {
 #define OTK_NOTIFY_LEN 38u
 #define OTK_STATUS_LEN 40u
 #define OTK_ERROR_LEN 22u
+/* Version 2 (docs/protocol.md §11.2). */
+#define OTK_CLAIM2_LEN 250u
+#define OTK_UPDATE_REQ2_LEN 119u     /* without a key */
+#define OTK_UPDATE_REQ2_KEY_LEN 247u /* with D_pub and pop */
+#define OTK_NOTIFY2_LEN 40u
 /* CLAIM_RESP / UPDATE_RESP: RESP_FIXED_LEN + ct_len, ct_len = keyset + tag. */
 #define OTK_RESP_FIXED_LEN 152u
 #define OTK_CT_MIN (OTK_KEYSET_FIXED_LEN + 3u + OTK_AEAD_TAG_LEN)
 #define OTK_CT_MAX (OTK_KEYSET_MAX_LEN + OTK_AEAD_TAG_LEN)
-#define OTK_RESP_MAX_LEN (OTK_RESP_FIXED_LEN + OTK_CT_MAX)
-/* Largest message of the protocol: a buffer this size holds any of them. */
+#define OTK_CT2_MIN (OTK_CT_MIN + 1u)
+#define OTK_CT2_MAX (OTK_KEYSET2_MAX_LEN + OTK_AEAD_TAG_LEN)
+#define OTK_RESP_MAX_LEN (OTK_RESP_FIXED_LEN + OTK_CT2_MAX)
+/* Largest message of either version: a buffer this size holds any of them. */
 #define OTK_MSG_MAX_LEN OTK_RESP_MAX_LEN
 
 /*
@@ -60,6 +67,7 @@ enum otk_msg_type {
  * ct points into the buffer that was decoded (no copy): valid while it is.
  */
 typedef struct otk_msg {
+    uint8_t proto;                      /* protocol version (byte 0); 0 encodes as 1 */
     uint8_t type;
     uint8_t device_id[OTK_DEVICE_ID_LEN];
     uint8_t batch_id[OTK_BATCH_ID_LEN]; /* CLAIM */
@@ -72,6 +80,11 @@ typedef struct otk_msg {
     uint16_t ct_len;
     uint8_t mac[OTK_MAC_LEN];           /* MACed types */
     uint8_t sig[OTK_SIG_LEN];           /* *_RESP, NACK */
+    /* version 2 */
+    uint8_t has_key;                    /* CLAIM (always 1), UPDATE_REQ (0 or 1) */
+    uint8_t dpub[OTK_PUB_LEN];          /* with has_key: the device's new certificate key */
+    uint8_t pop[OTK_SIG_LEN];           /* with has_key: ECDSA under D_priv (§11.2) */
+    uint8_t kind;                       /* NOTIFY: kind of the set waiting */
 } otk_msg;
 
 /*
@@ -92,10 +105,19 @@ OTK_CHECK_RETURN otk_status otk_msg_encode(const otk_msg *m, uint8_t *out, size_
 OTK_CHECK_RETURN otk_status otk_msg_decode(const uint8_t *in, size_t len, otk_msg *m);
 
 /*
- * Size of a message of this type (ct_len used by the *_RESP types only);
- * 0 for an unknown type.
+ * Size of a version 1 message of this type (ct_len used by the *_RESP
+ * types only); 0 for an unknown type.
  */
 size_t otk_msg_size(uint8_t type, size_t ct_len);
+
+/* Size of m as encoded (its proto, type, ct_len and has_key); 0 if invalid. */
+size_t otk_msg_size_of(const otk_msg *m);
+
+/*
+ * Offset of the proof of possession in a keyed version 2 CLAIM or
+ * UPDATE_REQ, i.e. the bytes it covers; 0 for any other message.
+ */
+size_t otk_msg_pop_offset(const uint8_t *msg, size_t len);
 
 /*
  * Offset of the authenticator (mac or sig) in an encoded message of this
@@ -118,6 +140,15 @@ const char *otk_msg_name(uint8_t type);
 OTK_CHECK_RETURN otk_status otk_keyset_encode(const otk_keyset *ks, uint8_t *out, size_t out_size,
                                               size_t *out_len);
 OTK_CHECK_RETURN otk_status otk_keyset_decode(const uint8_t *in, size_t len, otk_keyset *out);
+
+/*
+ * The same for a protocol version (1: §4.3, the kind must be 1; 2: §11.3,
+ * the kind byte first). A decoded kind 2 set's cert points into in.
+ */
+OTK_CHECK_RETURN otk_status otk_keyset_encode_v(const otk_keyset *ks, uint8_t proto, uint8_t *out,
+                                                size_t out_size, size_t *out_len);
+OTK_CHECK_RETURN otk_status otk_keyset_decode_v(const uint8_t *in, size_t len, uint8_t proto,
+                                                otk_keyset *out);
 
 /* Sets a cloud record's string fields from C strings; OTK_ERR_BAD_LENGTH / BAD_VALUE. */
 OTK_CHECK_RETURN otk_status otk_cloud_set(otk_cloud *c, uint32_t cloud_id, const char *host,

@@ -5,9 +5,13 @@
  */
 #include "internal.h"
 
-enum field { F_END = 0, F_BATCH, F_VERSION, F_NONCE, F_EPUB, F_CODE, F_REF, F_CT, F_MAC, F_SIG };
+enum field {
+    F_END = 0, F_BATCH, F_VERSION, F_NONCE, F_EPUB, F_CODE, F_REF, F_CT, F_MAC, F_SIG,
+    /* version 2 */
+    F_DPUB, F_POP, F_KEY, F_KIND
+};
 
-static const uint8_t layouts[OTK_MSG_TYPE_MAX + 1][6] = {
+static const uint8_t layouts[OTK_MSG_TYPE_MAX + 1][8] = {
     [OTK_MSG_CLAIM] = {F_BATCH, F_NONCE, F_EPUB, F_MAC},
     [OTK_MSG_CLAIM_RESP] = {F_VERSION, F_EPUB, F_CT, F_SIG},
     [OTK_MSG_UPDATE_REQ] = {F_VERSION, F_NONCE, F_EPUB, F_MAC},
@@ -20,6 +24,27 @@ static const uint8_t layouts[OTK_MSG_TYPE_MAX + 1][6] = {
     [OTK_MSG_STATUS] = {F_VERSION, F_CODE, F_MAC},
     [OTK_MSG_ERROR] = {F_REF, F_CODE},
 };
+
+/* Version 2 differs in three layouts (docs/protocol.md §11.2); F_KEY is a
+ * flag byte: D_pub and pop follow only when it is 1. */
+static const uint8_t layouts2[OTK_MSG_TYPE_MAX + 1][8] = {
+    [OTK_MSG_CLAIM] = {F_BATCH, F_NONCE, F_EPUB, F_DPUB, F_POP, F_MAC},
+    [OTK_MSG_CLAIM_RESP] = {F_VERSION, F_EPUB, F_CT, F_SIG},
+    [OTK_MSG_UPDATE_REQ] = {F_VERSION, F_NONCE, F_EPUB, F_KEY, F_DPUB, F_POP, F_MAC},
+    [OTK_MSG_UPDATE_RESP] = {F_VERSION, F_EPUB, F_CT, F_SIG},
+    [OTK_MSG_CONFIRM] = {F_VERSION, F_MAC},
+    [OTK_MSG_ABORT] = {F_VERSION, F_CODE, F_MAC},
+    [OTK_MSG_ACK] = {F_VERSION, F_MAC},
+    [OTK_MSG_NACK] = {F_VERSION, F_CODE, F_SIG},
+    [OTK_MSG_NOTIFY] = {F_VERSION, F_KIND, F_MAC},
+    [OTK_MSG_STATUS] = {F_VERSION, F_CODE, F_MAC},
+    [OTK_MSG_ERROR] = {F_REF, F_CODE},
+};
+
+static const uint8_t *layout(uint8_t proto, uint8_t type)
+{
+    return proto == OTK_PROTO_V2 ? layouts2[type] : layouts[type];
+}
 
 static const char *const names[OTK_MSG_TYPE_MAX + 1] = {
     "?", "CLAIM", "CLAIM_RESP", "UPDATE_REQ", "UPDATE_RESP", "CONFIRM",
@@ -43,8 +68,23 @@ static size_t field_size(uint8_t f, size_t ct_len)
     case F_CT: return 2 + ct_len;
     case F_MAC: return OTK_MAC_LEN;
     case F_SIG: return OTK_SIG_LEN;
+    case F_DPUB: return OTK_PUB_LEN;
+    case F_POP: return OTK_SIG_LEN;
+    case F_KEY: return 1;
+    case F_KIND: return 2; /* kind + reserved zero byte */
     default: return 0;
     }
+}
+
+/* Fields of a layout that are present: after a F_KEY of 0, D_pub and pop are not. */
+static int present(uint8_t f, int has_key)
+{
+    return has_key || (f != F_DPUB && f != F_POP);
+}
+
+static uint8_t proto_of(uint8_t proto)
+{
+    return proto == OTK_PROTO_V2 ? OTK_PROTO_V2 : OTK_PROTO_VERSION;
 }
 
 static int valid_type(uint8_t type)
@@ -52,15 +92,40 @@ static int valid_type(uint8_t type)
     return type >= 1 && type <= OTK_MSG_TYPE_MAX;
 }
 
-size_t otk_msg_size(uint8_t type, size_t ct_len)
+static size_t size_v(uint8_t proto, uint8_t type, size_t ct_len, int has_key)
 {
     size_t n = OTK_HDR_LEN;
     const uint8_t *f;
     if (!valid_type(type))
         return 0;
-    for (f = layouts[type]; *f != F_END; f++)
-        n += field_size(*f, ct_len);
+    /* A version 2 CLAIM always carries the key. */
+    if (proto == OTK_PROTO_V2 && type == OTK_MSG_CLAIM)
+        has_key = 1;
+    for (f = layout(proto, type); *f != F_END; f++)
+        if (present(*f, has_key))
+            n += field_size(*f, ct_len);
     return n;
+}
+
+size_t otk_msg_size(uint8_t type, size_t ct_len)
+{
+    return size_v(OTK_PROTO_VERSION, type, ct_len, 0);
+}
+
+size_t otk_msg_size_of(const otk_msg *m)
+{
+    return m ? size_v(proto_of(m->proto), m->type, m->ct_len, m->has_key != 0) : 0;
+}
+
+size_t otk_msg_pop_offset(const uint8_t *msg, size_t len)
+{
+    if (msg == NULL || len < OTK_HDR_LEN || msg[0] != OTK_PROTO_V2)
+        return 0;
+    if (msg[1] == OTK_MSG_CLAIM && len == OTK_CLAIM2_LEN)
+        return OTK_CLAIM2_LEN - OTK_MAC_LEN - OTK_SIG_LEN;
+    if (msg[1] == OTK_MSG_UPDATE_REQ && len == OTK_UPDATE_REQ2_KEY_LEN && msg[102] == 1)
+        return OTK_UPDATE_REQ2_KEY_LEN - OTK_MAC_LEN - OTK_SIG_LEN;
+    return 0;
 }
 
 size_t otk_msg_auth_offset(uint8_t type, size_t msg_len)
@@ -76,21 +141,28 @@ otk_status otk_msg_encode(const otk_msg *m, uint8_t *out, size_t out_size, size_
 {
     const uint8_t *f;
     size_t need, off = OTK_HDR_LEN;
+    uint8_t proto;
+    int has_key;
     if (m == NULL || out == NULL || out_len == NULL)
         return OTK_ERR_INVALID_ARGUMENT;
     if (!valid_type(m->type))
         return OTK_ERR_UNKNOWN_TYPE;
+    proto = proto_of(m->proto);
+    has_key = proto == OTK_PROTO_V2 && (m->type == OTK_MSG_CLAIM || m->has_key);
     if ((m->type == OTK_MSG_CLAIM_RESP || m->type == OTK_MSG_UPDATE_RESP) &&
-        (m->ct == NULL || m->ct_len < OTK_CT_MIN || m->ct_len > OTK_CT_MAX))
+        (m->ct == NULL || m->ct_len < (proto == OTK_PROTO_V2 ? OTK_CT2_MIN : OTK_CT_MIN) ||
+         m->ct_len > (proto == OTK_PROTO_V2 ? OTK_CT2_MAX : OTK_CT_MAX)))
         return OTK_ERR_BAD_LENGTH;
-    need = otk_msg_size(m->type, m->ct_len);
+    need = size_v(proto, m->type, m->ct_len, has_key);
     if (out_size < need)
         return OTK_ERR_BUFFER_TOO_SMALL;
-    out[0] = OTK_PROTO_VERSION;
+    out[0] = proto;
     out[1] = m->type;
     memcpy(out + 2, m->device_id, OTK_DEVICE_ID_LEN);
-    for (f = layouts[m->type]; *f != F_END; f++) {
+    for (f = layout(proto, m->type); *f != F_END; f++) {
         uint8_t *p = out + off;
+        if (!present(*f, has_key))
+            continue;
         switch (*f) {
         case F_BATCH: memcpy(p, m->batch_id, OTK_BATCH_ID_LEN); break;
         case F_VERSION: otk_put_u32(p, m->version); break;
@@ -104,6 +176,10 @@ otk_status otk_msg_encode(const otk_msg *m, uint8_t *out, size_t out_size, size_
             break;
         case F_MAC: memcpy(p, m->mac, OTK_MAC_LEN); break;
         case F_SIG: memcpy(p, m->sig, OTK_SIG_LEN); break;
+        case F_DPUB: memcpy(p, m->dpub, OTK_PUB_LEN); break;
+        case F_POP: memcpy(p, m->pop, OTK_SIG_LEN); break;
+        case F_KEY: p[0] = (uint8_t)has_key; break;
+        case F_KIND: p[0] = m->kind; p[1] = 0; break;
         default: return OTK_ERR_INTERNAL;
         }
         off += field_size(*f, m->ct_len);
@@ -116,25 +192,32 @@ otk_status otk_msg_decode(const uint8_t *in, size_t len, otk_msg *m)
 {
     const uint8_t *f;
     size_t off = OTK_HDR_LEN;
+    int has_key = 0;
     if (m == NULL || (in == NULL && len > 0))
         return OTK_ERR_INVALID_ARGUMENT;
     memset(m, 0, sizeof *m);
     if (len < OTK_HDR_LEN)
         return OTK_ERR_TRUNCATED;
-    if (in[0] != OTK_PROTO_VERSION)
+    if (in[0] != OTK_PROTO_VERSION && in[0] != OTK_PROTO_V2)
         return OTK_ERR_UNKNOWN_VERSION;
     if (!valid_type(in[1]))
         return OTK_ERR_UNKNOWN_TYPE;
+    m->proto = in[0];
     m->type = in[1];
     memcpy(m->device_id, in + 2, OTK_DEVICE_ID_LEN);
-    for (f = layouts[m->type]; *f != F_END; f++) {
+    if (m->proto == OTK_PROTO_V2 && m->type == OTK_MSG_CLAIM)
+        has_key = 1;
+    for (f = layout(m->proto, m->type); *f != F_END; f++) {
         const uint8_t *p = in + off;
         size_t left = len - off, sz;
+        if (!present(*f, has_key))
+            continue;
         if (*f == F_CT) {
             if (left < 2)
                 return OTK_ERR_TRUNCATED;
             m->ct_len = otk_get_u16(p);
-            if (m->ct_len < OTK_CT_MIN || m->ct_len > OTK_CT_MAX)
+            if (m->ct_len < (m->proto == OTK_PROTO_V2 ? OTK_CT2_MIN : OTK_CT_MIN) ||
+                m->ct_len > (m->proto == OTK_PROTO_V2 ? OTK_CT2_MAX : OTK_CT_MAX))
                 return OTK_ERR_BAD_LENGTH;
         }
         sz = field_size(*f, m->ct_len);
@@ -154,10 +237,23 @@ otk_status otk_msg_decode(const uint8_t *in, size_t len, otk_msg *m)
         case F_CT: m->ct = p + 2; break;
         case F_MAC: memcpy(m->mac, p, OTK_MAC_LEN); break;
         case F_SIG: memcpy(m->sig, p, OTK_SIG_LEN); break;
+        case F_DPUB: memcpy(m->dpub, p, OTK_PUB_LEN); break;
+        case F_POP: memcpy(m->pop, p, OTK_SIG_LEN); break;
+        case F_KEY:
+            if (p[0] > 1)
+                return OTK_ERR_BAD_VALUE;
+            has_key = p[0];
+            break;
+        case F_KIND:
+            m->kind = p[0];
+            if (p[1] != 0 || (p[0] != OTK_KIND_PASSWORD && p[0] != OTK_KIND_CERT))
+                return OTK_ERR_BAD_VALUE;
+            break;
         default: return OTK_ERR_INTERNAL;
         }
         off += sz;
     }
+    m->has_key = (uint8_t)has_key;
     if (off != len)
         return OTK_ERR_TRAILING;
     return OTK_OK;
@@ -223,18 +319,38 @@ static uint8_t *put_str(uint8_t *p, const char *s, uint8_t n)
     return p + n;
 }
 
-otk_status otk_keyset_encode(const otk_keyset *ks, uint8_t *out, size_t out_size, size_t *out_len)
+otk_status otk_keyset_encode_v(const otk_keyset *ks, uint8_t proto, uint8_t *out,
+                               size_t out_size, size_t *out_len)
 {
     const otk_cloud *c;
     size_t need;
     uint8_t *p = out;
+    uint8_t kind;
     if (ks == NULL || out == NULL || out_len == NULL)
         return OTK_ERR_INVALID_ARGUMENT;
     c = &ks->cloud;
-    OTK_TRY(check_cloud(c));
-    need = OTK_KEYSET_FIXED_LEN + c->host_len + c->user_len + c->secret_len;
+    kind = ks->kind ? ks->kind : OTK_KIND_PASSWORD;
+    if (proto != OTK_PROTO_V2 && kind != OTK_KIND_PASSWORD)
+        return OTK_ERR_BAD_VALUE; /* version 1 has only passwords */
+    if (kind == OTK_KIND_PASSWORD) {
+        OTK_TRY(check_cloud(c));
+        need = OTK_KEYSET_FIXED_LEN + c->host_len + c->user_len + c->secret_len;
+    } else if (kind == OTK_KIND_CERT) {
+        OTK_TRY(check_string(c->host, c->host_len, OTK_HOST_MAX));
+        if (ks->cert == NULL || ks->cert_len == 0 || ks->cert_len > OTK_CERT_MAX)
+            return OTK_ERR_BAD_LENGTH;
+        if (!(c->flags & OTK_CLOUD_FLAG_TLS))
+            return OTK_ERR_BAD_VALUE;
+        need = OTK_AK_LEN + 7u + 1u + c->host_len + 2u + ks->cert_len + OTK_PIN_LEN;
+    } else {
+        return OTK_ERR_BAD_VALUE;
+    }
+    if (proto == OTK_PROTO_V2)
+        need++;
     if (out_size < need)
         return OTK_ERR_BUFFER_TOO_SMALL;
+    if (proto == OTK_PROTO_V2)
+        *p++ = kind;
     memcpy(p, ks->ak, OTK_AK_LEN);
     p += OTK_AK_LEN;
     otk_put_u32(p, c->cloud_id);
@@ -242,10 +358,22 @@ otk_status otk_keyset_encode(const otk_keyset *ks, uint8_t *out, size_t out_size
     p[6] = c->flags;
     p += 7;
     p = put_str(p, c->host, c->host_len);
-    p = put_str(p, c->user, c->user_len);
-    p = put_str(p, c->secret, c->secret_len);
+    if (kind == OTK_KIND_PASSWORD) {
+        p = put_str(p, c->user, c->user_len);
+        p = put_str(p, c->secret, c->secret_len);
+    } else {
+        otk_put_u16(p, ks->cert_len);
+        memcpy(p + 2, ks->cert, ks->cert_len);
+        memcpy(p + 2 + ks->cert_len, ks->ca_pin, OTK_PIN_LEN);
+        p += 2u + ks->cert_len + OTK_PIN_LEN;
+    }
     *out_len = (size_t)(p - out);
     return OTK_OK;
+}
+
+otk_status otk_keyset_encode(const otk_keyset *ks, uint8_t *out, size_t out_size, size_t *out_len)
+{
+    return otk_keyset_encode_v(ks, OTK_PROTO_VERSION, out, out_size, out_len);
 }
 
 /* Reads one length-prefixed string into dst (max bytes + NUL). */
@@ -269,7 +397,7 @@ static otk_status get_str(const uint8_t **pp, size_t *left, char *dst, uint8_t *
     return OTK_OK;
 }
 
-otk_status otk_keyset_decode(const uint8_t *in, size_t len, otk_keyset *out)
+otk_status otk_keyset_decode_v(const uint8_t *in, size_t len, uint8_t proto, otk_keyset *out)
 {
     otk_keyset t;
     otk_status st;
@@ -278,6 +406,19 @@ otk_status otk_keyset_decode(const uint8_t *in, size_t len, otk_keyset *out)
     if (out == NULL || (in == NULL && len > 0))
         return OTK_ERR_INVALID_ARGUMENT;
     memset(&t, 0, sizeof t);
+    t.kind = OTK_KIND_PASSWORD;
+    if (proto == OTK_PROTO_V2) {
+        if (left < 1) {
+            st = OTK_ERR_TRUNCATED;
+            goto out;
+        }
+        t.kind = *p++;
+        left--;
+        if (t.kind != OTK_KIND_PASSWORD && t.kind != OTK_KIND_CERT) {
+            st = OTK_ERR_BAD_VALUE;
+            goto out;
+        }
+    }
     if (left < OTK_AK_LEN + 7u) {
         st = OTK_ERR_TRUNCATED;
         goto out;
@@ -289,10 +430,29 @@ otk_status otk_keyset_decode(const uint8_t *in, size_t len, otk_keyset *out)
     p += OTK_AK_LEN + 7u;
     left -= OTK_AK_LEN + 7u;
     st = get_str(&p, &left, t.cloud.host, &t.cloud.host_len, OTK_HOST_MAX);
-    if (st == OTK_OK)
+    if (st == OTK_OK && t.kind == OTK_KIND_PASSWORD) {
         st = get_str(&p, &left, t.cloud.user, &t.cloud.user_len, OTK_USER_MAX);
-    if (st == OTK_OK)
-        st = get_str(&p, &left, t.cloud.secret, &t.cloud.secret_len, OTK_SECRET_MAX);
+        if (st == OTK_OK)
+            st = get_str(&p, &left, t.cloud.secret, &t.cloud.secret_len, OTK_SECRET_MAX);
+    } else if (st == OTK_OK) {
+        /* certificate: cl, DER, ca_pin; a certificate cloud is reached over TLS only */
+        if (left < 2u)
+            st = OTK_ERR_TRUNCATED;
+        else if ((t.cert_len = otk_get_u16(p)) == 0 || t.cert_len > OTK_CERT_MAX)
+            st = OTK_ERR_BAD_LENGTH;
+        else if (left - 2u < (size_t)t.cert_len + OTK_PIN_LEN)
+            st = OTK_ERR_TRUNCATED;
+        else if (!(t.cloud.flags & OTK_CLOUD_FLAG_TLS))
+            st = OTK_ERR_BAD_VALUE;
+        if (st == OTK_OK) {
+            t.cert = p + 2;
+            memcpy(t.ca_pin, p + 2 + t.cert_len, OTK_PIN_LEN);
+            p += 2u + t.cert_len + OTK_PIN_LEN;
+            left -= 2u + t.cert_len + OTK_PIN_LEN;
+        }
+    }
+    if (st == OTK_OK && (t.cloud.flags & (uint8_t)~OTK_CLOUD_FLAG_TLS) && proto == OTK_PROTO_V2)
+        st = OTK_ERR_BAD_VALUE; /* reserved flag bits */
     if (st == OTK_OK && left != 0)
         st = OTK_ERR_TRAILING;
     if (st == OTK_OK) {
@@ -302,4 +462,9 @@ otk_status otk_keyset_decode(const uint8_t *in, size_t len, otk_keyset *out)
 out:
     otk_wipe(&t, sizeof t);
     return st;
+}
+
+otk_status otk_keyset_decode(const uint8_t *in, size_t len, otk_keyset *out)
+{
+    return otk_keyset_decode_v(in, len, OTK_PROTO_VERSION, out);
 }
