@@ -40,6 +40,65 @@ static int same_set(const otk_keyset *a, const otk_keyset *b)
 
 static otk_crypto no_crypto; /* the key store itself uses no cryptography */
 
+/*
+ * Certificate sets (format 2, docs/protocol.md §11.4): in the mixed sweep,
+ * even versions are certificate sets, every field derived from v: the
+ * plaintext v2 then the private key, at OTK_KS_BODY_OFF of a record buffer.
+ */
+static int mixed;
+static uint8_t record[OTK_KS_RECORD_MAX];
+
+static int is_cert(uint32_t v)
+{
+    return mixed && v % 2u == 0;
+}
+
+static void cert_of(uint32_t v, uint8_t *der, size_t *len, uint8_t priv[32])
+{
+    size_t i;
+    *len = 200u + (v * 37u) % 400u;
+    for (i = 0; i < *len; i++)
+        der[i] = (uint8_t)(v + i * 13u);
+    for (i = 0; i < 32; i++)
+        priv[i] = (uint8_t)(0xa5u ^ (v * 7u + i));
+}
+
+static size_t make_cert_body(uint32_t v, uint8_t *buf)
+{
+    otk_keyset ks;
+    uint8_t der[OTK_CERT_MAX], priv[32];
+    size_t len = 0, dlen;
+    make_set(v, &ks);
+    cert_of(v, der, &dlen, priv);
+    ks.kind = OTK_KIND_CERT;
+    ks.cert = der;
+    ks.cert_len = (uint16_t)dlen;
+    memset(ks.ca_pin, (int)v, sizeof ks.ca_pin);
+    if (otk_keyset_encode_v(&ks, OTK_PROTO_V2, buf + OTK_KS_BODY_OFF, OTK_KEYSET2_MAX_LEN, &len) !=
+        OTK_OK)
+        abort();
+    memcpy(buf + OTK_KS_BODY_OFF + len, priv, 32);
+    return len + 32;
+}
+
+/* A certificate set of version v loaded back: every field, the certificate and the key. */
+static int same_cert_set(const otk_keystore *st, int staged, const otk_keyset *got, uint32_t v)
+{
+    otk_keyset want;
+    uint8_t der[OTK_CERT_MAX], priv[32], d2[OTK_CERT_MAX], p2[32];
+    size_t dlen, d2len = 0;
+    make_set(v, &want);
+    cert_of(v, der, &dlen, priv);
+    if (got->kind != OTK_KIND_CERT || got->version != v || memcmp(got->ak, want.ak, 32) ||
+        got->cloud.cloud_id != want.cloud.cloud_id || strcmp(got->cloud.host, want.cloud.host) ||
+        got->cert_len != dlen || got->cert != NULL || got->ca_pin[0] != (uint8_t)v)
+        return 0;
+    if (otk_ks_read_cert(st, staged, d2, sizeof d2, &d2len) != OTK_OK || d2len != dlen ||
+        memcmp(d2, der, dlen) || otk_ks_read_key(st, staged, p2) != OTK_OK || memcmp(p2, priv, 32))
+        return 0;
+    return 1;
+}
+
 static void test_basics(uint32_t sector, uint32_t prog)
 {
     otk_flashsim f;
@@ -172,6 +231,9 @@ static otk_status apply(otk_keystore *ks, size_t i)
     otk_status st;
     switch (steps[i].op) {
     case S_STAGE:
+        if (is_cert(steps[i].v))
+            return otk_ks_stage_record(ks, steps[i].v, record, sizeof record,
+                                       make_cert_body(steps[i].v, record));
         make_set(steps[i].v, &s);
         st = otk_ks_stage(ks, &s);
         otk_wipe(&s, sizeof s);
@@ -180,7 +242,10 @@ static otk_status apply(otk_keystore *ks, size_t i)
         /* After a cut during staging, the set may need staging again first. */
         if (otk_ks_staged_version(ks) != steps[i].v && otk_ks_active_version(ks) != steps[i].v) {
             make_set(steps[i].v, &s);
-            st = otk_ks_stage(ks, &s);
+            st = is_cert(steps[i].v)
+                     ? otk_ks_stage_record(ks, steps[i].v, record, sizeof record,
+                                           make_cert_body(steps[i].v, record))
+                     : otk_ks_stage(ks, &s);
             if (st != OTK_OK)
                 return st;
         }
@@ -214,7 +279,8 @@ static unsigned long sweep(uint32_t sector, uint32_t prog, int tear, unsigned se
             size_t i;
             int fired = 0;
             uint32_t before, after;
-            CHECK(otk_flashsim_init(&f, 2 * (sector < 256 ? 256 : sector), sector, prog) == 0);
+            uint32_t slot = mixed ? 1024u : 256u;
+            CHECK(otk_flashsim_init(&f, 2 * (sector < slot ? slot : sector), sector, prog) == 0);
             otk_flashsim_port(&f, &no_crypto, &port);
             CHECK_OK(otk_ks_mount(&ks, &port));
             otk_flashsim_cut(&f, cut, tear, 1000u * seed + cut);
@@ -237,12 +303,14 @@ static unsigned long sweep(uint32_t sector, uint32_t prog, int tear, unsigned se
             if (otk_ks_active_version(&ks)) {
                 make_set(otk_ks_active_version(&ks), &want);
                 CHECK_OK(otk_ks_load(&ks, 0, &out));
-                CHECK(same_set(&out, &want));
+                CHECK(is_cert(out.version) ? same_cert_set(&ks, 0, &out, out.version)
+                                           : same_set(&out, &want));
             }
             if (otk_ks_staged_version(&ks)) {
                 make_set(otk_ks_staged_version(&ks), &want);
                 CHECK_OK(otk_ks_load(&ks, 1, &out));
-                CHECK(same_set(&out, &want));
+                CHECK(is_cert(out.version) ? same_cert_set(&ks, 1, &out, out.version)
+                                           : same_set(&out, &want));
             }
             /* Resume from the interrupted step; the sequence completes. */
             for (; i < NSTEPS; i++)
@@ -253,6 +321,58 @@ static unsigned long sweep(uint32_t sector, uint32_t prog, int tear, unsigned se
         }
     }
     return points;
+}
+
+/* Certificate records: what stage_record accepts, what load and the readers give back. */
+static void test_cert_records(void)
+{
+    otk_flashsim f;
+    otk_port port;
+    otk_keystore ks;
+    otk_keyset out;
+    uint8_t der[OTK_CERT_MAX];
+    size_t body, len = 0;
+    mixed = 1;
+    CHECK(otk_flashsim_init(&f, 2 * 1024, 1024, 8) == 0);
+    otk_flashsim_port(&f, &no_crypto, &port);
+    CHECK_OK(otk_ks_mount(&ks, &port));
+    body = make_cert_body(2, record);
+    CHECK_ST(otk_ks_stage_record(&ks, 2, record, 10, body), OTK_ERR_INVALID_ARGUMENT);
+    CHECK_ST(otk_ks_stage_record(&ks, 0, record, sizeof record, body), OTK_ERR_ROLLBACK);
+    CHECK_ST(otk_ks_stage_record(&ks, 2, record, sizeof record, body - 1), OTK_ERR_TRUNCATED);
+    CHECK_ST(otk_ks_stage_record(&ks, 2, record, sizeof record, body + 1), OTK_ERR_TRAILING);
+    CHECK_OK(otk_ks_stage_record(&ks, 2, record, sizeof record, make_cert_body(2, record)));
+    CHECK_OK(otk_ks_load(&ks, 1, &out));
+    CHECK(same_cert_set(&ks, 1, &out, 2));
+    CHECK_ST(otk_ks_read_cert(&ks, 1, der, 10, &len), OTK_ERR_BUFFER_TOO_SMALL);
+    CHECK_ST(otk_ks_read_cert(&ks, 0, der, sizeof der, &len), OTK_ERR_NO_KEYSET);
+    CHECK_OK(otk_ks_commit(&ks, 2));
+    CHECK_OK(otk_ks_mount(&ks, &port)); /* after a reboot */
+    CHECK(otk_ks_active_version(&ks) == 2);
+    CHECK_OK(otk_ks_load(&ks, 0, &out));
+    CHECK(same_cert_set(&ks, 0, &out, 2));
+    /* A password set has no certificate to read. */
+    {
+        otk_keyset p;
+        uint8_t priv[32];
+        make_set(3, &p);
+        CHECK_OK(otk_ks_stage(&ks, &p));
+        CHECK_ST(otk_ks_read_key(&ks, 1, priv), OTK_ERR_BAD_STATE);
+    }
+    /* A flipped bit in the certificate makes the record invalid. */
+    CHECK_OK(otk_ks_stage_record(&ks, 4, record, sizeof record, make_cert_body(4, record)));
+    f.mem[1024 + 8 + 12 + 120] ^= 0x01;
+    CHECK_OK(otk_ks_mount(&ks, &port));
+    CHECK(otk_ks_staged_version(&ks) == 0 && otk_ks_active_version(&ks) == 2);
+    /* A slot too small for a certificate record. */
+    otk_flashsim_free(&f);
+    CHECK(otk_flashsim_init(&f, 2 * 256, 256, 8) == 0);
+    otk_flashsim_port(&f, &no_crypto, &port);
+    CHECK_OK(otk_ks_mount(&ks, &port));
+    CHECK_ST(otk_ks_stage_record(&ks, 2, record, sizeof record, make_cert_body(2, record)),
+             OTK_ERR_BAD_LENGTH);
+    otk_flashsim_free(&f);
+    mixed = 0;
 }
 
 int main(void)
@@ -268,5 +388,12 @@ int main(void)
     points += sweep(4096, 8, 1, 4);
     points += sweep(128, 16, 1, 4);
     printf("key-store power-cut sweep: %lu cut points, torn and clean\n", points);
+    /* Password and certificate sets in turn (slots of 1 KiB and more). */
+    mixed = 1;
+    points = sweep(1024, 4, 0, 1);
+    points += sweep(1024, 16, 1, 8);
+    points += sweep(4096, 8, 1, 4);
+    printf("with certificate sets: %lu cut points, torn and clean\n", points);
+    test_cert_records();
     return CHECK_DONE();
 }

@@ -72,6 +72,31 @@ OTK_CHECK_RETURN otk_status otk_ks_discard(otk_keystore *ks, uint32_t version);
  */
 OTK_CHECK_RETURN otk_status otk_ks_load(const otk_keystore *ks, int staged, otk_keyset *out);
 
+/*
+ * Version 2 certificate sets (docs/protocol.md §11.4) are records of format
+ * 2: the key-set plaintext v2 (kind 2) followed by the device's private key.
+ * To keep them off the stack, the caller builds the record in a buffer of
+ * its own: it writes the body (plaintext, then the 32-byte private key) at
+ * buf + OTK_KS_BODY_OFF and calls otk_ks_stage_record, which writes the
+ * header and CRC around it (buf_size >= OTK_KS_RECORD_MAX) and programs it.
+ * A slot must then hold OTK_KS_RECORD_MAX bytes plus the marker.
+ */
+#define OTK_KS_BODY_OFF 12u
+#define OTK_KS_BODY2_MAX (OTK_KEYSET2_MAX_LEN + OTK_PRIV_LEN)
+#define OTK_KS_RECORD_MAX (OTK_KS_BODY_OFF + OTK_KS_BODY2_MAX + 4u + 16u)
+OTK_CHECK_RETURN otk_status otk_ks_stage_record(otk_keystore *ks, uint32_t version, uint8_t *buf,
+                                                size_t buf_size, size_t body_len);
+
+/*
+ * A certificate set's certificate (DER) and private key, read from flash
+ * (otk_ks_load gives its other fields, with cert NULL). OTK_ERR_BAD_STATE
+ * for a password set, OTK_ERR_BUFFER_TOO_SMALL for a short der buffer.
+ */
+OTK_CHECK_RETURN otk_status otk_ks_read_cert(const otk_keystore *ks, int staged, uint8_t *der,
+                                             size_t der_size, size_t *der_len);
+OTK_CHECK_RETURN otk_status otk_ks_read_key(const otk_keystore *ks, int staged,
+                                            uint8_t priv[OTK_PRIV_LEN]);
+
 /* Versions (0 when none). */
 uint32_t otk_ks_active_version(const otk_keystore *ks);
 uint32_t otk_ks_staged_version(const otk_keystore *ks);

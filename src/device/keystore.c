@@ -9,9 +9,13 @@
 
 #define REC_MAGIC 0x4f544b53u /* "OTKS" */
 #define REC_FORMAT 1u
+#define REC_FORMAT2 2u        /* a certificate set (docs/protocol.md §11.4) */
 #define REC_HDR_LEN 12u       /* magic, format, reserved, body length, version */
 #define REC_MAX (REC_HDR_LEN + OTK_KEYSET_MAX_LEN + 4u)
 #define MARKER_MAX 16u
+/* A certificate body up to the certificate: kind, AK, id, port, flags, host, cl. */
+#define CERT_HEAD_MAX (1u + OTK_AK_LEN + 7u + 1u + OTK_HOST_MAX + 2u)
+#define CERT_BODY_MIN (1u + OTK_AK_LEN + 7u + 1u + 1u + 2u + 1u + OTK_PIN_LEN + OTK_PRIV_LEN)
 
 uint32_t otk_crc32(uint32_t crc, const uint8_t *p, size_t n)
 {
@@ -60,15 +64,92 @@ static otk_status check_geometry(const otk_port *p)
  * OTK_ERR_CORRUPT when the slot holds no valid record, OTK_ERR_STORAGE
  * when the flash read fails.
  */
+/* CRC of a record of body_len bytes at off, read in small pieces. */
+static otk_status crc_of(const otk_port *p, uint32_t off, const uint8_t hdr[REC_HDR_LEN],
+                         uint32_t body_len, uint32_t *crc, uint32_t *stored)
+{
+    uint8_t chunk[64];
+    uint32_t done = 0, c = otk_crc32(0, hdr, REC_HDR_LEN);
+    while (done < body_len) {
+        uint32_t n = body_len - done < sizeof chunk ? body_len - done : (uint32_t)sizeof chunk;
+        if (p->flash_read(p->ctx, off + REC_HDR_LEN + done, chunk, n) != 0)
+            return OTK_ERR_STORAGE;
+        c = otk_crc32(c, chunk, n);
+        done += n;
+    }
+    if (p->flash_read(p->ctx, off + REC_HDR_LEN + body_len, chunk, 4) != 0)
+        return OTK_ERR_STORAGE;
+    *crc = c;
+    *stored = otk_get_u32(chunk);
+    otk_wipe(chunk, sizeof chunk);
+    return OTK_OK;
+}
+
+/*
+ * A format 2 body (whose CRC checked): the fields before the certificate,
+ * the certificate's length and the pin; the certificate and the private
+ * key stay in flash. The lengths must add up to body_len exactly.
+ */
+static otk_status read_cert_body(const otk_port *p, uint32_t off, uint32_t body_len,
+                                 otk_keyset *set)
+{
+    uint8_t head[CERT_HEAD_MAX];
+    uint32_t hl, cl, n = body_len < CERT_HEAD_MAX ? body_len : CERT_HEAD_MAX;
+    otk_status st = OTK_ERR_CORRUPT;
+    memset(set, 0, sizeof *set);
+    if (p->flash_read(p->ctx, off, head, n) != 0)
+        return OTK_ERR_STORAGE;
+    hl = head[1u + OTK_AK_LEN + 7u];
+    if (head[0] != OTK_KIND_CERT || hl == 0 || hl > OTK_HOST_MAX ||
+        1u + OTK_AK_LEN + 7u + 1u + hl + 2u > n || !(head[1u + OTK_AK_LEN + 6u] & OTK_CLOUD_FLAG_TLS))
+        goto out;
+    cl = otk_get_u16(head + 1u + OTK_AK_LEN + 7u + 1u + hl);
+    if (cl == 0 || cl > OTK_CERT_MAX ||
+        body_len != 1u + OTK_AK_LEN + 7u + 1u + hl + 2u + cl + OTK_PIN_LEN + OTK_PRIV_LEN)
+        goto out;
+    set->kind = OTK_KIND_CERT;
+    memcpy(set->ak, head + 1, OTK_AK_LEN);
+    set->cloud.cloud_id = otk_get_u32(head + 1 + OTK_AK_LEN);
+    set->cloud.port = otk_get_u16(head + 1 + OTK_AK_LEN + 4);
+    set->cloud.flags = head[1 + OTK_AK_LEN + 6];
+    set->cloud.host_len = (uint8_t)hl;
+    memcpy(set->cloud.host, head + 1u + OTK_AK_LEN + 8u, hl);
+    set->cert_len = (uint16_t)cl;
+    if (p->flash_read(p->ctx, off + body_len - OTK_PRIV_LEN - OTK_PIN_LEN, set->ca_pin,
+                      OTK_PIN_LEN) != 0) {
+        st = OTK_ERR_STORAGE;
+        goto out;
+    }
+    st = OTK_OK;
+out:
+    otk_wipe(head, sizeof head);
+    if (st != OTK_OK)
+        otk_wipe(set, sizeof *set);
+    return st;
+}
+
 static otk_status read_slot(const otk_port *p, uint8_t i, otk_keyset *set, int *committed)
 {
     uint8_t buf[MARKER_MAX + REC_MAX];
-    uint32_t base = i * slot_size(p), m = marker_len(p), body_len, j;
+    uint32_t base = i * slot_size(p), m = marker_len(p), body_len, j, crc = 0, stored = 1;
     otk_status st = OTK_ERR_CORRUPT;
     uint8_t *rec = buf + m;
     if (p->flash_read(p->ctx, base, buf, m + REC_HDR_LEN) != 0)
         return OTK_ERR_STORAGE;
     body_len = otk_get_u16(rec + 6);
+    if (otk_get_u32(rec) == REC_MAGIC && rec[4] == REC_FORMAT2 && rec[5] == 0 &&
+        body_len >= CERT_BODY_MIN && body_len <= OTK_KS_BODY2_MAX &&
+        m + REC_HDR_LEN + body_len + 4u <= slot_size(p) && otk_get_u32(rec + 8) != 0) {
+        /* A certificate set: checked in pieces, the body left in flash. */
+        st = crc_of(p, base + m, rec, body_len, &crc, &stored);
+        if (st == OTK_OK && crc != stored)
+            st = OTK_ERR_CORRUPT;
+        if (st == OTK_OK)
+            st = read_cert_body(p, base + m + REC_HDR_LEN, body_len, set);
+        if (st == OTK_OK)
+            set->version = otk_get_u32(rec + 8);
+        goto marker;
+    }
     if (otk_get_u32(rec) != REC_MAGIC || rec[4] != REC_FORMAT || rec[5] != 0 ||
         body_len < OTK_KEYSET_FIXED_LEN || body_len > OTK_KEYSET_MAX_LEN ||
         otk_get_u32(rec + 8) == 0)
@@ -82,12 +163,15 @@ static otk_status read_slot(const otk_port *p, uint8_t i, otk_keyset *set, int *
     if (otk_keyset_decode(rec + REC_HDR_LEN, body_len, set) != OTK_OK)
         goto out;
     set->version = otk_get_u32(rec + 8);
-    /* Committed only when every marker bit is cleared; a torn marker is not. */
-    *committed = 1;
-    for (j = 0; j < m; j++)
-        if (buf[j] != 0)
-            *committed = 0;
     st = OTK_OK;
+marker:
+    if (st == OTK_OK) {
+        /* Committed only when every marker bit is cleared; a torn marker is not. */
+        *committed = 1;
+        for (j = 0; j < m; j++)
+            if (buf[j] != 0)
+                *committed = 0;
+    }
 out:
     otk_wipe(buf, sizeof buf);
     return st;
@@ -143,33 +227,30 @@ static otk_status erase_slot(const otk_keystore *ks, uint8_t i)
     return OTK_OK;
 }
 
-otk_status otk_ks_stage(otk_keystore *ks, const otk_keyset *set)
+/*
+ * Writes the header and CRC around body_len bytes at rec + REC_HDR_LEN,
+ * pads to the program unit, erases the inactive slot, programs the record
+ * and reads it back (its AK must be ak). rec must hold the padded record.
+ */
+static otk_status program_record(otk_keystore *ks, uint8_t format, uint32_t version, uint8_t *rec,
+                                 size_t rec_size, size_t body_len, const uint8_t *ak)
 {
-    uint8_t rec[REC_MAX + MARKER_MAX];
-    const otk_port *p;
+    const otk_port *p = ks->port;
     otk_keyset check;
-    size_t body_len = 0;
-    uint32_t len;
+    uint32_t len = round_up((uint32_t)(REC_HDR_LEN + body_len + 4u), p->prog_size), i;
     uint8_t slot;
     int committed = 0;
     otk_status st;
-    if (ks == NULL || set == NULL || !ks->mounted)
-        return OTK_ERR_INVALID_ARGUMENT;
-    p = ks->port;
-    if (set->version == 0 || (ks->active != OTK_SLOT_NONE && set->version <= ks->active_version))
-        return OTK_ERR_ROLLBACK;
-    memset(rec, 0xFF, sizeof rec);
+    if (len > rec_size || marker_len(p) + len > slot_size(p))
+        return OTK_ERR_BAD_LENGTH;
     otk_put_u32(rec, REC_MAGIC);
-    rec[4] = REC_FORMAT;
+    rec[4] = format;
     rec[5] = 0;
-    otk_put_u32(rec + 8, set->version);
-    st = otk_keyset_encode(set, rec + REC_HDR_LEN, OTK_KEYSET_MAX_LEN, &body_len);
-    if (st != OTK_OK)
-        goto out;
     otk_put_u16(rec + 6, (uint16_t)body_len);
+    otk_put_u32(rec + 8, version);
     otk_put_u32(rec + REC_HDR_LEN + body_len, otk_crc32(0, rec, REC_HDR_LEN + body_len));
-    len = round_up((uint32_t)(REC_HDR_LEN + body_len + 4u), p->prog_size);
-
+    for (i = (uint32_t)(REC_HDR_LEN + body_len + 4u); i < len; i++)
+        rec[i] = 0xFF;
     slot = ks->active == OTK_SLOT_NONE ? (ks->staged == OTK_SLOT_NONE ? 0 : ks->staged)
                                        : (uint8_t)(1u - ks->active);
     /* From here the slot's old content is gone, whatever happens next. */
@@ -184,18 +265,55 @@ otk_status otk_ks_stage(otk_keystore *ks, const otk_keyset *set)
     }
     /* Read back: a record that does not verify is never reported staged. */
     st = read_slot(p, slot, &check, &committed);
-    if (st == OTK_OK && (check.version != set->version || committed ||
-                         otk_ct_compare(check.ak, set->ak, OTK_AK_LEN) != 0))
+    if (st == OTK_OK && (check.version != version || committed ||
+                         otk_ct_compare(check.ak, ak, OTK_AK_LEN) != 0))
         st = OTK_ERR_STORAGE;
     else if (st == OTK_ERR_CORRUPT)
         st = OTK_ERR_STORAGE;
     otk_wipe(&check, sizeof check);
     if (st == OTK_OK) {
         ks->staged = slot;
-        ks->staged_version = set->version;
+        ks->staged_version = version;
     }
 out:
+    return st;
+}
+
+otk_status otk_ks_stage(otk_keystore *ks, const otk_keyset *set)
+{
+    uint8_t rec[REC_MAX + MARKER_MAX];
+    size_t body_len = 0;
+    otk_status st;
+    if (ks == NULL || set == NULL || !ks->mounted)
+        return OTK_ERR_INVALID_ARGUMENT;
+    if (set->version == 0 || (ks->active != OTK_SLOT_NONE && set->version <= ks->active_version))
+        return OTK_ERR_ROLLBACK;
+    st = otk_keyset_encode(set, rec + REC_HDR_LEN, OTK_KEYSET_MAX_LEN, &body_len);
+    if (st == OTK_OK)
+        st = program_record(ks, REC_FORMAT, set->version, rec, sizeof rec, body_len, set->ak);
     otk_wipe(rec, sizeof rec);
+    return st;
+}
+
+otk_status otk_ks_stage_record(otk_keystore *ks, uint32_t version, uint8_t *buf, size_t buf_size,
+                               size_t body_len)
+{
+    otk_keyset chk;
+    otk_status st;
+    if (ks == NULL || buf == NULL || !ks->mounted || buf_size < OTK_KS_BODY_OFF + body_len + 4u)
+        return OTK_ERR_INVALID_ARGUMENT;
+    if (version == 0 || (ks->active != OTK_SLOT_NONE && version <= ks->active_version))
+        return OTK_ERR_ROLLBACK;
+    if (body_len < CERT_BODY_MIN || body_len > OTK_KS_BODY2_MAX)
+        return OTK_ERR_BAD_LENGTH;
+    /* The body must be a certificate set's plaintext and key (§11.4). */
+    chk.version = 0;
+    st = otk_keyset_decode_v(buf + OTK_KS_BODY_OFF, body_len - OTK_PRIV_LEN, OTK_PROTO_V2, &chk);
+    if (st == OTK_OK && chk.kind != OTK_KIND_CERT)
+        st = OTK_ERR_BAD_VALUE;
+    if (st == OTK_OK)
+        st = program_record(ks, REC_FORMAT2, version, buf, buf_size, body_len, chk.ak);
+    otk_wipe(&chk, sizeof chk);
     return st;
 }
 
@@ -260,6 +378,73 @@ otk_status otk_ks_load(const otk_keystore *ks, int staged, otk_keyset *out)
     if (st != OTK_OK)
         otk_wipe(out, sizeof *out);
     return st;
+}
+
+/*
+ * Where a certificate set's certificate and key lie in flash: checks the
+ * record again (CRC, layout) before reporting them.
+ */
+static otk_status cert_place(const otk_keystore *ks, int staged, uint32_t *der_off,
+                             uint32_t *der_len, uint32_t *key_off)
+{
+    otk_keyset set;
+    const otk_port *p;
+    uint8_t hdr[REC_HDR_LEN];
+    uint32_t base, want;
+    uint8_t slot;
+    int committed = 0;
+    otk_status st;
+    if (ks == NULL || !ks->mounted)
+        return OTK_ERR_INVALID_ARGUMENT;
+    slot = staged ? ks->staged : ks->active;
+    want = staged ? ks->staged_version : ks->active_version;
+    if (slot == OTK_SLOT_NONE)
+        return OTK_ERR_NO_KEYSET;
+    p = ks->port;
+    st = read_slot(p, slot, &set, &committed);
+    if (st == OTK_OK && set.version != want)
+        st = OTK_ERR_CORRUPT;
+    if (st == OTK_OK && set.kind != OTK_KIND_CERT)
+        st = OTK_ERR_BAD_STATE;
+    base = slot * slot_size(p) + marker_len(p);
+    if (st == OTK_OK && p->flash_read(p->ctx, base, hdr, REC_HDR_LEN) != 0)
+        st = OTK_ERR_STORAGE;
+    if (st == OTK_OK) {
+        uint32_t body_len = otk_get_u16(hdr + 6);
+        *der_off = base + REC_HDR_LEN + 1u + OTK_AK_LEN + 7u + 1u + set.cloud.host_len + 2u;
+        *der_len = set.cert_len;
+        *key_off = base + REC_HDR_LEN + body_len - OTK_PRIV_LEN;
+    }
+    otk_wipe(&set, sizeof set);
+    return st;
+}
+
+otk_status otk_ks_read_cert(const otk_keystore *ks, int staged, uint8_t *der, size_t der_size,
+                            size_t *der_len)
+{
+    uint32_t off = 0, n = 0, key = 0;
+    if (der == NULL || der_len == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    OTK_TRY(cert_place(ks, staged, &off, &n, &key));
+    if (der_size < n)
+        return OTK_ERR_BUFFER_TOO_SMALL;
+    if (ks->port->flash_read(ks->port->ctx, off, der, n) != 0)
+        return OTK_ERR_STORAGE;
+    *der_len = n;
+    return OTK_OK;
+}
+
+otk_status otk_ks_read_key(const otk_keystore *ks, int staged, uint8_t priv[OTK_PRIV_LEN])
+{
+    uint32_t off = 0, n = 0, key = 0;
+    if (priv == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    OTK_TRY(cert_place(ks, staged, &off, &n, &key));
+    if (ks->port->flash_read(ks->port->ctx, key, priv, OTK_PRIV_LEN) != 0) {
+        otk_wipe(priv, OTK_PRIV_LEN);
+        return OTK_ERR_STORAGE;
+    }
+    return OTK_OK;
 }
 
 uint32_t otk_ks_active_version(const otk_keystore *ks)
