@@ -43,6 +43,7 @@ typedef struct otk_device_config {
     uint8_t agent_pub[OTK_PUB_LEN];  /* agent signing key */
     uint32_t retry_min_ms;           /* first retransmit delay; 0: 2000 */
     uint32_t retry_max_ms;           /* backoff ceiling; 0: 300000 */
+    uint8_t proto;                   /* protocol version spoken: 1 (0 reads as 1) or 2 */
 } otk_device_config;
 
 typedef enum otk_dev_state {
@@ -87,6 +88,11 @@ typedef struct otk_device {
     uint8_t eph_pub[OTK_PUB_LEN];
     uint8_t nonce[OTK_NONCE_LEN];
     uint8_t th[OTK_HASH_LEN]; /* transcript hash of the request in flight */
+    /* version 2: the certificate key of the request in flight (keyed requests) */
+    uint8_t want_key;         /* the next UPDATE_REQ carries a new key */
+    uint8_t keyed;            /* the request in flight carries dev_pub */
+    uint8_t dev_priv[OTK_PRIV_LEN];
+    uint8_t dev_pub[OTK_PUB_LEN];
 } otk_device;
 
 /*
@@ -104,7 +110,7 @@ otk_dev_state otk_device_state(const otk_device *d);
  * The message to send now, if any: the first CLAIM / UPDATE_REQ / CONFIRM /
  * ABORT of the current state, or its retransmission once the backoff has
  * elapsed (identical bytes, so the agent answers idempotently). *out_len
- * is 0 when there is nothing to send. out_size >= OTK_CLAIM_LEN suffices.
+ * is 0 when there is nothing to send. out_size >= OTK_CLAIM2_LEN suffices.
  */
 OTK_CHECK_RETURN otk_status otk_device_next(otk_device *d, uint8_t *out, size_t out_size,
                                             size_t *out_len);
@@ -115,6 +121,9 @@ OTK_CHECK_RETURN otk_status otk_device_poll(otk_device *d);
 /*
  * Processes one message from the agent. A reply to send at once (the
  * UPDATE_REQ answering a NOTIFY) is written to out (*out_len 0 if none).
+ * A response is decrypted (and a version 2 record built) in out, then
+ * wiped, not on the stack: out_size >= OTK_MSG_MAX_LEN suffices (version 1
+ * alone: 370).
  * Refusals: the codec errors, OTK_ERR_WRONG_DEVICE, OTK_ERR_UNEXPECTED (not
  * expected in this state or for this version), OTK_ERR_BAD_SIGNATURE,
  * OTK_ERR_BAD_MAC, OTK_ERR_ROLLBACK; the state is then unchanged.
@@ -137,6 +146,18 @@ OTK_CHECK_RETURN otk_status otk_device_proof(otk_device *d, otk_proof result, ui
  * OTK_ERR_NO_KEYSET when there is none.
  */
 OTK_CHECK_RETURN otk_status otk_device_cloud(const otk_device *d, int which, otk_cloud *out);
+
+/*
+ * Version 2 certificate sets: the kind of the active or staged set
+ * (OTK_KIND_*, 0 when none), its certificate (DER) and its private key, for
+ * the caller's TLS login to the cloud. The key stays the device's: nothing
+ * of the protocol sends it anywhere. OTK_ERR_BAD_STATE for a password set.
+ */
+uint8_t otk_device_kind(const otk_device *d, int which);
+OTK_CHECK_RETURN otk_status otk_device_cert(const otk_device *d, int which, uint8_t *der,
+                                            size_t der_size, size_t *der_len);
+OTK_CHECK_RETURN otk_status otk_device_cert_key(const otk_device *d, int which,
+                                                uint8_t priv[OTK_PRIV_LEN]);
 
 /* Version of the active or staged set, 0 when none. */
 uint32_t otk_device_version(const otk_device *d, int which);

@@ -25,12 +25,20 @@ static otk_status fatal(otk_device *d, otk_status st)
     return st;
 }
 
+static uint8_t proto(const otk_device *d)
+{
+    return d->cfg.proto == OTK_PROTO_V2 ? OTK_PROTO_V2 : OTK_PROTO_VERSION;
+}
+
 static void forget_request(otk_device *d)
 {
     otk_wipe(d->eph_priv, sizeof d->eph_priv);
     otk_wipe(d->eph_pub, sizeof d->eph_pub);
     otk_wipe(d->nonce, sizeof d->nonce);
     otk_wipe(d->th, sizeof d->th);
+    otk_wipe(d->dev_priv, sizeof d->dev_priv);
+    otk_wipe(d->dev_pub, sizeof d->dev_pub);
+    d->keyed = 0;
 }
 
 /* Enters a state whose message (type) is sent by otk_device_next. */
@@ -84,28 +92,48 @@ otk_dev_state otk_device_state(const otk_device *d)
 static void header(const otk_device *d, otk_msg *m, uint8_t type)
 {
     memset(m, 0, sizeof *m);
+    m->proto = proto(d);
     m->type = type;
     memcpy(m->device_id, d->cfg.device_id, OTK_DEVICE_ID_LEN);
 }
 
-/* Encodes m and MACs it with key (extra bytes bound as in the spec). */
+/*
+ * Encodes m and MACs it with key. A keyed version 2 request is first
+ * signed by the new key (pop), and the MAC then covers the pop too.
+ */
 static otk_status seal(const otk_device *d, const otk_msg *m, const uint8_t *key, uint8_t *out,
                        size_t out_size, size_t *out_len)
 {
-    size_t len = 0;
+    const otk_crypto *c = cry(d);
+    uint8_t digest[OTK_HASH_LEN];
+    size_t len = 0, pop;
     OTK_TRY(otk_msg_encode(m, out, out_size, &len));
-    OTK_TRY(otk_mac_write(cry(d), key, OTK_AK_LEN, out, otk_msg_auth_offset(m->type, len), NULL, 0));
+    if ((pop = otk_msg_pop_offset(out, len)) != 0) {
+        OTK_TRY(otk_pop_digest(c, out, pop, digest));
+        OTK_TRY(c->ecdsa_sign(c->ctx, d->dev_priv, digest, out + pop));
+    }
+    OTK_TRY(otk_mac_write(c, key, OTK_AK_LEN, out, otk_msg_auth_offset(m->type, len), NULL, 0));
     *out_len = len;
     return OTK_OK;
 }
 
-/* Starts a CLAIM or UPDATE_REQ: fresh nonce and ephemeral key. */
-static otk_status new_request(otk_device *d)
+/*
+ * Starts a CLAIM or UPDATE_REQ: fresh nonce and ephemeral key, and in
+ * version 2 a new certificate key pair for a claim or when the agent asked
+ * for a certificate set (NOTIFY of kind 2).
+ */
+static otk_status new_request(otk_device *d, int claim)
 {
     const otk_crypto *c = cry(d);
-    otk_status st = c->random(c->ctx, d->nonce, sizeof d->nonce);
+    otk_status st;
+    forget_request(d);
+    st = c->random(c->ctx, d->nonce, sizeof d->nonce);
     if (st == OTK_OK)
         st = c->ec_keygen(c->ctx, d->eph_priv, d->eph_pub);
+    if (st == OTK_OK && proto(d) == OTK_PROTO_V2 && (claim || d->want_key)) {
+        st = c->ec_keygen(c->ctx, d->dev_priv, d->dev_pub);
+        d->keyed = st == OTK_OK;
+    }
     if (st != OTK_OK)
         forget_request(d);
     return st;
@@ -127,6 +155,7 @@ static otk_status build(otk_device *d, uint8_t *out, size_t out_size, size_t *ou
         memcpy(m.batch_id, d->cfg.batch_id, OTK_BATCH_ID_LEN);
         memcpy(m.nonce, d->nonce, OTK_NONCE_LEN);
         memcpy(m.epub, d->eph_pub, OTK_PUB_LEN);
+        memcpy(m.dpub, d->dev_pub, OTK_PUB_LEN);
         st = seal(d, &m, d->cfg.pk, out, out_size, out_len);
         break;
     case OTK_MSG_UPDATE_REQ:
@@ -141,6 +170,10 @@ static otk_status build(otk_device *d, uint8_t *out, size_t out_size, size_t *ou
         m.code = d->abort_reason;
         memcpy(m.nonce, d->nonce, OTK_NONCE_LEN);
         memcpy(m.epub, d->eph_pub, OTK_PUB_LEN);
+        if (d->outbound == OTK_MSG_UPDATE_REQ && d->keyed) {
+            m.has_key = 1;
+            memcpy(m.dpub, d->dev_pub, OTK_PUB_LEN);
+        }
         st = seal(d, &m, ks.ak, out, out_size, out_len);
         otk_wipe(&ks, sizeof ks);
         break;
@@ -177,7 +210,7 @@ otk_status otk_device_next(otk_device *d, uint8_t *out, size_t out_size, size_t 
     if (d->sticky != OTK_OK)
         return d->sticky;
     if (d->state == OTK_DEV_UNCLAIMED || (d->state == OTK_DEV_READY && d->poll_wanted)) {
-        st = new_request(d);
+        st = new_request(d, d->state == OTK_DEV_UNCLAIMED);
         if (st != OTK_OK)
             return st;
         d->poll_wanted = 0;
@@ -207,15 +240,46 @@ otk_status otk_device_poll(otk_device *d)
     return OTK_OK;
 }
 
+/*
+ * A version 2 certificate set, opened in scratch at OTK_KS_BODY_OFF: its
+ * certificate must carry the key this request sent; the record (plaintext,
+ * then the private key) is built where it lies and staged.
+ */
+static otk_status stage_cert(otk_device *d, uint32_t version, uint8_t *scratch, size_t size,
+                             size_t pt_len, const otk_keyset *set)
+{
+    uint8_t point[1 + OTK_PUB_LEN];
+    size_t i;
+    int found = 0;
+    if (!d->keyed || set->cert == NULL || pt_len + OTK_PRIV_LEN + OTK_KS_BODY_OFF > size)
+        return OTK_ERR_BAD_VALUE;
+    /* The SubjectPublicKeyInfo holds the point uncompressed: 0x04 || X || Y. */
+    point[0] = 0x04;
+    memcpy(point + 1, d->dev_pub, OTK_PUB_LEN);
+    for (i = 0; !found && i + sizeof point <= set->cert_len; i++)
+        found = memcmp(set->cert + i, point, sizeof point) == 0;
+    if (!found)
+        return OTK_ERR_BAD_VALUE;
+    memcpy(scratch + OTK_KS_BODY_OFF + pt_len, d->dev_priv, OTK_PRIV_LEN);
+    return otk_ks_stage_record(&d->ks, version, scratch, size, pt_len + OTK_PRIV_LEN);
+}
+
 /* CLAIM_RESP / UPDATE_RESP: open, check the version, stage. */
-static otk_status on_response(otk_device *d, const otk_msg *m, const uint8_t *in, size_t len)
+static otk_status on_response(otk_device *d, const otk_msg *m, const uint8_t *in, size_t len,
+                              uint8_t *scratch, size_t scratch_size)
 {
     otk_keyset active, set;
     const uint8_t *ak = NULL;
+    uint8_t *pt = scratch + OTK_KS_BODY_OFF;
+    size_t pt_len = 0;
+    /* Version 1 needs room for its plaintext only, version 2 for a whole record. */
+    size_t need = m->proto == OTK_PROTO_V2 ? OTK_KS_RECORD_MAX : OTK_KS_BODY_OFF + OTK_KEYSET_MAX_LEN;
     otk_status st;
     int update = m->type == OTK_MSG_UPDATE_RESP;
     if (d->state != (update ? OTK_DEV_UPDATING : OTK_DEV_CLAIMING))
         return OTK_ERR_UNEXPECTED;
+    if (scratch_size < need)
+        return OTK_ERR_BUFFER_TOO_SMALL;
     memset(&active, 0, sizeof active);
     memset(&set, 0, sizeof set);
     if (update) {
@@ -224,20 +288,27 @@ static otk_status on_response(otk_device *d, const otk_msg *m, const uint8_t *in
             return fatal(d, st);
         ak = active.ak;
     }
-    st = otk_resp_open(cry(d), in, len, m, d->th, d->eph_priv, ak, d->cfg.agent_pub, &set);
-    if (st == OTK_OK && set.version <= otk_ks_active_version(&d->ks))
+    /* The plaintext goes to the caller's buffer, where its record is built. */
+    st = otk_resp_open_pt(cry(d), in, len, m, d->th, d->eph_priv, ak, d->cfg.agent_pub, pt,
+                          need - OTK_KS_BODY_OFF, &pt_len);
+    if (st == OTK_OK)
+        st = otk_keyset_decode_v(pt, pt_len, m->proto, &set);
+    if (st == OTK_OK && (set.version = m->version) <= otk_ks_active_version(&d->ks))
         st = OTK_ERR_ROLLBACK;
     if (st == OTK_OK) {
-        st = otk_ks_stage(&d->ks, &set);
+        st = set.kind == OTK_KIND_CERT ? stage_cert(d, m->version, scratch, scratch_size, pt_len, &set)
+                                       : otk_ks_stage(&d->ks, &set);
         if (st == OTK_OK) {
             forget_request(d);
+            d->want_key = 0;
             expect(d, OTK_DEV_PROVE, 0);
-        } else {
+        } else if (st != OTK_ERR_BAD_VALUE) {
             st = fatal(d, st);
         }
     }
     otk_wipe(&active, sizeof active);
     otk_wipe(&set, sizeof set);
+    otk_wipe(scratch, need);
     return st;
 }
 
@@ -311,20 +382,31 @@ otk_status otk_device_receive(otk_device *d, const uint8_t *in, size_t in_len, u
     OTK_TRY(otk_msg_decode(in, in_len, &m));
     if (otk_ct_compare(m.device_id, d->cfg.device_id, OTK_DEVICE_ID_LEN) != 0)
         return OTK_ERR_WRONG_DEVICE;
+    /* A device speaks one version; an ERROR of either is recorded. */
+    if (m.proto != proto(d) && m.type != OTK_MSG_ERROR)
+        return OTK_ERR_UNKNOWN_VERSION;
     switch (m.type) {
     case OTK_MSG_CLAIM_RESP:
     case OTK_MSG_UPDATE_RESP:
-        return on_response(d, &m, in, in_len);
+        return on_response(d, &m, in, in_len, out, out_size);
     case OTK_MSG_ACK:
         return on_ack(d, &m, in, in_len);
     case OTK_MSG_NACK:
         return on_nack(d, &m, in);
     case OTK_MSG_NOTIFY:
-        if (d->state == OTK_DEV_UPDATING)
-            return OTK_OK; /* already asking */
-        if (d->state != OTK_DEV_READY || m.version != otk_ks_active_version(&d->ks))
+        /* Already asking, with a key if a certificate set waits: nothing to do. */
+        if (d->state == OTK_DEV_UPDATING && (m.kind != OTK_KIND_CERT || d->keyed))
+            return OTK_OK;
+        if ((d->state != OTK_DEV_READY && d->state != OTK_DEV_UPDATING) ||
+            m.version != otk_ks_active_version(&d->ks))
             return OTK_ERR_UNEXPECTED;
         OTK_TRY(check_mac(d, 0, in, in_len, NULL, 0));
+        /* A certificate set waits: ask again, with a new key (§11.2). */
+        d->want_key = m.kind == OTK_KIND_CERT;
+        if (d->state == OTK_DEV_UPDATING) {
+            forget_request(d);
+            expect(d, OTK_DEV_READY, 0);
+        }
         d->poll_wanted = 1;
         return otk_device_next(d, out, out_size, out_len);
     case OTK_MSG_STATUS:
@@ -385,6 +467,32 @@ otk_status otk_device_cloud(const otk_device *d, int which, otk_cloud *out)
         *out = ks.cloud;
     otk_wipe(&ks, sizeof ks);
     return st;
+}
+
+uint8_t otk_device_kind(const otk_device *d, int which)
+{
+    otk_keyset ks;
+    uint8_t kind = 0;
+    if (d != NULL && d->state != OTK_DEV_UNINIT &&
+        otk_ks_load(&d->ks, which == OTK_SET_STAGED, &ks) == OTK_OK)
+        kind = ks.kind ? ks.kind : OTK_KIND_PASSWORD;
+    otk_wipe(&ks, sizeof ks);
+    return kind;
+}
+
+otk_status otk_device_cert(const otk_device *d, int which, uint8_t *der, size_t der_size,
+                           size_t *der_len)
+{
+    if (d == NULL || d->state == OTK_DEV_UNINIT)
+        return OTK_ERR_BAD_STATE;
+    return otk_ks_read_cert(&d->ks, which == OTK_SET_STAGED, der, der_size, der_len);
+}
+
+otk_status otk_device_cert_key(const otk_device *d, int which, uint8_t priv[OTK_PRIV_LEN])
+{
+    if (d == NULL || d->state == OTK_DEV_UNINIT)
+        return OTK_ERR_BAD_STATE;
+    return otk_ks_read_key(&d->ks, which == OTK_SET_STAGED, priv);
 }
 
 uint32_t otk_device_version(const otk_device *d, int which)
