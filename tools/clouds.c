@@ -40,6 +40,24 @@ static otk_status route_remove(void *ctx, uint32_t cloud_id, const char *user)
     return c->dynsec ? c->ds.remove(c->ds.ctx, cloud_id, user) : OTK_ERR_CLOUD;
 }
 
+/* Certificates: only a certificate cloud issues them (none is configured here yet). */
+static otk_status route_issue_cert(void *ctx, const uint8_t id[16], uint32_t cloud_id,
+                                   const uint8_t dpub[64], uint8_t *der, size_t der_size,
+                                   size_t *der_len, char serial[OTK_USER_MAX + 1],
+                                   uint8_t ca_pin[OTK_PIN_LEN])
+{
+    (void)ctx;
+    (void)id;
+    (void)cloud_id;
+    (void)dpub;
+    (void)der;
+    (void)der_size;
+    (void)der_len;
+    (void)serial;
+    (void)ca_pin;
+    return OTK_ERR_CLOUD;
+}
+
 /* A password-file cloud queues creates: one may have been lost by a restart. */
 static otk_status route_ensure(void *ctx, const uint8_t id[16], const otk_cloud *creds)
 {
@@ -94,6 +112,7 @@ void otk_clouds_adapter(otk_clouds *c, otk_cloud_adapter *out)
     out->create = route_create;
     out->remove = route_remove;
     out->ensure = route_ensure;
+    out->issue_cert = route_issue_cert;
 }
 
 int otk_clouds_have_files(const otk_clouds *c)

@@ -455,7 +455,7 @@ static int cmd_device_update(args *a)
     otk_agent agent;
     otk_agent_config cfg;
     otk_registry reg;
-    otk_cloud_adapter none = {NULL, no_cloud_create, no_cloud_remove, NULL};
+    otk_cloud_adapter none = {NULL, no_cloud_create, no_cloud_remove, NULL, NULL};
     uint8_t id[16], out[OTK_MSG_MAX_LEN];
     long target = 0;
     int i, rc, failed = 0, done = 0;
@@ -572,7 +572,7 @@ static int cmd_device_revoke(args *a)
     otk_agent agent;
     otk_agent_config ac;
     otk_registry reg;
-    otk_cloud_adapter cloud = {NULL, revoke_create, revoke_remove, NULL};
+    otk_cloud_adapter cloud = {NULL, revoke_create, revoke_remove, NULL, NULL};
     revoke_clouds rc;
     uint8_t id[16];
     char err[512], *end = NULL;
@@ -656,7 +656,7 @@ static int cmd_allow_reclaim(args *a)
     otk_agent agent;
     otk_agent_config cfg;
     otk_registry reg;
-    otk_cloud_adapter none = {NULL, no_cloud_create, no_cloud_remove, NULL};
+    otk_cloud_adapter none = {NULL, no_cloud_create, no_cloud_remove, NULL, NULL};
     uint8_t id[16];
     otk_status st;
     int rc;

@@ -53,6 +53,11 @@ typedef struct otk_agent_device {
     uint8_t has_stale;        /* old credentials still to delete */
     uint32_t stale_cloud;
     char stale_user[OTK_USER_MAX + 1];
+    /* Protocol version 2 (docs/protocol.md §11) */
+    uint8_t proto;            /* highest version the device authenticated with (0: 1) */
+    uint8_t pending_dpub[OTK_PUB_LEN]; /* kind 2: the key the pending certificate is for */
+    uint16_t pending_cert_len;
+    uint8_t pending_cert[OTK_CERT_MAX]; /* kind 2: the pending certificate (pending.cert is NULL) */
 } otk_agent_device;
 
 /* Audit events (stored with the device id, version and status code). */
@@ -100,6 +105,11 @@ typedef struct otk_registry {
 typedef struct otk_cloud_adapter {
     void *ctx;
     otk_status (*create)(void *ctx, const uint8_t device_id[16], const otk_cloud *creds);
+    /*
+     * remove: user is the client's user name, or for a certificate set the
+     * certificate's serial number (hex) that issue_cert gave: the cloud then
+     * refuses that certificate (revocation list).
+     */
     otk_status (*remove)(void *ctx, uint32_t cloud_id, const char *user);
     /*
      * Optional (NULL: nothing to do). Called before a cached response is
@@ -107,6 +117,17 @@ typedef struct otk_cloud_adapter {
      * create only takes effect later (a restart in between could lose it).
      */
     otk_status (*ensure)(void *ctx, const uint8_t device_id[16], const otk_cloud *creds);
+    /*
+     * Certificate clouds (kind 2; NULL when the agent has none): issues the
+     * device's client certificate for dpub on cloud_id, subject
+     * CN=hex(device_id), a serial number unique on that cloud (its hex in
+     * serial), and gives the pin of the CA that signed the cloud's server
+     * certificate (all zero: none). OTK_ERR_CLOUD on failure.
+     */
+    otk_status (*issue_cert)(void *ctx, const uint8_t device_id[16], uint32_t cloud_id,
+                             const uint8_t dpub[OTK_PUB_LEN], uint8_t *der, size_t der_size,
+                             size_t *der_len, char serial[OTK_USER_MAX + 1],
+                             uint8_t ca_pin[OTK_PIN_LEN]);
 } otk_cloud_adapter;
 
 /* A cloud platform the agent can assign (credentials are per device). */
@@ -115,6 +136,7 @@ typedef struct otk_cloud_endpoint {
     char host[OTK_HOST_MAX + 1];
     uint16_t port;
     uint8_t flags;
+    uint8_t kind; /* OTK_KIND_*: sets this cloud takes (0 reads as password) */
 } otk_cloud_endpoint;
 
 #define OTK_AGENT_MAX_CLOUDS 8
@@ -182,6 +204,18 @@ OTK_CHECK_RETURN otk_status otk_agent_allow_reclaim(otk_agent *a, const uint8_t 
  * revoked device's want CLEANUP is cleared (audited as CLOUD_CLEANUP).
  */
 OTK_CHECK_RETURN otk_status otk_agent_cleanup(otk_agent *a, const uint8_t id[16]);
+
+/*
+ * A record's pending set as the registries store it: a password set as the
+ * version 1 plaintext, a certificate set as the version 2 plaintext with
+ * its certificate (kind: what the store recorded, 0 or 1 for password;
+ * serial: the certificate's serial the store kept beside it, or NULL).
+ */
+OTK_CHECK_RETURN otk_status otk_agent_pending_encode(const otk_agent_device *d, uint8_t *out,
+                                                     size_t out_size, size_t *out_len);
+OTK_CHECK_RETURN otk_status otk_agent_pending_decode(otk_agent_device *d, int kind,
+                                                     const uint8_t *in, size_t len,
+                                                     const char *serial);
 
 /* ---- in-memory registry and cloud, for tests and tools ---- */
 

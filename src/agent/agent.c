@@ -49,6 +49,35 @@ static const otk_cloud_endpoint *endpoint(const otk_agent *a, uint32_t cloud_id)
     return NULL;
 }
 
+/* The kind of key set a cloud takes (docs/protocol.md §11.1). */
+static uint8_t kind_of(const otk_agent *a, uint32_t cloud_id)
+{
+    const otk_cloud_endpoint *ep = endpoint(a, cloud_id);
+    return ep != NULL && ep->kind == OTK_KIND_CERT ? OTK_KIND_CERT : OTK_KIND_PASSWORD;
+}
+
+static uint8_t proto_of(uint8_t p)
+{
+    return p == OTK_PROTO_V2 ? OTK_PROTO_V2 : OTK_PROTO_VERSION;
+}
+
+/*
+ * A keyed version 2 request: its pop must verify under the key it carries
+ * (the device holds that key, and binds it to this very request).
+ */
+static otk_status check_pop(otk_agent *a, const otk_msg *m, const uint8_t *in, size_t len)
+{
+    uint8_t digest[OTK_HASH_LEN];
+    size_t off;
+    if (!m->has_key)
+        return OTK_OK;
+    off = otk_msg_pop_offset(in, len);
+    if (off == 0)
+        return OTK_ERR_BAD_VALUE;
+    OTK_TRY(otk_pop_digest(a->crypto, in, off, digest));
+    return a->crypto->ecdsa_verify(a->crypto->ctx, m->dpub, digest, m->pop);
+}
+
 /* Unpadded base64url of n bytes into out (4 * ceil(n / 3) + 1 bytes). */
 static void base64url(const uint8_t *in, size_t n, char *out)
 {
@@ -97,13 +126,16 @@ static otk_status new_set(otk_agent *a, const uint8_t id[16], uint32_t cloud_id,
 }
 
 /* ACK, NOTIFY or STATUS: fixed header, version, code, MAC under key. */
-static otk_status mac_reply(otk_agent *a, uint8_t type, const uint8_t id[16], uint32_t version,
-                            otk_status code, const uint8_t *key, const uint8_t *extra,
-                            size_t extra_len, uint8_t *out, size_t out_size, size_t *out_len)
+static otk_status mac_reply_kind(otk_agent *a, uint8_t proto, uint8_t type, const uint8_t id[16],
+                                 uint32_t version, otk_status code, uint8_t kind,
+                                 const uint8_t *key, const uint8_t *extra, size_t extra_len,
+                                 uint8_t *out, size_t out_size, size_t *out_len)
 {
     otk_msg m;
     size_t len = 0;
     memset(&m, 0, sizeof m);
+    m.proto = proto_of(proto);
+    m.kind = kind ? kind : OTK_KIND_PASSWORD; /* NOTIFY v2 */
     m.type = type;
     memcpy(m.device_id, id, OTK_DEVICE_ID_LEN);
     m.version = version;
@@ -115,14 +147,24 @@ static otk_status mac_reply(otk_agent *a, uint8_t type, const uint8_t id[16], ui
     return OTK_OK;
 }
 
+static otk_status mac_reply(otk_agent *a, uint8_t proto, uint8_t type, const uint8_t id[16],
+                            uint32_t version, otk_status code, const uint8_t *key,
+                            const uint8_t *extra, size_t extra_len, uint8_t *out, size_t out_size,
+                            size_t *out_len)
+{
+    return mac_reply_kind(a, proto, type, id, version, code, 0, key, extra, extra_len, out,
+                          out_size, out_len);
+}
+
 /* NACK: signed, because the agent may no longer hold the AK of v. */
-static otk_status nack(otk_agent *a, const uint8_t id[16], uint32_t version, otk_status code,
-                       uint8_t *out, size_t out_size, size_t *out_len)
+static otk_status nack(otk_agent *a, uint8_t proto, const uint8_t id[16], uint32_t version,
+                       otk_status code, uint8_t *out, size_t out_size, size_t *out_len)
 {
     otk_msg m;
     uint8_t digest[32];
     size_t len = 0;
     memset(&m, 0, sizeof m);
+    m.proto = proto_of(proto);
     m.type = OTK_MSG_NACK;
     memcpy(m.device_id, id, OTK_DEVICE_ID_LEN);
     m.version = version;
@@ -141,52 +183,112 @@ static otk_status cloud_remove(otk_agent *a, const otk_cloud *c)
 }
 
 /*
- * Issues the pending set v = issued + 1 on cloud_id and its response:
- * cloud client first, then the record (with the audit event) in one
- * transaction. On failure the new client is removed and rec is unchanged.
+ * A certificate set for the key a request carries: AK, the cloud's
+ * endpoint, the certificate the cloud's CA issues (into rec's buffer) and
+ * its serial in cloud.user (what remove revokes).
+ */
+static otk_status new_cert_set(otk_agent *a, otk_agent_device *rec, uint32_t cloud_id,
+                               uint32_t version, const uint8_t dpub[OTK_PUB_LEN], otk_keyset *ks)
+{
+    const otk_cloud_endpoint *ep = endpoint(a, cloud_id);
+    size_t der_len = 0;
+    otk_status st;
+    if (ep == NULL)
+        return OTK_ERR_BAD_VALUE;
+    if (a->cloud.issue_cert == NULL)
+        return OTK_ERR_CLOUD;
+    memset(ks, 0, sizeof *ks);
+    ks->version = version;
+    ks->kind = OTK_KIND_CERT;
+    st = a->crypto->random(a->crypto->ctx, ks->ak, OTK_AK_LEN);
+    if (st != OTK_OK)
+        return st;
+    ks->cloud.cloud_id = cloud_id;
+    ks->cloud.port = ep->port;
+    ks->cloud.flags = (uint8_t)(ep->flags | OTK_CLOUD_FLAG_TLS);
+    ks->cloud.host_len = (uint8_t)strlen(ep->host);
+    memcpy(ks->cloud.host, ep->host, ks->cloud.host_len);
+    st = a->cloud.issue_cert(a->cloud.ctx, rec->id, cloud_id, dpub, rec->pending_cert,
+                             sizeof rec->pending_cert, &der_len, ks->cloud.user, ks->ca_pin);
+    if (st != OTK_OK || der_len == 0 || der_len > OTK_CERT_MAX) {
+        otk_wipe(ks, sizeof *ks);
+        return OTK_ERR_CLOUD;
+    }
+    ks->cloud.user[OTK_USER_MAX] = '\0';
+    ks->cloud.user_len = (uint8_t)strlen(ks->cloud.user);
+    ks->cert = rec->pending_cert;
+    ks->cert_len = (uint16_t)der_len;
+    memcpy(rec->pending_dpub, dpub, OTK_PUB_LEN);
+    rec->pending_cert_len = (uint16_t)der_len;
+    return OTK_OK;
+}
+
+/*
+ * Issues the pending set v = issued + 1 on cloud_id and its response, in
+ * the request's protocol version: cloud client (or certificate) first,
+ * then the record (with the audit event) in one transaction. On failure
+ * the new client is removed and rec is unchanged.
  */
 static otk_status issue(otk_agent *a, otk_agent_device *rec, uint8_t resp_type, uint32_t cloud_id,
-                        const uint8_t th[32], const uint8_t dev_epub[64], uint8_t *out,
-                        size_t out_size, size_t *out_len)
+                        const otk_msg *req, const uint8_t th[32], uint8_t *out, size_t out_size,
+                        size_t *out_len)
 {
-    otk_agent_device next = *rec;
+    otk_agent_device *next = malloc(sizeof *next);
     otk_keyset ks;
     size_t len = 0;
-    int claim = resp_type == OTK_MSG_CLAIM_RESP;
-    otk_status st = new_set(a, rec->id, cloud_id, rec->issued_version + 1, &ks);
-    if (st != OTK_OK)
-        goto out;
-    st = a->cloud.create(a->cloud.ctx, rec->id, &ks.cloud);
-    if (st != OTK_OK) {
-        st = OTK_ERR_CLOUD;
-        goto out;
+    int claim = resp_type == OTK_MSG_CLAIM_RESP, created = 0;
+    otk_status st;
+    if (next == NULL)
+        abort();
+    *next = *rec;
+    memset(&ks, 0, sizeof ks);
+    if (kind_of(a, cloud_id) == OTK_KIND_CERT) {
+        /* A version 1 device cannot hold a certificate set; a version 2
+         * request without a key was answered with a NOTIFY before. */
+        st = proto_of(req->proto) != OTK_PROTO_V2 ? OTK_ERR_UNKNOWN_VERSION
+             : !req->has_key                   ? OTK_ERR_INTERNAL
+                                               : new_cert_set(a, next, cloud_id,
+                                                              rec->issued_version + 1, req->dpub, &ks);
+    } else {
+        st = new_set(a, rec->id, cloud_id, rec->issued_version + 1, &ks);
+        next->pending_cert_len = 0;
+        if (st == OTK_OK && a->cloud.create(a->cloud.ctx, rec->id, &ks.cloud) != OTK_OK)
+            st = OTK_ERR_CLOUD;
     }
-    st = otk_resp_build(a->crypto, resp_type, rec->id, th, dev_epub,
-                        claim ? NULL : rec->committed.ak, &ks, a->cfg.sign_priv, out, out_size, &len);
-    if (st == OTK_OK && len > sizeof next.pending_resp)
+    created = st == OTK_OK;
+    if (st == OTK_OK)
+        st = otk_resp_build_v(a->crypto, proto_of(req->proto), resp_type, rec->id, th, req->epub,
+                              claim ? NULL : rec->committed.ak, &ks, a->cfg.sign_priv, out,
+                              out_size, &len);
+    if (st == OTK_OK && len > sizeof next->pending_resp)
         st = OTK_ERR_INTERNAL;
     if (st == OTK_OK) {
-        next.issued_version = ks.version;
-        next.pending = ks;
-        next.has_pending = 1;
-        next.pending_claim = (uint8_t)claim;
-        memcpy(next.pending_th, th, OTK_HASH_LEN);
-        memcpy(next.pending_resp, out, len);
-        next.pending_resp_len = (uint16_t)len;
-        st = put(a, &next, claim ? OTK_AUD_CLAIM_ISSUED : OTK_AUD_UPDATE_ISSUED,
+        next->issued_version = ks.version;
+        next->pending = ks;
+        next->pending.cert = NULL; /* the record keeps the bytes (pending_cert) */
+        next->has_pending = 1;
+        next->pending_claim = (uint8_t)claim;
+        memcpy(next->pending_th, th, OTK_HASH_LEN);
+        memcpy(next->pending_resp, out, len);
+        next->pending_resp_len = (uint16_t)len;
+        if (claim)
+            next->proto = proto_of(req->proto);
+        st = put(a, next, claim ? OTK_AUD_CLAIM_ISSUED : OTK_AUD_UPDATE_ISSUED,
                  claim ? OTK_MSG_CLAIM : OTK_MSG_UPDATE_REQ, ks.version, OTK_OK);
     }
     if (st != OTK_OK) {
-        (void)cloud_remove(a, &ks.cloud);
+        if (created)
+            (void)cloud_remove(a, &ks.cloud);
         if (len)
             otk_wipe(out, len);
         goto out;
     }
-    *rec = next;
+    *rec = *next;
     *out_len = len;
 out:
     otk_wipe(&ks, sizeof ks);
-    otk_wipe(&next, sizeof next);
+    otk_wipe(next, sizeof *next);
+    free(next);
     return st;
 }
 
@@ -218,6 +320,10 @@ static otk_status on_claim(otk_agent *a, const otk_msg *m, const uint8_t *in, si
     otk_wipe(pk, sizeof pk);
     if (st != OTK_OK)
         return st;
+    OTK_TRY(check_pop(a, m, in, len));
+    /* A certificate-only claim cloud takes version 2 devices only. */
+    if (kind_of(a, a->cfg.claim_cloud) == OTK_KIND_CERT && proto_of(m->proto) != OTK_PROTO_V2)
+        return OTK_ERR_UNKNOWN_VERSION;
     OTK_TRY(otk_transcript(a->crypto, in, len, th));
     st = a->reg.get_device(a->reg.ctx, m->device_id, rec);
     if (st == OTK_ERR_NOT_FOUND) {
@@ -231,6 +337,8 @@ static otk_status on_claim(otk_agent *a, const otk_msg *m, const uint8_t *in, si
         return OTK_ERR_ALREADY_CLAIMED;
     } else if (rec->state == OTK_DS_REVOKED) {
         return OTK_ERR_REVOKED;
+    } else if (rec->state == OTK_DS_ACTIVE && proto_of(rec->proto) > proto_of(m->proto)) {
+        return OTK_ERR_UNKNOWN_VERSION; /* no downgrade of a device that used version 2 */
     } else if (rec->state == OTK_DS_ACTIVE && !rec->reclaim_allowed) {
         return OTK_ERR_ALREADY_CLAIMED; /* a clone, or a replay */
     } else if (rec->has_pending) {
@@ -245,8 +353,36 @@ static otk_status on_claim(otk_agent *a, const otk_msg *m, const uint8_t *in, si
         rec->has_pending = 0;
         rec->pending_resp_len = 0;
     }
-    return issue(a, rec, OTK_MSG_CLAIM_RESP, a->cfg.claim_cloud, th, m->epub, out, out_size,
-                 out_len);
+    return issue(a, rec, OTK_MSG_CLAIM_RESP, a->cfg.claim_cloud, m, th, out, out_size, out_len);
+}
+
+/* The pending set re-encrypted to a new request of the device's (it rebooted). */
+static otk_status resend_pending(otk_agent *a, const otk_msg *m, otk_agent_device *rec,
+                                 const uint8_t th[32], uint8_t *out, size_t out_size,
+                                 size_t *out_len)
+{
+    otk_keyset ks = rec->pending;
+    size_t n = 0;
+    otk_status st;
+    if (ks.kind == OTK_KIND_CERT) {
+        ks.cert = rec->pending_cert;
+        ks.cert_len = rec->pending_cert_len;
+    }
+    st = otk_resp_build_v(a->crypto, proto_of(m->proto), OTK_MSG_UPDATE_RESP, rec->id, th, m->epub,
+                          rec->committed.ak, &ks, a->cfg.sign_priv, out, out_size, &n);
+    otk_wipe(&ks, sizeof ks);
+    if (st == OTK_OK && n > sizeof rec->pending_resp)
+        st = OTK_ERR_INTERNAL;
+    if (st == OTK_OK) {
+        memcpy(rec->pending_th, th, OTK_HASH_LEN);
+        memcpy(rec->pending_resp, out, n);
+        rec->pending_resp_len = (uint16_t)n;
+        st = put(a, rec, 0, 0, 0, OTK_OK);
+    }
+    if (st != OTK_OK)
+        return st;
+    *out_len = n;
+    return OTK_OK;
 }
 
 static otk_status on_update_req(otk_agent *a, const otk_msg *m, const uint8_t *in, size_t len,
@@ -254,49 +390,62 @@ static otk_status on_update_req(otk_agent *a, const otk_msg *m, const uint8_t *i
                                 size_t *out_len)
 {
     uint8_t th[OTK_HASH_LEN];
-    size_t n = 0;
-    otk_status st;
+    uint8_t proto = proto_of(m->proto);
     if (!rec->has_committed)
         return OTK_ERR_NO_KEYSET;
     OTK_TRY(otk_mac_check(a->crypto, rec->committed.ak, OTK_AK_LEN, in,
                           otk_msg_auth_offset(m->type, len), NULL, 0));
+    if (proto < proto_of(rec->proto))
+        return OTK_ERR_UNKNOWN_VERSION; /* no downgrade of a device that used version 2 */
     if (m->version < rec->committed.version)
         return OTK_ERR_ROLLBACK;
     if (m->version > rec->committed.version)
         return OTK_ERR_STALE;
+    OTK_TRY(check_pop(a, m, in, len));
+    rec->proto = proto; /* stored with the next write */
     OTK_TRY(otk_transcript(a->crypto, in, len, th));
     if (rec->has_pending && !rec->pending_claim) {
         if (otk_ct_compare(th, rec->pending_th, OTK_HASH_LEN) == 0)
             return cached(a, rec, out, out_size, out_len);
-        /* A new request from the device itself (it rebooted): the same
-         * pending set, encrypted to its new ephemeral key. */
-        st = otk_resp_build(a->crypto, OTK_MSG_UPDATE_RESP, rec->id, th, m->epub,
-                            rec->committed.ak, &rec->pending, a->cfg.sign_priv, out, out_size, &n);
-        if (st == OTK_OK && n > sizeof rec->pending_resp)
-            st = OTK_ERR_INTERNAL;
-        if (st == OTK_OK) {
-            memcpy(rec->pending_th, th, OTK_HASH_LEN);
-            memcpy(rec->pending_resp, out, n);
-            rec->pending_resp_len = (uint16_t)n;
-            st = put(a, rec, 0, 0, 0, OTK_OK);
-        }
-        if (st != OTK_OK)
-            return st;
-        *out_len = n;
-        return OTK_OK;
+        if (rec->pending.kind != OTK_KIND_CERT)
+            return resend_pending(a, m, rec, th, out, out_size, out_len);
+        /* A certificate set is for one key: without a key, ask for one; with
+         * the same key, send it again; with another (the device rebooted and
+         * lost the first), revoke it and issue a new one. */
+        if (!m->has_key)
+            return mac_reply_kind(a, proto, OTK_MSG_NOTIFY, rec->id, rec->committed.version,
+                                  OTK_OK, OTK_KIND_CERT, rec->committed.ak, NULL, 0, out,
+                                  out_size, out_len);
+        if (memcmp(m->dpub, rec->pending_dpub, OTK_PUB_LEN) == 0)
+            return resend_pending(a, m, rec, th, out, out_size, out_len);
+        if (cloud_remove(a, &rec->pending.cloud) != OTK_OK)
+            return OTK_ERR_CLOUD;
+        (void)audit(a, OTK_AUD_ABORT, OTK_MSG_UPDATE_REQ, rec->id, rec->pending.version, OTK_ERR_STALE);
+        return issue(a, rec, OTK_MSG_UPDATE_RESP, rec->pending.cloud.cloud_id, m, th, out,
+                     out_size, out_len);
     }
     if (rec->want != OTK_WANT_NONE && !rec->has_pending) {
         uint32_t cloud = rec->want == OTK_WANT_SWITCH ? rec->want_cloud : rec->committed.cloud.cloud_id;
-        if (endpoint(a, cloud) != NULL)
-            return issue(a, rec, OTK_MSG_UPDATE_RESP, cloud, th, m->epub, out, out_size, out_len);
-        /* A request for a cloud this agent does not serve (its configuration
-         * changed): drop it, audited, rather than refuse the device forever. */
+        otk_status why = OTK_ERR_BAD_VALUE;
+        if (endpoint(a, cloud) != NULL) {
+            if (kind_of(a, cloud) != OTK_KIND_CERT)
+                return issue(a, rec, OTK_MSG_UPDATE_RESP, cloud, m, th, out, out_size, out_len);
+            if (proto == OTK_PROTO_V2 && !m->has_key) /* a certificate set: ask for the key */
+                return mac_reply_kind(a, proto, OTK_MSG_NOTIFY, rec->id, rec->committed.version,
+                                      OTK_OK, OTK_KIND_CERT, rec->committed.ak, NULL, 0, out,
+                                      out_size, out_len);
+            if (proto == OTK_PROTO_V2)
+                return issue(a, rec, OTK_MSG_UPDATE_RESP, cloud, m, th, out, out_size, out_len);
+            why = OTK_ERR_UNKNOWN_VERSION; /* a version 1 device on a certificate cloud */
+        }
+        /* A request this agent cannot serve (its configuration changed, or
+         * the device cannot hold that kind): drop it, audited, rather than
+         * refuse the device forever. */
         rec->want = OTK_WANT_NONE;
-        OTK_TRY(put(a, rec, OTK_AUD_REFUSED, OTK_MSG_UPDATE_REQ, rec->committed.version,
-                    OTK_ERR_BAD_VALUE));
+        OTK_TRY(put(a, rec, OTK_AUD_REFUSED, OTK_MSG_UPDATE_REQ, rec->committed.version, why));
     }
-    return mac_reply(a, OTK_MSG_STATUS, rec->id, rec->committed.version, OTK_OK, rec->committed.ak,
-                     m->nonce, OTK_NONCE_LEN, out, out_size, out_len);
+    return mac_reply(a, proto, OTK_MSG_STATUS, rec->id, rec->committed.version, OTK_OK,
+                     rec->committed.ak, m->nonce, OTK_NONCE_LEN, out, out_size, out_len);
 }
 
 /* Deletes the retired credentials after the commit is durable. */
@@ -321,14 +470,16 @@ static otk_status on_confirm(otk_agent *a, const otk_msg *m, const uint8_t *in, 
     otk_agent_device next;
     otk_status st;
     size_t off = otk_msg_auth_offset(m->type, len);
+    if (proto_of(m->proto) < proto_of(rec->proto))
+        return OTK_ERR_UNKNOWN_VERSION;
     if (rec->has_committed && m->version == rec->committed.version) {
         OTK_TRY(otk_mac_check(a->crypto, rec->committed.ak, OTK_AK_LEN, in, off, NULL, 0));
-        return mac_reply(a, OTK_MSG_ACK, rec->id, m->version, OTK_OK, rec->committed.ak, NULL, 0,
+        return mac_reply(a, m->proto, OTK_MSG_ACK, rec->id, m->version, OTK_OK, rec->committed.ak, NULL, 0,
                          out, out_size, out_len);
     }
     if (!rec->has_pending || m->version != rec->pending.version)
         return m->version > 0 && m->version <= rec->issued_version
-                   ? nack(a, rec->id, m->version, OTK_ERR_STALE, out, out_size, out_len)
+                   ? nack(a, m->proto, rec->id, m->version, OTK_ERR_STALE, out, out_size, out_len)
                    : OTK_ERR_STALE;
     OTK_TRY(otk_mac_check(a->crypto, rec->pending.ak, OTK_AK_LEN, in, off, NULL, 0));
     /* One record can hold one retired client: clear an older one first. */
@@ -354,7 +505,7 @@ static otk_status on_confirm(otk_agent *a, const otk_msg *m, const uint8_t *in, 
     if (st == OTK_OK) {
         *rec = next;
         retire_stale(a, rec);
-        st = mac_reply(a, OTK_MSG_ACK, rec->id, m->version, OTK_OK, rec->committed.ak, NULL, 0,
+        st = mac_reply(a, m->proto, OTK_MSG_ACK, rec->id, m->version, OTK_OK, rec->committed.ak, NULL, 0,
                        out, out_size, out_len);
     }
     otk_wipe(&next, sizeof next);
@@ -365,6 +516,8 @@ static otk_status on_abort(otk_agent *a, const otk_msg *m, const uint8_t *in, si
                            otk_agent_device *rec, uint8_t *out, size_t out_size, size_t *out_len)
 {
     size_t off = otk_msg_auth_offset(m->type, len);
+    if (proto_of(m->proto) < proto_of(rec->proto))
+        return OTK_ERR_UNKNOWN_VERSION;
     if (rec->has_pending && m->version == rec->pending.version) {
         OTK_TRY(otk_mac_check(a->crypto, rec->pending.ak, OTK_AK_LEN, in, off, NULL, 0));
         if (cloud_remove(a, &rec->pending.cloud) != OTK_OK)
@@ -375,24 +528,25 @@ static otk_status on_abort(otk_agent *a, const otk_msg *m, const uint8_t *in, si
         memset(&rec->pending, 0, sizeof rec->pending);
         rec->want = OTK_WANT_NONE; /* a set the cloud refused is not retried blindly */
         OTK_TRY(put(a, rec, OTK_AUD_ABORT, OTK_MSG_ABORT, m->version, m->code));
-        return nack(a, rec->id, m->version, OTK_ERR_PROOF_FAILED, out, out_size, out_len);
+        return nack(a, m->proto, rec->id, m->version, OTK_ERR_PROOF_FAILED, out, out_size, out_len);
     }
     if (rec->has_committed && m->version == rec->committed.version) {
         /* Already committed here: the device must commit too. */
         OTK_TRY(otk_mac_check(a->crypto, rec->committed.ak, OTK_AK_LEN, in, off, NULL, 0));
-        return mac_reply(a, OTK_MSG_ACK, rec->id, m->version, OTK_OK, rec->committed.ak, NULL, 0,
+        return mac_reply(a, m->proto, OTK_MSG_ACK, rec->id, m->version, OTK_OK, rec->committed.ak, NULL, 0,
                          out, out_size, out_len);
     }
     return m->version > 0 && m->version <= rec->issued_version
-               ? nack(a, rec->id, m->version, OTK_ERR_STALE, out, out_size, out_len)
+               ? nack(a, m->proto, rec->id, m->version, OTK_ERR_STALE, out, out_size, out_len)
                : OTK_ERR_STALE;
 }
 
-static void error_reply(const uint8_t *id, uint8_t ref, otk_status code, uint8_t *out,
-                        size_t out_size, size_t *out_len)
+static void error_reply(uint8_t proto, const uint8_t *id, uint8_t ref, otk_status code,
+                        uint8_t *out, size_t out_size, size_t *out_len)
 {
     otk_msg m;
     memset(&m, 0, sizeof m);
+    m.proto = proto_of(proto);
     m.type = OTK_MSG_ERROR;
     memcpy(m.device_id, id, OTK_DEVICE_ID_LEN);
     m.ref_type = ref;
@@ -444,10 +598,53 @@ otk_status otk_agent_handle(otk_agent *a, const uint8_t *in, size_t in_len, uint
         (void)audit(a, ref == OTK_MSG_CLAIM ? OTK_AUD_CLAIM_REFUSED : OTK_AUD_REFUSED, ref,
                     has_id ? in + 2 : NULL, m.version, st);
         if (has_id)
-            error_reply(in + 2, ref, st, out, out_size, out_len);
+            error_reply(in[0], in + 2, ref, st, out, out_size, out_len);
     }
     otk_wipe(rec, sizeof *rec);
     free(rec);
+    return st;
+}
+
+/* ---- storage form of the pending set ---- */
+
+otk_status otk_agent_pending_encode(const otk_agent_device *d, uint8_t *out, size_t out_size,
+                                    size_t *out_len)
+{
+    otk_keyset ks;
+    otk_status st;
+    if (d == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    if (d->pending.kind != OTK_KIND_CERT)
+        return otk_keyset_encode(&d->pending, out, out_size, out_len);
+    ks = d->pending;
+    ks.cert = d->pending_cert;
+    ks.cert_len = d->pending_cert_len;
+    st = otk_keyset_encode_v(&ks, OTK_PROTO_V2, out, out_size, out_len);
+    otk_wipe(&ks, sizeof ks);
+    return st;
+}
+
+otk_status otk_agent_pending_decode(otk_agent_device *d, int kind, const uint8_t *in, size_t len,
+                                    const char *serial)
+{
+    otk_status st;
+    if (d == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    if (kind != OTK_KIND_CERT)
+        return otk_keyset_decode(in, len, &d->pending);
+    /* The serial (cloud.user) is the agent's own, stored beside the plaintext. */
+    if (serial == NULL || strlen(serial) == 0 || strlen(serial) > OTK_USER_MAX)
+        return OTK_ERR_CORRUPT;
+    st = otk_keyset_decode_v(in, len, OTK_PROTO_V2, &d->pending);
+    if (st == OTK_OK && d->pending.kind != OTK_KIND_CERT)
+        st = OTK_ERR_CORRUPT;
+    if (st == OTK_OK) {
+        memcpy(d->pending_cert, d->pending.cert, d->pending.cert_len);
+        d->pending_cert_len = d->pending.cert_len;
+        d->pending.cert = NULL;
+        memcpy(d->pending.cloud.user, serial, strlen(serial) + 1);
+        d->pending.cloud.user_len = (uint8_t)strlen(serial);
+    }
     return st;
 }
 
@@ -478,14 +675,20 @@ otk_status otk_agent_request_update(otk_agent *a, const uint8_t id[16], int want
         st = OTK_ERR_NO_KEYSET;
     if (st == OTK_OK && want == OTK_WANT_SWITCH && endpoint(a, cloud_id) == NULL)
         st = OTK_ERR_BAD_VALUE;
+    /* A version 1 device cannot hold a certificate set. */
+    if (st == OTK_OK && proto_of(rec.proto) != OTK_PROTO_V2 &&
+        kind_of(a, want == OTK_WANT_SWITCH ? cloud_id : rec.committed.cloud.cloud_id) == OTK_KIND_CERT)
+        st = OTK_ERR_UNKNOWN_VERSION;
     if (st == OTK_OK) {
         rec.want = (uint8_t)want;
         rec.want_cloud = want == OTK_WANT_SWITCH ? cloud_id : 0;
         st = put(a, &rec, OTK_AUD_UPDATE_REQUESTED, 0, rec.committed.version, OTK_OK);
     }
     if (st == OTK_OK)
-        st = mac_reply(a, OTK_MSG_NOTIFY, rec.id, rec.committed.version, OTK_OK, rec.committed.ak,
-                       NULL, 0, out, out_size, out_len);
+        st = mac_reply_kind(a, rec.proto, OTK_MSG_NOTIFY, rec.id, rec.committed.version, OTK_OK,
+                            kind_of(a, want == OTK_WANT_SWITCH ? cloud_id
+                                                               : rec.committed.cloud.cloud_id),
+                            rec.committed.ak, NULL, 0, out, out_size, out_len);
     otk_wipe(&rec, sizeof rec);
     return st;
 }
@@ -503,9 +706,14 @@ otk_status otk_agent_notify(otk_agent *a, const uint8_t id[16], uint8_t *out, si
         (rec.state != OTK_DS_ACTIVE || !rec.has_committed ||
          (rec.has_pending ? rec.pending_claim : rec.want == OTK_WANT_NONE)))
         st = OTK_ERR_BAD_STATE;
+    /* The kind of the set waiting: the pending one's, or the wanted cloud's. */
     if (st == OTK_OK)
-        st = mac_reply(a, OTK_MSG_NOTIFY, rec.id, rec.committed.version, OTK_OK, rec.committed.ak,
-                       NULL, 0, out, out_size, out_len);
+        st = mac_reply_kind(a, rec.proto, OTK_MSG_NOTIFY, rec.id, rec.committed.version, OTK_OK,
+                            rec.has_pending ? (rec.pending.kind ? rec.pending.kind : OTK_KIND_PASSWORD)
+                                            : kind_of(a, rec.want == OTK_WANT_SWITCH
+                                                             ? rec.want_cloud
+                                                             : rec.committed.cloud.cloud_id),
+                            rec.committed.ak, NULL, 0, out, out_size, out_len);
     otk_wipe(&rec, sizeof rec);
     return st;
 }

@@ -280,6 +280,7 @@ void otk_dynsec_adapter(otk_dynsec *d, otk_cloud_adapter *out)
     out->create = ds_create;
     out->remove = ds_remove;
     out->ensure = NULL; /* creates are done when create returns */
+    out->issue_cert = NULL;
 }
 
 static otk_status open_conn(conn *c, unsigned timeout_ms, char *err, size_t err_size)

@@ -28,7 +28,7 @@ typedef struct pgstore {
 } pgstore;
 
 /* Query parameters: integers and text sent as text, blobs as binary. */
-#define PGQ_MAX 26
+#define PGQ_MAX 32
 typedef struct pgq {
     int n;
     const char *v[PGQ_MAX];

@@ -58,6 +58,14 @@ static const char *const migrations[] = {
     "ALTER TABLE campaign_devices ADD COLUMN reason INTEGER;"
     "CREATE INDEX campaign_devices_inflight ON campaign_devices(campaign)"
     " WHERE started IS NOT NULL AND finished IS NULL;",
+    /* 6: protocol version 2 (docs/protocol.md §11): the version a device
+     * authenticated with, the kinds of its sets, the key a pending
+     * certificate is for and its serial (the certificate itself is in p_keyset). */
+    "ALTER TABLE devices ADD COLUMN proto INTEGER;"
+    "ALTER TABLE devices ADD COLUMN c_kind INTEGER;"
+    "ALTER TABLE devices ADD COLUMN p_kind INTEGER;"
+    "ALTER TABLE devices ADD COLUMN p_dpub BLOB;"
+    "ALTER TABLE devices ADD COLUMN p_serial TEXT;",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
@@ -66,12 +74,13 @@ enum { Q_GET_BATCH, Q_GET_DEVICE, Q_PUT_DEVICE, Q_LAST_AUDIT, Q_ADD_AUDIT, Q_COU
 static const char *const queries[Q_COUNT] = {
     "SELECT pk FROM batches WHERE batch_id = ?1",
     "SELECT batch_id, state, reclaim, issued, want, want_cloud, c_version, c_ak, c_cloud, c_host,"
-    " c_port, c_flags, c_user, p_version, p_claim, p_keyset, p_th, p_resp, stale_cloud, stale_user"
-    " FROM devices WHERE id = ?1",
+    " c_port, c_flags, c_user, p_version, p_claim, p_keyset, p_th, p_resp, stale_cloud, stale_user,"
+    " proto, c_kind, p_kind, p_dpub, p_serial FROM devices WHERE id = ?1",
     "INSERT INTO devices(id, batch_id, state, reclaim, issued, want, want_cloud, c_version, c_ak,"
     " c_cloud, c_host, c_port, c_flags, c_user, c_secret_hash, p_version, p_claim, p_keyset, p_th,"
-    " p_resp, stale_cloud, stale_user, updated)"
-    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23)"
+    " p_resp, stale_cloud, stale_user, updated, proto, c_kind, p_kind, p_dpub, p_serial)"
+    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,"
+    "?24,?25,?26,?27,?28)"
     " ON CONFLICT(id) DO UPDATE SET batch_id = excluded.batch_id, state = excluded.state,"
     " reclaim = excluded.reclaim, issued = excluded.issued, want = excluded.want,"
     " want_cloud = excluded.want_cloud, c_version = excluded.c_version, c_ak = excluded.c_ak,"
@@ -82,6 +91,8 @@ static const char *const queries[Q_COUNT] = {
     " p_version = excluded.p_version, p_claim = excluded.p_claim, p_keyset = excluded.p_keyset,"
     " p_th = excluded.p_th, p_resp = excluded.p_resp, stale_cloud = excluded.stale_cloud,"
     " stale_user = excluded.stale_user, updated = excluded.updated,"
+    " proto = excluded.proto, c_kind = excluded.c_kind, p_kind = excluded.p_kind,"
+    " p_dpub = excluded.p_dpub, p_serial = excluded.p_serial,"
     " notified_at = CASE WHEN excluded.want = want THEN notified_at END",
     "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
     "INSERT INTO audit(seq, ts, kind, msg_type, device, version, code, hash)"
@@ -319,12 +330,18 @@ static otk_status sr_get_device(void *ctx, const uint8_t id[16], otk_agent_devic
         memcpy(d->committed.cloud.host, host, d->committed.cloud.host_len);
         memcpy(d->committed.cloud.user, user, d->committed.cloud.user_len);
     }
+    d->proto = (uint8_t)sqlite3_column_int(s, 20);
+    if (d->has_committed)
+        d->committed.kind = sqlite3_column_int(s, 21) == OTK_KIND_CERT ? OTK_KIND_CERT
+                                                                        : OTK_KIND_PASSWORD;
     if (sqlite3_column_type(s, 13) != SQLITE_NULL) {
         int n = sqlite3_column_bytes(s, 17);
         d->has_pending = 1;
         d->pending_claim = (uint8_t)sqlite3_column_int(s, 14);
-        if (otk_keyset_decode(sqlite3_column_blob(s, 15), (size_t)sqlite3_column_bytes(s, 15),
-                              &d->pending) != OTK_OK ||
+        if (otk_agent_pending_decode(d, sqlite3_column_int(s, 22), sqlite3_column_blob(s, 15),
+                                     (size_t)sqlite3_column_bytes(s, 15),
+                                     (const char *)sqlite3_column_text(s, 24)) != OTK_OK ||
+            (d->pending.kind == OTK_KIND_CERT && !col_blob(s, 23, d->pending_dpub, OTK_PUB_LEN)) ||
             !col_blob(s, 16, d->pending_th, OTK_HASH_LEN) || n < 0 ||
             (size_t)n > sizeof d->pending_resp)
             goto out;
@@ -386,7 +403,7 @@ static otk_status append_audit(otk_sqlreg *r, const otk_audit *ev)
 static otk_status write_device(otk_sqlreg *r, const otk_agent_device *d)
 {
     sqlite3_stmt *s = stmt(r, Q_PUT_DEVICE);
-    uint8_t ks[OTK_KEYSET_MAX_LEN], secret_hash[32];
+    uint8_t ks[OTK_KEYSET2_MAX_LEN], secret_hash[32];
     size_t ks_len = 0;
     otk_status st = OTK_OK;
     int rc;
@@ -413,8 +430,17 @@ static otk_status write_device(otk_sqlreg *r, const otk_agent_device *d)
             sqlite3_bind_blob(s, 15, secret_hash, 32, SQLITE_STATIC);
         }
     }
+    if (d->proto)
+        sqlite3_bind_int(s, 24, d->proto);
+    if (d->has_committed && d->committed.kind == OTK_KIND_CERT)
+        sqlite3_bind_int(s, 25, OTK_KIND_CERT);
     if (st == OTK_OK && d->has_pending) {
-        st = otk_keyset_encode(&d->pending, ks, sizeof ks, &ks_len);
+        st = otk_agent_pending_encode(d, ks, sizeof ks, &ks_len);
+        if (d->pending.kind == OTK_KIND_CERT) {
+            sqlite3_bind_int(s, 26, OTK_KIND_CERT);
+            sqlite3_bind_blob(s, 27, d->pending_dpub, OTK_PUB_LEN, SQLITE_STATIC);
+            sqlite3_bind_text(s, 28, d->pending.cloud.user, -1, SQLITE_STATIC);
+        }
         sqlite3_bind_int64(s, 16, d->pending.version);
         sqlite3_bind_int(s, 17, d->pending_claim);
         sqlite3_bind_blob(s, 18, ks, (int)ks_len, SQLITE_STATIC);

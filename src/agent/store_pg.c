@@ -85,6 +85,11 @@ static const char *const migrations[] = {
     "CREATE INDEX devices_cleanup ON devices(notified_at) WHERE want = 3;",
     /* 3: why a device failed in a campaign (an otk_status; campaign.h). */
     "ALTER TABLE campaign_devices ADD COLUMN reason bigint;",
+    /* 4: protocol version 2 (docs/protocol.md §11): the version a device
+     * authenticated with, the kinds of its sets, the key a pending
+     * certificate is for and its serial (the certificate is in p_keyset). */
+    "ALTER TABLE devices ADD COLUMN proto bigint, ADD COLUMN c_kind bigint,"
+    " ADD COLUMN p_kind bigint, ADD COLUMN p_dpub bytea, ADD COLUMN p_serial text;",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
@@ -324,12 +329,20 @@ static otk_status decode_device(const PGresult *r, otk_agent_device *d)
         memcpy(d->committed.cloud.host, host, d->committed.cloud.host_len);
         memcpy(d->committed.cloud.user, user, d->committed.cloud.user_len);
     }
+    d->proto = (uint8_t)(pg_null(r, 0, 20) ? 0 : pg_int(r, 0, 20));
+    if (d->has_committed)
+        d->committed.kind = !pg_null(r, 0, 21) && pg_int(r, 0, 21) == OTK_KIND_CERT
+                                ? OTK_KIND_CERT
+                                : OTK_KIND_PASSWORD;
     if (!pg_null(r, 0, 13)) {
         int n = PQgetlength(r, 0, 17);
+        int kind = pg_null(r, 0, 22) ? 0 : (int)pg_int(r, 0, 22);
         d->has_pending = 1;
         d->pending_claim = (uint8_t)pg_int(r, 0, 14);
-        if (otk_keyset_decode((const uint8_t *)PQgetvalue(r, 0, 15), (size_t)PQgetlength(r, 0, 15),
-                              &d->pending) != OTK_OK ||
+        if (otk_agent_pending_decode(d, kind, (const uint8_t *)PQgetvalue(r, 0, 15),
+                                     (size_t)PQgetlength(r, 0, 15),
+                                     pg_null(r, 0, 24) ? NULL : PQgetvalue(r, 0, 24)) != OTK_OK ||
+            (kind == OTK_KIND_CERT && !pg_blob(r, 0, 23, d->pending_dpub, OTK_PUB_LEN)) ||
             !pg_blob(r, 0, 16, d->pending_th, OTK_HASH_LEN) || n < 0 ||
             (size_t)n > sizeof d->pending_resp)
             return OTK_ERR_CORRUPT;
@@ -367,7 +380,8 @@ static otk_status pr_get_device(void *ctx, const uint8_t id[16], otk_agent_devic
     r = pg_run(&s->db,
                "SELECT batch_id, state, reclaim, issued, want, want_cloud, c_version, c_ak, c_cloud,"
                " c_host, c_port, c_flags, c_user, p_version, p_claim, p_keyset, p_th, p_resp,"
-               " stale_cloud, stale_user FROM devices WHERE id = $1 FOR NO KEY UPDATE",
+               " stale_cloud, stale_user, proto, c_kind, p_kind, p_dpub, p_serial"
+               " FROM devices WHERE id = $1 FOR NO KEY UPDATE",
                &q);
     if (r == NULL) {
         rollback(s);
@@ -432,7 +446,7 @@ static otk_status write_device(pgstore *s, const otk_agent_device *d)
 {
     pgq q = {0};
     PGresult *r;
-    uint8_t ks[OTK_KEYSET_MAX_LEN], secret_hash[32];
+    uint8_t ks[OTK_KEYSET2_MAX_LEN], secret_hash[32];
     size_t ks_len = 0;
     otk_status st = OTK_OK;
     pq_blob(&q, d->id, OTK_DEVICE_ID_LEN);
@@ -465,7 +479,7 @@ static otk_status write_device(pgstore *s, const otk_agent_device *d)
             pq_null(&q);
     }
     if (st == OTK_OK && d->has_pending) {
-        st = otk_keyset_encode(&d->pending, ks, sizeof ks, &ks_len);
+        st = otk_agent_pending_encode(d, ks, sizeof ks, &ks_len);
         pq_int(&q, d->pending.version);
         pq_int(&q, d->pending_claim);
         pq_blob(&q, ks, ks_len);
@@ -484,15 +498,34 @@ static otk_status write_device(pgstore *s, const otk_agent_device *d)
         pq_null(&q);
     }
     pq_int(&q, now_ms());
+    /* $24..$28: version 2 (proto, c_kind, p_kind, p_dpub, p_serial) */
+    if (d->proto)
+        pq_int(&q, d->proto);
+    else
+        pq_null(&q);
+    if (d->has_committed && d->committed.kind == OTK_KIND_CERT)
+        pq_int(&q, OTK_KIND_CERT);
+    else
+        pq_null(&q);
+    if (d->has_pending && d->pending.kind == OTK_KIND_CERT) {
+        pq_int(&q, OTK_KIND_CERT);
+        pq_blob(&q, d->pending_dpub, OTK_PUB_LEN);
+        pq_text(&q, d->pending.cloud.user);
+    } else {
+        pq_null(&q);
+        pq_null(&q);
+        pq_null(&q);
+    }
     if (st == OTK_OK) {
         /* As in SQLite: the secret hash stays while the user does; the
          * notification mark stays while the request does. */
         r = pg_run(&s->db,
                    "INSERT INTO devices AS o(id, batch_id, state, reclaim, issued, want, want_cloud,"
                    " c_version, c_ak, c_cloud, c_host, c_port, c_flags, c_user, c_secret_hash,"
-                   " p_version, p_claim, p_keyset, p_th, p_resp, stale_cloud, stale_user, updated)"
+                   " p_version, p_claim, p_keyset, p_th, p_resp, stale_cloud, stale_user, updated,"
+                   " proto, c_kind, p_kind, p_dpub, p_serial)"
                    " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9::bytea,$10,$11,$12,$13,$14,$15::bytea,$16,$17,"
-                   "$18::bytea,$19::bytea,$20::bytea,$21,$22,$23)"
+                   "$18::bytea,$19::bytea,$20::bytea,$21,$22,$23,$24,$25,$26,$27::bytea,$28)"
                    " ON CONFLICT(id) DO UPDATE SET batch_id = excluded.batch_id,"
                    " state = excluded.state, reclaim = excluded.reclaim, issued = excluded.issued,"
                    " want = excluded.want, want_cloud = excluded.want_cloud,"
@@ -505,7 +538,8 @@ static otk_status write_device(pgstore *s, const otk_agent_device *d)
                    " p_version = excluded.p_version, p_claim = excluded.p_claim,"
                    " p_keyset = excluded.p_keyset, p_th = excluded.p_th, p_resp = excluded.p_resp,"
                    " stale_cloud = excluded.stale_cloud, stale_user = excluded.stale_user,"
-                   " updated = excluded.updated,"
+                   " updated = excluded.updated, proto = excluded.proto, c_kind = excluded.c_kind,"
+                   " p_kind = excluded.p_kind, p_dpub = excluded.p_dpub, p_serial = excluded.p_serial,"
                    " notified_at = CASE WHEN excluded.want = o.want THEN o.notified_at END",
                    &q);
         st = r ? OTK_OK : OTK_ERR_STORAGE;
