@@ -181,10 +181,14 @@ otk_status world_settle(world *w, wdev *d, int max_steps)
         if (s == OTK_DEV_PROVE) {
             otk_proof r = OTK_PROOF_UNREACHABLE;
             d->last = otk_device_cloud(&d->dev, OTK_SET_STAGED, &cloud);
-            if (d->last == OTK_OK)
-                r = w->prove ? w->prove(w->prove_ctx, &cloud) : otk_memcloud_connect(w->cloud, &cloud);
-            else
+            if (d->last != OTK_OK)
                 return d->last;
+            if (w->prove)
+                r = w->prove(w->prove_ctx, &cloud);
+            else if (otk_device_kind(&d->dev, OTK_SET_STAGED) == OTK_KIND_CERT)
+                r = world_cert_login(w, d, OTK_SET_STAGED);
+            else
+                r = otk_memcloud_connect(w->cloud, &cloud);
             d->last = otk_device_proof(&d->dev, r, out, sizeof out, &n);
             if (d->last != OTK_OK)
                 return d->last;
@@ -203,6 +207,20 @@ otk_status world_settle(world *w, wdev *d, int max_steps)
     if (w->last_agent != OTK_OK)
         return w->last_agent;
     return d->last != OTK_OK ? d->last : bad;
+}
+
+otk_proof world_cert_login(world *w, const wdev *d, int which)
+{
+    uint8_t der[OTK_CERT_MAX], priv[OTK_PRIV_LEN];
+    size_t len = 0;
+    otk_cloud c;
+    otk_proof r = OTK_PROOF_REFUSED;
+    if (otk_device_cloud(&d->dev, which, &c) == OTK_OK &&
+        otk_device_cert(&d->dev, which, der, sizeof der, &len) == OTK_OK &&
+        otk_device_cert_key(&d->dev, which, priv) == OTK_OK)
+        r = otk_memcloud_connect_cert(w->cloud, &w->dev_crypto, c.cloud_id, der, len, priv);
+    otk_wipe(priv, sizeof priv);
+    return r;
 }
 
 otk_status world_request(world *w, wdev *d, int want, uint32_t cloud_id)

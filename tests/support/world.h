@@ -70,6 +70,9 @@ void world_free(world *w);
 /* A device of the world's batch with id derived from n; flash erased. */
 int wdev_init(world *w, wdev *d, unsigned n);
 void wdev_free(wdev *d);
+/* A TLS login with the device's certificate set (active or staged) on the memory cloud. */
+otk_proof world_cert_login(world *w, const wdev *d, int which);
+
 /* Power-on: otk_device_init over the device's flash as it is. */
 otk_status wdev_boot(world *w, wdev *d);
 
