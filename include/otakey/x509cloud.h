@@ -1,0 +1,68 @@
+/*
+ * x509cloud.h: the cloud adapter for certificate clouds (docs/protocol.md
+ * §11; docs/operations.md, "type = x509"): a broker that authenticates
+ * devices by TLS client certificates (mosquitto: require_certificate,
+ * use_identity_as_username, an ACL on %u) needs no per-device state, only
+ * the issuing CA and a certificate revocation list.
+ *
+ *   issue_cert -> a certificate for the device's key: subject
+ *                 CN=<hex(device id)>, serial 128 random bits (unique
+ *                 without shared state, so several agents may issue),
+ *                 validity validity_days from now (backdated 5 minutes),
+ *                 basicConstraints CA:FALSE, keyUsage digitalSignature,
+ *                 extendedKeyUsage clientAuth; signed by the CA's key;
+ *   remove     -> the serial is queued for the CRL;
+ *   flush      -> under an flock on "<crl_file>.lock": the CRL on disk read
+ *                 back, the queued serials added, entries older than the
+ *                 longest validity dropped (their certificates expired),
+ *                 signed, written atomically (0644: a CRL is public),
+ *                 SIGHUP to the broker, which reloads it.
+ * The pin given with each certificate is the SHA-256 of the DER of the CA
+ * that signed the cloud's server certificate (server_ca).
+ */
+#ifndef OTAKEY_X509CLOUD_H
+#define OTAKEY_X509CLOUD_H
+
+#include "otakey/agent.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct otk_x509_cloud {
+    uint32_t cloud_id;
+    char ca_cert[256];      /* the issuing CA's certificate (PEM) */
+    char ca_key[256];       /* its private key (PEM, mode 0600) */
+    char crl_file[256];     /* the broker's crlfile */
+    char pid_file[256];     /* the broker's pid, for SIGHUP ("" none) */
+    char server_ca[256];    /* the CA of the cloud's server certificate ("" no pin) */
+    unsigned validity_days; /* device certificates' lifetime (default 30) */
+} otk_x509_cloud;
+
+typedef struct otk_x509 otk_x509;
+
+/* Loads the CA (its key file must not be readable by others). err says why not. */
+OTK_CHECK_RETURN otk_status otk_x509_open(const otk_x509_cloud *cfg, otk_x509 **out, char *err,
+                                          size_t err_size);
+void otk_x509_close(otk_x509 *x);
+
+/* The otk_cloud_adapter functions (ctx is the otk_x509). */
+otk_status otk_x509_issue_cert(void *ctx, const uint8_t device_id[16], uint32_t cloud_id,
+                               const uint8_t dpub[OTK_PUB_LEN], uint8_t *der, size_t der_size,
+                               size_t *der_len, char serial[OTK_USER_MAX + 1],
+                               uint8_t ca_pin[OTK_PIN_LEN]);
+otk_status otk_x509_remove(void *ctx, uint32_t cloud_id, const char *serial);
+
+/* Revocations queued and not yet in the CRL. */
+size_t otk_x509_pending(const otk_x509 *x);
+
+/* Writes the CRL with every queued revocation and signals the broker. */
+OTK_CHECK_RETURN otk_status otk_x509_flush(otk_x509 *x);
+
+/* Entries in the CRL as of the last flush (for tests and logs). */
+size_t otk_x509_crl_entries(const otk_x509 *x);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,357 @@
+/*
+ * Cloud adapter for certificate clouds (include/otakey/x509cloud.h):
+ * device certificates issued with OpenSSL 3 from the cloud's CA, and the
+ * CRL the broker enforces.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "otakey/x509cloud.h"
+
+#define SERIAL_LEN 16 /* 128 random bits, top bit clear: a positive INTEGER */
+
+struct otk_x509 {
+    otk_x509_cloud cfg;
+    X509 *ca;
+    EVP_PKEY *ca_key;
+    uint8_t pin[OTK_PIN_LEN];
+    char (*queue)[2 * SERIAL_LEN + 1];
+    size_t pending, cap;
+    size_t entries;
+};
+
+static int err_out(char *err, size_t n, const char *fmt, const char *a)
+{
+    if (err != NULL && n > 0)
+        snprintf(err, n, fmt, a);
+    return -1;
+}
+
+otk_status otk_x509_open(const otk_x509_cloud *cfg, otk_x509 **out, char *err, size_t err_size)
+{
+    otk_x509 *x;
+    FILE *f;
+    struct stat st;
+    if (cfg == NULL || out == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    x = calloc(1, sizeof *x);
+    if (x == NULL)
+        abort();
+    x->cfg = *cfg;
+    if (x->cfg.validity_days == 0)
+        x->cfg.validity_days = 30;
+    if ((f = fopen(cfg->ca_cert, "r")) == NULL || (x->ca = PEM_read_X509(f, NULL, NULL, NULL)) == NULL) {
+        err_out(err, err_size, "ca_cert '%s': not a PEM certificate", cfg->ca_cert);
+        goto fail;
+    }
+    fclose(f);
+    /* The CA key signs every device's identity: like the agent's own key, others may not read it. */
+    if (stat(cfg->ca_key, &st) != 0 || (st.st_mode & 077)) {
+        err_out(err, err_size, "ca_key '%s': missing, or accessible by group or others (chmod 600 it)",
+                cfg->ca_key);
+        f = NULL;
+        goto fail;
+    }
+    if ((f = fopen(cfg->ca_key, "r")) == NULL ||
+        (x->ca_key = PEM_read_PrivateKey(f, NULL, NULL, NULL)) == NULL ||
+        X509_check_private_key(x->ca, x->ca_key) != 1) {
+        err_out(err, err_size, "ca_key '%s': not the PEM key of ca_cert", cfg->ca_key);
+        goto fail;
+    }
+    fclose(f);
+    f = NULL;
+    if (cfg->server_ca[0]) {
+        X509 *s = NULL;
+        unsigned char *der = NULL;
+        int n;
+        unsigned md_len = 0;
+        if ((f = fopen(cfg->server_ca, "r")) == NULL ||
+            (s = PEM_read_X509(f, NULL, NULL, NULL)) == NULL || (n = i2d_X509(s, &der)) <= 0 ||
+            EVP_Digest(der, (size_t)n, x->pin, &md_len, EVP_sha256(), NULL) != 1) {
+            X509_free(s);
+            OPENSSL_free(der);
+            err_out(err, err_size, "server_ca '%s': not a PEM certificate", cfg->server_ca);
+            goto fail;
+        }
+        X509_free(s);
+        OPENSSL_free(der);
+        fclose(f);
+        f = NULL;
+    }
+    *out = x;
+    return OTK_OK;
+fail:
+    if (f)
+        fclose(f);
+    otk_x509_close(x);
+    return OTK_ERR_CLOUD;
+}
+
+void otk_x509_close(otk_x509 *x)
+{
+    if (x == NULL)
+        return;
+    X509_free(x->ca);
+    EVP_PKEY_free(x->ca_key);
+    free(x->queue);
+    otk_wipe(x, sizeof *x);
+    free(x);
+}
+
+/* An EVP_PKEY for a P-256 point X || Y. */
+static EVP_PKEY *public_key(const uint8_t pub[OTK_PUB_LEN])
+{
+    uint8_t point[1 + OTK_PUB_LEN];
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *ctx = NULL;
+    EVP_PKEY *key = NULL;
+    point[0] = 0x04;
+    memcpy(point + 1, pub, OTK_PUB_LEN);
+    if (bld == NULL ||
+        OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) != 1 ||
+        OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof point) != 1 ||
+        (params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
+        (ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) == NULL ||
+        EVP_PKEY_fromdata_init(ctx) != 1 ||
+        EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) != 1)
+        key = NULL;
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    EVP_PKEY_CTX_free(ctx);
+    return key;
+}
+
+static int add_ext(X509 *c, X509 *issuer, int nid, const char *value)
+{
+    X509V3_CTX v3;
+    X509_EXTENSION *e;
+    int ok;
+    X509V3_set_ctx(&v3, issuer, c, NULL, NULL, 0);
+    e = X509V3_EXT_conf_nid(NULL, &v3, nid, value);
+    ok = e != NULL && X509_add_ext(c, e, -1) == 1;
+    X509_EXTENSION_free(e);
+    return ok;
+}
+
+otk_status otk_x509_issue_cert(void *ctx, const uint8_t device_id[16], uint32_t cloud_id,
+                               const uint8_t dpub[OTK_PUB_LEN], uint8_t *der, size_t der_size,
+                               size_t *der_len, char serial[OTK_USER_MAX + 1],
+                               uint8_t ca_pin[OTK_PIN_LEN])
+{
+    otk_x509 *x = ctx;
+    uint8_t sn[SERIAL_LEN];
+    char cn[33];
+    X509 *c = NULL;
+    X509_NAME *name = NULL;
+    EVP_PKEY *key = NULL;
+    BIGNUM *bn = NULL;
+    ASN1_INTEGER *ai = NULL;
+    unsigned char *p;
+    int n;
+    otk_status st = OTK_ERR_CLOUD;
+    if (x == NULL || cloud_id != x->cfg.cloud_id || dpub == NULL || der == NULL ||
+        der_len == NULL || serial == NULL || ca_pin == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    if (RAND_bytes(sn, sizeof sn) != 1)
+        return OTK_ERR_CRYPTO;
+    sn[0] &= 0x7f;
+    sn[0] |= 0x40; /* 16 octets exactly: no leading zero to strip */
+    otk_hex_encode(device_id, OTK_DEVICE_ID_LEN, cn);
+    if ((key = public_key(dpub)) == NULL)
+        return OTK_ERR_INVALID_ARGUMENT; /* not a point of the curve */
+    if ((c = X509_new()) == NULL || X509_set_version(c, 2) != 1 ||
+        (bn = BN_bin2bn(sn, sizeof sn, NULL)) == NULL || (ai = BN_to_ASN1_INTEGER(bn, NULL)) == NULL ||
+        X509_set_serialNumber(c, ai) != 1 ||
+        X509_set_issuer_name(c, X509_get_subject_name(x->ca)) != 1 ||
+        (name = X509_NAME_new()) == NULL ||
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0) != 1 ||
+        X509_set_subject_name(c, name) != 1 ||
+        X509_gmtime_adj(X509_getm_notBefore(c), -300) == NULL ||
+        X509_gmtime_adj(X509_getm_notAfter(c), (long)x->cfg.validity_days * 86400L) == NULL ||
+        X509_set_pubkey(c, key) != 1 || !add_ext(c, x->ca, NID_basic_constraints, "critical,CA:FALSE") ||
+        !add_ext(c, x->ca, NID_key_usage, "critical,digitalSignature") ||
+        !add_ext(c, x->ca, NID_ext_key_usage, "clientAuth") ||
+        X509_sign(c, x->ca_key, EVP_sha256()) <= 0)
+        goto out;
+    n = i2d_X509(c, NULL);
+    if (n <= 0 || (size_t)n > der_size || (size_t)n > OTK_CERT_MAX)
+        goto out;
+    p = der;
+    if (i2d_X509(c, &p) != n)
+        goto out;
+    *der_len = (size_t)n;
+    otk_hex_encode(sn, sizeof sn, serial);
+    memcpy(ca_pin, x->pin, OTK_PIN_LEN);
+    st = OTK_OK;
+out:
+    X509_free(c);
+    X509_NAME_free(name);
+    EVP_PKEY_free(key);
+    BN_free(bn);
+    ASN1_INTEGER_free(ai);
+    return st;
+}
+
+otk_status otk_x509_remove(void *ctx, uint32_t cloud_id, const char *serial)
+{
+    otk_x509 *x = ctx;
+    uint8_t sn[SERIAL_LEN];
+    if (x == NULL || serial == NULL || cloud_id != x->cfg.cloud_id)
+        return OTK_ERR_CLOUD;
+    if (strlen(serial) != 2 * SERIAL_LEN || otk_hex_decode(serial, sn, sizeof sn) != 0)
+        return OTK_ERR_CLOUD; /* not one of this adapter's serials */
+    if (x->pending == x->cap) {
+        x->cap = x->cap ? 2 * x->cap : 64;
+        x->queue = realloc(x->queue, x->cap * sizeof *x->queue);
+        if (x->queue == NULL)
+            abort();
+    }
+    otk_hex_encode(sn, sizeof sn, x->queue[x->pending++]);
+    return OTK_OK;
+}
+
+size_t otk_x509_pending(const otk_x509 *x)
+{
+    return x ? x->pending : 0;
+}
+
+size_t otk_x509_crl_entries(const otk_x509 *x)
+{
+    return x ? x->entries : 0;
+}
+
+static ASN1_INTEGER *serial_of(const char *hex)
+{
+    uint8_t sn[SERIAL_LEN];
+    BIGNUM *bn;
+    ASN1_INTEGER *ai = NULL;
+    if (otk_hex_decode(hex, sn, sizeof sn) != 0)
+        return NULL;
+    if ((bn = BN_bin2bn(sn, sizeof sn, NULL)) != NULL)
+        ai = BN_to_ASN1_INTEGER(bn, NULL);
+    BN_free(bn);
+    return ai;
+}
+
+static int listed(X509_CRL *crl, const ASN1_INTEGER *sn)
+{
+    STACK_OF(X509_REVOKED) *rs = X509_CRL_get_REVOKED(crl);
+    int i;
+    for (i = 0; i < sk_X509_REVOKED_num(rs); i++)
+        if (ASN1_INTEGER_cmp(X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(rs, i)), sn) == 0)
+            return 1;
+    return 0;
+}
+
+/* Adds a revoked serial with a revocation date. */
+static int add_revoked(X509_CRL *crl, const ASN1_INTEGER *sn, const ASN1_TIME *when)
+{
+    X509_REVOKED *r = X509_REVOKED_new();
+    if (r == NULL || X509_REVOKED_set_serialNumber(r, (ASN1_INTEGER *)sn) != 1 ||
+        X509_REVOKED_set_revocationDate(r, (ASN1_TIME *)when) != 1 || X509_CRL_add0_revoked(crl, r) != 1) {
+        X509_REVOKED_free(r);
+        return 0;
+    }
+    return 1;
+}
+
+otk_status otk_x509_flush(otk_x509 *x)
+{
+    char lock_path[300], tmp[300];
+    X509_CRL *old = NULL, *crl = NULL;
+    ASN1_TIME *now = NULL, *next = NULL, *horizon = NULL;
+    FILE *f;
+    otk_status st = OTK_ERR_STORAGE;
+    size_t i;
+    int lock = -1, fd, k;
+    long pid = 0;
+    if (x == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    snprintf(lock_path, sizeof lock_path, "%s.lock", x->cfg.crl_file);
+    snprintf(tmp, sizeof tmp, "%s.tmp", x->cfg.crl_file);
+    /* Several agents may share the CRL: read it, merge, write, under a lock. */
+    lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock < 0 || flock(lock, LOCK_EX) != 0)
+        goto out;
+    if ((f = fopen(x->cfg.crl_file, "r")) != NULL) {
+        old = PEM_read_X509_CRL(f, NULL, NULL, NULL);
+        fclose(f);
+    }
+    /* A revocation older than the longest validity names an expired certificate. */
+    now = X509_gmtime_adj(NULL, 0);
+    next = X509_gmtime_adj(NULL, (long)(x->cfg.validity_days + 30u) * 86400L);
+    horizon = X509_gmtime_adj(NULL, -(long)(x->cfg.validity_days + 1u) * 86400L);
+    if ((crl = X509_CRL_new()) == NULL || now == NULL || next == NULL || horizon == NULL ||
+        X509_CRL_set_version(crl, 1) != 1 ||
+        X509_CRL_set_issuer_name(crl, X509_get_subject_name(x->ca)) != 1 ||
+        X509_CRL_set1_lastUpdate(crl, now) != 1 || X509_CRL_set1_nextUpdate(crl, next) != 1)
+        goto out;
+    if (old != NULL) {
+        STACK_OF(X509_REVOKED) *rs = X509_CRL_get_REVOKED(old);
+        for (k = 0; k < sk_X509_REVOKED_num(rs); k++) {
+            const X509_REVOKED *r = sk_X509_REVOKED_value(rs, k);
+            if (ASN1_TIME_compare(X509_REVOKED_get0_revocationDate(r), horizon) > 0 &&
+                !add_revoked(crl, X509_REVOKED_get0_serialNumber(r), X509_REVOKED_get0_revocationDate(r)))
+                goto out;
+        }
+    }
+    for (i = 0; i < x->pending; i++) {
+        ASN1_INTEGER *sn = serial_of(x->queue[i]);
+        int ok = sn != NULL && (listed(crl, sn) || add_revoked(crl, sn, now));
+        ASN1_INTEGER_free(sn);
+        if (!ok)
+            goto out;
+    }
+    if (X509_CRL_sort(crl) != 1 || X509_CRL_sign(crl, x->ca_key, EVP_sha256()) <= 0)
+        goto out;
+    /* A CRL is public: the broker (maybe another user) reads it. */
+    (void)unlink(tmp);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0 || fchmod(fd, 0644) != 0 || (f = fdopen(fd, "w")) == NULL) {
+        if (fd >= 0)
+            close(fd);
+        goto out;
+    }
+    k = PEM_write_X509_CRL(f, crl) == 1 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (fclose(f) != 0 || !k || rename(tmp, x->cfg.crl_file) != 0) {
+        unlink(tmp);
+        goto out;
+    }
+    x->entries = (size_t)sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl));
+    x->pending = 0;
+    st = OTK_OK;
+    /* The broker reloads its CRL on SIGHUP. */
+    if (x->cfg.pid_file[0] && (f = fopen(x->cfg.pid_file, "r")) != NULL) {
+        if (fscanf(f, "%ld", &pid) != 1)
+            pid = 0;
+        fclose(f);
+        if (pid <= 0 || kill((pid_t)pid, SIGHUP) != 0)
+            st = OTK_ERR_CLOUD;
+    }
+out:
+    if (lock >= 0)
+        close(lock);
+    X509_CRL_free(old);
+    X509_CRL_free(crl);
+    ASN1_TIME_free(now);
+    ASN1_TIME_free(next);
+    ASN1_TIME_free(horizon);
+    return st;
+}

@@ -1,0 +1,206 @@
+/*
+ * The certificate cloud adapter (src/agent/cloud_x509.c) with OpenSSL as
+ * the judge: issued certificates verify under the CA, name the device and
+ * its key, carry the extensions a client certificate needs and fit the
+ * protocol's limit; revocations land in a signed CRL that merges with what
+ * is on disk and drops entries older than the longest validity; a CA key
+ * others can read is refused.
+ */
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+
+#include "otakey/crypto.h"
+#include "otakey/x509cloud.h"
+
+static char dir[64], ca_cert[128], ca_key[128], crl[128];
+
+/* A self-signed P-256 CA, written as PEM (key 0600). */
+static void make_ca(void)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *c = X509_new();
+    X509_NAME *n;
+    FILE *f;
+    CHECK(k != NULL && c != NULL);
+    X509_set_version(c, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(c), 1);
+    n = X509_get_subject_name(c);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"test-issuing-ca", -1, -1, 0);
+    X509_set_issuer_name(c, n);
+    X509_gmtime_adj(X509_getm_notBefore(c), -60);
+    X509_gmtime_adj(X509_getm_notAfter(c), 86400);
+    X509_set_pubkey(c, k);
+    CHECK(X509_sign(c, k, EVP_sha256()) > 0);
+    f = fopen(ca_cert, "w");
+    CHECK(f != NULL && PEM_write_X509(f, c) == 1);
+    fclose(f);
+    f = fopen(ca_key, "w");
+    CHECK(f != NULL && PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) == 1);
+    fclose(f);
+    chmod(ca_key, 0600);
+    X509_free(c);
+    EVP_PKEY_free(k);
+}
+
+static X509_CRL *read_crl(void)
+{
+    FILE *f = fopen(crl, "r");
+    X509_CRL *c = f ? PEM_read_X509_CRL(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    return c;
+}
+
+int main(void)
+{
+    otk_x509_cloud cfg;
+    otk_x509 *x = NULL;
+    otk_crypto cr;
+    uint8_t priv[32], pub[64], der[OTK_CERT_MAX], pin[32], id[16];
+    char serial[OTK_USER_MAX + 1], serial2[OTK_USER_MAX + 1], err[256];
+    size_t len = 0, len2 = 0;
+    const unsigned char *p;
+    X509 *c, *ca;
+    X509_CRL *cl;
+    FILE *f;
+    snprintf(dir, sizeof dir, "/tmp/otk-test-x509-%d", (int)getpid());
+    mkdir(dir, 0700);
+    snprintf(ca_cert, sizeof ca_cert, "%s/ca.crt", dir);
+    snprintf(ca_key, sizeof ca_key, "%s/ca.key", dir);
+    snprintf(crl, sizeof crl, "%s/crl.pem", dir);
+    make_ca();
+    CHECK_OK(otk_crypto_openssl_init(&cr, NULL, NULL));
+    memset(&cfg, 0, sizeof cfg);
+    cfg.cloud_id = 3;
+    snprintf(cfg.ca_cert, sizeof cfg.ca_cert, "%s", ca_cert);
+    snprintf(cfg.ca_key, sizeof cfg.ca_key, "%s", ca_key);
+    snprintf(cfg.crl_file, sizeof cfg.crl_file, "%s", crl);
+    snprintf(cfg.server_ca, sizeof cfg.server_ca, "%s", ca_cert);
+    /* A CA key others may read is refused. */
+    chmod(ca_key, 0644);
+    CHECK_ST(otk_x509_open(&cfg, &x, err, sizeof err), OTK_ERR_CLOUD);
+    CHECK(x == NULL && strstr(err, "chmod 600") != NULL);
+    chmod(ca_key, 0600);
+    CHECK_OK(otk_x509_open(&cfg, &x, err, sizeof err));
+    if (x == NULL) {
+        fprintf(stderr, "test_x509: %s\n", err);
+        return CHECK_DONE();
+    }
+    /* Issue for a device key. */
+    memset(id, 0xab, sizeof id);
+    CHECK_OK(cr.ec_keygen(cr.ctx, priv, pub));
+    CHECK_OK(otk_x509_issue_cert(x, id, 3, pub, der, sizeof der, &len, serial, pin));
+    CHECK_ST(otk_x509_issue_cert(x, id, 4, pub, der, sizeof der, &len2, serial2, pin),
+             OTK_ERR_INVALID_ARGUMENT); /* another cloud's */
+    printf("device certificate: %zu bytes DER (limit %u)\n", len, OTK_CERT_MAX);
+    CHECK(len > 200 && len <= 400 && strlen(serial) == 32);
+    p = der;
+    c = d2i_X509(NULL, &p, (long)len);
+    f = fopen(ca_cert, "r");
+    ca = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    CHECK(c != NULL && ca != NULL);
+    if (c && ca) {
+        char cn[64] = "";
+        EVP_PKEY *capub = X509_get0_pubkey(ca);
+        uint8_t point[65];
+        size_t plen = 0;
+        unsigned char *dca = NULL;
+        uint8_t want_pin[32];
+        unsigned mdl = 0;
+        int n;
+        X509_NAME_get_text_by_NID(X509_get_subject_name(c), NID_commonName, cn, sizeof cn);
+        CHECK(strcmp(cn, "abababababababababababababababab") == 0);
+        CHECK(X509_verify(c, capub) == 1);
+        CHECK(X509_check_purpose(c, X509_PURPOSE_SSL_CLIENT, 0) == 1);
+        CHECK(X509_check_ca(c) == 0);
+        CHECK(EVP_PKEY_get_octet_string_param(X509_get0_pubkey(c), "encoded-pub-key", point,
+                                              sizeof point, &plen) == 1 &&
+              plen == 65 && point[0] == 4 && memcmp(point + 1, pub, 64) == 0);
+        /* The pin is the server CA's DER hash. */
+        n = i2d_X509(ca, &dca);
+        CHECK(n > 0 && EVP_Digest(dca, (size_t)n, want_pin, &mdl, EVP_sha256(), NULL) == 1);
+        CHECK(memcmp(pin, want_pin, 32) == 0);
+        OPENSSL_free(dca);
+    }
+    /* Serials differ from one certificate to the next. */
+    CHECK_OK(otk_x509_issue_cert(x, id, 3, pub, der, sizeof der, &len2, serial2, pin));
+    CHECK(strcmp(serial, serial2) != 0);
+    /* An invalid point is refused. */
+    {
+        uint8_t bad[64];
+        memset(bad, 1, sizeof bad);
+        CHECK_ST(otk_x509_issue_cert(x, id, 3, bad, der, sizeof der, &len2, serial2, pin),
+                 OTK_ERR_INVALID_ARGUMENT);
+    }
+    /* Revocation: queued, then in a signed CRL; merged on the next flush. */
+    CHECK_ST(otk_x509_remove(x, 3, "nothex"), OTK_ERR_CLOUD);
+    CHECK_OK(otk_x509_remove(x, 3, serial));
+    CHECK(otk_x509_pending(x) == 1);
+    CHECK_OK(otk_x509_flush(x));
+    CHECK(otk_x509_pending(x) == 0 && otk_x509_crl_entries(x) == 1);
+    CHECK_OK(otk_x509_remove(x, 3, serial2));
+    CHECK_OK(otk_x509_remove(x, 3, serial)); /* twice: listed once */
+    CHECK_OK(otk_x509_flush(x));
+    CHECK(otk_x509_crl_entries(x) == 2);
+    cl = read_crl();
+    CHECK(cl != NULL && ca != NULL && X509_CRL_verify(cl, X509_get0_pubkey(ca)) == 1);
+    if (cl && c) {
+        X509_REVOKED *r = NULL;
+        CHECK(X509_CRL_get0_by_cert(cl, &r, c) == 1); /* the first certificate is on it */
+    }
+    X509_CRL_free(cl);
+    /* Entries older than the longest validity are dropped (their certificates expired). */
+    {
+        X509_CRL *old = X509_CRL_new();
+        X509_REVOKED *r = X509_REVOKED_new();
+        ASN1_INTEGER *sn = ASN1_INTEGER_new();
+        ASN1_TIME *t = X509_gmtime_adj(NULL, -100L * 86400L);
+        EVP_PKEY *k;
+        f = fopen(ca_key, "r");
+        k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+        fclose(f);
+        ASN1_INTEGER_set(sn, 77);
+        X509_REVOKED_set_serialNumber(r, sn);
+        X509_REVOKED_set_revocationDate(r, t);
+        X509_CRL_set_version(old, 1);
+        X509_CRL_set_issuer_name(old, X509_get_subject_name(ca));
+        X509_CRL_set1_lastUpdate(old, t);
+        X509_CRL_add0_revoked(old, r);
+        X509_CRL_sign(old, k, EVP_sha256());
+        f = fopen(crl, "w");
+        PEM_write_X509_CRL(f, old);
+        fclose(f);
+        CHECK_OK(otk_x509_remove(x, 3, serial));
+        CHECK_OK(otk_x509_flush(x));
+        CHECK(otk_x509_crl_entries(x) == 1); /* 77 dropped, serial kept */
+        X509_CRL_free(old);
+        ASN1_INTEGER_free(sn);
+        ASN1_TIME_free(t);
+        EVP_PKEY_free(k);
+    }
+    {
+        struct stat st;
+        CHECK(stat(crl, &st) == 0 && (st.st_mode & 0777) == 0644);
+    }
+    X509_free(c);
+    X509_free(ca);
+    otk_x509_close(x);
+    otk_crypto_openssl_free(&cr);
+    unlink(ca_cert);
+    unlink(ca_key);
+    unlink(crl);
+    {
+        char lock[160];
+        snprintf(lock, sizeof lock, "%s.lock", crl);
+        unlink(lock);
+    }
+    rmdir(dir);
+    return CHECK_DONE();
+}
