@@ -16,6 +16,10 @@
 #        passwd: the clouds authenticate from a password_file + acl_file that
 #        the agent rewrites (type = passwd), instead of dynamic security; the
 #        plugin binds each device's credentials to its own client id
+#        x509: certificate clouds (protocol version 2, docs/protocol.md §11):
+#        each has an issuing CA of its own (cloud-X-ca.crt/.key), a CRL the
+#        agent maintains (cloud-X-crl.pem), require_certificate with the
+#        certificate's CN as user name and the ACL devices/%u/#
 #        scripts/lab.sh stop DIR
 # The plugin is $OTK_MOSQUITTO_PLUGIN, or else the newest build/*/otakey_mosquitto.so.
 # LAB_REPORT_MS (default 10000): period of the plugin's refusal reports.
@@ -23,7 +27,8 @@ set -euo pipefail
 umask 077
 cmd=${1:-}; dir=${2:-}; clouds=${3:-dynsec}
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop DIR [dynsec|passwd]" >&2; exit 2; }
-[ "$clouds" = dynsec ] || [ "$clouds" = passwd ] || { echo "lab: clouds must be dynsec or passwd" >&2; exit 2; }
+[ "$clouds" = dynsec ] || [ "$clouds" = passwd ] || [ "$clouds" = x509 ] ||
+  { echo "lab: clouds must be dynsec, passwd or x509" >&2; exit 2; }
 dynsec_so=$(ls /usr/lib/*/mosquitto_dynamic_security.so 2>/dev/null | head -n1 || true)
 here=$(cd "$(dirname "$0")/.." && pwd)
 otk_so=${OTK_MOSQUITTO_PLUGIN:-$(ls -t "$here"/build/*/otakey_mosquitto.so 2>/dev/null | head -n1 || true)}
@@ -80,6 +85,20 @@ certs() {
   chmod 644 "$dir/ca.crt"
 }
 
+# An issuing CA for cloud $1 and its first (empty) CRL.
+issuing_ca() {
+  local c=$1
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+    -subj "/CN=otakey-cloud-$c" -keyout "$dir/cloud-$c-ca.key" -out "$dir/cloud-$c-ca.crt" 2>/dev/null
+  chmod 644 "$dir/cloud-$c-ca.crt"
+  : > "$dir/cloud-$c-index.txt"
+  printf '[ca]\ndefault_ca = d\n[d]\ndatabase = %s\ndefault_md = sha256\ndefault_crl_days = 60\n' \
+    "$dir/cloud-$c-index.txt" > "$dir/cloud-$c-ca.cnf"
+  openssl ca -gencrl -config "$dir/cloud-$c-ca.cnf" -keyfile "$dir/cloud-$c-ca.key" \
+    -cert "$dir/cloud-$c-ca.crt" -out "$dir/cloud-$c-crl.pem" 2>/dev/null
+  chmod 644 "$dir/cloud-$c-crl.pem"
+}
+
 tls_lines() {
   printf 'cafile %s\ncertfile %s\nkeyfile %s\n' "$dir/ca.crt" "$dir/server.crt" "$dir/server.key"
 }
@@ -126,6 +145,19 @@ start() {
     for c in a b; do
       port=$pca; [ "$c" = b ] && port=$pcb
       rm -f "$dir/dynsec-$c.json" "$dir/cloud-$c.passwd" "$dir/cloud-$c.acl"
+      if [ "$clouds" = x509 ]; then
+        # Devices by certificate from this cloud's own CA; the CN is the
+        # user name, the ACL binds topics to it; the agent keeps the CRL.
+        [ -f "$dir/cloud-$c-ca.key" ] || issuing_ca "$c"
+        printf 'pattern readwrite devices/%%u/#\n' > "$dir/cloud-$c.acl"
+        { printf 'user root\npersistence false\nset_tcp_nodelay true\nlistener %s 127.0.0.1\n' "$port"
+          printf 'cafile %s\ncertfile %s\nkeyfile %s\ncrlfile %s\n' "$dir/cloud-$c-ca.crt" \
+            "$dir/server.crt" "$dir/server.key" "$dir/cloud-$c-crl.pem"
+          printf 'require_certificate true\nuse_identity_as_username true\nacl_file %s\n' \
+            "$dir/cloud-$c.acl"
+        } > "$dir/cloud-$c.conf"
+        continue
+      fi
       if [ "$clouds" = passwd ]; then
         # The agent writes these files and signals the broker to reload them;
         # the plugin accepts a device's credentials under its own id only.
@@ -166,6 +198,13 @@ LAB_BENCH_USER=otakey-bench
 LAB_BENCH_PASSWORD=$bench_pw
 LAB_PLUGIN=$otk_so
 EOF
+  if [ "$clouds" = x509 ]; then
+    for c in a b; do
+      C=$(echo $c | tr ab AB)
+      printf 'LAB_CLOUD_%s_CA_CERT=%s\nLAB_CLOUD_%s_CA_KEY=%s\nLAB_CLOUD_%s_CRL=%s\n' \
+        "$C" "$dir/cloud-$c-ca.crt" "$C" "$dir/cloud-$c-ca.key" "$C" "$dir/cloud-$c-crl.pem" >> "$dir/lab.env"
+    done
+  fi
 }
 
 case "$cmd" in

@@ -153,6 +153,7 @@ static int on_cloud(parse_ctx *p, const char *s, const char *k, const char *v)
         c->clouds[i].cloud_id = (uint32_t)id;
         c->admin[i].cloud_id = (uint32_t)id;
         c->pwfile[i].cloud_id = (uint32_t)id;
+        c->x509[i].cloud_id = (uint32_t)id;
         c->clouds[i].flags = OTK_CLOUD_FLAG_TLS;
         c->admin_tls[i] = -1;
     }
@@ -181,16 +182,30 @@ static int on_cloud(parse_ctx *p, const char *s, const char *k, const char *v)
             c->cloud_type[i] = OTK_CLOUD_DYNSEC;
         else if (!strcmp(v, "passwd"))
             c->cloud_type[i] = OTK_CLOUD_PWFILE;
+        else if (!strcmp(v, "x509"))
+            c->cloud_type[i] = OTK_CLOUD_X509;
         else
-            return fail(p, s, k, "must be dynsec or passwd");
+            return fail(p, s, k, "must be dynsec, passwd or x509");
         return 1;
     }
+    /* type = x509: the issuing CA, the CRL the broker loads, the server's CA (pin) */
+    if (!strcmp(k, "ca_cert"))
+        return copy(p, s, k, c->x509[i].ca_cert, sizeof c->x509[i].ca_cert, v);
+    if (!strcmp(k, "ca_key"))
+        return copy(p, s, k, c->x509[i].ca_key, sizeof c->x509[i].ca_key, v);
+    if (!strcmp(k, "crl_file"))
+        return copy(p, s, k, c->x509[i].crl_file, sizeof c->x509[i].crl_file, v);
+    if (!strcmp(k, "server_ca"))
+        return copy(p, s, k, c->x509[i].server_ca, sizeof c->x509[i].server_ca, v);
+    if (!strcmp(k, "validity_days"))
+        return number(p, s, k, v, 1, 3650, &x) && (c->x509[i].validity_days = (unsigned)x, 1);
     if (!strcmp(k, "password_file"))
         return copy(p, s, k, c->pwfile[i].password_file, sizeof c->pwfile[i].password_file, v);
     if (!strcmp(k, "acl_file"))
         return copy(p, s, k, c->pwfile[i].acl_file, sizeof c->pwfile[i].acl_file, v);
     if (!strcmp(k, "pid_file"))
-        return copy(p, s, k, c->pwfile[i].pid_file, sizeof c->pwfile[i].pid_file, v);
+        return copy(p, s, k, c->pwfile[i].pid_file, sizeof c->pwfile[i].pid_file, v) &&
+               copy(p, s, k, c->x509[i].pid_file, sizeof c->x509[i].pid_file, v);
     return fail(p, s, k, "unknown key");
 }
 
@@ -261,6 +276,22 @@ int otk_agentd_config_load(const char *path, otk_agentd_config *cfg, char *err, 
         otk_cloud_endpoint *ep = &cfg->clouds[i];
         otk_dynsec_cloud *ad = &cfg->admin[i];
         otk_pwfile_cloud *pf = &cfg->pwfile[i];
+        if (cfg->cloud_type[i] == OTK_CLOUD_X509) {
+            otk_x509_cloud *xc = &cfg->x509[i];
+            if (!xc->ca_cert[0] || !xc->ca_key[0] || !xc->crl_file[0]) {
+                snprintf(err, err_size, "%s: [cloud.%u] type = x509 needs ca_cert, ca_key and crl_file",
+                         path, (unsigned)ep->cloud_id);
+                return -1;
+            }
+            if (!(ep->flags & OTK_CLOUD_FLAG_TLS)) {
+                snprintf(err, err_size, "%s: [cloud.%u] type = x509 is reached over TLS only (tls = 1)",
+                         path, (unsigned)ep->cloud_id);
+                return -1;
+            }
+            ep->kind = OTK_KIND_CERT;
+            /* No admin connection: certificates need no broker state. */
+            cfg->admin_tls[i] = 0;
+        }
         if (!ep->host[0] || !ep->port ||
             (cfg->cloud_type[i] == OTK_CLOUD_DYNSEC && !ad->admin_user[0])) {
             snprintf(err, err_size, "%s: [cloud.%u] needs host, port and admin_user", path,

@@ -8,9 +8,10 @@
 #include "otakey/dynsec.h"
 #include "otakey/pwfile.h"
 #include "otakey/ratelimit.h"
+#include "otakey/x509cloud.h"
 
 /* How a cloud's clients are administered (docs/operations.md). */
-enum { OTK_CLOUD_DYNSEC = 0, OTK_CLOUD_PWFILE = 1 };
+enum { OTK_CLOUD_DYNSEC = 0, OTK_CLOUD_PWFILE = 1, OTK_CLOUD_X509 = 2 };
 
 typedef struct otk_agentd_config {
     char database[256];
@@ -33,9 +34,10 @@ typedef struct otk_agentd_config {
     otk_rl_config ratelimit;   /* ratelimit_* keys (include/otakey/ratelimit.h) */
     otk_cloud_endpoint clouds[OTK_AGENT_MAX_CLOUDS]; /* what devices are told */
     otk_dynsec_cloud admin[OTK_AGENT_MAX_CLOUDS];    /* how the agent administers them */
-    int cloud_type[OTK_AGENT_MAX_CLOUDS];            /* OTK_CLOUD_DYNSEC or OTK_CLOUD_PWFILE */
+    int cloud_type[OTK_AGENT_MAX_CLOUDS];            /* OTK_CLOUD_* */
     int admin_tls[OTK_AGENT_MAX_CLOUDS];             /* -1: as the cloud's tls */
     otk_pwfile_cloud pwfile[OTK_AGENT_MAX_CLOUDS];   /* files of a password-file cloud */
+    otk_x509_cloud x509[OTK_AGENT_MAX_CLOUDS];       /* CA and CRL of a certificate cloud */
     size_t n_clouds;
 } otk_agentd_config;
 

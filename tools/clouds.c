@@ -11,7 +11,19 @@ struct otk_clouds {
     otk_pwfile *pw[OTK_AGENT_MAX_CLOUDS];
     uint32_t pw_id[OTK_AGENT_MAX_CLOUDS];
     size_t n_pw;
+    otk_x509 *x509[OTK_AGENT_MAX_CLOUDS]; /* certificate clouds */
+    uint32_t x509_id[OTK_AGENT_MAX_CLOUDS];
+    size_t n_x509;
 };
+
+static otk_x509 *ca_of(otk_clouds *c, uint32_t cloud_id)
+{
+    size_t i;
+    for (i = 0; i < c->n_x509; i++)
+        if (c->x509_id[i] == cloud_id)
+            return c->x509[i];
+    return NULL;
+}
 
 static otk_pwfile *files_of(otk_clouds *c, uint32_t cloud_id)
 {
@@ -35,27 +47,23 @@ static otk_status route_remove(void *ctx, uint32_t cloud_id, const char *user)
 {
     otk_clouds *c = ctx;
     otk_pwfile *p = files_of(c, cloud_id);
+    otk_x509 *x = ca_of(c, cloud_id);
     if (p)
         return otk_pwfile_remove(p, cloud_id, user);
+    if (x)
+        return otk_x509_remove(x, cloud_id, user); /* user: the certificate's serial */
     return c->dynsec ? c->ds.remove(c->ds.ctx, cloud_id, user) : OTK_ERR_CLOUD;
 }
 
-/* Certificates: only a certificate cloud issues them (none is configured here yet). */
+/* Certificates: only a certificate cloud's CA issues them. */
 static otk_status route_issue_cert(void *ctx, const uint8_t id[16], uint32_t cloud_id,
                                    const uint8_t dpub[64], uint8_t *der, size_t der_size,
                                    size_t *der_len, char serial[OTK_USER_MAX + 1],
                                    uint8_t ca_pin[OTK_PIN_LEN])
 {
-    (void)ctx;
-    (void)id;
-    (void)cloud_id;
-    (void)dpub;
-    (void)der;
-    (void)der_size;
-    (void)der_len;
-    (void)serial;
-    (void)ca_pin;
-    return OTK_ERR_CLOUD;
+    otk_x509 *x = ca_of(ctx, cloud_id);
+    return x ? otk_x509_issue_cert(x, id, cloud_id, dpub, der, der_size, der_len, serial, ca_pin)
+             : OTK_ERR_CLOUD;
 }
 
 /* A password-file cloud queues creates: one may have been lost by a restart. */
@@ -75,7 +83,15 @@ int otk_clouds_open(const otk_agentd_config *cfg, otk_clouds **out, char *err, s
         abort();
     *out = NULL;
     for (i = 0; i < cfg->n_clouds; i++) {
-        if (cfg->cloud_type[i] == OTK_CLOUD_PWFILE) {
+        if (cfg->cloud_type[i] == OTK_CLOUD_X509) {
+            char e[200];
+            if (otk_x509_open(&cfg->x509[i], &c->x509[c->n_x509], e, sizeof e) != OTK_OK) {
+                snprintf(err, err_size, "cloud %u: %s", (unsigned)cfg->clouds[i].cloud_id, e);
+                otk_clouds_close(c);
+                return -1;
+            }
+            c->x509_id[c->n_x509++] = cfg->clouds[i].cloud_id;
+        } else if (cfg->cloud_type[i] == OTK_CLOUD_PWFILE) {
             if (otk_pwfile_open(&cfg->pwfile[i], &c->pw[c->n_pw], err, err_size) != OTK_OK) {
                 otk_clouds_close(c);
                 return -1;
@@ -103,6 +119,8 @@ void otk_clouds_close(otk_clouds *c)
     otk_dynsec_close(c->dynsec);
     for (i = 0; i < c->n_pw; i++)
         otk_pwfile_close(c->pw[i]);
+    for (i = 0; i < c->n_x509; i++)
+        otk_x509_close(c->x509[i]);
     free(c);
 }
 
@@ -125,6 +143,8 @@ size_t otk_clouds_pending(const otk_clouds *c)
     size_t i, n = 0;
     for (i = 0; i < c->n_pw; i++)
         n += otk_pwfile_pending(c->pw[i]);
+    for (i = 0; i < c->n_x509; i++)
+        n += otk_x509_pending(c->x509[i]);
     return n;
 }
 
@@ -134,6 +154,20 @@ otk_status otk_clouds_flush(otk_clouds *c, unsigned timeout_ms)
     otk_status st = OTK_OK;
     for (i = 0; i < c->n_pw; i++)
         if (otk_pwfile_pending(c->pw[i]) && otk_pwfile_flush(c->pw[i], timeout_ms) != OTK_OK)
+            st = OTK_ERR_CLOUD;
+    /* Revocations: into each CRL, and the broker reloads it. */
+    for (i = 0; i < c->n_x509; i++)
+        if (otk_x509_pending(c->x509[i]) && otk_x509_flush(c->x509[i]) != OTK_OK)
+            st = OTK_ERR_CLOUD;
+    return st;
+}
+
+otk_status otk_clouds_refresh_crls(otk_clouds *c)
+{
+    size_t i;
+    otk_status st = OTK_OK;
+    for (i = 0; i < c->n_x509; i++)
+        if (otk_x509_flush(c->x509[i]) != OTK_OK)
             st = OTK_ERR_CLOUD;
     return st;
 }

@@ -30,7 +30,13 @@ size_t otk_clouds_pending(const otk_clouds *c);
  */
 long otk_clouds_reconcile(otk_clouds *c, const otk_registry *reg);
 
-/* Makes every queued change effective (otk_pwfile_flush on each). */
+/* Makes every queued change effective (password files, certificate revocation lists). */
 otk_status otk_clouds_flush(otk_clouds *c, unsigned timeout_ms);
+
+/*
+ * Signs every certificate cloud's CRL again (the broker refuses a CRL past
+ * its next update): at start, then once a day.
+ */
+otk_status otk_clouds_refresh_crls(otk_clouds *c);
 
 #endif

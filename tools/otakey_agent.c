@@ -365,6 +365,9 @@ static int setup(daemon_ctx *d, const char *path)
         else if (gone > 0)
             logf_(1, "password-file clouds: %ld retired clients deleted at start", gone);
     }
+    /* Certificate clouds: a fresh CRL now (the broker refuses one past its next update). */
+    if (otk_clouds_refresh_crls(d->clouds) != OTK_OK)
+        logf_(1, "certificate clouds: a CRL could not be written or its broker signalled");
     if (otk_rl_new(&d->cfg.ratelimit, &d->rl) != OTK_OK) {
         fprintf(stderr, "otakey-agent: invalid ratelimit_* settings\n");
         return 2;
@@ -649,6 +652,9 @@ int main(int argc, char **argv)
                 push_notifications(&d);
                 if (++ticks % 5 == 0) /* four times a second */
                     finish_revocations(&d);
+                if (ticks % (TICKS_PER_S * 86400UL) == 0 &&
+                    otk_clouds_refresh_crls(d.clouds) != OTK_OK) /* once a day */
+                    logf_(1, "certificate clouds: a CRL could not be signed again");
                 report_drops(&d, (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u);
             }
             if (lrc != MOSQ_ERR_SUCCESS && !stopping) {

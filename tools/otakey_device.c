@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <mosquitto.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,7 @@ typedef struct dev_ctx {
     } cstate;
     char hex[33], up[64], down[64], cafile[256], status[256];
     struct mosquitto *agent, *cloud;
+    void *cloud_tls; /* certificate sets: the link's OpenSSL context */
     uint32_t cloud_version; /* version whose credentials the cloud link uses */
     uint32_t boot_active, boot_staged; /* what the key partition held at boot */
     unsigned long telemetry_sent, telemetry_acked, up_bytes, down_bytes;
@@ -99,6 +101,7 @@ static void write_status(dev_ctx *d)
     cJSON_AddNumberToObject(o, "flash_ops", (double)d->flash.ops);
     cJSON_AddNumberToObject(o, "boot_version", d->boot_active);
     cJSON_AddNumberToObject(o, "boot_staged", d->boot_staged);
+    cJSON_AddNumberToObject(o, "kind", otk_device_kind(&d->dev, OTK_SET_ACTIVE));
     text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     otk_wipe(&c, sizeof c);
@@ -153,15 +156,68 @@ static void on_cloud_publish(struct mosquitto *m, void *ud, int mid, int rc, con
 }
 
 /* (Re)connects the cloud link with the active set's credentials. */
+/*
+ * A certificate set's TLS context (version 2): the certificate and key
+ * read from the key partition for this connection only, with the set's CA
+ * pin. NULL when anything is missing.
+ */
+static void *cert_tls(dev_ctx *d, int which, const otk_cloud *c)
+{
+    uint8_t der[OTK_CERT_MAX], priv[OTK_PRIV_LEN], pin[OTK_PIN_LEN];
+    size_t len = 0;
+    void *ctx = NULL;
+    otk_keyset ks;
+    if (otk_device_cert(&d->dev, which, der, sizeof der, &len) == OTK_OK &&
+        otk_device_cert_key(&d->dev, which, priv) == OTK_OK &&
+        otk_ks_load(&d->dev.ks, which == OTK_SET_STAGED, &ks) == OTK_OK) {
+        memcpy(pin, ks.ca_pin, sizeof pin);
+        ctx = otk_posix_cert_ctx(d->cafile, c->host, der, len, priv, pin);
+    }
+    otk_wipe(priv, sizeof priv);
+    otk_wipe(&ks, sizeof ks);
+    return ctx;
+}
+
+/* The proof of the staged set: a login with its password or its certificate. */
+static otk_proof prove_staged(dev_ctx *d)
+{
+    otk_cloud c;
+    otk_proof r = OTK_PROOF_UNREACHABLE;
+    if (otk_device_cloud(&d->dev, OTK_SET_STAGED, &c) != OTK_OK)
+        return r;
+    if (otk_device_kind(&d->dev, OTK_SET_STAGED) == OTK_KIND_CERT) {
+        uint8_t der[OTK_CERT_MAX], priv[OTK_PRIV_LEN];
+        size_t len = 0;
+        otk_keyset ks;
+        if (otk_device_cert(&d->dev, OTK_SET_STAGED, der, sizeof der, &len) == OTK_OK &&
+            otk_device_cert_key(&d->dev, OTK_SET_STAGED, priv) == OTK_OK &&
+            otk_ks_load(&d->dev.ks, 1, &ks) == OTK_OK)
+            r = otk_mqtt_prove_cert(&c, d->cafile, d->hex, der, len, priv, ks.ca_pin, 5000);
+        otk_wipe(priv, sizeof priv);
+        otk_wipe(&ks, sizeof ks);
+    } else {
+        r = otk_mqtt_prove(&c, d->cafile, d->hex, 5000);
+    }
+    otk_wipe(&c, sizeof c);
+    return r;
+}
+
 static void cloud_link(dev_ctx *d)
 {
     otk_cloud c;
     uint32_t v = otk_device_version(&d->dev, OTK_SET_ACTIVE);
+    int cert;
     if (v == 0 || v == d->cloud_version || otk_device_cloud(&d->dev, OTK_SET_ACTIVE, &c) != OTK_OK)
         return;
+    cert = otk_device_kind(&d->dev, OTK_SET_ACTIVE) == OTK_KIND_CERT;
     if (d->cloud) {
         mosquitto_disconnect(d->cloud);
         mosquitto_destroy(d->cloud);
+        d->cloud = NULL;
+    }
+    if (d->cloud_tls) {
+        SSL_CTX_free(d->cloud_tls);
+        d->cloud_tls = NULL;
     }
     d->cloud = mosquitto_new(d->hex, true, d);
     if (d->cloud == NULL)
@@ -171,8 +227,20 @@ static void cloud_link(dev_ctx *d)
     mosquitto_int_option(d->cloud, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
     mosquitto_publish_v5_callback_set(d->cloud, on_cloud_publish);
     /* TLS fails closed: without a CA it can load, the device does not
-     * connect (its credentials never go out in clear). */
-    if ((c.flags & OTK_CLOUD_FLAG_TLS) &&
+     * connect (its credentials never go out in clear). A certificate set
+     * logs in with its certificate (no user name). */
+    if (cert && ((d->cloud_tls = cert_tls(d, OTK_SET_ACTIVE, &c)) == NULL ||
+                 mosquitto_int_option(d->cloud, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0) != MOSQ_ERR_SUCCESS ||
+                 mosquitto_void_option(d->cloud, MOSQ_OPT_SSL_CTX, d->cloud_tls) != MOSQ_ERR_SUCCESS)) {
+        fprintf(stderr, "otakey-device %s: cloud %u: TLS with the certificate set cannot be set up\n",
+                d->hex, (unsigned)c.cloud_id);
+        mosquitto_destroy(d->cloud);
+        d->cloud = NULL;
+        d->cloud_version = v;
+        otk_wipe(&c, sizeof c);
+        return;
+    }
+    if (!cert && (c.flags & OTK_CLOUD_FLAG_TLS) &&
         mosquitto_tls_set(d->cloud, d->cafile, NULL, NULL, NULL, NULL) != MOSQ_ERR_SUCCESS) {
         fprintf(stderr, "otakey-device %s: cloud %u: TLS: cannot load CA file '%s'; not connecting\n",
                 d->hex, (unsigned)c.cloud_id, d->cafile);
@@ -182,7 +250,7 @@ static void cloud_link(dev_ctx *d)
         otk_wipe(&c, sizeof c);
         return;
     }
-    if (mosquitto_username_pw_set(d->cloud, c.user, c.secret) == MOSQ_ERR_SUCCESS &&
+    if ((cert || mosquitto_username_pw_set(d->cloud, c.user, c.secret) == MOSQ_ERR_SUCCESS) &&
         mosquitto_connect(d->cloud, c.host, c.port, 30) == MOSQ_ERR_SUCCESS)
         d->cloud_version = v;
     otk_wipe(&c, sizeof c);
@@ -209,7 +277,8 @@ static int usage(const char *why)
     fprintf(why ? stderr : stdout,
             "usage: otakey-device --id HEX32 --flash FILE --batch HEX16 --pk FILE --agent-pub HEX128\n"
             "         --broker HOST:PORT --cafile FILE [--status FILE] [--poll-ms N]\n"
-            "         [--telemetry-ms N] [--run-ms N] [--cut-at N [--tear]]\n"
+            "         [--telemetry-ms N] [--run-ms N] [--proto 1|2] [--cut-at N [--tear]]\n"
+            "--proto 2: protocol version 2 (certificate key sets, docs/protocol.md §11).\n"
             "       otakey-device --help | --version\n"
             "--cut-at N: test hook, power is cut at the N-th flash operation (exit 3);\n"
             "  --tear leaves that operation half done.\n"
@@ -256,6 +325,11 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--poll-ms")) poll_ms = atol(v);
         else if (!strcmp(k, "--telemetry-ms")) tele_ms = atol(v);
         else if (!strcmp(k, "--run-ms")) run_ms = atol(v);
+        else if (!strcmp(k, "--proto")) {
+            if (strcmp(v, "1") && strcmp(v, "2"))
+                return usage("--proto must be 1 or 2");
+            d.cfg.proto = (uint8_t)atoi(v);
+        }
         else if (!strcmp(k, "--cut-at")) {
             char *end;
             errno = 0;
@@ -355,11 +429,7 @@ int main(int argc, char **argv)
             (void)mosquitto_reconnect(d.cloud);
         }
         if (otk_device_state(&d.dev) == OTK_DEV_PROVE) {
-            otk_cloud c;
-            otk_proof r = OTK_PROOF_UNREACHABLE;
-            if (otk_device_cloud(&d.dev, OTK_SET_STAGED, &c) == OTK_OK)
-                r = otk_mqtt_prove(&c, d.cafile, d.hex, 5000);
-            otk_wipe(&c, sizeof c);
+            otk_proof r = prove_staged(&d);
             if (otk_device_proof(&d.dev, r, out, sizeof out, &n) == OTK_OK)
                 publish_up(&d, out, n);
             write_status(&d);
@@ -383,6 +453,7 @@ int main(int argc, char **argv)
         mosquitto_disconnect(d.cloud);
         mosquitto_destroy(d.cloud);
     }
+    SSL_CTX_free(d.cloud_tls);
     mosquitto_disconnect(d.agent);
     mosquitto_destroy(d.agent);
     mosquitto_lib_cleanup();
