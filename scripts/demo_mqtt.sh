@@ -4,10 +4,17 @@
 # the otakey-agent daemon over SQLite, and N otakey-device processes.
 # Claim -> telemetry on cloud A -> rotation -> switch to cloud B, then a
 # summary table. Everything started is stopped on exit.
-# Usage: scripts/demo_mqtt.sh [devices] [build-dir]
+# --clouds passwd|x509: password-file clouds, or certificate clouds (the
+# devices speak protocol version 2 and log in with certificates the agent
+# has their cloud's CA issue; docs/protocol.md §11).
+# Usage: scripts/demo_mqtt.sh [--clouds dynsec|passwd|x509] [devices] [build-dir]
 set -euo pipefail
 umask 077 # keys, PK, configs with passwords, registries: the owner's alone
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --clouds ]; then
+  case "${2:-}" in dynsec|passwd|x509) FLEET_CLOUDS=$2 ;; *) echo "demo: --clouds must be dynsec, passwd or x509" >&2; exit 2 ;; esac
+  shift 2
+fi
 n=${1:-20}
 build=${2:-build/release}
 [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 500 ] || { echo "demo: devices must be 1..500" >&2; exit 2; }

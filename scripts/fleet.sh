@@ -17,7 +17,10 @@ fleet_cleanup() {
 }
 
 # Brokers, agent key, a product batch and the agent's config file.
-# FLEET_CLOUDS=passwd: password-file clouds instead of dynamic security.
+# FLEET_CLOUDS=passwd: password-file clouds instead of dynamic security;
+# FLEET_CLOUDS=x509: certificate clouds (devices run protocol version 2);
+# FLEET_CLOUDS=mixed: clouds 1 and 2 take certificates, cloud 3 (dynamic
+# security) is where version 1 devices claim (claim_cloud_v1).
 fleet_setup() {
   local c l lc port
   umask 077 # keys, PK, configs with passwords, registries: the owner's alone
@@ -38,12 +41,22 @@ username = $LAB_AGENT_USER
 password = $LAB_AGENT_PASSWORD
 claim_cloud = 1
 EOC
-  for c in 1 2; do
-    l=A; [ $c = 2 ] && l=B
+  local clouds="1 2" kind
+  if [ "$LAB_CLOUDS" = mixed ]; then clouds="1 2 3"; echo 'claim_cloud_v1 = 3' >> "$work/agent.ini"; fi
+  for c in $clouds; do
+    l=$(echo $c | tr 123 ABC)
     port=LAB_CLOUD_${l}_PORT
     printf '\n[cloud.%s]\nhost = 127.0.0.1\nport = %s\nadmin_cafile = %s\n' $c "${!port}" "$LAB_CA" >> "$work/agent.ini"
-    if [ "$LAB_CLOUDS" = passwd ]; then
-      lc=$(echo $l | tr AB ab)
+    lc=$(echo $l | tr ABC abc)
+    kind=$LAB_CLOUDS
+    if [ "$kind" = mixed ]; then
+      if [ $c = 3 ]; then kind=dynsec; else kind=x509; fi
+    fi
+    if [ "$kind" = x509 ]; then
+      local cc=LAB_CLOUD_${l}_CA_CERT ck=LAB_CLOUD_${l}_CA_KEY crl=LAB_CLOUD_${l}_CRL
+      printf 'type = x509\nca_cert = %s\nca_key = %s\ncrl_file = %s\nserver_ca = %s\npid_file = %s\n' \
+        "${!cc}" "${!ck}" "${!crl}" "$LAB_CA" "$LAB_DIR/cloud-$lc.pid" >> "$work/agent.ini"
+    elif [ "$kind" = passwd ]; then
       printf 'type = passwd\npassword_file = %s\nacl_file = %s\npid_file = %s\n' \
         "$LAB_DIR/cloud-$lc.passwd" "$LAB_DIR/cloud-$lc.acl" "$LAB_DIR/cloud-$lc.pid" >> "$work/agent.ini"
     else
@@ -63,9 +76,11 @@ start_agent() {
 device_id() { printf 'd0d0d0d0d0d0d0d0d0d0d0d0%08x' "$1"; }
 
 # start_device ID [NAME]: a device process; NAME (default ID) names its files.
+# DEVICE_PROTO: the protocol version devices speak (default 2 on x509 clouds, else 1).
 start_device() {
-  local id=$1 name=${2:-$1}
-  "$bin/otakey-device" --id "$id" --flash "$work/dev/$name.flash" --batch $batch \
+  local id=$1 name=${2:-$1} proto=1
+  if [ -n "${DEVICE_PROTO:-}" ]; then proto=$DEVICE_PROTO; elif [ "${LAB_CLOUDS:-}" = x509 ]; then proto=2; fi
+  "$bin/otakey-device" --proto "$proto" --id "$id" --flash "$work/dev/$name.flash" --batch $batch \
     --pk "$work/batch.pk" --agent-pub "$pub" --broker "127.0.0.1:$LAB_AGENT_PORT" \
     --cafile "$LAB_CA" --status "$work/dev/$name.json" --poll-ms "${POLL_MS:-60000}" --telemetry-ms 250 \
     2> "$work/dev/$name.log" &

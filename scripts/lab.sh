@@ -12,7 +12,7 @@
 #   cloud A, B    - mosquitto with the dynamic-security plugin; the agent
 #                   administers device clients through it
 # Every file written is readable by its owner alone (umask 077).
-# Usage: scripts/lab.sh start DIR [dynsec|passwd]   (writes DIR/lab.env)
+# Usage: scripts/lab.sh start DIR [dynsec|passwd|x509|mixed]   (writes DIR/lab.env)
 #        passwd: the clouds authenticate from a password_file + acl_file that
 #        the agent rewrites (type = passwd), instead of dynamic security; the
 #        plugin binds each device's credentials to its own client id
@@ -20,15 +20,28 @@
 #        each has an issuing CA of its own (cloud-X-ca.crt/.key), a CRL the
 #        agent maintains (cloud-X-crl.pem), require_certificate with the
 #        certificate's CN as user name and the ACL devices/%u/#
+#        mixed: clouds A and B as with x509, and a third, cloud C, with dynamic
+#        security, for version 1 devices beside version 2 ones
 #        scripts/lab.sh stop DIR
 # The plugin is $OTK_MOSQUITTO_PLUGIN, or else the newest build/*/otakey_mosquitto.so.
 # LAB_REPORT_MS (default 10000): period of the plugin's refusal reports.
 set -euo pipefail
 umask 077
 cmd=${1:-}; dir=${2:-}; clouds=${3:-dynsec}
-[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop DIR [dynsec|passwd]" >&2; exit 2; }
-[ "$clouds" = dynsec ] || [ "$clouds" = passwd ] || [ "$clouds" = x509 ] ||
-  { echo "lab: clouds must be dynsec, passwd or x509" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop DIR [dynsec|passwd|x509|mixed]" >&2; exit 2; }
+case "$clouds" in
+  dynsec|passwd|x509) letters="a b" ;;
+  mixed) letters="a b c" ;;
+  *) echo "lab: clouds must be dynsec, passwd, x509 or mixed" >&2; exit 2 ;;
+esac
+# kind_of LETTER: how that cloud authenticates devices.
+kind_of() {
+  if [ "$clouds" = mixed ]; then
+    if [ "$1" = c ]; then echo dynsec; else echo x509; fi
+  else
+    echo "$clouds"
+  fi
+}
 dynsec_so=$(ls /usr/lib/*/mosquitto_dynamic_security.so 2>/dev/null | head -n1 || true)
 here=$(cd "$(dirname "$0")/.." && pwd)
 otk_so=${OTK_MOSQUITTO_PLUGIN:-$(ls -t "$here"/build/*/otakey_mosquitto.so 2>/dev/null | head -n1 || true)}
@@ -52,11 +65,11 @@ stop() {
 # one stopped instead (a port taken meanwhile by another process).
 launch() {
   local b i up
-  for b in agent-broker cloud-a cloud-b; do
+  for b in agent-broker $(printf 'cloud-%s ' $letters); do
     mosquitto -c "$dir/$b.conf" > "$dir/$b.log" 2>&1 &
     echo $! > "$dir/$b.pid"
   done
-  for b in agent-broker cloud-a cloud-b; do
+  for b in agent-broker $(printf 'cloud-%s ' $letters); do
     up=0
     for i in $(seq 200); do
       if grep -q "mosquitto version .* running" "$dir/$b.log" 2>/dev/null; then up=1; break; fi
@@ -67,10 +80,11 @@ launch() {
   done
 }
 
-# Four distinct free ports.
+# Distinct free ports: agent broker (devices, servers), one per cloud.
 pick_ports() {
   pa=$(free_port lab); ps=$(free_port lab); pca=$(free_port lab); pcb=$(free_port lab)
-  [ "$(printf '%s\n' "$pa" "$ps" "$pca" "$pcb" | sort -u | wc -l)" = 4 ] || pick_ports
+  pcc=$(free_port lab)
+  [ "$(printf '%s\n' "$pa" "$ps" "$pca" "$pcb" "$pcc" | sort -u | wc -l)" = 5 ] || pick_ports
 }
 
 certs() {
@@ -109,7 +123,7 @@ start() {
   otk_so=$(cd "$(dirname "$otk_so")" && pwd)/$(basename "$otk_so")
   mkdir -p "$dir"; chmod 700 "$dir"; stop
   certs
-  local agent_pw cloud_pw bench_pw pa ps pca pcb c port attempt=0
+  local agent_pw cloud_pw bench_pw pa ps pca pcb pcc c port kind attempt=0
   agent_pw=$(openssl rand -hex 16); cloud_pw=$(openssl rand -hex 16); bench_pw=$(openssl rand -hex 16)
   # Fleets of simulated devices need many connections per broker.
   # As root the hard limit can go up to fs.nr_open; otherwise take the hard limit.
@@ -142,10 +156,11 @@ start() {
       printf 'plugin %s\nplugin_opt_role agents\n' "$otk_so"
       printf 'plugin_opt_spaces otakey/v1=otakey-agent bench/v1=otakey-bench\n'
     } > "$dir/agent-broker.conf"
-    for c in a b; do
-      port=$pca; [ "$c" = b ] && port=$pcb
+    for c in $letters; do
+      case $c in a) port=$pca ;; b) port=$pcb ;; c) port=$pcc ;; esac
+      kind=$(kind_of $c)
       rm -f "$dir/dynsec-$c.json" "$dir/cloud-$c.passwd" "$dir/cloud-$c.acl"
-      if [ "$clouds" = x509 ]; then
+      if [ "$kind" = x509 ]; then
         # Devices by certificate from this cloud's own CA; the CN is the
         # user name, the ACL binds topics to it; the agent keeps the CRL.
         [ -f "$dir/cloud-$c-ca.key" ] || issuing_ca "$c"
@@ -158,7 +173,7 @@ start() {
         } > "$dir/cloud-$c.conf"
         continue
       fi
-      if [ "$clouds" = passwd ]; then
+      if [ "$kind" = passwd ]; then
         # The agent writes these files and signals the broker to reload them;
         # the plugin accepts a device's credentials under its own id only.
         : > "$dir/cloud-$c.passwd"; : > "$dir/cloud-$c.acl"
@@ -198,7 +213,10 @@ LAB_BENCH_USER=otakey-bench
 LAB_BENCH_PASSWORD=$bench_pw
 LAB_PLUGIN=$otk_so
 EOF
-  if [ "$clouds" = x509 ]; then
+  if [ "$clouds" = mixed ]; then
+    printf 'LAB_CLOUD_C_PORT=%s\nLAB_CLOUD_C_PID=%s\n' "$pcc" "$dir/cloud-c.pid" >> "$dir/lab.env"
+  fi
+  if [ "$clouds" = x509 ] || [ "$clouds" = mixed ]; then
     for c in a b; do
       C=$(echo $c | tr ab AB)
       printf 'LAB_CLOUD_%s_CA_CERT=%s\nLAB_CLOUD_%s_CA_KEY=%s\nLAB_CLOUD_%s_CRL=%s\n' \

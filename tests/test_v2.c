@@ -210,6 +210,20 @@ static void test_cert_claim(void)
     CHECK(world_settle(&w, &v1, 4) != OTK_OK);
     CHECK(w.last_agent == OTK_ERR_UNKNOWN_VERSION);
     CHECK(otk_device_version(&v1.dev, OTK_SET_ACTIVE) == 0);
+    /* claim_cloud_v1 must name a password cloud ... */
+    w.cfg.claim_cloud_v1 = WORLD_CLOUD_A;
+    CHECK(world_restart_agent(&w) != 0);
+    /* ... and then v1 devices claim there while v2 devices claim on A. */
+    w.cfg.claim_cloud_v1 = WORLD_CLOUD_B;
+    CHECK(world_restart_agent(&w) == 0);
+    CHECK_OK(world_settle(&w, &v1, STEPS));
+    CHECK(otk_device_version(&v1.dev, OTK_SET_ACTIVE) == 1);
+    {
+        otk_cloud cl;
+        CHECK_OK(otk_device_cloud(&v1.dev, OTK_SET_ACTIVE, &cl));
+        CHECK(cl.cloud_id == WORLD_CLOUD_B);
+    }
+    CHECK(kind(&w, &v1) == OTK_KIND_PASSWORD);
     wdev_free(&v1);
     wdev_free(&v2);
     world_free(&w);

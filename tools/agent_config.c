@@ -112,6 +112,8 @@ static int on_agent(parse_ctx *p, const char *s, const char *k, const char *v)
         return copy(p, s, k, c->share_group, sizeof c->share_group, v);
     if (!strcmp(k, "claim_cloud"))
         return number(p, s, k, v, 1, 0x7fffffff, &x) && (c->claim_cloud = (uint32_t)x, 1);
+    if (!strcmp(k, "claim_cloud_v1"))
+        return number(p, s, k, v, 1, 0x7fffffff, &x) && (c->claim_cloud_v1 = (uint32_t)x, 1);
     if (!strcmp(k, "notify_rate"))
         return number(p, s, k, v, 1, 100000, &x) && (c->notify_rate = (unsigned)x, 1);
     if (!strcmp(k, "notify_resend_ms"))
@@ -329,6 +331,20 @@ int otk_agentd_config_load(const char *path, otk_agentd_config *cfg, char *err, 
     if (i == cfg->n_clouds) {
         snprintf(err, err_size, "%s: claim_cloud %u has no [cloud.%u] section", path,
                  (unsigned)cfg->claim_cloud, (unsigned)cfg->claim_cloud);
+        return -1;
+    }
+    if (cfg->claim_cloud_v1 == 0)
+        return 0;
+    for (i = 0; i < cfg->n_clouds && cfg->clouds[i].cloud_id != cfg->claim_cloud_v1; i++)
+        ;
+    if (i == cfg->n_clouds) {
+        snprintf(err, err_size, "%s: claim_cloud_v1 %u has no [cloud.%u] section", path,
+                 (unsigned)cfg->claim_cloud_v1, (unsigned)cfg->claim_cloud_v1);
+        return -1;
+    }
+    if (cfg->cloud_type[i] == OTK_CLOUD_X509) {
+        snprintf(err, err_size, "%s: claim_cloud_v1 %u is a certificate cloud: version 1 devices "
+                 "take passwords only", path, (unsigned)cfg->claim_cloud_v1);
         return -1;
     }
     return 0;

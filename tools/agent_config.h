@@ -28,6 +28,7 @@ typedef struct otk_agentd_config {
     char client_id[64];
     char share_group[32];
     uint32_t claim_cloud;
+    uint32_t claim_cloud_v1; /* 0: claim_cloud */
     int log_level; /* 0 error, 1 warn, 2 info, 3 debug */
     unsigned notify_rate;      /* NOTIFY messages per second at most */
     unsigned notify_resend_ms; /* offer a requested update again after this */

@@ -350,6 +350,7 @@ static int setup(daemon_ctx *d, const char *path)
     memcpy(ac.clouds, d->cfg.clouds, sizeof ac.clouds);
     ac.n_clouds = d->cfg.n_clouds;
     ac.claim_cloud = d->cfg.claim_cloud;
+    ac.claim_cloud_v1 = d->cfg.claim_cloud_v1;
     otk_wipe(key, sizeof key);
     otk_store_bind(d->reg, &reg);
     otk_clouds_adapter(d->clouds, &cloud);

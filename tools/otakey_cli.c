@@ -607,6 +607,7 @@ static int cmd_device_revoke(args *a)
     memcpy(ac.clouds, cfg.clouds, sizeof ac.clouds);
     ac.n_clouds = cfg.n_clouds;
     ac.claim_cloud = cfg.claim_cloud;
+    ac.claim_cloud_v1 = cfg.claim_cloud_v1;
     otk_store_bind(r, &reg);
     st = otk_agent_init(&agent, &c, &reg, &cloud, &ac);
     /* Refused from here on (the registry says REVOKED), whatever the clouds do. */

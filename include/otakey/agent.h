@@ -147,6 +147,10 @@ typedef struct otk_agent_config {
     otk_cloud_endpoint clouds[OTK_AGENT_MAX_CLOUDS];
     size_t n_clouds;
     uint32_t claim_cloud; /* cloud id assigned at claim */
+    /* Cloud a version 1 device claims onto (0: claim_cloud). A certificate
+     * claim cloud takes version 2 devices only; this keeps a v1 fleet
+     * claiming onto a password cloud beside it. Must not be of kind 2. */
+    uint32_t claim_cloud_v1;
 } otk_agent_config;
 
 typedef struct otk_agent {

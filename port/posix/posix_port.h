@@ -6,6 +6,8 @@
 #ifndef OTK_POSIX_PORT_H
 #define OTK_POSIX_PORT_H
 
+#include <stdio.h>
+
 #include "otakey/device.h"
 
 typedef struct otk_file_flash {
@@ -65,6 +67,10 @@ otk_proof otk_mqtt_prove(const otk_cloud *c, const char *cafile, const char *cli
 void *otk_posix_cert_ctx(const char *cafile, const char *host, const uint8_t *der,
                          size_t der_len, const uint8_t priv[OTK_PRIV_LEN],
                          const uint8_t pin[OTK_PIN_LEN]);
+
+/* A certificate set as PEM (certificate, private key): 0, or -1. */
+int otk_posix_cert_pem(const uint8_t *der, size_t der_len, const uint8_t priv[OTK_PRIV_LEN],
+                       FILE *cert_out, FILE *key_out);
 
 /* Whether the server of a connection made with ctx refused our certificate (a TLS alert). */
 int otk_posix_cert_refused(const void *ctx);

@@ -7,6 +7,7 @@
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
@@ -156,4 +157,17 @@ out:
         ctx = NULL;
     }
     return ctx;
+}
+
+int otk_posix_cert_pem(const uint8_t *der, size_t der_len, const uint8_t priv[OTK_PRIV_LEN],
+                       FILE *cert_out, FILE *key_out)
+{
+    const unsigned char *p = der;
+    X509 *cert = d2i_X509(NULL, &p, (long)der_len);
+    EVP_PKEY *key = cert ? device_key(priv, cert) : NULL;
+    int ok = key != NULL && PEM_write_X509(cert_out, cert) == 1 &&
+             PEM_write_PrivateKey(key_out, key, NULL, NULL, 0, NULL, NULL) == 1;
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return ok ? 0 : -1;
 }

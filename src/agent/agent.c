@@ -312,7 +312,10 @@ static otk_status on_claim(otk_agent *a, const otk_msg *m, const uint8_t *in, si
                            otk_agent_device *rec, uint8_t *out, size_t out_size, size_t *out_len)
 {
     uint8_t pk[OTK_PK_LEN], th[OTK_HASH_LEN];
+    uint32_t claim_cloud = a->cfg.claim_cloud;
     otk_status st = a->reg.get_batch(a->reg.ctx, m->batch_id, pk);
+    if (proto_of(m->proto) != OTK_PROTO_V2 && a->cfg.claim_cloud_v1 != 0)
+        claim_cloud = a->cfg.claim_cloud_v1;
     if (st == OTK_ERR_NOT_FOUND)
         st = OTK_ERR_UNKNOWN_BATCH;
     if (st == OTK_OK)
@@ -321,8 +324,8 @@ static otk_status on_claim(otk_agent *a, const otk_msg *m, const uint8_t *in, si
     if (st != OTK_OK)
         return st;
     OTK_TRY(check_pop(a, m, in, len));
-    /* A certificate-only claim cloud takes version 2 devices only. */
-    if (kind_of(a, a->cfg.claim_cloud) == OTK_KIND_CERT && proto_of(m->proto) != OTK_PROTO_V2)
+    /* A certificate cloud takes version 2 devices only. */
+    if (kind_of(a, claim_cloud) == OTK_KIND_CERT && proto_of(m->proto) != OTK_PROTO_V2)
         return OTK_ERR_UNKNOWN_VERSION;
     OTK_TRY(otk_transcript(a->crypto, in, len, th));
     st = a->reg.get_device(a->reg.ctx, m->device_id, rec);
@@ -353,7 +356,7 @@ static otk_status on_claim(otk_agent *a, const otk_msg *m, const uint8_t *in, si
         rec->has_pending = 0;
         rec->pending_resp_len = 0;
     }
-    return issue(a, rec, OTK_MSG_CLAIM_RESP, a->cfg.claim_cloud, m, th, out, out_size, out_len);
+    return issue(a, rec, OTK_MSG_CLAIM_RESP, claim_cloud, m, th, out, out_size, out_len);
 }
 
 /* The pending set re-encrypted to a new request of the device's (it rebooted). */
@@ -786,7 +789,9 @@ otk_status otk_agent_init(otk_agent *a, const otk_crypto *crypto, const otk_regi
     a->reg = *reg;
     a->cloud = *cloud;
     a->cfg = *cfg;
-    if (endpoint(a, cfg->claim_cloud) == NULL) {
+    if (endpoint(a, cfg->claim_cloud) == NULL ||
+        (cfg->claim_cloud_v1 != 0 && (endpoint(a, cfg->claim_cloud_v1) == NULL ||
+                                      kind_of(a, cfg->claim_cloud_v1) == OTK_KIND_CERT))) {
         memset(a, 0, sizeof *a);
         return OTK_ERR_INVALID_ARGUMENT;
     }

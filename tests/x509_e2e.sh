@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Certificate clouds end to end (docs/protocol.md §11), over real brokers:
+# a version 1 fleet and a version 2 certificate fleet side by side on one
+# agent (lab "mixed": clouds 1 and 2 take certificates from CAs of their
+# own, cloud 3 takes passwords). Claim, rotation, switch from cloud 1 to
+# cloud 2; after each commit the retired certificate, taken out of the
+# device's flash, is refused by the cloud's TLS to stock mosquitto_pub; a
+# revoked device's certificate is refused within 5 s; a certificate is good
+# on its own cloud and topics only; and no device private key exists
+# anywhere but in its device's key store (registry, logs, a capture of
+# every protocol message, the clouds' files).
+# Usage: tests/x509_e2e.sh BUILD_DIR
+set -euo pipefail
+umask 077
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=$(cd "${1:?usage: x509_e2e.sh BUILD_DIR}" && pwd)
+work=$(mktemp -d /tmp/otakey-x509.XXXXXX)
+FLEET_CLOUDS=mixed
+. "$root/scripts/fleet.sh"
+trap fleet_cleanup EXIT
+fails=0; passes=0
+check() { # check DESCRIPTION COMMAND...
+  local what=$1; shift
+  if "$@"; then passes=$((passes + 1)); echo "ok: $what"; else fails=$((fails + 1)); echo "FAILED: $what"; fi
+}
+
+fleet_setup
+# Every protocol message both ways, as the agent's broker carries them (hex).
+mosquitto_sub -h 127.0.0.1 -p "$LAB_SERVER_PORT" --cafile "$LAB_CA" -u "$LAB_AGENT_USER" \
+  -P "$LAB_AGENT_PASSWORD" -i otakey-capture -t 'otakey/v1/up/#' -t 'otakey/v1/down/#' \
+  -F '%t %x' > "$work/capture.hex" 2>/dev/null &
+pids+=($!)
+start_agent
+
+v2="1 2 3"; v1="4 5"
+for i in $v2; do DEVICE_PROTO=2 start_device "$(device_id "$i")"; done
+for i in $v1; do DEVICE_PROTO=1 start_device "$(device_id "$i")"; done
+t0=$(date +%s.%N)
+check "version 2 devices claim onto certificate cloud 1" \
+  wait_all claim-v2 '"state":"ready","version":1,"cloud":1,.*"kind":2' 3
+check "version 1 devices claim onto password cloud 3 (claim_cloud_v1)" \
+  wait_all claim-v1 '"state":"ready","version":1,"cloud":3,.*"kind":1' 2
+
+# pub_as PREFIX PORT ID [TOPIC]: stock mosquitto_pub logs in with the certificate
+# and key PREFIX.crt / PREFIX.key and publishes one message at QoS 1.
+pub_as() {
+  local id=$3
+  timeout 10 mosquitto_pub -h 127.0.0.1 -p "$2" --cafile "$LAB_CA" --cert "$1.crt" --key "$1.key" \
+    -i "$id-probe" -V mqttv5 -q 1 -t "${4:-devices/$id/probe}" -m probe 2>> "$work/pub.err"
+}
+refused() { ! pub_as "$@"; }
+# dump N NAME: device N's active certificate and key, read out of its flash.
+dump() {
+  "$bin/otakey-flashdump" "$work/dev/$(device_id "$1").flash" --pem "$work/$2" > /dev/null &&
+    mv "$work/$2.active.crt" "$work/$2.crt" && mv "$work/$2.active.key" "$work/$2.key"
+}
+# until_refused PREFIX PORT ID: seconds until a login with PREFIX is refused (10 s at most).
+until_refused() {
+  local t=$(date +%s.%N) i
+  for i in $(seq 100); do
+    if refused "$@"; then echo "$(date +%s.%N) - $t" | bc; return 0; fi
+    sleep 0.1
+  done
+  echo never; return 1
+}
+id1=$(device_id 1); id2=$(device_id 2); id3=$(device_id 3)
+A=$LAB_CLOUD_A_PORT; B=$LAB_CLOUD_B_PORT
+
+dump 1 d1-v1
+check "the device's certificate names it and comes from cloud 1's CA" bash -c \
+  "openssl x509 -in '$work/d1-v1.crt' -noout -subject -issuer | tr -d ' ' | grep -q 'subject=CN=$id1' &&
+   openssl verify -CAfile '$LAB_CLOUD_A_CA_CERT' '$work/d1-v1.crt' >/dev/null"
+check "stock mosquitto_pub logs in to cloud 1 with it" pub_as "$work/d1-v1" "$A" "$id1"
+# MQTT 5 answers a publish the ACL denies with "not authorized" (mosquitto_pub warns).
+check "its own topics are allowed" bash -c "[ -z \"\$(timeout 10 mosquitto_pub -h 127.0.0.1 -p $A \
+  --cafile '$LAB_CA' --cert '$work/d1-v1.crt' --key '$work/d1-v1.key' -i p1 -V mqttv5 -q 1 \
+  -t devices/$id1/x -m x 2>&1)\" ]"
+check "but not another device's (ACL devices/%u/#)" bash -c "timeout 10 mosquitto_pub -h 127.0.0.1 \
+  -p $A --cafile '$LAB_CA' --cert '$work/d1-v1.crt' --key '$work/d1-v1.key' -i p1 -V mqttv5 -q 1 \
+  -t devices/$id2/x -m x 2>&1 | grep -q 'Not authorized'"
+check "it is refused by cloud 2 (another CA)" refused "$work/d1-v1" "$B" "$id1"
+check "a login without a certificate is refused" bash -c \
+  "! timeout 10 mosquitto_pub -h 127.0.0.1 -p $A --cafile '$LAB_CA' -i $id1 -t devices/$id1/x -m x 2>/dev/null"
+
+# Rotation of both fleets in one campaign.
+"$bin/otakey" campaign start --db "$work/registry.db" --rotate --all --rate 100 > /dev/null
+check "rotation: version 2 devices on a new certificate" \
+  wait_all rotate-v2 '"state":"ready","version":2,"cloud":1,.*"kind":2' 3
+check "rotation: version 1 devices on a new password" \
+  wait_all rotate-v1 '"state":"ready","version":2,"cloud":3,.*"kind":1' 2
+s=$(until_refused "$work/d1-v1" "$A" "$id1") || true
+echo "retired certificate refused after the rotation's commit in $s s"
+check "the retired certificate is refused by cloud 1 within 5 s" bash -c "[ '$s' != never ] && (( \$(echo '$s < 5' | bc) ))"
+dump 1 d1-v2
+check "the new one logs in" pub_as "$work/d1-v2" "$A" "$id1"
+
+# Switch to cloud 2 (another CA) of every device: version 1 devices cannot go there.
+"$bin/otakey" campaign start --db "$work/registry.db" --switch-to 2 --all --rate 100 > /dev/null
+check "switch: version 2 devices on cloud 2 with its CA's certificates" \
+  wait_all switch '"state":"ready","version":3,"cloud":2,.*"kind":2' 3
+s=$(until_refused "$work/d1-v2" "$A" "$id1") || true
+echo "retired certificate refused after the switch's commit in $s s"
+check "the certificate of cloud 1 is refused there after the switch, within 5 s" \
+  bash -c "[ '$s' != never ] && (( \$(echo '$s < 5' | bc) ))"
+dump 1 d1-v3
+check "the device's certificate from cloud 2's CA logs in to cloud 2" pub_as "$work/d1-v3" "$B" "$id1"
+check "and verifies under cloud 2's CA only" bash -c \
+  "openssl verify -CAfile '$LAB_CLOUD_B_CA_CERT' '$work/d1-v3.crt' >/dev/null &&
+   ! openssl verify -CAfile '$LAB_CLOUD_A_CA_CERT' '$work/d1-v3.crt' >/dev/null 2>&1"
+check "version 1 devices stay on their password cloud" \
+  bash -c "[ \$(cat '$work'/dev/*.json | grep -c '\"state\":\"ready\",\"version\":2,\"cloud\":3') -eq 2 ]"
+check "the campaign reports them failed, with the reason" bash -c \
+  "for i in \$(seq 50); do '$bin/otakey' campaign status --db '$work/registry.db' 2 > '$work/c2.txt';
+     grep -q 'done.*3 done, 2 failed' '$work/c2.txt' && grep -qi 'version' '$work/c2.txt' && exit 0; sleep 0.1; done
+   cat '$work/c2.txt'; exit 1"
+
+# Revocation: the device's certificate is refused by its cloud within 5 s.
+dump 2 d2
+check "device 2's certificate logs in before it is revoked" pub_as "$work/d2" "$B" "$id2"
+t=$(date +%s.%N)
+"$bin/otakey" device revoke --config "$work/agent.ini" "$id2" --wait 10 > "$work/revoke.out"
+s=$(until_refused "$work/d2" "$B" "$id2") || true
+s=$(echo "$(date +%s.%N) - $t" | bc)
+echo "revoked device's certificate refused $s s after 'otakey device revoke' started"
+check "a revoked device's certificate is refused within 5 s" bash -c "(( \$(echo '$s < 5' | bc) ))"
+check "the other devices' certificates still log in" bash -c \
+  "'$bin/otakey-flashdump' '$work/dev/$id3.flash' --pem '$work/d3' >/dev/null &&
+   timeout 10 mosquitto_pub -h 127.0.0.1 -p $B --cafile '$LAB_CA' --cert '$work/d3.active.crt' \
+     --key '$work/d3.active.key' -i p3 -V mqttv5 -q 1 -t devices/$id3/p -m p"
+check "the CRL of cloud 1 lists the retired certificates (2 per version 2 device)" bash -c \
+  "[ \$(openssl crl -in '$LAB_CLOUD_A_CRL' -noout -text | grep -c 'Serial Number') -eq 6 ]"
+
+# No device private key anywhere but in its key store.
+kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true
+sleep 0.3
+scalar() { # the private key of a PEM file, as 64 hex digits
+  openssl pkey -in "$1" -noout -text | awk '/^priv:/{p=1;next} /^pub:/{p=0} p' | tr -d ' :\n' | tail -c 64
+}
+point() { openssl x509 -in "$1" -noout -pubkey | openssl pkey -pubin -outform DER | tail -c 64 | od -An -tx1 -v | tr -d ' \n'; }
+hexof() { od -An -tx1 -v "$1" | tr -d ' \n'; }
+{
+  for f in "$work"/registry.db* "$work"/agent.log "$work"/dev/*.log "$work"/dev/*.json "$LAB_DIR"/*; do
+    [ -f "$f" ] && hexof "$f" && echo && cat "$f" && echo
+  done
+  cat "$work/capture.hex"
+} > "$work/haystack.txt" 2>/dev/null
+keys=0; found=0; pubs=0
+for f in "$work"/d1-v1 "$work"/d1-v2 "$work"/d1-v3 "$work"/d2 "$work"/d3.active; do
+  k=$(scalar "$f.key"); p=$(point "$f.crt")
+  [ ${#k} -eq 64 ] && keys=$((keys + 1))
+  grep -qi "$k" "$work/haystack.txt" && found=$((found + 1))
+  grep -qi "$p" "$work/capture.hex" && pubs=$((pubs + 1))
+done
+check "the capture holds every protocol message (each device key's public half is in it)" test $pubs -eq 5
+check "no device private key in the registry, the logs, the capture or the clouds' files ($keys keys)" \
+  bash -c "[ $keys -eq 5 ] && [ $found -eq 0 ]"
+
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]
