@@ -143,9 +143,25 @@ size_t otk_clouds_pending(const otk_clouds *c)
     size_t i, n = 0;
     for (i = 0; i < c->n_pw; i++)
         n += otk_pwfile_pending(c->pw[i]);
+    return n;
+}
+
+size_t otk_clouds_revocations(const otk_clouds *c)
+{
+    size_t i, n = 0;
     for (i = 0; i < c->n_x509; i++)
         n += otk_x509_pending(c->x509[i]);
     return n;
+}
+
+otk_status otk_clouds_flush_crls(otk_clouds *c)
+{
+    size_t i;
+    otk_status st = OTK_OK;
+    for (i = 0; i < c->n_x509; i++)
+        if (otk_x509_pending(c->x509[i]) && otk_x509_flush(c->x509[i]) != OTK_OK)
+            st = OTK_ERR_CLOUD;
+    return st;
 }
 
 otk_status otk_clouds_flush(otk_clouds *c, unsigned timeout_ms)
@@ -156,9 +172,8 @@ otk_status otk_clouds_flush(otk_clouds *c, unsigned timeout_ms)
         if (otk_pwfile_pending(c->pw[i]) && otk_pwfile_flush(c->pw[i], timeout_ms) != OTK_OK)
             st = OTK_ERR_CLOUD;
     /* Revocations: into each CRL, and the broker reloads it. */
-    for (i = 0; i < c->n_x509; i++)
-        if (otk_x509_pending(c->x509[i]) && otk_x509_flush(c->x509[i]) != OTK_OK)
-            st = OTK_ERR_CLOUD;
+    if (otk_clouds_flush_crls(c) != OTK_OK)
+        st = OTK_ERR_CLOUD;
     return st;
 }
 

@@ -489,6 +489,10 @@ static void teardown(daemon_ctx *d)
         mosquitto_disconnect(d->mosq);
         mosquitto_destroy(d->mosq);
     }
+    /* Retired certificates queued for a CRL go out before the agent does. */
+    if (d->clouds && otk_clouds_revocations(d->clouds) && otk_clouds_flush_crls(d->clouds) != OTK_OK)
+        logf_(1, "certificate clouds: %zu revocations could not be written to a CRL",
+              otk_clouds_revocations(d->clouds));
     otk_clouds_close(d->clouds);
     free(d->held);
     otk_store_close(d->reg);
@@ -653,6 +657,10 @@ int main(int argc, char **argv)
                 push_notifications(&d);
                 if (++ticks % 5 == 0) /* four times a second */
                     finish_revocations(&d);
+                if (ticks % TICKS_PER_S == 0 && otk_clouds_revocations(d.clouds) &&
+                    otk_clouds_flush_crls(d.clouds) != OTK_OK) /* once a second */
+                    logf_(1, "certificate clouds: %zu revocations not yet in a CRL (retrying)",
+                          otk_clouds_revocations(d.clouds));
                 if (ticks % (TICKS_PER_S * 86400UL) == 0 &&
                     otk_clouds_refresh_crls(d.clouds) != OTK_OK) /* once a day */
                     logf_(1, "certificate clouds: a CRL could not be signed again");

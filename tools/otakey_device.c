@@ -155,29 +155,6 @@ static void on_cloud_publish(struct mosquitto *m, void *ud, int mid, int rc, con
         d->telemetry_acked++;
 }
 
-/* (Re)connects the cloud link with the active set's credentials. */
-/*
- * A certificate set's TLS context (version 2): the certificate and key
- * read from the key partition for this connection only, with the set's CA
- * pin. NULL when anything is missing.
- */
-static void *cert_tls(dev_ctx *d, int which, const otk_cloud *c)
-{
-    uint8_t der[OTK_CERT_MAX], priv[OTK_PRIV_LEN], pin[OTK_PIN_LEN];
-    size_t len = 0;
-    void *ctx = NULL;
-    otk_keyset ks;
-    if (otk_device_cert(&d->dev, which, der, sizeof der, &len) == OTK_OK &&
-        otk_device_cert_key(&d->dev, which, priv) == OTK_OK &&
-        otk_ks_load(&d->dev.ks, which == OTK_SET_STAGED, &ks) == OTK_OK) {
-        memcpy(pin, ks.ca_pin, sizeof pin);
-        ctx = otk_posix_cert_ctx(d->cafile, c->host, der, len, priv, pin);
-    }
-    otk_wipe(priv, sizeof priv);
-    otk_wipe(&ks, sizeof ks);
-    return ctx;
-}
-
 /* The proof of the staged set: a login with its password or its certificate. */
 static otk_proof prove_staged(dev_ctx *d)
 {
@@ -186,15 +163,13 @@ static otk_proof prove_staged(dev_ctx *d)
     if (otk_device_cloud(&d->dev, OTK_SET_STAGED, &c) != OTK_OK)
         return r;
     if (otk_device_kind(&d->dev, OTK_SET_STAGED) == OTK_KIND_CERT) {
-        uint8_t der[OTK_CERT_MAX], priv[OTK_PRIV_LEN];
+        uint8_t der[OTK_CERT_MAX], priv[OTK_PRIV_LEN], pin[OTK_PIN_LEN];
         size_t len = 0;
-        otk_keyset ks;
         if (otk_device_cert(&d->dev, OTK_SET_STAGED, der, sizeof der, &len) == OTK_OK &&
             otk_device_cert_key(&d->dev, OTK_SET_STAGED, priv) == OTK_OK &&
-            otk_ks_load(&d->dev.ks, 1, &ks) == OTK_OK)
-            r = otk_mqtt_prove_cert(&c, d->cafile, d->hex, der, len, priv, ks.ca_pin, 5000);
+            otk_device_ca_pin(&d->dev, OTK_SET_STAGED, pin) == OTK_OK)
+            r = otk_mqtt_prove_cert(&c, d->cafile, d->hex, der, len, priv, pin, 5000);
         otk_wipe(priv, sizeof priv);
-        otk_wipe(&ks, sizeof ks);
     } else {
         r = otk_mqtt_prove(&c, d->cafile, d->hex, 5000);
     }
@@ -202,6 +177,7 @@ static otk_proof prove_staged(dev_ctx *d)
     return r;
 }
 
+/* (Re)connects the cloud link with the active set's credentials. */
 static void cloud_link(dev_ctx *d)
 {
     otk_cloud c;
@@ -229,7 +205,7 @@ static void cloud_link(dev_ctx *d)
     /* TLS fails closed: without a CA it can load, the device does not
      * connect (its credentials never go out in clear). A certificate set
      * logs in with its certificate (no user name). */
-    if (cert && ((d->cloud_tls = cert_tls(d, OTK_SET_ACTIVE, &c)) == NULL ||
+    if (cert && ((d->cloud_tls = otk_posix_set_tls(&d->dev, OTK_SET_ACTIVE, d->cafile, c.host)) == NULL ||
                  mosquitto_int_option(d->cloud, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0) != MOSQ_ERR_SUCCESS ||
                  mosquitto_void_option(d->cloud, MOSQ_OPT_SSL_CTX, d->cloud_tls) != MOSQ_ERR_SUCCESS)) {
         fprintf(stderr, "otakey-device %s: cloud %u: TLS with the certificate set cannot be set up\n",

@@ -158,6 +158,9 @@ OTK_CHECK_RETURN otk_status otk_device_cert(const otk_device *d, int which, uint
                                             size_t der_size, size_t *der_len);
 OTK_CHECK_RETURN otk_status otk_device_cert_key(const otk_device *d, int which,
                                                 uint8_t priv[OTK_PRIV_LEN]);
+/* The set's CA pin (docs/protocol.md §11.3; all zero: no pin). */
+OTK_CHECK_RETURN otk_status otk_device_ca_pin(const otk_device *d, int which,
+                                              uint8_t pin[OTK_PIN_LEN]);
 
 /* Version of the active or staged set, 0 when none. */
 uint32_t otk_device_version(const otk_device *d, int which);

@@ -29,6 +29,8 @@ extern "C" {
 
 /* Smallest slot: the largest record plus the largest marker, rounded up. */
 #define OTK_SLOT_MIN 256u
+/* Smallest slot for version 2 certificate records (docs/protocol.md §11.4). */
+#define OTK_SLOT_MIN_V2 1024u
 
 /* Key-store state; all-zero is "not mounted". Fields are private. */
 typedef struct otk_keystore {

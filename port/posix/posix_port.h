@@ -72,6 +72,13 @@ void *otk_posix_cert_ctx(const char *cafile, const char *host, const uint8_t *de
 int otk_posix_cert_pem(const uint8_t *der, size_t der_len, const uint8_t priv[OTK_PRIV_LEN],
                        FILE *cert_out, FILE *key_out);
 
+/*
+ * The TLS context of a device's certificate set (OTK_SET_ACTIVE or
+ * OTK_SET_STAGED), as otk_posix_cert_ctx: certificate, key and CA pin read
+ * from its key partition for this context only. NULL when any is missing.
+ */
+void *otk_posix_set_tls(const otk_device *dev, int which, const char *cafile, const char *host);
+
 /* Whether the server of a connection made with ctx refused our certificate (a TLS alert). */
 int otk_posix_cert_refused(const void *ctx);
 

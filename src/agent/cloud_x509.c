@@ -250,14 +250,55 @@ static ASN1_INTEGER *serial_of(const char *hex)
     return ai;
 }
 
-static int listed(X509_CRL *crl, const ASN1_INTEGER *sn)
+/* Serials in hex of one length: text order is numeric order. */
+static int cmp_serial(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/*
+ * The queued serials the CRL does not list yet, each once: the queue
+ * sorted, and each looked up in the CRL's entries (sorted once, then
+ * binary searches), so a flush costs O((N + P) log N), not O(N * P).
+ * *out gets an array of *n serials (freed by the caller with free_serials).
+ */
+static int fresh_serials(otk_x509 *x, X509_CRL *crl, ASN1_INTEGER ***out, size_t *n)
 {
     STACK_OF(X509_REVOKED) *rs = X509_CRL_get_REVOKED(crl);
-    int i;
-    for (i = 0; i < sk_X509_REVOKED_num(rs); i++)
-        if (ASN1_INTEGER_cmp(X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(rs, i)), sn) == 0)
-            return 1;
-    return 0;
+    X509_REVOKED *probe = X509_REVOKED_new();
+    size_t i;
+    *n = 0;
+    *out = calloc(x->pending ? x->pending : 1, sizeof **out);
+    if (probe == NULL || *out == NULL) {
+        X509_REVOKED_free(probe);
+        return 0;
+    }
+    qsort(x->queue, x->pending, sizeof *x->queue, cmp_serial);
+    for (i = 0; i < x->pending; i++) {
+        ASN1_INTEGER *sn;
+        if (i > 0 && strcmp(x->queue[i], x->queue[i - 1]) == 0)
+            continue;
+        if ((sn = serial_of(x->queue[i])) == NULL ||
+            X509_REVOKED_set_serialNumber(probe, sn) != 1) {
+            ASN1_INTEGER_free(sn);
+            X509_REVOKED_free(probe);
+            return 0;
+        }
+        if (rs != NULL && sk_X509_REVOKED_find(rs, probe) >= 0)
+            ASN1_INTEGER_free(sn);
+        else
+            (*out)[(*n)++] = sn;
+    }
+    X509_REVOKED_free(probe);
+    return 1;
+}
+
+static void free_serials(ASN1_INTEGER **s, size_t n)
+{
+    size_t i;
+    for (i = 0; s != NULL && i < n; i++)
+        ASN1_INTEGER_free(s[i]);
+    free(s);
 }
 
 /* Adds a revoked serial with a revocation date. */
@@ -277,6 +318,8 @@ otk_status otk_x509_flush(otk_x509 *x)
     char lock_path[300], tmp[300];
     X509_CRL *old = NULL, *crl = NULL;
     ASN1_TIME *now = NULL, *next = NULL, *horizon = NULL;
+    ASN1_INTEGER **fresh = NULL;
+    size_t n_fresh = 0;
     FILE *f;
     otk_status st = OTK_ERR_STORAGE;
     size_t i;
@@ -312,13 +355,11 @@ otk_status otk_x509_flush(otk_x509 *x)
                 goto out;
         }
     }
-    for (i = 0; i < x->pending; i++) {
-        ASN1_INTEGER *sn = serial_of(x->queue[i]);
-        int ok = sn != NULL && (listed(crl, sn) || add_revoked(crl, sn, now));
-        ASN1_INTEGER_free(sn);
-        if (!ok)
+    if (!fresh_serials(x, crl, &fresh, &n_fresh))
+        goto out;
+    for (i = 0; i < n_fresh; i++)
+        if (!add_revoked(crl, fresh[i], now))
             goto out;
-    }
     if (X509_CRL_sort(crl) != 1 || X509_CRL_sign(crl, x->ca_key, EVP_sha256()) <= 0)
         goto out;
     /* A CRL is public: the broker (maybe another user) reads it. */
@@ -348,6 +389,7 @@ otk_status otk_x509_flush(otk_x509 *x)
 out:
     if (lock >= 0)
         close(lock);
+    free_serials(fresh, n_fresh);
     X509_CRL_free(old);
     X509_CRL_free(crl);
     ASN1_TIME_free(now);

@@ -495,6 +495,21 @@ otk_status otk_device_cert_key(const otk_device *d, int which, uint8_t priv[OTK_
     return otk_ks_read_key(&d->ks, which == OTK_SET_STAGED, priv);
 }
 
+otk_status otk_device_ca_pin(const otk_device *d, int which, uint8_t pin[OTK_PIN_LEN])
+{
+    otk_keyset k;
+    otk_status st;
+    if (d == NULL || d->state == OTK_DEV_UNINIT)
+        return OTK_ERR_BAD_STATE;
+    st = otk_ks_load(&d->ks, which == OTK_SET_STAGED, &k);
+    if (st == OTK_OK && k.kind != OTK_KIND_CERT)
+        st = OTK_ERR_BAD_STATE;
+    if (st == OTK_OK)
+        memcpy(pin, k.ca_pin, OTK_PIN_LEN);
+    otk_wipe(&k, sizeof k);
+    return st;
+}
+
 uint32_t otk_device_version(const otk_device *d, int which)
 {
     if (d == NULL || d->state == OTK_DEV_UNINIT)

@@ -38,6 +38,7 @@ struct fl_conn {
     fl_bytes b;          /* PUBLISH counters */
     uint64_t tcp_up, tcp_down;
     fl_conn *next_dead;
+    SSL_CTX *own_ssl;    /* a context of this connection's own (client certificate) */
 };
 
 struct fl_loop {
@@ -46,6 +47,15 @@ struct fl_loop {
     size_t count;
     fl_conn *dead;
 };
+
+/* After mosquitto_destroy: the library may hold the context until then. */
+static void conn_free(fl_conn *c)
+{
+    if (c->m != NULL)
+        mosquitto_destroy(c->m);
+    SSL_CTX_free(c->own_ssl);
+    free(c);
+}
 
 uint64_t fl_now_us(void)
 {
@@ -231,9 +241,8 @@ static void finish_dead(fl_loop *L)
             o->tcp_up += c->tcp_up;
             o->tcp_down += c->tcp_down;
         }
-        mosquitto_destroy(c->m);
+        conn_free(c);
         L->count--;
-        free(c);
     }
 }
 
@@ -262,6 +271,7 @@ fl_conn *fl_open(fl_loop *L, const fl_broker *b, const char *bind_ip, const char
     c->cb = cb;
     c->ud = ud;
     c->fd = -1;
+    c->own_ssl = b->ssl_ctx;
     c->m = mosquitto_new(client_id, true, c);
     if (c->m == NULL)
         abort();
@@ -275,10 +285,9 @@ fl_conn *fl_open(fl_loop *L, const fl_broker *b, const char *bind_ip, const char
     mosquitto_message_v5_callback_set(c->m, on_message);
     if (user != NULL)
         (void)mosquitto_username_pw_set(c->m, user, pass);
-    if (b->tls && L->ssl == NULL) {
+    if (b->tls && L->ssl == NULL && c->own_ssl == NULL) {
         /* TLS fails closed: no context, no connection (never plain TCP). */
-        mosquitto_destroy(c->m);
-        free(c);
+        conn_free(c);
         errno = EPROTO;
         return NULL;
     }
@@ -286,14 +295,13 @@ fl_conn *fl_open(fl_loop *L, const fl_broker *b, const char *bind_ip, const char
         /* The shared context is complete: without this, libmosquitto 2.0
          * wants a cafile of its own and refuses to connect (MOSQ_ERR_INVAL). */
         (void)mosquitto_int_option(c->m, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0);
-        (void)mosquitto_void_option(c->m, MOSQ_OPT_SSL_CTX, L->ssl);
+        (void)mosquitto_void_option(c->m, MOSQ_OPT_SSL_CTX, c->own_ssl ? c->own_ssl : L->ssl);
     }
     rc = mosquitto_connect_bind_async(c->m, b->host, b->port, keepalive, bind_ip);
     c->fd = mosquitto_socket(c->m);
     if (rc != MOSQ_ERR_SUCCESS || c->fd < 0) {
         int e = rc == MOSQ_ERR_ERRNO ? errno : ECONNREFUSED;
-        mosquitto_destroy(c->m);
-        free(c);
+        conn_free(c);
         errno = e;
         return NULL;
     }
@@ -302,8 +310,7 @@ fl_conn *fl_open(fl_loop *L, const fl_broker *b, const char *bind_ip, const char
     ev.data.ptr = c;
     if (epoll_ctl(L->ep, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
         int e = errno;
-        mosquitto_destroy(c->m);
-        free(c);
+        conn_free(c);
         errno = e;
         return NULL;
     }

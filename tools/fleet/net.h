@@ -41,6 +41,10 @@ typedef struct fl_broker {
     const char *host;
     int port;
     int tls;
+    /* NULL: the loop's shared context. Otherwise an SSL_CTX of the
+     * connection's own (a client certificate): fl_open takes it over and
+     * frees it with the connection, or at once when it fails. */
+    void *ssl_ctx;
 } fl_broker;
 
 /*

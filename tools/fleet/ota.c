@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include "flashsim.h"
+#include "otakey/keystore.h"
+#include "posix_port.h"
 #include "otakey/wire.h"
 
 #define PROOF_WINDOW 128u     /* cloud proofs in flight at most */
@@ -321,19 +323,36 @@ static void proof_result(fl_conn *c, void *ud, int rc)
 
 static const fl_conn_cb proof_cb = {proof_result, NULL, NULL, NULL};
 
+/*
+ * The cloud of a device's set: with a password set, c's user and secret
+ * log in; with a certificate set, b->ssl_ctx holds its certificate, key
+ * and CA pin (fl_open takes it over). -1: no such set.
+ */
+static int set_broker(const fl_ota *o, const sdev *d, int which, otk_cloud *c, fl_broker *b)
+{
+    memset(b, 0, sizeof *b);
+    if (otk_device_cloud(&d->dev, which, c) != OTK_OK)
+        return -1;
+    b->host = c->host;
+    b->port = c->port;
+    b->tls = (c->flags & OTK_CLOUD_FLAG_TLS) != 0;
+    if (otk_device_kind(&d->dev, which) == OTK_KIND_CERT &&
+        (b->ssl_ctx = otk_posix_set_tls(&d->dev, which, o->env->cafile, c->host)) == NULL)
+        return -1;
+    return 0;
+}
+
 static void start_proof(fl_ota *o, sdev *d)
 {
     otk_cloud c;
     fl_broker b;
     char ip[32];
     d->need_proof = 0;
-    if (otk_device_cloud(&d->dev, OTK_SET_STAGED, &c) != OTK_OK)
+    if (set_broker(o, d, OTK_SET_STAGED, &c, &b) != 0)
         return;
-    b.host = c.host;
-    b.port = c.port;
-    b.tls = (c.flags & OTK_CLOUD_FLAG_TLS) != 0;
     bind_ip(d->idx + 7, ip);
-    d->proof = fl_open(o->env->loop, &b, ip, d->hex, c.user, c.secret, FL_KEEPALIVE, &proof_cb, d);
+    d->proof = fl_open(o->env->loop, &b, ip, d->hex, b.ssl_ctx ? NULL : c.user,
+                       b.ssl_ctx ? NULL : c.secret, FL_KEEPALIVE, &proof_cb, d);
     otk_wipe(&c, sizeof c);
     if (d->proof == NULL) {
         d->need_proof = 1;
@@ -576,17 +595,14 @@ int fl_ota_check(fl_ota *o, const char *state_path, uint32_t *ok)
             char ip[32];
             if (d->check_rc != CHECK_PENDING)
                 continue;
-            if (otk_device_cloud(&d->dev, OTK_SET_ACTIVE, &c) != OTK_OK) {
+            if (set_broker(o, d, OTK_SET_ACTIVE, &c, &b) != 0) {
                 d->check_rc = -1;
                 pending--;
                 continue;
             }
-            b.host = c.host;
-            b.port = c.port;
-            b.tls = (c.flags & OTK_CLOUD_FLAG_TLS) != 0;
             bind_ip(d->idx + 13, ip);
-            if (fl_open(o->env->loop, &b, ip, d->hex, c.user, c.secret, FL_KEEPALIVE, &check_cb,
-                        d) != NULL)
+            if (fl_open(o->env->loop, &b, ip, d->hex, b.ssl_ctx ? NULL : c.user,
+                        b.ssl_ctx ? NULL : c.secret, FL_KEEPALIVE, &check_cb, d) != NULL)
                 o->checks++;
             else
                 d->check_rc = -1;
@@ -644,13 +660,15 @@ fl_ota *fl_ota_new(fl_env *env, uint32_t n, const otk_device_config *fw)
     for (i = 0; i < n; i++) {
         sdev *d = &o->d[i];
         otk_device_config cfg = *fw;
+        uint32_t slot = fw->proto == OTK_PROTO_V2 ? OTK_SLOT_MIN_V2 : OTK_SLOT_MIN;
         uint8_t id[16];
         d->o = o;
         d->idx = i;
         fl_device_id(env, i, id, d->hex);
         memcpy(cfg.device_id, id, 16);
-        /* The smallest partition the key store takes: two 256-byte slots. */
-        if (otk_flashsim_init(&d->flash, 2 * OTK_SLOT_MIN, OTK_SLOT_MIN, 8) != 0)
+        /* The smallest partition the key store takes: two 256-byte slots
+         * (1 KiB ones for version 2 certificate sets). */
+        if (otk_flashsim_init(&d->flash, 2 * slot, slot, 8) != 0)
             abort();
         otk_flashsim_port(&d->flash, env->crypto, &d->port);
         d->port.now_ms = port_now_ms;

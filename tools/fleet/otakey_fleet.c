@@ -24,7 +24,7 @@ typedef struct opts {
     const char *lab_env, *batch, *pk, *agent_pub, *csv, *md;
     const char *rotate_cmd, *switch_cmd, *schemes, *fw_sizes, *progress, *state_out;
     long devices, id_base, window, timeout_s, baseline_devices, fw_block, retry_ms, max_conn;
-    long agent_pids[8], broker_pid, cloud_pids[2], switch_cloud;
+    long agent_pids[8], broker_pid, cloud_pids[2], switch_cloud, proto;
     int n_agents;
     const char *label;
     int mbedtls, verbose, check;
@@ -55,6 +55,8 @@ static int usage(const char *why)
             "  --timeout S            seconds a phase may take (default 900)\n"
             "  --retry-ms N           devices' first retransmission delay (default 10000)\n"
             "  --device-crypto NAME   openssl (default) or mbedtls, for the OTA-Key devices\n"
+            "  --proto 1|2            protocol version of the OTA-Key devices (default 1; 2 for\n"
+            "                         certificate clouds, docs/protocol.md §11)\n"
             "  --rotate-cmd CMD       starts the rotation campaign (shell command)\n"
             "  --switch-cmd CMD       starts the cloud-switch campaign\n"
             "  --switch-cloud ID      cloud the switch goes to (default 2)\n"
@@ -188,6 +190,7 @@ static int parse(int argc, char **argv, opts *o)
         else if (!strcmp(k, "--baseline-devices")) bad = num(v, 0, 1000000, &o->baseline_devices);
         else if (!strcmp(k, "--fw-block")) bad = num(v, 64, 262144, &o->fw_block);
         else if (!strcmp(k, "--max-connections")) bad = num(v, 1, 10000000, &o->max_conn);
+        else if (!strcmp(k, "--proto")) bad = num(v, 1, 2, &o->proto);
         else if (!strcmp(k, "--cloud-pids"))
             bad = sscanf(v, "%ld,%ld", &o->cloud_pids[0], &o->cloud_pids[1]) != 2;
         else if (!strcmp(k, "--device-crypto")) {
@@ -353,6 +356,7 @@ static int run_ota(const opts *o, fl_env *env, out *w)
         return -1;
     }
     fw.retry_min_ms = (uint32_t)o->retry_ms;
+    fw.proto = o->proto == 2 ? OTK_PROTO_V2 : OTK_PROTO_VERSION;
     fw.retry_max_ms = (uint32_t)o->retry_ms * 8;
     ota = fl_ota_new(env, (uint32_t)o->devices, &fw);
     otk_wipe(&fw, sizeof fw);

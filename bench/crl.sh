@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# What a certificate cloud's CRL costs (docs/operations.md, "type = x509"):
+# bench_crl grows a CRL to 1,000, 10,000 and 100,000 entries through the
+# agent's own flush and times it; then a real mosquitto loads the CRL of
+# each size (require_certificate, crlfile) and its CPU time per reload
+# (SIGHUP) is read from /proc, min/median/max of 5 reloads.
+# Usage: bench/crl.sh [BUILD_DIR]   (default build/release, built if missing)
+set -euo pipefail
+umask 077
+cd "$(dirname "$0")/.."
+build=${1:-build/release}
+if [ ! -x "$build/bench_crl" ]; then
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$build" -j"$(nproc)" --target bench_crl >/dev/null
+fi
+. scripts/ports.sh
+work=$(mktemp -d /tmp/otakey-crl.XXXXXX)
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+tick=$(getconf CLK_TCK)
+cpu_ms() { awk -v t="$tick" '{ print ($14 + $15) * 1000 / t }' "/proc/$1/stat"; }
+
+echo "## The agent: flushing the CRL"
+echo
+"$build/bench_crl" "$work" 100000 5 | tee "$work/agent.md"
+# Each size's CRL, as the agent wrote it, for the broker.
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+  -keyout "$work/server.key" -out "$work/server.csr" 2>/dev/null
+openssl x509 -req -in "$work/server.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial \
+  -days 2 -out "$work/server.crt" 2>/dev/null
+echo
+echo "## The broker: mosquitto reloading the CRL (SIGHUP)"
+echo
+echo "| CRL entries | CRL file (KiB) | broker CPU per reload: min / median / max (ms) |"
+echo "|---:|---:|---|"
+for n in 1000 10000 100000; do
+  mkdir -p "$work/$n"
+  "$build/bench_crl" "$work/$n" "$n" 1 > /dev/null
+  port=$(free_port crl)
+  printf 'user root\nlistener %s 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\ncrlfile %s\nrequire_certificate true\nuse_identity_as_username true\nallow_anonymous false\npersistence false\n' \
+    "$port" "$work/$n/ca.crt" "$work/server.crt" "$work/server.key" "$work/$n/crl.pem" > "$work/m.conf"
+  mosquitto -c "$work/m.conf" > "$work/m.log" 2>&1 &
+  pid=$!
+  for i in $(seq 100); do grep -q "running" "$work/m.log" && break; sleep 0.05; done
+  t=()
+  for r in 1 2 3 4 5; do
+    a=$(cpu_ms "$pid"); kill -HUP "$pid"; sleep 1.5; b=$(cpu_ms "$pid")
+    t+=("$(echo "$b - $a" | bc)")
+  done
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+  sorted=$(printf '%s\n' "${t[@]}" | sort -n | tr '\n' ' ')
+  set -- $sorted
+  printf '| %s | %s | %s / %s / %s |\n' "$n" "$(( $(stat -c %s "$work/$n/crl.pem") / 1024 ))" "$1" "$3" "$5"
+done
