@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -162,6 +163,38 @@ int main(void)
     {
         struct stat st;
         CHECK(stat(crl, &st) == 0 && (st.st_mode & 0777) == 0644);
+    }
+    /* A crash between a revocation and the CRL: the queue file keeps it. */
+    {
+        otk_x509 *y = NULL;
+        char q[160], torn[] = "00ff\n", serial3[OTK_USER_MAX + 1];
+        size_t l3 = 0;
+        int fd;
+        struct stat st;
+        CHECK_OK(otk_x509_issue_cert(x, id, 3, pub, der, sizeof der, &l3, serial3, pin));
+        CHECK_OK(otk_x509_remove(x, 3, serial3));
+        CHECK_OK(otk_x509_sync(x));
+        snprintf(q, sizeof q, "%s.queue", crl);
+        CHECK(stat(q, &st) == 0 && (st.st_mode & 0777) == 0600 && st.st_size == 33);
+        fd = open(q, O_WRONLY | O_APPEND);
+        CHECK(fd >= 0 && write(fd, torn, strlen(torn)) == (ssize_t)strlen(torn));
+        close(fd);
+        otk_x509_close(x); /* the agent dies: the queued revocation was not flushed */
+        CHECK_OK(otk_x509_open(&cfg, &x, err, sizeof err));
+        CHECK(otk_x509_crl_entries(x) == 0);
+        CHECK_OK(otk_x509_flush(x)); /* at the next start (otk_clouds_refresh_crls) */
+        CHECK(otk_x509_crl_entries(x) == 2); /* serial and serial3; the torn line skipped */
+        CHECK(stat(q, &st) == 0 && st.st_size == 0);
+        /* Two agents on one CRL: what one queued, the other's flush writes. */
+        CHECK_OK(otk_x509_open(&cfg, &y, err, sizeof err));
+        CHECK_OK(otk_x509_issue_cert(y, id, 3, pub, der, sizeof der, &l3, serial3, pin));
+        CHECK_OK(otk_x509_remove(y, 3, serial3));
+        CHECK_OK(otk_x509_flush(x));
+        CHECK(otk_x509_crl_entries(x) == 3);
+        CHECK_OK(otk_x509_flush(y)); /* its own queue: listed already */
+        CHECK(otk_x509_crl_entries(y) == 3);
+        otk_x509_close(y);
+        unlink(q);
     }
     X509_free(c);
     X509_free(ca);

@@ -154,6 +154,16 @@ size_t otk_clouds_revocations(const otk_clouds *c)
     return n;
 }
 
+otk_status otk_clouds_sync_revocations(otk_clouds *c)
+{
+    size_t i;
+    otk_status st = OTK_OK;
+    for (i = 0; i < c->n_x509; i++)
+        if (otk_x509_sync(c->x509[i]) != OTK_OK)
+            st = OTK_ERR_STORAGE;
+    return st;
+}
+
 otk_status otk_clouds_flush_crls(otk_clouds *c)
 {
     size_t i;

@@ -31,6 +31,9 @@ size_t otk_clouds_pending(const otk_clouds *c);
  */
 size_t otk_clouds_revocations(const otk_clouds *c);
 otk_status otk_clouds_flush_crls(otk_clouds *c);
+/* Makes the queued revocations durable (before the registry forgets the
+ * certificates they retire). */
+otk_status otk_clouds_sync_revocations(otk_clouds *c);
 
 /*
  * At start: a password-file client that no device's committed or pending

@@ -641,6 +641,11 @@ int main(int argc, char **argv)
             }
             if (d.in_batch) {
                 d.in_batch = 0;
+                /* The retired certificates' revocations reach the disk before
+                 * the registry commits the sets that retire them. */
+                if (otk_clouds_sync_revocations(d.clouds) != OTK_OK)
+                    logf_(1, "certificate clouds: the revocation queue could not be synced "
+                             "to disk (it is written; a power cut now could lose it)");
                 if (otk_store_batch_end(d.reg) != OTK_OK)
                     drop_replies(&d, "database commit failed");
             }

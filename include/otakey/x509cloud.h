@@ -11,9 +11,13 @@
  *                 validity validity_days from now (backdated 5 minutes),
  *                 basicConstraints CA:FALSE, keyUsage digitalSignature,
  *                 extendedKeyUsage clientAuth; signed by the CA's key;
- *   remove     -> the serial is queued for the CRL;
+ *   remove     -> the serial is appended to the revocation queue
+ *                 "<crl_file>.queue" (0600) and queued for the CRL: an agent
+ *                 that crashes before the CRL is written loses nothing (the
+ *                 next flush, of this agent or another, reads the queue);
  *   flush      -> under an flock on "<crl_file>.lock": the CRL on disk read
- *                 back, the queued serials added, entries older than the
+ *                 back, the queued serials and the queue file's added, the
+ *                 queue file emptied once the CRL is written, entries older than the
  *                 longest validity dropped (their certificates expired),
  *                 signed, written atomically (0644: a CRL is public),
  *                 SIGHUP to the broker, which reloads it.
@@ -52,6 +56,10 @@ otk_status otk_x509_issue_cert(void *ctx, const uint8_t device_id[16], uint32_t 
                                size_t *der_len, char serial[OTK_USER_MAX + 1],
                                uint8_t ca_pin[OTK_PIN_LEN]);
 otk_status otk_x509_remove(void *ctx, uint32_t cloud_id, const char *serial);
+
+/* Makes the revocation queue file durable (fdatasync; before the registry
+ * commits the updates whose certificates it retires). */
+OTK_CHECK_RETURN otk_status otk_x509_sync(otk_x509 *x);
 
 /* Revocations queued and not yet in the CRL. */
 size_t otk_x509_pending(const otk_x509 *x);

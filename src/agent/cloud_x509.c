@@ -33,6 +33,8 @@ struct otk_x509 {
     char (*queue)[2 * SERIAL_LEN + 1];
     size_t pending, cap;
     size_t entries;
+    int journal;  /* "<crl_file>.queue": revocations not yet in the CRL, one serial a line */
+    int unsynced; /* appended since the last otk_x509_sync */
 };
 
 static int err_out(char *err, size_t n, const char *fmt, const char *a)
@@ -54,6 +56,7 @@ otk_status otk_x509_open(const otk_x509_cloud *cfg, otk_x509 **out, char *err, s
     if (x == NULL)
         abort();
     x->cfg = *cfg;
+    x->journal = -1;
     if (x->cfg.validity_days == 0)
         x->cfg.validity_days = 30;
     if ((f = fopen(cfg->ca_cert, "r")) == NULL || (x->ca = PEM_read_X509(f, NULL, NULL, NULL)) == NULL) {
@@ -94,6 +97,16 @@ otk_status otk_x509_open(const otk_x509_cloud *cfg, otk_x509 **out, char *err, s
         fclose(f);
         f = NULL;
     }
+    {
+        char path[300];
+        snprintf(path, sizeof path, "%s.queue", cfg->crl_file);
+        x->journal = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (x->journal < 0) {
+            err_out(err, err_size, "crl_file '%s': cannot open its revocation queue (.queue)",
+                    cfg->crl_file);
+            goto fail;
+        }
+    }
     *out = x;
     return OTK_OK;
 fail:
@@ -109,6 +122,8 @@ void otk_x509_close(otk_x509 *x)
         return;
     X509_free(x->ca);
     EVP_PKEY_free(x->ca_key);
+    if (x->journal >= 0)
+        close(x->journal);
     free(x->queue);
     otk_wipe(x, sizeof *x);
     free(x);
@@ -209,6 +224,17 @@ out:
     return st;
 }
 
+static void queue_serial(otk_x509 *x, const uint8_t sn[SERIAL_LEN])
+{
+    if (x->pending == x->cap) {
+        x->cap = x->cap ? 2 * x->cap : 64;
+        x->queue = realloc(x->queue, x->cap * sizeof *x->queue);
+        if (x->queue == NULL)
+            abort();
+    }
+    otk_hex_encode(sn, SERIAL_LEN, x->queue[x->pending++]);
+}
+
 otk_status otk_x509_remove(void *ctx, uint32_t cloud_id, const char *serial)
 {
     otk_x509 *x = ctx;
@@ -217,14 +243,62 @@ otk_status otk_x509_remove(void *ctx, uint32_t cloud_id, const char *serial)
         return OTK_ERR_CLOUD;
     if (strlen(serial) != 2 * SERIAL_LEN || otk_hex_decode(serial, sn, sizeof sn) != 0)
         return OTK_ERR_CLOUD; /* not one of this adapter's serials */
-    if (x->pending == x->cap) {
-        x->cap = x->cap ? 2 * x->cap : 64;
-        x->queue = realloc(x->queue, x->cap * sizeof *x->queue);
-        if (x->queue == NULL)
-            abort();
+    {
+        /* Into the journal first: a crash before the CRL is written loses nothing. */
+        char line[2 * SERIAL_LEN + 2];
+        int ok;
+        otk_hex_encode(sn, sizeof sn, line);
+        line[2 * SERIAL_LEN] = '\n';
+        if (flock(x->journal, LOCK_EX) != 0)
+            return OTK_ERR_CLOUD;
+        ok = write(x->journal, line, sizeof line - 1) == (ssize_t)(sizeof line - 1);
+        (void)flock(x->journal, LOCK_UN);
+        if (!ok)
+            return OTK_ERR_CLOUD;
+        x->unsynced = 1;
     }
-    otk_hex_encode(sn, sizeof sn, x->queue[x->pending++]);
+    queue_serial(x, sn);
     return OTK_OK;
+}
+
+otk_status otk_x509_sync(otk_x509 *x)
+{
+    if (x == NULL || !x->unsynced)
+        return OTK_OK;
+    if (fdatasync(x->journal) != 0)
+        return OTK_ERR_STORAGE;
+    x->unsynced = 0;
+    return OTK_OK;
+}
+
+/* Revocations another run (a crash) or another agent left in the journal. */
+static int read_journal(otk_x509 *x)
+{
+    char buf[4096], line[2 * SERIAL_LEN + 1];
+    uint8_t sn[SERIAL_LEN];
+    size_t have = 0;
+    off_t off = 0;
+    ssize_t n;
+    while ((n = pread(x->journal, buf, sizeof buf, off)) > 0) {
+        ssize_t i;
+        off += n;
+        for (i = 0; i < n; i++) {
+            if (buf[i] != '\n') {
+                if (have < sizeof line - 1)
+                    line[have] = buf[i];
+                have++;
+                continue;
+            }
+            /* A torn or foreign line is skipped, the rest still read. */
+            if (have == 2 * SERIAL_LEN) {
+                line[have] = '\0';
+                if (otk_hex_decode(line, sn, sizeof sn) == 0)
+                    queue_serial(x, sn);
+            }
+            have = 0;
+        }
+    }
+    return n < 0 ? -1 : 0;
 }
 
 size_t otk_x509_pending(const otk_x509 *x)
@@ -320,6 +394,7 @@ otk_status otk_x509_flush(otk_x509 *x)
     ASN1_TIME *now = NULL, *next = NULL, *horizon = NULL;
     ASN1_INTEGER **fresh = NULL;
     size_t n_fresh = 0;
+    int journal_locked = 0;
     FILE *f;
     otk_status st = OTK_ERR_STORAGE;
     size_t i;
@@ -331,7 +406,10 @@ otk_status otk_x509_flush(otk_x509 *x)
     snprintf(tmp, sizeof tmp, "%s.tmp", x->cfg.crl_file);
     /* Several agents may share the CRL: read it, merge, write, under a lock. */
     lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lock < 0 || flock(lock, LOCK_EX) != 0)
+    if (lock < 0 || flock(lock, LOCK_EX) != 0 || flock(x->journal, LOCK_EX) != 0)
+        goto out;
+    journal_locked = 1;
+    if (read_journal(x) != 0)
         goto out;
     if ((f = fopen(x->cfg.crl_file, "r")) != NULL) {
         old = PEM_read_X509_CRL(f, NULL, NULL, NULL);
@@ -378,6 +456,10 @@ otk_status otk_x509_flush(otk_x509 *x)
     x->entries = (size_t)sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl));
     x->pending = 0;
     st = OTK_OK;
+    /* Everything the journal held is in the CRL now. (Should emptying it
+     * fail, its serials are read again next time and listed once.) */
+    if (ftruncate(x->journal, 0) != 0)
+        x->unsynced = 0;
     /* The broker reloads its CRL on SIGHUP. */
     if (x->cfg.pid_file[0] && (f = fopen(x->cfg.pid_file, "r")) != NULL) {
         if (fscanf(f, "%ld", &pid) != 1)
@@ -387,6 +469,8 @@ otk_status otk_x509_flush(otk_x509 *x)
             st = OTK_ERR_CLOUD;
     }
 out:
+    if (journal_locked)
+        (void)flock(x->journal, LOCK_UN);
     if (lock >= 0)
         close(lock);
     free_serials(fresh, n_fresh);
