@@ -296,8 +296,9 @@ int otk_agentd_config_load(const char *path, otk_agentd_config *cfg, char *err, 
         }
         if (!ep->host[0] || !ep->port ||
             (cfg->cloud_type[i] == OTK_CLOUD_DYNSEC && !ad->admin_user[0])) {
-            snprintf(err, err_size, "%s: [cloud.%u] needs host, port and admin_user", path,
-                     (unsigned)ep->cloud_id);
+            snprintf(err, err_size, "%s: [cloud.%u] needs host, port%s", path,
+                     (unsigned)ep->cloud_id,
+                     cfg->cloud_type[i] == OTK_CLOUD_DYNSEC ? " and admin_user" : "");
             return -1;
         }
         if (cfg->cloud_type[i] == OTK_CLOUD_PWFILE &&
