@@ -168,8 +168,11 @@ start() {
         { printf 'user root\npersistence false\nset_tcp_nodelay true\nlistener %s 127.0.0.1\n' "$port"
           printf 'cafile %s\ncertfile %s\nkeyfile %s\ncrlfile %s\n' "$dir/cloud-$c-ca.crt" \
             "$dir/server.crt" "$dir/server.key" "$dir/cloud-$c-crl.pem"
-          printf 'require_certificate true\nuse_identity_as_username true\nacl_file %s\n' \
-            "$dir/cloud-$c.acl"
+          printf 'require_certificate true\nuse_identity_as_username true\nuse_username_as_clientid true\n'
+          printf 'acl_file %s\n' "$dir/cloud-$c.acl"
+          # The plugin binds the client id to the CN and ends sessions whose
+          # certificate the CRL lists since (the broker checks it at the handshake only).
+          printf 'plugin %s\nplugin_opt_role certs\nplugin_opt_crl %s\n' "$otk_so" "$dir/cloud-$c-crl.pem"
         } > "$dir/cloud-$c.conf"
         continue
       fi

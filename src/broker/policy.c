@@ -81,8 +81,10 @@ int otk_bp_option(otk_bp_config *c, const char *key, const char *value, char *er
             c->role = OTK_BP_AGENTS;
         else if (!strcmp(value, "cloud"))
             c->role = OTK_BP_CLOUD;
+        else if (!strcmp(value, "certs"))
+            c->role = OTK_BP_CERTS;
         else
-            return set_err(err, err_size, "role: '%s' is not devices, agents or cloud", value);
+            return set_err(err, err_size, "role: '%s' is not devices, agents, cloud or certs", value);
         return 0;
     }
     if (!strcmp(key, "spaces"))
@@ -91,6 +93,12 @@ int otk_bp_option(otk_bp_config *c, const char *key, const char *value, char *er
         if (strlen(value) >= sizeof c->report_topic || strchr(value, '+') || strchr(value, '#'))
             return set_err(err, err_size, "report_topic: '%s' is no topic name", value);
         snprintf(c->report_topic, sizeof c->report_topic, "%s", value);
+        return 0;
+    }
+    if (!strcmp(key, "crl")) {
+        if (!value[0] || strlen(value) >= sizeof c->crl)
+            return set_err(err, err_size, "crl: '%s' is no file name", value);
+        snprintf(c->crl, sizeof c->crl, "%s", value);
         return 0;
     }
     if (!strcmp(key, "report_ms")) {
@@ -108,8 +116,11 @@ int otk_bp_check(const otk_bp_config *c, char *err, size_t err_size)
 {
     size_t i;
     if (c->role == 0)
-        return set_err(err, err_size, "%s", "plugin_opt_role is required (devices, agents or cloud)");
-    if (c->role != OTK_BP_CLOUD && c->n_spaces == 0)
+        return set_err(err, err_size, "%s",
+                       "plugin_opt_role is required (devices, agents, cloud or certs)");
+    if (c->role == OTK_BP_CERTS && !c->crl[0])
+        return set_err(err, err_size, "%s", "plugin_opt_crl is required for the certs role");
+    if (c->role != OTK_BP_CLOUD && c->role != OTK_BP_CERTS && c->n_spaces == 0)
         return set_err(err, err_size, "%s", "plugin_opt_spaces is required for this role");
     for (i = 0; i < c->n_spaces; i++)
         if (c->role == OTK_BP_AGENTS && c->spaces[i].owner[0] == '\0')
@@ -157,6 +168,13 @@ int otk_bp_connect(const otk_bp_config *c, const char *username, const char *cli
         if (device_user(username) &&
             (client_id == NULL || strncmp(username, client_id, DEVICE_ID_LEN) != 0 ||
              client_id[DEVICE_ID_LEN] != '\0'))
+            return deny(reason, OTK_BP_R_CLIENT_ID);
+        return OTK_BP_DEFER;
+    case OTK_BP_CERTS:
+        /* The user name is the certificate's CN: the device id, and its client id. */
+        if (username == NULL)
+            return deny(reason, OTK_BP_R_USER);
+        if (!otk_bp_is_device_id(username) || client_id == NULL || strcmp(username, client_id) != 0)
             return deny(reason, OTK_BP_R_CLIENT_ID);
         return OTK_BP_DEFER;
     default:
@@ -225,21 +243,163 @@ int otk_bp_acl(const otk_bp_config *c, const char *username, const char *client_
         return agent_acl(c, username, access, topic, reason);
     case OTK_BP_CLOUD:
         return OTK_BP_DEFER;
+    case OTK_BP_CERTS:
+        /* use_username_as_clientid makes them equal; without it, nothing is allowed. */
+        if (username == NULL || client_id == NULL || strcmp(username, client_id) != 0)
+            return deny(reason, OTK_BP_R_CLIENT_ID);
+        return OTK_BP_DEFER;
     default:
         return deny(reason, OTK_BP_R_USER);
     }
 }
 
+static int cmp_serial(const void *a, const void *b)
+{
+    const otk_bp_serial *x = a, *y = b;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    return memcmp(x->b, y->b, x->len);
+}
+
+void otk_bp_serials_sort(otk_bp_serial *s, size_t n)
+{
+    size_t i;
+    if (s == NULL)
+        return;
+    /* Leading zero octets carry no value: one form for each number. */
+    for (i = 0; i < n; i++) {
+        unsigned z = 0;
+        if (s[i].len > OTK_BP_SERIAL_MAX)
+            s[i].len = 0;
+        while (z + 1u < s[i].len && s[i].b[z] == 0)
+            z++;
+        if (z) {
+            memmove(s[i].b, s[i].b + z, s[i].len - z);
+            s[i].len = (unsigned char)(s[i].len - z);
+        }
+    }
+    if (n > 1)
+        qsort(s, n, sizeof *s, cmp_serial);
+}
+
+int otk_bp_revoked(const otk_bp_serial *sorted, size_t n, const unsigned char *sn, size_t len)
+{
+    otk_bp_serial key;
+    if (sorted == NULL || n == 0 || sn == NULL)
+        return 0;
+    while (len > 1 && sn[0] == 0) { /* leading zero octets carry no value */
+        sn++;
+        len--;
+    }
+    if (len == 0 || len > OTK_BP_SERIAL_MAX)
+        return 0;
+    key.len = (unsigned char)len;
+    memcpy(key.b, sn, len);
+    return bsearch(&key, sorted, n, sizeof *sorted, cmp_serial) != NULL;
+}
+
+static size_t slot_of(const otk_bp_sessions *s, const char *id)
+{
+    unsigned long long h = 1469598103934665603ull;
+    for (; *id; id++)
+        h = (h ^ (unsigned char)*id) * 1099511628211ull;
+    return (size_t)h & (s->cap - 1);
+}
+
+/* The slot holding id, or the empty slot where it would go. */
+static size_t find(const otk_bp_sessions *s, const char *id)
+{
+    size_t i = slot_of(s, id);
+    while (s->t[i].id[0] && strcmp(s->t[i].id, id) != 0)
+        i = (i + 1) & (s->cap - 1);
+    return i;
+}
+
+static int grow(otk_bp_sessions *s)
+{
+    otk_bp_sessions bigger;
+    size_t i;
+    bigger.cap = s->cap ? 2 * s->cap : 64;
+    bigger.n = 0;
+    bigger.t = calloc(bigger.cap, sizeof *bigger.t);
+    if (bigger.t == NULL)
+        return -1;
+    for (i = 0; i < s->cap; i++)
+        if (s->t[i].id[0])
+            bigger.t[find(&bigger, s->t[i].id)] = s->t[i];
+    bigger.n = s->n;
+    free(s->t);
+    *s = bigger;
+    return 0;
+}
+
+int otk_bp_sessions_put(otk_bp_sessions *s, const char *id, const otk_bp_serial *sn)
+{
+    size_t i;
+    if (s == NULL || id == NULL || sn == NULL || !otk_bp_is_device_id(id))
+        return -1;
+    if ((s->n + 1) * 4 > s->cap * 3 && grow(s) != 0) /* load at most 3/4 */
+        return -1;
+    i = find(s, id);
+    if (!s->t[i].id[0]) {
+        memcpy(s->t[i].id, id, sizeof s->t[i].id);
+        s->n++;
+    }
+    s->t[i].sn = *sn;
+    return 0;
+}
+
+void otk_bp_sessions_del(otk_bp_sessions *s, const char *id)
+{
+    size_t i, j;
+    if (s == NULL || s->cap == 0 || id == NULL || !otk_bp_is_device_id(id))
+        return;
+    i = find(s, id);
+    if (!s->t[i].id[0])
+        return;
+    memset(&s->t[i], 0, sizeof s->t[i]);
+    s->n--;
+    /* Backward shift: move up every entry whose probe run crossed the hole. */
+    for (j = (i + 1) & (s->cap - 1); s->t[j].id[0]; j = (j + 1) & (s->cap - 1)) {
+        size_t home = slot_of(s, s->t[j].id);
+        if (((j - home) & (s->cap - 1)) >= ((j - i) & (s->cap - 1))) {
+            s->t[i] = s->t[j];
+            memset(&s->t[j], 0, sizeof s->t[j]);
+            i = j;
+        }
+    }
+}
+
+size_t otk_bp_sessions_revoked(const otk_bp_sessions *s, const otk_bp_serial *sorted, size_t n,
+                               char (*ids)[33], size_t max)
+{
+    size_t i, k = 0;
+    if (s == NULL)
+        return 0;
+    for (i = 0; i < s->cap && k < max; i++)
+        if (s->t[i].id[0] && otk_bp_revoked(sorted, n, s->t[i].sn.b, s->t[i].sn.len))
+            memcpy(ids[k++], s->t[i].id, 33);
+    return k;
+}
+
+void otk_bp_sessions_free(otk_bp_sessions *s)
+{
+    if (s == NULL)
+        return;
+    free(s->t);
+    memset(s, 0, sizeof *s);
+}
+
 size_t otk_bp_report(const otk_bp_config *c, const unsigned long long *counts,
                      unsigned long long period_ms, char *out, size_t out_size)
 {
-    static const char *const role[] = {"", "devices", "agents", "cloud"};
+    static const char *const role[] = {"", "devices", "agents", "cloud", "certs"};
     int n = snprintf(out, out_size,
                      "{\"listener\":\"%s\",\"period_ms\":%llu,\"connect_user\":%llu,"
                      "\"connect_client_id\":%llu,\"publish\":%llu,\"subscribe\":%llu,"
-                     "\"read\":%llu}",
-                     role[c->role >= 1 && c->role <= 3 ? c->role : 0], period_ms,
+                     "\"read\":%llu,\"revoked\":%llu}",
+                     role[c->role >= 1 && c->role <= 4 ? c->role : 0], period_ms,
                      counts[OTK_BP_R_USER], counts[OTK_BP_R_CLIENT_ID], counts[OTK_BP_R_PUBLISH],
-                     counts[OTK_BP_R_SUBSCRIBE], counts[OTK_BP_R_READ]);
+                     counts[OTK_BP_R_SUBSCRIBE], counts[OTK_BP_R_READ], counts[OTK_BP_R_REVOKED]);
     return n < 0 ? 0 : (size_t)n < out_size ? (size_t)n : out_size - 1;
 }

@@ -24,13 +24,22 @@
  *           accepted only with its device id as client id, which binds the
  *           credentials to the identity the ACL pattern devices/%c/# uses.
  *           The password check itself and the ACL stay the broker's.
+ *  certs    a certificate cloud (agent config type = x509): devices log in
+ *           with certificates, the CN (their device id) as user name
+ *           (use_identity_as_username); the client id must be that device
+ *           id, so that no device can take another's session. The plugin
+ *           also reads the cloud's CRL (plugin_opt_crl, again at every
+ *           reload): the broker checks it at the TLS handshake only, so a
+ *           session opened before a certificate was revoked would live on;
+ *           the plugin denies its next publish, subscription or delivery and
+ *           disconnects it.
  */
 #ifndef OTK_BROKER_POLICY_H
 #define OTK_BROKER_POLICY_H
 
 #include <stddef.h>
 
-enum otk_bp_role { OTK_BP_DEVICES = 1, OTK_BP_AGENTS = 2, OTK_BP_CLOUD = 3 };
+enum otk_bp_role { OTK_BP_DEVICES = 1, OTK_BP_AGENTS = 2, OTK_BP_CLOUD = 3, OTK_BP_CERTS = 4 };
 
 /* A verdict: let the broker's own checks decide, allow, or deny. */
 enum otk_bp_verdict { OTK_BP_DEFER = 0, OTK_BP_ALLOW = 1, OTK_BP_DENY = 2 };
@@ -44,7 +53,8 @@ enum otk_bp_reason {
     OTK_BP_R_PUBLISH = 2,   /* a publish outside the client's own topic (or retained) */
     OTK_BP_R_SUBSCRIBE = 3, /* a subscription outside it (shared ones included) */
     OTK_BP_R_READ = 4,      /* a delivery outside it */
-    OTK_BP_R_COUNT = 5
+    OTK_BP_R_REVOKED = 5,   /* a session whose certificate was revoked since it opened */
+    OTK_BP_R_COUNT = 6
 };
 
 #define OTK_BP_MAX_SPACES 8
@@ -60,13 +70,15 @@ typedef struct otk_bp_config {
     otk_bp_space spaces[OTK_BP_MAX_SPACES];
     size_t n_spaces;
     char report_topic[128]; /* where aggregate refusal counts go ("" none) */
+    char crl[256];          /* certs: the CRL file the broker loads too */
     unsigned report_ms;     /* at most one report per period */
 } otk_bp_config;
 
 /*
  * Applies one plugin option (key without "plugin_opt_"):
- *   role    devices | agents | cloud
+ *   role    devices | agents | cloud | certs
  *   spaces  "ROOT[=OWNER] ..." (devices: roots; agents: ROOT=OWNER each)
+ *   crl     PATH (certs: required)
  *   report_topic  TOPIC      report_ms  N (default 10000)
  * Returns 0, or -1 with err set.
  */
@@ -85,6 +97,40 @@ int otk_bp_connect(const otk_bp_config *c, const char *username, const char *cli
 /* An ACL check (access OTK_BP_*): a verdict; *reason is set on OTK_BP_DENY. */
 int otk_bp_acl(const otk_bp_config *c, const char *username, const char *client_id, int access,
                const char *topic, int retain, int *reason);
+
+/*
+ * Certificate serial numbers (certs role): big-endian magnitude as in the
+ * DER INTEGER, without leading zero octets. A list sorted once, then
+ * searched at each check.
+ */
+#define OTK_BP_SERIAL_MAX 20 /* RFC 5280 4.1.2.2 */
+typedef struct otk_bp_serial {
+    unsigned char len;
+    unsigned char b[OTK_BP_SERIAL_MAX];
+} otk_bp_serial;
+void otk_bp_serials_sort(otk_bp_serial *s, size_t n);
+int otk_bp_revoked(const otk_bp_serial *sorted, size_t n, const unsigned char *sn, size_t len);
+
+/*
+ * The sessions of a certs listener: client id (the device id) -> serial of
+ * the certificate it logged in with, so that a CRL reload can end the
+ * sessions it revokes. Linear probing; grows. All-zero is an empty table.
+ */
+typedef struct otk_bp_session {
+    char id[33];
+    otk_bp_serial sn;
+} otk_bp_session;
+typedef struct otk_bp_sessions {
+    otk_bp_session *t;
+    size_t cap, n; /* cap: 0 or a power of two */
+} otk_bp_sessions;
+/* 0, or -1 (no memory; the session is then not tracked). id: a device id. */
+int otk_bp_sessions_put(otk_bp_sessions *s, const char *id, const otk_bp_serial *sn);
+void otk_bp_sessions_del(otk_bp_sessions *s, const char *id);
+/* Writes up to max ids of sessions whose serial is in the sorted list; returns how many. */
+size_t otk_bp_sessions_revoked(const otk_bp_sessions *s, const otk_bp_serial *sorted, size_t n,
+                               char (*ids)[33], size_t max);
+void otk_bp_sessions_free(otk_bp_sessions *s);
 
 /* Writes the JSON report of counts[OTK_BP_R_COUNT] over period_ms. Returns its length. */
 size_t otk_bp_report(const otk_bp_config *c, const unsigned long long *counts,
