@@ -3,7 +3,8 @@
 # mbedTLS from Debian's source package, and runs its tests on an emulated
 # MPS2 AN386 board (qemu-system-arm, semihosting): codec, key store with its
 # power-cut sweep, and the protocol flows and whole-protocol power-cut sweep
-# against an agent core (on mbedTLS too, memory registry).
+# against an agent core (on mbedTLS too, memory registry), version 2
+# (certificate sets) included, and the firmware image footprint.sh measures.
 # Usage: scripts/qemu.sh [--build-only]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +33,7 @@ if ! cmake --build build/mps2 -j"$(nproc)" > build/mps2/build.log 2>&1; then
 fi
 [ "${1:-}" = --build-only ] && exit 0
 fail=0
-for t in test_wire test_keystore test_agent test_flow test_powercut; do
+for t in test_wire test_keystore test_agent test_flow test_powercut test_v2 firmware; do
   echo "== $t on qemu-system-arm -M mps2-an386 (Cortex-M4)"
   if ! timeout 600 qemu-system-arm -M mps2-an386 -nographic -semihosting -kernel "build/mps2/$t.elf"; then
     fail=1

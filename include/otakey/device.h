@@ -123,7 +123,7 @@ OTK_CHECK_RETURN otk_status otk_device_poll(otk_device *d);
  * UPDATE_REQ answering a NOTIFY) is written to out (*out_len 0 if none).
  * A response is decrypted (and a version 2 record built) in out, then
  * wiped, not on the stack: out_size >= OTK_MSG_MAX_LEN suffices (version 1
- * alone: 370).
+ * alone: 390).
  * Refusals: the codec errors, OTK_ERR_WRONG_DEVICE, OTK_ERR_UNEXPECTED (not
  * expected in this state or for this version), OTK_ERR_BAD_SIGNATURE,
  * OTK_ERR_BAD_MAC, OTK_ERR_ROLLBACK; the state is then unchanged.

@@ -88,6 +88,16 @@ OTK_CHECK_RETURN otk_status otk_ks_load(const otk_keystore *ks, int staged, otk_
 #define OTK_KS_RECORD_MAX (OTK_KS_BODY_OFF + OTK_KS_BODY2_MAX + 4u + 16u)
 OTK_CHECK_RETURN otk_status otk_ks_stage_record(otk_keystore *ks, uint32_t version, uint8_t *buf,
                                                 size_t buf_size, size_t body_len);
+/*
+ * The same for a password set: the body at buf + OTK_KS_BODY_OFF is its
+ * version 1 encoding (docs/protocol.md §4.3; a version 2 plaintext of kind
+ * 1 without its kind byte), written as a format 1 record. The device
+ * stages what it decrypted (and decoded) as it is, with no re-encoding. A
+ * body that does not decode fails the read-back: OTK_ERR_STORAGE, nothing
+ * staged. buf_size >= OTK_KS_BODY_OFF + body_len + 4 + 16.
+ */
+OTK_CHECK_RETURN otk_status otk_ks_stage_plain(otk_keystore *ks, uint32_t version, uint8_t *buf,
+                                               size_t buf_size, size_t body_len);
 
 /*
  * A certificate set's certificate (DER) and private key, read from flash

@@ -3,6 +3,8 @@
  * fields; one walker encodes or decodes it, so the two directions cannot
  * disagree on a layout (docs/protocol.md §4).
  */
+#include <stddef.h>
+
 #include "internal.h"
 
 enum field {
@@ -56,24 +58,33 @@ const char *otk_msg_name(uint8_t type)
     return type <= OTK_MSG_TYPE_MAX ? names[type] : "?";
 }
 
+/*
+ * Each field's size on the wire (F_CT: plus ct_len) and, for the fields
+ * that are byte strings copied as they are, where they sit in otk_msg.
+ */
+static const struct {
+    uint8_t size;
+    uint8_t bytes;  /* copied as they are */
+    uint16_t at;    /* offsetof(otk_msg, ...) when bytes */
+} fields[] = {
+    [F_BATCH] = {OTK_BATCH_ID_LEN, 1, offsetof(otk_msg, batch_id)},
+    [F_VERSION] = {4, 0, 0},
+    [F_NONCE] = {OTK_NONCE_LEN, 1, offsetof(otk_msg, nonce)},
+    [F_EPUB] = {OTK_PUB_LEN, 1, offsetof(otk_msg, epub)},
+    [F_CODE] = {2, 0, 0},
+    [F_REF] = {2, 0, 0}, /* ref type + reserved zero byte */
+    [F_CT] = {2, 0, 0},
+    [F_MAC] = {OTK_MAC_LEN, 1, offsetof(otk_msg, mac)},
+    [F_SIG] = {OTK_SIG_LEN, 1, offsetof(otk_msg, sig)},
+    [F_DPUB] = {OTK_PUB_LEN, 1, offsetof(otk_msg, dpub)},
+    [F_POP] = {OTK_SIG_LEN, 1, offsetof(otk_msg, pop)},
+    [F_KEY] = {1, 0, 0},
+    [F_KIND] = {2, 0, 0}, /* kind + reserved zero byte */
+};
+
 static size_t field_size(uint8_t f, size_t ct_len)
 {
-    switch (f) {
-    case F_BATCH: return OTK_BATCH_ID_LEN;
-    case F_VERSION: return 4;
-    case F_NONCE: return OTK_NONCE_LEN;
-    case F_EPUB: return OTK_PUB_LEN;
-    case F_CODE: return 2;
-    case F_REF: return 2; /* ref type + reserved zero byte */
-    case F_CT: return 2 + ct_len;
-    case F_MAC: return OTK_MAC_LEN;
-    case F_SIG: return OTK_SIG_LEN;
-    case F_DPUB: return OTK_PUB_LEN;
-    case F_POP: return OTK_SIG_LEN;
-    case F_KEY: return 1;
-    case F_KIND: return 2; /* kind + reserved zero byte */
-    default: return 0;
-    }
+    return f == F_CT ? 2u + ct_len : fields[f].size;
 }
 
 /* Fields of a layout that are present: after a F_KEY of 0, D_pub and pop are not. */
@@ -163,24 +174,21 @@ otk_status otk_msg_encode(const otk_msg *m, uint8_t *out, size_t out_size, size_
         uint8_t *p = out + off;
         if (!present(*f, has_key))
             continue;
-        switch (*f) {
-        case F_BATCH: memcpy(p, m->batch_id, OTK_BATCH_ID_LEN); break;
-        case F_VERSION: otk_put_u32(p, m->version); break;
-        case F_NONCE: memcpy(p, m->nonce, OTK_NONCE_LEN); break;
-        case F_EPUB: memcpy(p, m->epub, OTK_PUB_LEN); break;
-        case F_CODE: otk_put_u16(p, (uint16_t)m->code); break;
-        case F_REF: p[0] = m->ref_type; p[1] = 0; break;
-        case F_CT:
-            otk_put_u16(p, m->ct_len);
-            memmove(p + 2, m->ct, m->ct_len); /* ct may already sit in out */
-            break;
-        case F_MAC: memcpy(p, m->mac, OTK_MAC_LEN); break;
-        case F_SIG: memcpy(p, m->sig, OTK_SIG_LEN); break;
-        case F_DPUB: memcpy(p, m->dpub, OTK_PUB_LEN); break;
-        case F_POP: memcpy(p, m->pop, OTK_SIG_LEN); break;
-        case F_KEY: p[0] = (uint8_t)has_key; break;
-        case F_KIND: p[0] = m->kind; p[1] = 0; break;
-        default: return OTK_ERR_INTERNAL;
+        if (fields[*f].bytes) {
+            memcpy(p, (const uint8_t *)m + fields[*f].at, fields[*f].size);
+        } else {
+            switch (*f) {
+            case F_VERSION: otk_put_u32(p, m->version); break;
+            case F_CODE: otk_put_u16(p, (uint16_t)m->code); break;
+            case F_REF: p[0] = m->ref_type; p[1] = 0; break;
+            case F_CT:
+                otk_put_u16(p, m->ct_len);
+                memmove(p + 2, m->ct, m->ct_len); /* ct may already sit in out */
+                break;
+            case F_KEY: p[0] = (uint8_t)has_key; break;
+            case F_KIND: p[0] = m->kind; p[1] = 0; break;
+            default: return OTK_ERR_INTERNAL;
+            }
         }
         off += field_size(*f, m->ct_len);
     }
@@ -223,11 +231,13 @@ otk_status otk_msg_decode(const uint8_t *in, size_t len, otk_msg *m)
         sz = field_size(*f, m->ct_len);
         if (left < sz)
             return OTK_ERR_TRUNCATED;
+        if (fields[*f].bytes) {
+            memcpy((uint8_t *)m + fields[*f].at, p, fields[*f].size);
+            off += sz;
+            continue;
+        }
         switch (*f) {
-        case F_BATCH: memcpy(m->batch_id, p, OTK_BATCH_ID_LEN); break;
         case F_VERSION: m->version = otk_get_u32(p); break;
-        case F_NONCE: memcpy(m->nonce, p, OTK_NONCE_LEN); break;
-        case F_EPUB: memcpy(m->epub, p, OTK_PUB_LEN); break;
         case F_CODE: m->code = (int16_t)otk_get_u16(p); break;
         case F_REF:
             m->ref_type = p[0];
@@ -235,10 +245,6 @@ otk_status otk_msg_decode(const uint8_t *in, size_t len, otk_msg *m)
                 return OTK_ERR_BAD_VALUE;
             break;
         case F_CT: m->ct = p + 2; break;
-        case F_MAC: memcpy(m->mac, p, OTK_MAC_LEN); break;
-        case F_SIG: memcpy(m->sig, p, OTK_SIG_LEN); break;
-        case F_DPUB: memcpy(m->dpub, p, OTK_PUB_LEN); break;
-        case F_POP: memcpy(m->pop, p, OTK_SIG_LEN); break;
         case F_KEY:
             if (p[0] > 1)
                 return OTK_ERR_BAD_VALUE;

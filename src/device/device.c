@@ -268,36 +268,44 @@ static otk_status stage_cert(otk_device *d, uint32_t version, uint8_t *scratch, 
 static otk_status on_response(otk_device *d, const otk_msg *m, const uint8_t *in, size_t len,
                               uint8_t *scratch, size_t scratch_size)
 {
-    otk_keyset active, set;
-    const uint8_t *ak = NULL;
+    otk_keyset set;
+    uint8_t ak[OTK_AK_LEN];
     uint8_t *pt = scratch + OTK_KS_BODY_OFF;
     size_t pt_len = 0;
-    /* Version 1 needs room for its plaintext only, version 2 for a whole record. */
-    size_t need = m->proto == OTK_PROTO_V2 ? OTK_KS_RECORD_MAX : OTK_KS_BODY_OFF + OTK_KEYSET_MAX_LEN;
+    /* Room for the largest record of the version: it is built where the plaintext lands. */
+    size_t need = m->proto == OTK_PROTO_V2 ? OTK_KS_RECORD_MAX
+                                           : OTK_KS_BODY_OFF + OTK_KEYSET_MAX_LEN + 4u + 16u;
     otk_status st;
     int update = m->type == OTK_MSG_UPDATE_RESP;
     if (d->state != (update ? OTK_DEV_UPDATING : OTK_DEV_CLAIMING))
         return OTK_ERR_UNEXPECTED;
     if (scratch_size < need)
         return OTK_ERR_BUFFER_TOO_SMALL;
-    memset(&active, 0, sizeof active);
     memset(&set, 0, sizeof set);
     if (update) {
-        st = otk_ks_load(&d->ks, 0, &active);
+        /* The active set's AK keys the response; one keyset on the stack at a time. */
+        st = otk_ks_load(&d->ks, 0, &set);
+        memcpy(ak, set.ak, OTK_AK_LEN);
+        otk_wipe(&set, sizeof set);
         if (st != OTK_OK)
             return fatal(d, st);
-        ak = active.ak;
     }
     /* The plaintext goes to the caller's buffer, where its record is built. */
-    st = otk_resp_open_pt(cry(d), in, len, m, d->th, d->eph_priv, ak, d->cfg.agent_pub, pt,
+    st = otk_resp_open_pt(cry(d), in, len, m, d->th, d->eph_priv, update ? ak : NULL, d->cfg.agent_pub, pt,
                           need - OTK_KS_BODY_OFF, &pt_len);
     if (st == OTK_OK)
         st = otk_keyset_decode_v(pt, pt_len, m->proto, &set);
     if (st == OTK_OK && (set.version = m->version) <= otk_ks_active_version(&d->ks))
         st = OTK_ERR_ROLLBACK;
     if (st == OTK_OK) {
-        st = set.kind == OTK_KIND_CERT ? stage_cert(d, m->version, scratch, scratch_size, pt_len, &set)
-                                       : otk_ks_stage(&d->ks, &set);
+        if (set.kind == OTK_KIND_CERT) {
+            st = stage_cert(d, m->version, scratch, scratch_size, pt_len, &set);
+        } else {
+            /* A password set is stored as version 1 encodes it: without a kind byte. */
+            if (m->proto == OTK_PROTO_V2)
+                memmove(pt, pt + 1, --pt_len);
+            st = otk_ks_stage_plain(&d->ks, m->version, scratch, scratch_size, pt_len);
+        }
         if (st == OTK_OK) {
             forget_request(d);
             d->want_key = 0;
@@ -306,7 +314,7 @@ static otk_status on_response(otk_device *d, const otk_msg *m, const uint8_t *in
             st = fatal(d, st);
         }
     }
-    otk_wipe(&active, sizeof active);
+    otk_wipe(ak, sizeof ak);
     otk_wipe(&set, sizeof set);
     otk_wipe(scratch, need);
     return st;

@@ -295,6 +295,20 @@ otk_status otk_ks_stage(otk_keystore *ks, const otk_keyset *set)
     return st;
 }
 
+otk_status otk_ks_stage_plain(otk_keystore *ks, uint32_t version, uint8_t *buf, size_t buf_size,
+                              size_t body_len)
+{
+    if (ks == NULL || buf == NULL || !ks->mounted || buf_size < OTK_KS_BODY_OFF + body_len + 4u)
+        return OTK_ERR_INVALID_ARGUMENT;
+    if (version == 0 || (ks->active != OTK_SLOT_NONE && version <= ks->active_version))
+        return OTK_ERR_ROLLBACK;
+    if (body_len < OTK_KEYSET_FIXED_LEN || body_len > OTK_KEYSET_MAX_LEN)
+        return OTK_ERR_BAD_LENGTH;
+    /* The body is a password set as version 1 encodes it (§4.3), its AK
+     * first; the read-back decodes it (no second keyset on this stack). */
+    return program_record(ks, REC_FORMAT, version, buf, buf_size, body_len, buf + OTK_KS_BODY_OFF);
+}
+
 otk_status otk_ks_stage_record(otk_keystore *ks, uint32_t version, uint8_t *buf, size_t buf_size,
                                size_t body_len)
 {

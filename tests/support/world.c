@@ -73,7 +73,14 @@ int world_init(world *w, uint64_t seed)
 
 int world_init_sqlite(world *w, uint64_t seed, const char *path)
 {
+#ifdef OTK_WORLD_MBEDTLS_ONLY
+    /* No SQLite on a microcontroller: the memory registry outlives agent
+     * restarts just the same (world_restart_agent keeps it). */
+    (void)path;
+    return init(w, seed, NULL);
+#else
     return init(w, seed, path);
+#endif
 }
 
 int world_restart_agent(world *w)
