@@ -41,6 +41,9 @@ username = $LAB_AGENT_USER
 password = $LAB_AGENT_PASSWORD
 claim_cloud = 1
 EOC
+  if [ -n "${LAB_AGENT_CERTS_PORT:-}" ]; then
+    printf 'devices_crl_file = %s\nbroker_pid_file = %s\n' "$LAB_DEVICES_CRL" "$LAB_AGENT_BROKER_PID" >> "$work/agent.ini"
+  fi
   local clouds="1 2" kind
   if [ "$LAB_CLOUDS" = mixed ]; then clouds="1 2 3"; echo 'claim_cloud_v1 = 3' >> "$work/agent.ini"; fi
   for c in $clouds; do
@@ -83,6 +86,7 @@ start_device() {
   "$bin/otakey-device" --proto "$proto" --id "$id" --flash "$work/dev/$name.flash" --batch $batch \
     --pk "$work/batch.pk" --agent-pub "$pub" --broker "127.0.0.1:$LAB_AGENT_PORT" \
     --cafile "$LAB_CA" --status "$work/dev/$name.json" --poll-ms "${POLL_MS:-60000}" --telemetry-ms 250 \
+    ${LAB_AGENT_CERTS_PORT:+--broker-certs "127.0.0.1:$LAB_AGENT_CERTS_PORT"} \
     2> "$work/dev/$name.log" &
   pids+=($!)
 }

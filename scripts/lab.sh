@@ -9,6 +9,9 @@
 #                     baseline servers, log in with a password; each topic
 #                     space has one owner (otakey/v1: otakey-agent, bench/v1:
 #                     otakey-bench), shared subscriptions included
+#                   devices with certificates (LAB_AGENT_CERTS_PORT, x509
+#                     and mixed labs): devices holding a certificate set log
+#                     in with it; the anonymous listener cannot take their ids
 #   cloud A, B    - mosquitto with the dynamic-security plugin; the agent
 #                   administers device clients through it
 # Every file written is readable by its owner alone (umask 077).
@@ -80,11 +83,12 @@ launch() {
   done
 }
 
-# Distinct free ports: agent broker (devices, servers), one per cloud.
+# Distinct free ports: agent broker (devices, servers, devices with
+# certificates), one per cloud.
 pick_ports() {
   pa=$(free_port lab); ps=$(free_port lab); pca=$(free_port lab); pcb=$(free_port lab)
-  pcc=$(free_port lab)
-  [ "$(printf '%s\n' "$pa" "$ps" "$pca" "$pcb" "$pcc" | sort -u | wc -l)" = 5 ] || pick_ports
+  pcc=$(free_port lab); pac=$(free_port lab)
+  [ "$(printf '%s\n' "$pa" "$ps" "$pca" "$pcb" "$pcc" "$pac" | sort -u | wc -l)" = 6 ] || pick_ports
 }
 
 certs() {
@@ -123,7 +127,7 @@ start() {
   otk_so=$(cd "$(dirname "$otk_so")" && pwd)/$(basename "$otk_so")
   mkdir -p "$dir"; chmod 700 "$dir"; stop
   certs
-  local agent_pw cloud_pw bench_pw pa ps pca pcb pcc c port kind attempt=0
+  local agent_pw cloud_pw bench_pw pa ps pca pcb pcc pac c port kind attempt=0 certs=0
   agent_pw=$(openssl rand -hex 16); cloud_pw=$(openssl rand -hex 16); bench_pw=$(openssl rand -hex 16)
   # Fleets of simulated devices need many connections per broker.
   # As root the hard limit can go up to fs.nr_open; otherwise take the hard limit.
@@ -131,6 +135,16 @@ start() {
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   # A port found free can be taken by another process before a broker binds
   # it (tests run side by side): then everything starts again on new ports.
+  # Certificate clouds: an issuing CA each, whose certificates also log
+  # devices in to the agent broker's third listener, checked against the
+  # clouds' CRLs (the agent keeps devices-crl.pem, all of them in one file).
+  if [ "$clouds" = x509 ] || [ "$clouds" = mixed ]; then
+    certs=1
+    for c in a b; do [ -f "$dir/cloud-$c-ca.key" ] || issuing_ca "$c"; done
+    cat "$dir/cloud-a-ca.crt" "$dir/cloud-b-ca.crt" > "$dir/devices-ca.pem"
+    cat "$dir/cloud-a-crl.pem" "$dir/cloud-b-crl.pem" > "$dir/devices-crl.pem"
+    chmod 644 "$dir/devices-ca.pem" "$dir/devices-crl.pem"
+  fi
   while :; do
     attempt=$((attempt + 1))
     pick_ports
@@ -155,6 +169,16 @@ start() {
       printf 'allow_anonymous false\npassword_file %s\n' "$dir/agent.pw"
       printf 'plugin %s\nplugin_opt_role agents\n' "$otk_so"
       printf 'plugin_opt_spaces otakey/v1=otakey-agent bench/v1=otakey-bench\n'
+      if [ $certs = 1 ]; then
+        printf '\n# Devices holding a certificate set: logged in with it, the CN as user\n'
+        printf '# name and client id; the plugin keeps their ids from anonymous clients.\n'
+        printf 'listener %s 127.0.0.1\n' "$pac"
+        printf 'cafile %s\ncertfile %s\nkeyfile %s\ncrlfile %s\n' "$dir/devices-ca.pem" \
+          "$dir/server.crt" "$dir/server.key" "$dir/devices-crl.pem"
+        printf 'require_certificate true\nuse_identity_as_username true\nuse_username_as_clientid true\n'
+        printf 'plugin %s\nplugin_opt_role devices\nplugin_opt_identity certificate\n' "$otk_so"
+        printf 'plugin_opt_spaces otakey/v1 bench/v1\nplugin_opt_crl %s\n' "$dir/devices-crl.pem"
+      fi
     } > "$dir/agent-broker.conf"
     for c in $letters; do
       case $c in a) port=$pca ;; b) port=$pcb ;; c) port=$pcc ;; esac
@@ -163,7 +187,6 @@ start() {
       if [ "$kind" = x509 ]; then
         # Devices by certificate from this cloud's own CA; the CN is the
         # user name, the ACL binds topics to it; the agent keeps the CRL.
-        [ -f "$dir/cloud-$c-ca.key" ] || issuing_ca "$c"
         printf 'pattern readwrite devices/%%u/#\n' > "$dir/cloud-$c.acl"
         { printf 'user root\npersistence false\nset_tcp_nodelay true\nlistener %s 127.0.0.1\n' "$port"
           printf 'cafile %s\ncertfile %s\nkeyfile %s\ncrlfile %s\n' "$dir/cloud-$c-ca.crt" \
@@ -216,6 +239,10 @@ LAB_BENCH_USER=otakey-bench
 LAB_BENCH_PASSWORD=$bench_pw
 LAB_PLUGIN=$otk_so
 EOF
+  if [ $certs = 1 ]; then
+    printf 'LAB_AGENT_CERTS_PORT=%s\nLAB_DEVICES_CRL=%s\nLAB_AGENT_BROKER_PID=%s\n' "$pac" \
+      "$dir/devices-crl.pem" "$dir/agent-broker.pid" >> "$dir/lab.env"
+  fi
   if [ "$clouds" = mixed ]; then
     printf 'LAB_CLOUD_C_PORT=%s\nLAB_CLOUD_C_PID=%s\n' "$pcc" "$dir/cloud-c.pid" >> "$dir/lab.env"
   fi

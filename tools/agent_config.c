@@ -112,6 +112,10 @@ static int on_agent(parse_ctx *p, const char *s, const char *k, const char *v)
         return copy(p, s, k, c->share_group, sizeof c->share_group, v);
     if (!strcmp(k, "claim_cloud"))
         return number(p, s, k, v, 1, 0x7fffffff, &x) && (c->claim_cloud = (uint32_t)x, 1);
+    if (!strcmp(k, "devices_crl_file"))
+        return copy(p, s, k, c->devices_crl_file, sizeof c->devices_crl_file, v);
+    if (!strcmp(k, "broker_pid_file"))
+        return copy(p, s, k, c->broker_pid_file, sizeof c->broker_pid_file, v);
     if (!strcmp(k, "claim_cloud_v1"))
         return number(p, s, k, v, 1, 0x7fffffff, &x) && (c->claim_cloud_v1 = (uint32_t)x, 1);
     if (!strcmp(k, "notify_rate"))

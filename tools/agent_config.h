@@ -29,6 +29,8 @@ typedef struct otk_agentd_config {
     char share_group[32];
     uint32_t claim_cloud;
     uint32_t claim_cloud_v1; /* 0: claim_cloud */
+    char devices_crl_file[256]; /* every certificate cloud's CRL, for the agent broker ("" none) */
+    char broker_pid_file[256];  /* the agent broker, signalled when that file changes */
     int log_level; /* 0 error, 1 warn, 2 info, 3 debug */
     unsigned notify_rate;      /* NOTIFY messages per second at most */
     unsigned notify_resend_ms; /* offer a requested update again after this */

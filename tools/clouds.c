@@ -1,9 +1,12 @@
 /* The clouds of an agent configuration behind one adapter (clouds.h). */
 #include "clouds.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct otk_clouds {
     otk_dynsec *dynsec;       /* the dynamic-security clouds, one connection each */
@@ -13,7 +16,9 @@ struct otk_clouds {
     size_t n_pw;
     otk_x509 *x509[OTK_AGENT_MAX_CLOUDS]; /* certificate clouds */
     uint32_t x509_id[OTK_AGENT_MAX_CLOUDS];
+    char crl[OTK_AGENT_MAX_CLOUDS][256];  /* their CRL files */
     size_t n_x509;
+    char bundle[256], bundle_pid[256];    /* the agent broker's copy of them all */
 };
 
 static otk_x509 *ca_of(otk_clouds *c, uint32_t cloud_id)
@@ -90,6 +95,7 @@ int otk_clouds_open(const otk_agentd_config *cfg, otk_clouds **out, char *err, s
                 otk_clouds_close(c);
                 return -1;
             }
+            snprintf(c->crl[c->n_x509], sizeof c->crl[0], "%s", cfg->x509[i].crl_file);
             c->x509_id[c->n_x509++] = cfg->clouds[i].cloud_id;
         } else if (cfg->cloud_type[i] == OTK_CLOUD_PWFILE) {
             if (otk_pwfile_open(&cfg->pwfile[i], &c->pw[c->n_pw], err, err_size) != OTK_OK) {
@@ -107,6 +113,8 @@ int otk_clouds_open(const otk_agentd_config *cfg, otk_clouds **out, char *err, s
     }
     if (c->dynsec)
         otk_dynsec_adapter(c->dynsec, &c->ds);
+    snprintf(c->bundle, sizeof c->bundle, "%s", cfg->devices_crl_file);
+    snprintf(c->bundle_pid, sizeof c->bundle_pid, "%s", cfg->broker_pid_file);
     *out = c;
     return 0;
 }
@@ -164,13 +172,63 @@ otk_status otk_clouds_sync_revocations(otk_clouds *c)
     return st;
 }
 
+/*
+ * The agent broker's listener for devices with certificates checks them
+ * against every certificate cloud's CRL: one file holding them all
+ * (devices_crl_file), rewritten atomically after the clouds' CRLs change,
+ * and the broker signalled (broker_pid_file) to load it.
+ */
+static otk_status write_bundle(otk_clouds *c)
+{
+    char tmp[300], buf[8192];
+    FILE *out, *in;
+    size_t i, n;
+    int ok;
+    long pid = 0;
+    if (!c->bundle[0])
+        return OTK_OK;
+    snprintf(tmp, sizeof tmp, "%s.tmp", c->bundle);
+    (void)unlink(tmp);
+    if ((out = fopen(tmp, "wx")) == NULL)
+        return OTK_ERR_STORAGE;
+    ok = fchmod(fileno(out), 0644) == 0; /* CRLs are public */
+    for (i = 0; ok && i < c->n_x509; i++) {
+        if ((in = fopen(c->crl[i], "r")) == NULL) {
+            ok = 0;
+            break;
+        }
+        while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+            ok = ok && fwrite(buf, 1, n, out) == n;
+        fclose(in);
+    }
+    ok = ok && fflush(out) == 0 && fsync(fileno(out)) == 0;
+    if (fclose(out) != 0 || !ok || rename(tmp, c->bundle) != 0) {
+        (void)unlink(tmp);
+        return OTK_ERR_STORAGE;
+    }
+    if (c->bundle_pid[0] && (in = fopen(c->bundle_pid, "r")) != NULL) {
+        if (fscanf(in, "%ld", &pid) != 1)
+            pid = 0;
+        fclose(in);
+        if (pid <= 0 || kill((pid_t)pid, SIGHUP) != 0)
+            return OTK_ERR_CLOUD;
+    }
+    return OTK_OK;
+}
+
 otk_status otk_clouds_flush_crls(otk_clouds *c)
 {
     size_t i;
+    int wrote = 0;
     otk_status st = OTK_OK;
     for (i = 0; i < c->n_x509; i++)
-        if (otk_x509_pending(c->x509[i]) && otk_x509_flush(c->x509[i]) != OTK_OK)
-            st = OTK_ERR_CLOUD;
+        if (otk_x509_pending(c->x509[i])) {
+            if (otk_x509_flush(c->x509[i]) != OTK_OK)
+                st = OTK_ERR_CLOUD;
+            wrote = 1;
+        }
+    if (wrote && write_bundle(c) != OTK_OK)
+        st = OTK_ERR_CLOUD;
     return st;
 }
 
@@ -194,6 +252,8 @@ otk_status otk_clouds_refresh_crls(otk_clouds *c)
     for (i = 0; i < c->n_x509; i++)
         if (otk_x509_flush(c->x509[i]) != OTK_OK)
             st = OTK_ERR_CLOUD;
+    if (c->n_x509 && write_bundle(c) != OTK_OK)
+        st = OTK_ERR_CLOUD;
     return st;
 }
 

@@ -46,6 +46,10 @@ typedef struct dev_ctx {
     char hex[33], up[64], down[64], cafile[256], status[256];
     struct mosquitto *agent, *cloud;
     void *cloud_tls; /* certificate sets: the link's OpenSSL context */
+    void *agent_tls; /* the agent link's, when it logs in with the certificate */
+    char broker_host[128], certs_host[128];
+    int broker_port, certs_port;
+    uint32_t agent_version; /* version whose certificate the agent link uses; 0 anonymous */
     uint32_t cloud_version; /* version whose credentials the cloud link uses */
     uint32_t boot_active, boot_staged; /* what the key partition held at boot */
     unsigned long telemetry_sent, telemetry_acked, up_bytes, down_bytes;
@@ -177,6 +181,55 @@ static otk_proof prove_staged(dev_ctx *d)
     return r;
 }
 
+/*
+ * The agent link: anonymous to --broker; with --broker-certs, once the
+ * active set is a certificate set, logged in with that certificate there
+ * (the agent broker then keeps the device's id to it alone), and opened
+ * again when a new set is committed. 0, or -1 when it cannot be set up.
+ */
+static int agent_link(dev_ctx *d)
+{
+    int cert = d->certs_host[0] && otk_device_kind(&d->dev, OTK_SET_ACTIVE) == OTK_KIND_CERT;
+    uint32_t want = cert ? otk_device_version(&d->dev, OTK_SET_ACTIVE) : 0;
+    int rc;
+    if (d->agent != NULL && d->agent_version == want)
+        return 0;
+    if (d->agent != NULL) {
+        mosquitto_disconnect(d->agent);
+        mosquitto_destroy(d->agent);
+    }
+    SSL_CTX_free(d->agent_tls);
+    d->agent_tls = NULL;
+    d->agent_connected = 0;
+    d->agent_version = want;
+    if ((d->agent = mosquitto_new(d->hex, true, d)) == NULL)
+        abort();
+    /* Small request/response messages: no Nagle delay. */
+    (void)mosquitto_int_option(d->agent, MOSQ_OPT_TCP_NODELAY, 1);
+    mosquitto_int_option(d->agent, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    mosquitto_connect_v5_callback_set(d->agent, on_agent_connect);
+    mosquitto_message_v5_callback_set(d->agent, on_agent_message);
+    /* TLS fails closed: a CA that cannot be loaded stops the device. */
+    if (cert) {
+        if ((d->agent_tls = otk_posix_set_tls(&d->dev, OTK_SET_ACTIVE, d->cafile, d->certs_host)) == NULL ||
+            mosquitto_int_option(d->agent, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0) != MOSQ_ERR_SUCCESS ||
+            mosquitto_void_option(d->agent, MOSQ_OPT_SSL_CTX, d->agent_tls) != MOSQ_ERR_SUCCESS) {
+            fprintf(stderr, "otakey-device %s: TLS with the certificate set failed\n", d->hex);
+            return -1;
+        }
+    } else if (mosquitto_tls_set(d->agent, d->cafile, NULL, NULL, NULL, NULL) != MOSQ_ERR_SUCCESS) {
+        fprintf(stderr, "otakey-device: TLS: cannot load CA file '%s'\n", d->cafile);
+        return -1;
+    }
+    rc = cert ? mosquitto_connect(d->agent, d->certs_host, d->certs_port, 30)
+              : mosquitto_connect(d->agent, d->broker_host, d->broker_port, 30);
+    if (rc != MOSQ_ERR_SUCCESS)
+        fprintf(stderr, "otakey-device %s: cannot connect to the agent broker%s: %s\n", d->hex,
+                cert ? " (certificates)" : "",
+                rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+    return rc == MOSQ_ERR_SUCCESS || d->agent_version != 0 ? 0 : -1;
+}
+
 /* (Re)connects the cloud link with the active set's credentials. */
 static void cloud_link(dev_ctx *d)
 {
@@ -253,9 +306,12 @@ static int usage(const char *why)
     fprintf(why ? stderr : stdout,
             "usage: otakey-device --id HEX32 --flash FILE --batch HEX16 --pk FILE --agent-pub HEX128\n"
             "         --broker HOST:PORT --cafile FILE [--status FILE] [--poll-ms N]\n"
-            "         [--telemetry-ms N] [--run-ms N] [--proto 1|2] [--cut-at N [--tear]]\n"
-            "--proto 2: protocol version 2 (certificate key sets, docs/protocol.md §11).\n"
+            "         [--telemetry-ms N] [--run-ms N] [--proto 1|2] [--broker-certs HOST:PORT]\n"
+            "         [--cut-at N [--tear]]\n"
             "       otakey-device --help | --version\n"
+            "--proto 2: protocol version 2 (certificate key sets, docs/protocol.md §11).\n"
+            "--broker-certs: the agent broker's listener for devices with certificates: once\n"
+            "  the device holds a certificate set it talks to the agent there, logged in with it.\n"
             "--cut-at N: test hook, power is cut at the N-th flash operation (exit 3);\n"
             "  --tear leaves that operation half done.\n"
             "Exit codes: 0 done, 1 failure, 2 bad usage, 3 power cut by --cut-at.\n");
@@ -296,6 +352,11 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--pk")) pk = v;
         else if (!strcmp(k, "--agent-pub")) pub = v;
         else if (!strcmp(k, "--broker")) broker = v;
+        else if (!strcmp(k, "--broker-certs")) {
+            if (sscanf(v, "%127[^:]:%d", d.certs_host, &d.certs_port) != 2 || d.certs_port <= 0 ||
+                d.certs_port > 65535)
+                return usage("--broker-certs must be HOST:PORT");
+        }
         else if (!strcmp(k, "--cafile")) snprintf(d.cafile, sizeof d.cafile, "%s", v);
         else if (!strcmp(k, "--status")) snprintf(d.status, sizeof d.status, "%s", v);
         else if (!strcmp(k, "--poll-ms")) poll_ms = atol(v);
@@ -363,27 +424,10 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    d.agent = mosquitto_new(d.hex, true, &d);
-    if (d.agent == NULL)
-        abort();
-    /* Small request/response messages: no Nagle delay. */
-    (void)mosquitto_int_option(d.agent, MOSQ_OPT_TCP_NODELAY, 1);
-    mosquitto_int_option(d.agent, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
-    mosquitto_connect_v5_callback_set(d.agent, on_agent_connect);
-    mosquitto_message_v5_callback_set(d.agent, on_agent_message);
-    /* TLS fails closed: a CA that cannot be loaded stops the device. */
-    if (mosquitto_tls_set(d.agent, d.cafile, NULL, NULL, NULL, NULL) != MOSQ_ERR_SUCCESS) {
-        fprintf(stderr, "otakey-device: TLS: cannot load CA file '%s'\n", d.cafile);
+    snprintf(d.broker_host, sizeof d.broker_host, "%s", host);
+    d.broker_port = port;
+    if (agent_link(&d) != 0)
         return 1;
-    }
-    {
-        int crc = mosquitto_connect(d.agent, host, port, 30);
-        if (crc != MOSQ_ERR_SUCCESS) {
-            fprintf(stderr, "otakey-device: cannot connect to the agent broker %s:%d: %s\n", host,
-                    port, crc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(crc));
-            return 1;
-        }
-    }
     /* Firmware polls at boot, then every poll period. */
     if (otk_device_state(&d.dev) == OTK_DEV_READY && otk_device_poll(&d.dev) != OTK_OK)
         fprintf(stderr, "otakey-device %s: poll refused\n", d.hex);
@@ -418,6 +462,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "otakey-device %s: poll refused\n", d.hex);
         }
         cloud_link(&d);
+        if (agent_link(&d) != 0)
+            next_reconnect = t + 1000;
         if (t >= next_tele) {
             next_tele = t + (uint64_t)tele_ms;
             telemetry(&d);
@@ -432,6 +478,7 @@ int main(int argc, char **argv)
     SSL_CTX_free(d.cloud_tls);
     mosquitto_disconnect(d.agent);
     mosquitto_destroy(d.agent);
+    SSL_CTX_free(d.agent_tls);
     mosquitto_lib_cleanup();
     otk_device_free(&d.dev);
     otk_file_flash_close(&d.flash);

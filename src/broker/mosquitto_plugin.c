@@ -27,8 +27,10 @@
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,12 +44,24 @@ typedef struct plugin {
     unsigned long long counts[OTK_BP_R_COUNT];
     unsigned long long last_ms;
     int dirty;
-    otk_bp_serial *revoked; /* certs: the CRL's serials, sorted */
+    int certs;                      /* checks client certificates against CRLs */
+    otk_bp_serial *revoked;         /* the CRLs' serials, sorted */
     size_t n_revoked;
-    otk_bp_sessions sessions; /* certs: client id -> serial, of clients seen */
+    unsigned long long crl_seen_ms; /* when the CRL files were last looked at */
+    char crl_sig[512];              /* their modification times and sizes then */
 } plugin;
 
+/*
+ * Devices connected with a certificate, by client id (the device id), with
+ * the serial they logged in with. One table for the plugin's instances (a
+ * broker loads the plugin once, its listeners share it): a CRL reload ends
+ * the sessions it revokes, and the anonymous devices listener refuses a
+ * device id connected here.
+ */
+static otk_bp_sessions sessions;
+
 static int verdict(plugin *p, int v, int reason);
+static unsigned long long mono_ms(void);
 
 static void put_serial(otk_bp_serial *out, const ASN1_INTEGER *sn)
 {
@@ -61,41 +75,132 @@ static void put_serial(otk_bp_serial *out, const ASN1_INTEGER *sn)
     memcpy(out->b, d, out->len);
 }
 
-/* The CRL's serials; on failure the list in force stays. 0 or -1. */
-static int load_crl(plugin *p)
+/* Calls fn for each CRL file named in the configuration; stops at a non-zero return. */
+static int each_crl(const plugin *p, int (*fn)(const char *path, void *ctx), void *ctx)
 {
-    FILE *f = fopen(p->cfg.crl, "r");
-    X509_CRL *crl = f ? PEM_read_X509_CRL(f, NULL, NULL, NULL) : NULL;
-    STACK_OF(X509_REVOKED) *rs;
-    otk_bp_serial *list;
-    int i, n;
-    if (f)
-        fclose(f);
-    if (crl == NULL) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, "otakey plugin: cannot read the CRL %s", p->cfg.crl);
-        return -1;
-    }
-    rs = X509_CRL_get_REVOKED(crl);
-    n = rs ? sk_X509_REVOKED_num(rs) : 0;
-    list = calloc(n > 0 ? (size_t)n : 1, sizeof *list);
-    if (list == NULL) {
-        X509_CRL_free(crl);
-        return -1;
-    }
-    for (i = 0; i < n; i++)
-        put_serial(&list[i], X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(rs, i)));
-    otk_bp_serials_sort(list, (size_t)n);
-    X509_CRL_free(crl);
-    free(p->revoked);
-    p->revoked = list;
-    p->n_revoked = (size_t)n;
-    mosquitto_log_printf(MOSQ_LOG_INFO, "otakey plugin: CRL %s: %d revoked certificates", p->cfg.crl, n);
+    char list[sizeof p->cfg.crl], *save = NULL, *f;
+    int rc = 0;
+    snprintf(list, sizeof list, "%s", p->cfg.crl);
+    for (f = strtok_r(list, " \t", &save); f != NULL && rc == 0; f = strtok_r(NULL, " \t", &save))
+        rc = fn(f, ctx);
+    return rc;
+}
+
+static int sig_of(const char *path, void *ctx)
+{
+    char *sig = ctx;
+    struct stat st;
+    size_t n = strlen(sig);
+    if (stat(path, &st) != 0)
+        memset(&st, 0, sizeof st);
+    snprintf(sig + n, 512 - n, "%lld.%ld:%lld;", (long long)st.st_mtim.tv_sec,
+             (long)st.st_mtim.tv_nsec, (long long)st.st_size);
     return 0;
 }
 
+typedef struct serials {
+    otk_bp_serial *v;
+    size_t n, cap;
+} serials;
+
+/* Every CRL of a PEM file (a file may hold the CRLs of several CAs). */
+static int read_crls(const char *path, void *ctx)
+{
+    serials *out = ctx;
+    FILE *f = fopen(path, "r");
+    X509_CRL *crl;
+    int found = 0;
+    if (f == NULL) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, "otakey plugin: cannot read the CRL %s", path);
+        return -1;
+    }
+    while ((crl = PEM_read_X509_CRL(f, NULL, NULL, NULL)) != NULL) {
+        STACK_OF(X509_REVOKED) *rs = X509_CRL_get_REVOKED(crl);
+        int i, n = rs ? sk_X509_REVOKED_num(rs) : 0;
+        found = 1;
+        for (i = 0; i < n; i++) {
+            if (out->n == out->cap) {
+                size_t cap = out->cap ? 2 * out->cap : 256;
+                otk_bp_serial *v = realloc(out->v, cap * sizeof *v);
+                if (v == NULL) {
+                    X509_CRL_free(crl);
+                    fclose(f);
+                    return -1;
+                }
+                out->v = v;
+                out->cap = cap;
+            }
+            put_serial(&out->v[out->n++], X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(rs, i)));
+        }
+        X509_CRL_free(crl);
+    }
+    ERR_clear_error(); /* the end of the file */
+    fclose(f);
+    if (!found)
+        mosquitto_log_printf(MOSQ_LOG_ERR, "otakey plugin: no CRL in %s", path);
+    return found ? 0 : -1;
+}
+
+/* The CRLs' serials; on failure the list in force stays. 0 or -1. */
+static int load_crls(plugin *p)
+{
+    serials all = {NULL, 0, 0};
+    if (each_crl(p, read_crls, &all) != 0) {
+        free(all.v);
+        return -1;
+    }
+    otk_bp_serials_sort(all.v, all.n);
+    free(p->revoked);
+    p->revoked = all.v;
+    p->n_revoked = all.n;
+    mosquitto_log_printf(MOSQ_LOG_INFO, "otakey plugin: CRLs %s: %zu revoked certificates",
+                         p->cfg.crl, all.n);
+    return 0;
+}
+
+static void kick(plugin *p, const char *id)
+{
+    mosquitto_log_printf(MOSQ_LOG_NOTICE, "otakey plugin: %s: certificate revoked, disconnected",
+                         id ? id : "?");
+    (void)verdict(p, OTK_BP_DENY, OTK_BP_R_REVOKED);
+    if (id != NULL)
+        (void)mosquitto_kick_client_by_clientid(id, false);
+}
+
 /*
- * Whether this client's certificate is on the CRL; if not, its session is
- * remembered so that a reload that revokes it ends it at once.
+ * Loads the CRLs again when asked (a reload) or when a file changed
+ * (looked at once a second at most: a per-listener plugin gets no reload
+ * event), and ends the sessions they now revoke.
+ */
+static void refresh(plugin *p, int force)
+{
+    char sig[sizeof p->crl_sig] = "";
+    char (*ids)[33];
+    unsigned long long now = mono_ms();
+    size_t n, i;
+    if (!force && now - p->crl_seen_ms < 1000)
+        return;
+    p->crl_seen_ms = now;
+    (void)each_crl(p, sig_of, sig);
+    if (!force && strcmp(sig, p->crl_sig) == 0)
+        return;
+    if (load_crls(p) != 0)
+        return;
+    snprintf(p->crl_sig, sizeof p->crl_sig, "%s", sig);
+    if (sessions.n == 0 || (ids = malloc(sessions.n * sizeof *ids)) == NULL)
+        return;
+    /* Collected first: a kick may remove its session from the table. */
+    n = otk_bp_sessions_revoked(&sessions, p->revoked, p->n_revoked, ids, sessions.n);
+    for (i = 0; i < n; i++) {
+        otk_bp_sessions_del(&sessions, ids[i]);
+        kick(p, ids[i]);
+    }
+    free(ids);
+}
+
+/*
+ * Whether this client's certificate is on a CRL; if not, its session is
+ * remembered so that a CRL that revokes it ends it at once.
  */
 static int client_revoked(plugin *p, struct mosquitto *client)
 {
@@ -109,47 +214,24 @@ static int client_revoked(plugin *p, struct mosquitto *client)
     if (otk_bp_revoked(p->revoked, p->n_revoked, sn.b, sn.len))
         return 1;
     if (id != NULL)
-        (void)otk_bp_sessions_put(&p->sessions, id, &sn);
+        (void)otk_bp_sessions_put(&sessions, id, &sn);
     return 0;
-}
-
-static void kick(plugin *p, const char *id)
-{
-    mosquitto_log_printf(MOSQ_LOG_NOTICE, "otakey plugin: %s: certificate revoked, disconnected",
-                         id ? id : "?");
-    (void)verdict(p, OTK_BP_DENY, OTK_BP_R_REVOKED);
-    if (id != NULL)
-        (void)mosquitto_kick_client_by_clientid(id, false);
 }
 
 static int on_reload(int event, void *event_data, void *userdata)
 {
-    plugin *p = userdata;
-    char (*ids)[33];
-    size_t n, i;
     (void)event;
     (void)event_data;
-    if (load_crl(p) != 0 || p->sessions.n == 0)
-        return MOSQ_ERR_SUCCESS;
-    /* The sessions this CRL revokes end now (collected first: a kick may
-     * remove its session from the table). */
-    if ((ids = malloc(p->sessions.n * sizeof *ids)) == NULL)
-        return MOSQ_ERR_SUCCESS;
-    n = otk_bp_sessions_revoked(&p->sessions, p->revoked, p->n_revoked, ids, p->sessions.n);
-    for (i = 0; i < n; i++) {
-        otk_bp_sessions_del(&p->sessions, ids[i]);
-        kick(p, ids[i]);
-    }
-    free(ids);
+    refresh(userdata, 1);
     return MOSQ_ERR_SUCCESS;
 }
 
 static int on_disconnect(int event, void *event_data, void *userdata)
 {
     struct mosquitto_evt_disconnect *ed = event_data;
-    plugin *p = userdata;
     (void)event;
-    otk_bp_sessions_del(&p->sessions, mosquitto_client_id(ed->client));
+    (void)userdata;
+    otk_bp_sessions_del(&sessions, mosquitto_client_id(ed->client));
     return MOSQ_ERR_SUCCESS;
 }
 
@@ -192,7 +274,14 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
     plugin *p = userdata;
     int reason = 0, v;
     (void)event;
-    v = otk_bp_connect(&p->cfg, ed->username, mosquitto_client_id(ed->client), &reason);
+    const char *id = mosquitto_client_id(ed->client);
+    v = otk_bp_connect(&p->cfg, ed->username, id, &reason);
+    /* A device connected with its certificate keeps its id. */
+    if (v != OTK_BP_DENY && p->cfg.role == OTK_BP_DEVICES && !p->cfg.cert_identity &&
+        otk_bp_sessions_has(&sessions, id)) {
+        v = OTK_BP_DENY;
+        reason = OTK_BP_R_CLIENT_ID;
+    }
     return verdict(p, v, reason);
 }
 
@@ -209,7 +298,9 @@ static int on_acl_check(int event, void *event_data, void *userdata)
     case MOSQ_ACL_UNSUBSCRIBE: access = OTK_BP_UNSUBSCRIBE; break;
     default: return MOSQ_ERR_ACL_DENIED;
     }
-    if (p->cfg.role == OTK_BP_CERTS && client_revoked(p, ed->client)) {
+    if (p->certs)
+        refresh(p, 0);
+    if (p->certs && client_revoked(p, ed->client)) {
         kick(p, mosquitto_client_id(ed->client));
         return MOSQ_ERR_ACL_DENIED;
     }
@@ -250,13 +341,18 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
         free(p);
         return MOSQ_ERR_INVAL;
     }
-    if (p->cfg.role == OTK_BP_CERTS && load_crl(p) != 0) {
-        free(p);
-        return MOSQ_ERR_INVAL;
+    p->certs = p->cfg.role == OTK_BP_CERTS || (p->cfg.cert_identity && p->cfg.crl[0]);
+    if (p->certs) {
+        (void)each_crl(p, sig_of, p->crl_sig);
+        p->crl_seen_ms = mono_ms();
+        if (load_crls(p) != 0) {
+            free(p);
+            return MOSQ_ERR_INVAL;
+        }
     }
     if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, p) ||
         mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, p) ||
-        (p->cfg.role == OTK_BP_CERTS &&
+        (p->certs &&
          (mosquitto_callback_register(identifier, MOSQ_EVT_RELOAD, on_reload, NULL, p) ||
           mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, p)))) {
         free(p->revoked);
@@ -276,11 +372,11 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
         return MOSQ_ERR_SUCCESS;
     (void)mosquitto_callback_unregister(p->id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
     (void)mosquitto_callback_unregister(p->id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
-    if (p->cfg.role == OTK_BP_CERTS) {
+    if (p->certs) {
         (void)mosquitto_callback_unregister(p->id, MOSQ_EVT_RELOAD, on_reload, NULL);
         (void)mosquitto_callback_unregister(p->id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
+        otk_bp_sessions_free(&sessions);
     }
-    otk_bp_sessions_free(&p->sessions);
     free(p->revoked);
     free(p);
     return MOSQ_ERR_SUCCESS;

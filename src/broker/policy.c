@@ -95,6 +95,12 @@ int otk_bp_option(otk_bp_config *c, const char *key, const char *value, char *er
         snprintf(c->report_topic, sizeof c->report_topic, "%s", value);
         return 0;
     }
+    if (!strcmp(key, "identity")) {
+        if (strcmp(value, "certificate") != 0)
+            return set_err(err, err_size, "identity: '%s' is not certificate", value);
+        c->cert_identity = 1;
+        return 0;
+    }
     if (!strcmp(key, "crl")) {
         if (!value[0] || strlen(value) >= sizeof c->crl)
             return set_err(err, err_size, "crl: '%s' is no file name", value);
@@ -120,6 +126,8 @@ int otk_bp_check(const otk_bp_config *c, char *err, size_t err_size)
                        "plugin_opt_role is required (devices, agents, cloud or certs)");
     if (c->role == OTK_BP_CERTS && !c->crl[0])
         return set_err(err, err_size, "%s", "plugin_opt_crl is required for the certs role");
+    if (c->cert_identity && c->role != OTK_BP_DEVICES)
+        return set_err(err, err_size, "%s", "plugin_opt_identity is for the devices role");
     if (c->role != OTK_BP_CLOUD && c->role != OTK_BP_CERTS && c->n_spaces == 0)
         return set_err(err, err_size, "%s", "plugin_opt_spaces is required for this role");
     for (i = 0; i < c->n_spaces; i++)
@@ -154,11 +162,27 @@ static int device_user(const char *u)
     return 1;
 }
 
+/* A certificate login: the user name is the CN, a device id, and the client id. */
+static int certified(const char *username, const char *client_id, int *reason)
+{
+    if (username == NULL) {
+        (void)deny(reason, OTK_BP_R_USER);
+        return 0;
+    }
+    if (!otk_bp_is_device_id(username) || client_id == NULL || strcmp(username, client_id) != 0) {
+        (void)deny(reason, OTK_BP_R_CLIENT_ID);
+        return 0;
+    }
+    return 1;
+}
+
 int otk_bp_connect(const otk_bp_config *c, const char *username, const char *client_id,
                    int *reason)
 {
     switch (c->role) {
     case OTK_BP_DEVICES:
+        if (c->cert_identity)
+            return certified(username, client_id, reason) ? OTK_BP_ALLOW : OTK_BP_DENY;
         if (username != NULL)
             return deny(reason, OTK_BP_R_USER);
         return otk_bp_is_device_id(client_id) ? OTK_BP_ALLOW : deny(reason, OTK_BP_R_CLIENT_ID);
@@ -171,12 +195,7 @@ int otk_bp_connect(const otk_bp_config *c, const char *username, const char *cli
             return deny(reason, OTK_BP_R_CLIENT_ID);
         return OTK_BP_DEFER;
     case OTK_BP_CERTS:
-        /* The user name is the certificate's CN: the device id, and its client id. */
-        if (username == NULL)
-            return deny(reason, OTK_BP_R_USER);
-        if (!otk_bp_is_device_id(username) || client_id == NULL || strcmp(username, client_id) != 0)
-            return deny(reason, OTK_BP_R_CLIENT_ID);
-        return OTK_BP_DEFER;
+        return certified(username, client_id, reason) ? OTK_BP_DEFER : OTK_BP_DENY;
     default:
         return deny(reason, OTK_BP_R_USER);
     }
@@ -236,7 +255,9 @@ int otk_bp_acl(const otk_bp_config *c, const char *username, const char *client_
         return deny(reason, OTK_BP_R_PUBLISH);
     switch (c->role) {
     case OTK_BP_DEVICES:
-        if (username != NULL)
+        if (c->cert_identity && !certified(username, client_id, reason))
+            return OTK_BP_DENY;
+        if (!c->cert_identity && username != NULL)
             return deny(reason, OTK_BP_R_USER);
         return device_acl(c, client_id, access, topic, retain, reason);
     case OTK_BP_AGENTS:
@@ -347,6 +368,13 @@ int otk_bp_sessions_put(otk_bp_sessions *s, const char *id, const otk_bp_serial 
     }
     s->t[i].sn = *sn;
     return 0;
+}
+
+int otk_bp_sessions_has(const otk_bp_sessions *s, const char *id)
+{
+    if (s == NULL || s->cap == 0 || id == NULL || !otk_bp_is_device_id(id))
+        return 0;
+    return s->t[find(s, id)].id[0] != '\0';
 }
 
 void otk_bp_sessions_del(otk_bp_sessions *s, const char *id)

@@ -24,6 +24,14 @@
  *           accepted only with its device id as client id, which binds the
  *           credentials to the identity the ACL pattern devices/%c/# uses.
  *           The password check itself and the ACL stay the broker's.
+ *           With plugin_opt_identity certificate, a devices listener takes
+ *           devices that log in with a certificate set's certificate (the
+ *           agent broker's second devices listener: require_certificate,
+ *           use_identity_as_username, use_username_as_clientid): the user
+ *           name is then the CN and must be the client id, a device id; and
+ *           plugin_opt_crl names the clouds' CRLs (below). A device id
+ *           connected there cannot be taken by an anonymous client on the
+ *           other devices listener: the plugin's instances share that list.
  *  certs    a certificate cloud (agent config type = x509): devices log in
  *           with certificates, the CN (their device id) as user name
  *           (use_identity_as_username); the client id must be that device
@@ -70,7 +78,8 @@ typedef struct otk_bp_config {
     otk_bp_space spaces[OTK_BP_MAX_SPACES];
     size_t n_spaces;
     char report_topic[128]; /* where aggregate refusal counts go ("" none) */
-    char crl[256];          /* certs: the CRL file the broker loads too */
+    char crl[512];          /* certs, identity certificate: CRL files, space-separated */
+    int cert_identity;      /* devices: plugin_opt_identity certificate */
     unsigned report_ms;     /* at most one report per period */
 } otk_bp_config;
 
@@ -78,7 +87,8 @@ typedef struct otk_bp_config {
  * Applies one plugin option (key without "plugin_opt_"):
  *   role    devices | agents | cloud | certs
  *   spaces  "ROOT[=OWNER] ..." (devices: roots; agents: ROOT=OWNER each)
- *   crl     PATH (certs: required)
+ *   crl     PATH [PATH...] (certs: required; devices with identity certificate)
+ *   identity  certificate (devices: the certificate's CN is the user name)
  *   report_topic  TOPIC      report_ms  N (default 10000)
  * Returns 0, or -1 with err set.
  */
@@ -127,6 +137,7 @@ typedef struct otk_bp_sessions {
 /* 0, or -1 (no memory; the session is then not tracked). id: a device id. */
 int otk_bp_sessions_put(otk_bp_sessions *s, const char *id, const otk_bp_serial *sn);
 void otk_bp_sessions_del(otk_bp_sessions *s, const char *id);
+int otk_bp_sessions_has(const otk_bp_sessions *s, const char *id);
 /* Writes up to max ids of sessions whose serial is in the sorted list; returns how many. */
 size_t otk_bp_sessions_revoked(const otk_bp_sessions *s, const otk_bp_serial *sorted, size_t n,
                                char (*ids)[33], size_t max);
