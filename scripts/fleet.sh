@@ -19,6 +19,8 @@ fleet_cleanup() {
 # Brokers, agent key, a product batch and the agent's config file.
 # FLEET_CLOUDS=passwd: password-file clouds instead of dynamic security;
 # FLEET_CLOUDS=x509: certificate clouds (devices run protocol version 2);
+# FLEET_PKCS11=1 (with x509 or mixed): the clouds' CA keys move into a PKCS#11
+# token (SoftHSM) and out of their files; the agent signs with the token.
 # FLEET_CLOUDS=mixed: clouds 1 and 2 take certificates, cloud 3 (dynamic
 # security) is where version 1 devices claim (claim_cloud_v1).
 fleet_setup() {
@@ -27,6 +29,7 @@ fleet_setup() {
   OTK_MOSQUITTO_PLUGIN=${OTK_MOSQUITTO_PLUGIN:-$bin/otakey_mosquitto.so} \
     bash "$root/scripts/lab.sh" start "$work/lab" "${FLEET_CLOUDS:-dynsec}"
   . "$work/lab/lab.env"
+  [ -z "${FLEET_PKCS11:-}" ] || fleet_token
   pub=$("$bin/otakey" keygen "$work/agent.key")
   "$bin/otakey" product create --db "${FLEET_DB:-$work/registry.db}" --batch $batch --name demo-sensor \
     --pk-out "$work/batch.pk"
@@ -56,9 +59,14 @@ EOC
       if [ $c = 3 ]; then kind=dynsec; else kind=x509; fi
     fi
     if [ "$kind" = x509 ]; then
-      local cc=LAB_CLOUD_${l}_CA_CERT ck=LAB_CLOUD_${l}_CA_KEY crl=LAB_CLOUD_${l}_CRL
+      local cc=LAB_CLOUD_${l}_CA_CERT ck=LAB_CLOUD_${l}_CA_KEY crl=LAB_CLOUD_${l}_CRL key
+      key=${!ck}
+      if [ -n "${FLEET_PKCS11:-}" ]; then
+        key="pkcs11:token=otakey;object=cloud-$lc-ca;type=private"
+        printf 'pkcs11_module = %s\npkcs11_pin_file = %s\n' "$FLEET_PKCS11_MODULE" "$work/hsm/pin" >> "$work/agent.ini"
+      fi
       printf 'type = x509\nca_cert = %s\nca_key = %s\ncrl_file = %s\nserver_ca = %s\npid_file = %s\n' \
-        "${!cc}" "${!ck}" "${!crl}" "$LAB_CA" "$LAB_DIR/cloud-$lc.pid" >> "$work/agent.ini"
+        "${!cc}" "$key" "${!crl}" "$LAB_CA" "$LAB_DIR/cloud-$lc.pid" >> "$work/agent.ini"
     elif [ "$kind" = passwd ]; then
       printf 'type = passwd\npassword_file = %s\nacl_file = %s\npid_file = %s\n' \
         "$LAB_DIR/cloud-$lc.passwd" "$LAB_DIR/cloud-$lc.acl" "$LAB_DIR/cloud-$lc.pid" >> "$work/agent.ini"
@@ -67,6 +75,24 @@ EOC
     fi
   done
   mkdir -p "$work/dev"
+}
+
+# A SoftHSM token holding the certificate clouds' CA keys, which leave their files.
+fleet_token() {
+  local c
+  FLEET_PKCS11_MODULE=${FLEET_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+  mkdir -p "$work/hsm/tokens"
+  printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
+    "$work/hsm/tokens" > "$work/hsm/softhsm2.conf"
+  export SOFTHSM2_CONF=$work/hsm/softhsm2.conf
+  openssl rand -hex 8 > "$work/hsm/pin"
+  softhsm2-util --init-token --free --label otakey --pin "$(cat "$work/hsm/pin")" \
+    --so-pin "$(openssl rand -hex 8)" > /dev/null
+  for c in a b; do
+    softhsm2-util --import "$LAB_DIR/cloud-$c-ca.key" --token otakey --label "cloud-$c-ca" \
+      --id "0$( [ $c = a ] && echo 1 || echo 2)" --pin "$(cat "$work/hsm/pin")" > /dev/null
+    rm -f "$LAB_DIR/cloud-$c-ca.key"
+  done
 }
 
 start_agent() {

@@ -199,6 +199,10 @@ static int on_cloud(parse_ctx *p, const char *s, const char *k, const char *v)
         return copy(p, s, k, c->x509[i].ca_cert, sizeof c->x509[i].ca_cert, v);
     if (!strcmp(k, "ca_key"))
         return copy(p, s, k, c->x509[i].ca_key, sizeof c->x509[i].ca_key, v);
+    if (!strcmp(k, "pkcs11_module"))
+        return copy(p, s, k, c->x509[i].pkcs11_module, sizeof c->x509[i].pkcs11_module, v);
+    if (!strcmp(k, "pkcs11_pin_file"))
+        return copy(p, s, k, c->x509[i].pkcs11_pin_file, sizeof c->x509[i].pkcs11_pin_file, v);
     if (!strcmp(k, "crl_file"))
         return copy(p, s, k, c->x509[i].crl_file, sizeof c->x509[i].crl_file, v);
     if (!strcmp(k, "server_ca"))

@@ -36,7 +36,10 @@ extern "C" {
 typedef struct otk_x509_cloud {
     uint32_t cloud_id;
     char ca_cert[256];      /* the issuing CA's certificate (PEM) */
-    char ca_key[256];       /* its private key (PEM, mode 0600) */
+    char ca_key[256];       /* its private key: a PEM file (mode 0600), or a PKCS#11 URI
+                             * ("pkcs11:token=...;object=...") of a key in a token */
+    char pkcs11_module[256];   /* the token's PKCS#11 library (a URI ca_key) */
+    char pkcs11_pin_file[256]; /* the token's user PIN (mode 0600) */
     char crl_file[256];     /* the broker's crlfile */
     char pid_file[256];     /* the broker's pid, for SIGHUP ("" none) */
     char server_ca[256];    /* the CA of the cloud's server certificate ("" no pin) */

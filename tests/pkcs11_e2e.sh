@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Certificate clouds whose CA keys live in a PKCS#11 token (SoftHSM here;
+# the same code path serves an HSM): the keys leave their files, the agent
+# signs every device certificate and every CRL in the token; a PIN file
+# others can read, a wrong PIN and a missing key are refused with a message.
+# Usage: tests/pkcs11_e2e.sh BUILD_DIR
+set -euo pipefail
+umask 077
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=$(cd "${1:?usage: pkcs11_e2e.sh BUILD_DIR}" && pwd)
+bash "$root/scripts/deps.sh" softhsm2 libengine-pkcs11-openssl
+work=$(mktemp -d /tmp/otakey-pkcs11.XXXXXX)
+FLEET_CLOUDS=x509
+FLEET_PKCS11=1
+. "$root/scripts/fleet.sh"
+trap fleet_cleanup EXIT
+fails=0; passes=0
+check() { # check DESCRIPTION COMMAND...
+  local what=$1; shift
+  if "$@"; then passes=$((passes + 1)); echo "ok: $what"; else fails=$((fails + 1)); echo "FAILED: $what"; fi
+}
+
+fleet_setup
+check "the CA keys are in the token only" bash -c \
+  "[ ! -e '$LAB_DIR/cloud-a-ca.key' ] && [ ! -e '$LAB_DIR/cloud-b-ca.key' ] &&
+   softhsm2-util --show-slots | grep -q 'Label:.*otakey'"
+start_agent
+t0=$(date +%s.%N)
+for i in 1 2 3; do start_device "$(device_id "$i")"; done
+check "claim: certificates signed in the token" wait_all claim '"state":"ready","version":1,"cloud":1,.*"kind":2' 3
+"$bin/otakey" campaign start --db "$work/registry.db" --rotate --all --rate 100 > /dev/null
+check "rotation" wait_all rotation '"state":"ready","version":2,"cloud":1,.*"kind":2' 3
+"$bin/otakey" campaign start --db "$work/registry.db" --switch-to 2 --all --rate 100 > /dev/null
+check "switch to the cloud of the token's other CA" wait_all switch '"state":"ready","version":3,"cloud":2,.*"kind":2' 3
+"$bin/otakey-flashdump" "$work/dev/$(device_id 1).flash" --pem "$work/d1" > /dev/null
+check "a device's certificate verifies under its cloud's CA" \
+  bash -c "openssl verify -CAfile '$LAB_CLOUD_B_CA_CERT' '$work/d1.active.crt' > /dev/null"
+sleep 1.5 # the retired certificates reach the CRL within a second
+check "cloud A's CRL, signed in the token, verifies and lists the 6 retired certificates" bash -c \
+  "openssl crl -in '$LAB_CLOUD_A_CRL' -CAfile '$LAB_CLOUD_A_CA_CERT' -noout 2>&1 | grep -q 'verify OK' &&
+   [ \$(openssl crl -in '$LAB_CLOUD_A_CRL' -noout -text | grep -c 'Serial Number') -eq 6 ]"
+
+# Refusals at start: the message names the problem; nothing is signed.
+kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true
+try() { # try CONFIG: the agent's exit code and message
+  set +e; "$bin/otakey-agent" -c "$1" > "$work/try.out" 2>&1; echo $? > "$work/try.rc"; set -e
+}
+chmod 644 "$work/hsm/pin"
+try "$work/agent.ini"
+check "a PIN file others can read is refused" bash -c \
+  "[ \$(cat '$work/try.rc') -ne 0 ] && grep -q 'pkcs11_pin_file.*chmod 600' '$work/try.out'"
+chmod 600 "$work/hsm/pin"
+cp "$work/hsm/pin" "$work/hsm/pin.good"
+echo 0000000000000000 > "$work/hsm/pin"
+try "$work/agent.ini"
+check "a wrong PIN is refused" bash -c "[ \$(cat '$work/try.rc') -ne 0 ] && grep -q 'wrong PIN' '$work/try.out'"
+cp "$work/hsm/pin.good" "$work/hsm/pin"
+sed 's/object=cloud-a-ca/object=no-such-key/' "$work/agent.ini" > "$work/bad.ini"
+try "$work/bad.ini"
+check "a key the token does not hold is refused" bash -c \
+  "[ \$(cat '$work/try.rc') -ne 0 ] && grep -q 'no such key' '$work/try.out'"
+sed 's/^pkcs11_pin_file = .*$//' "$work/agent.ini" > "$work/bad.ini"
+try "$work/bad.ini"
+check "a token key without a PIN file is refused" bash -c \
+  "[ \$(cat '$work/try.rc') -ne 0 ] && grep -q 'needs pkcs11_module and pkcs11_pin_file' '$work/try.out'"
+
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]
