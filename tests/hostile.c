@@ -417,9 +417,12 @@ static int attacks(ctx *c, const char *ready)
     ON_OWN("10 bytes, shorter than a header", big, 10, 0, 0, AUD_REFUSED, OTK_ERR_TRUNCATED, NULL);
     ON_OWN("empty message", big, 0, 0, 0, AUD_REFUSED, OTK_ERR_TRUNCATED, NULL);
     memcpy(m, big, n);
-    m[0] = 2;
-    ON_OWN("CLAIM of protocol version 2", m, n, OTK_MSG_ERROR, OTK_ERR_UNKNOWN_VERSION,
+    m[0] = 3;
+    ON_OWN("CLAIM of protocol version 3 (not spoken)", m, n, OTK_MSG_ERROR, OTK_ERR_UNKNOWN_VERSION,
            AUD_CLAIM_REFUSED, OTK_ERR_UNKNOWN_VERSION, c->own);
+    m[0] = 2; /* version 2's CLAIM carries a key and its pop: 250 bytes */
+    ON_OWN("version 1 CLAIM relabelled version 2", m, n, OTK_MSG_ERROR, OTK_ERR_TRUNCATED,
+           AUD_CLAIM_REFUSED, OTK_ERR_TRUNCATED, c->own);
     m[0] = 1;
     m[1] = 42;
     ON_OWN("message of type 42", m, n, OTK_MSG_ERROR, OTK_ERR_UNKNOWN_TYPE, AUD_REFUSED,
