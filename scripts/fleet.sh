@@ -19,8 +19,9 @@ fleet_cleanup() {
 # Brokers, agent key, a product batch and the agent's config file.
 # FLEET_CLOUDS=passwd: password-file clouds instead of dynamic security;
 # FLEET_CLOUDS=x509: certificate clouds (devices run protocol version 2);
-# FLEET_PKCS11=1 (with x509 or mixed): the clouds' CA keys move into a PKCS#11
-# token (SoftHSM) and out of their files; the agent signs with the token.
+# FLEET_PKCS11=1 (with x509 or mixed): the clouds' CA keys and the agent's
+# signing key are in a PKCS#11 token (SoftHSM), not in files; the agent signs
+# with the token.
 # FLEET_CLOUDS=mixed: clouds 1 and 2 take certificates, cloud 3 (dynamic
 # security) is where version 1 devices claim (claim_cloud_v1).
 fleet_setup() {
@@ -31,12 +32,22 @@ fleet_setup() {
   . "$work/lab/lab.env"
   [ -z "${FLEET_PKCS11:-}" ] || fleet_token
   pub=$("$bin/otakey" keygen "$work/agent.key")
+  local sign_key=$work/agent.key
+  if [ -n "${FLEET_PKCS11:-}" ]; then
+    # The agent's signing key in the token too: made there from a fresh P-256 key.
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/hsm/agent-sign.pem"
+    softhsm2-util --import "$work/hsm/agent-sign.pem" --token otakey --label agent-sign --id 10 \
+      --pin "$(cat "$work/hsm/pin")" > /dev/null
+    pub=$(openssl pkey -in "$work/hsm/agent-sign.pem" -pubout -outform DER | tail -c 64 | od -An -tx1 -v | tr -d ' \n')
+    rm -f "$work/hsm/agent-sign.pem" "$work/agent.key"
+    sign_key="pkcs11:token=otakey;object=agent-sign;type=private"
+  fi
   "$bin/otakey" product create --db "${FLEET_DB:-$work/registry.db}" --batch $batch --name demo-sensor \
     --pk-out "$work/batch.pk"
   cat > "$work/agent.ini" <<EOC
 [agent]
 database = ${FLEET_DB:-$work/registry.db}
-signing_key = $work/agent.key
+signing_key = $sign_key
 broker_host = 127.0.0.1
 broker_port = $LAB_SERVER_PORT
 cafile = $LAB_CA
@@ -44,6 +55,9 @@ username = $LAB_AGENT_USER
 password = $LAB_AGENT_PASSWORD
 claim_cloud = 1
 EOC
+  if [ -n "${FLEET_PKCS11:-}" ]; then
+    printf 'pkcs11_module = %s\npkcs11_pin_file = %s\n' "$FLEET_PKCS11_MODULE" "$work/hsm/pin" >> "$work/agent.ini"
+  fi
   if [ -n "${LAB_AGENT_CERTS_PORT:-}" ]; then
     printf 'devices_crl_file = %s\nbroker_pid_file = %s\n' "$LAB_DEVICES_CRL" "$LAB_AGENT_BROKER_PID" >> "$work/agent.ini"
   fi

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Certificate clouds whose CA keys live in a PKCS#11 token (SoftHSM here;
-# the same code path serves an HSM): the keys leave their files, the agent
-# signs every device certificate and every CRL in the token; a PIN file
-# others can read, a wrong PIN and a missing key are refused with a message.
+# the same code path serves an HSM), and the agent's signing key with them:
+# the keys leave their files, the agent signs every response, device
+# certificate and CRL in the token; a PIN file others can read, a wrong PIN
+# and a missing key are refused with a message.
 # Usage: tests/pkcs11_e2e.sh BUILD_DIR
 set -euo pipefail
 umask 077
@@ -21,13 +22,15 @@ check() { # check DESCRIPTION COMMAND...
 }
 
 fleet_setup
-check "the CA keys are in the token only" bash -c \
-  "[ ! -e '$LAB_DIR/cloud-a-ca.key' ] && [ ! -e '$LAB_DIR/cloud-b-ca.key' ] &&
-   softhsm2-util --show-slots | grep -q 'Label:.*otakey'"
+check "the CA keys and the signing key are in the token only" bash -c \
+  "[ ! -e '$LAB_DIR/cloud-a-ca.key' ] && [ ! -e '$LAB_DIR/cloud-b-ca.key' ] && [ ! -e '$work/agent.key' ] &&
+   grep -q '^signing_key = pkcs11:' '$work/agent.ini' && softhsm2-util --show-slots | grep -q 'Label:.*otakey'"
 start_agent
 t0=$(date +%s.%N)
 for i in 1 2 3; do start_device "$(device_id "$i")"; done
-check "claim: certificates signed in the token" wait_all claim '"state":"ready","version":1,"cloud":1,.*"kind":2' 3
+check "claim: responses and certificates signed in the token" wait_all claim '"state":"ready","version":1,"cloud":1,.*"kind":2' 3
+check "the agent says where its key is, and its public key is the firmware's" \
+  grep -q "signing key in a PKCS#11 token; its public key: $pub" "$work/agent.log"
 "$bin/otakey" campaign start --db "$work/registry.db" --rotate --all --rate 100 > /dev/null
 check "rotation" wait_all rotation '"state":"ready","version":2,"cloud":1,.*"kind":2' 3
 "$bin/otakey" campaign start --db "$work/registry.db" --switch-to 2 --all --rate 100 > /dev/null
@@ -63,6 +66,10 @@ sed 's/^pkcs11_pin_file = .*$//' "$work/agent.ini" > "$work/bad.ini"
 try "$work/bad.ini"
 check "a token key without a PIN file is refused" bash -c \
   "[ \$(cat '$work/try.rc') -ne 0 ] && grep -q 'needs pkcs11_module and pkcs11_pin_file' '$work/try.out'"
+sed 's/object=agent-sign/object=no-such-key/' "$work/agent.ini" > "$work/bad.ini"
+try "$work/bad.ini"
+check "a signing key the token does not hold is refused" bash -c \
+  "[ \$(cat '$work/try.rc') -ne 0 ] && grep -q 'signing_key.*no such key' '$work/try.out'"
 
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]

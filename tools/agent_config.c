@@ -85,6 +85,10 @@ static int on_agent(parse_ctx *p, const char *s, const char *k, const char *v)
         return copy(p, s, k, c->database, sizeof c->database, v);
     if (!strcmp(k, "signing_key"))
         return copy(p, s, k, c->signing_key, sizeof c->signing_key, v);
+    if (!strcmp(k, "pkcs11_module"))
+        return copy(p, s, k, c->pkcs11_module, sizeof c->pkcs11_module, v);
+    if (!strcmp(k, "pkcs11_pin_file"))
+        return copy(p, s, k, c->pkcs11_pin_file, sizeof c->pkcs11_pin_file, v);
     if (!strcmp(k, "broker_host"))
         return copy(p, s, k, c->broker_host, sizeof c->broker_host, v);
     if (!strcmp(k, "broker_port"))

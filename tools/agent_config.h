@@ -15,7 +15,9 @@ enum { OTK_CLOUD_DYNSEC = 0, OTK_CLOUD_PWFILE = 1, OTK_CLOUD_X509 = 2 };
 
 typedef struct otk_agentd_config {
     char database[256];
-    char signing_key[256]; /* file: private scalar then public point, hex (192 digits) */
+    char signing_key[256]; /* file: private scalar then public point, hex (192 digits);
+                            * or a PKCS#11 URI of a P-256 key in a token */
+    char pkcs11_module[256], pkcs11_pin_file[256]; /* the signing key's token */
     char broker_host[OTK_HOST_MAX + 1];
     uint16_t broker_port;
     int tls;               /* TLS to the agent broker (default 1; cafile required) */

@@ -23,6 +23,7 @@
 #include "agent_config.h"
 #include "clouds.h"
 #include "otakey/dynsec.h"
+#include "otakey/pkcs11.h"
 #include "otakey/ratelimit.h"
 #include "otakey/store.h"
 #include "otakey/wire.h"
@@ -64,6 +65,7 @@ static void logf_(int level, const char *fmt, ...)
 typedef struct daemon_ctx {
     otk_agentd_config cfg;
     otk_crypto crypto;
+    otk_token_key *sign_token; /* the signing key when it is in a PKCS#11 token */
     otk_store *reg;
     otk_clouds *clouds;
     /* Replies held until the password-file clouds have taken the clients
@@ -312,7 +314,7 @@ static void flush_replies(daemon_ctx *d)
 
 static int setup(daemon_ctx *d, const char *path)
 {
-    char err[512];
+    char err[512], hexpub[129];
     uint8_t key[96];
     otk_agent_config ac;
     otk_registry reg;
@@ -322,18 +324,37 @@ static int setup(daemon_ctx *d, const char *path)
         return 2;
     }
     log_level = d->cfg.log_level;
-    /* Like ssh with private keys: a key others may read is refused. */
-    if (otk_check_private_file(d->cfg.signing_key, err, sizeof err) != 0) {
-        fprintf(stderr, "otakey-agent: signing_key: %s\n", err);
-        return 2;
-    }
-    if (otk_read_hex_file(d->cfg.signing_key, key, sizeof key, err, sizeof err) != 0) {
-        fprintf(stderr, "otakey-agent: signing_key: %s\n", err);
-        return 2;
-    }
     if (otk_crypto_openssl_init(&d->crypto, NULL, NULL) != OTK_OK) {
         fprintf(stderr, "otakey-agent: crypto initialisation failed\n");
         return 1;
+    }
+    if (otk_is_token_uri(d->cfg.signing_key)) {
+        /* In a token: the agent signs with a handle the crypto port maps to it. */
+        if ((d->sign_token = otk_token_key_open(d->cfg.signing_key, d->cfg.pkcs11_module,
+                                                d->cfg.pkcs11_pin_file, err, sizeof err)) == NULL ||
+            otk_token_key_public(d->sign_token, key + 32) != 0) {
+            fprintf(stderr, "otakey-agent: signing_key %s\n",
+                    d->sign_token ? "in the token: not a P-256 key" : err);
+            return 1;
+        }
+        if (d->crypto.sha256(d->crypto.ctx, &(otk_iov){d->cfg.signing_key, strlen(d->cfg.signing_key)},
+                             1, key) != OTK_OK ||
+            otk_crypto_openssl_use_signer(&d->crypto, key, otk_token_key_pkey(d->sign_token)) != OTK_OK) {
+            fprintf(stderr, "otakey-agent: signing_key: the crypto backend refused the token key\n");
+            return 1;
+        }
+        otk_hex_encode(key + 32, 64, hexpub);
+        logf_(2, "signing key in a PKCS#11 token; its public key: %s", hexpub);
+    } else {
+        /* Like ssh with private keys: a key others may read is refused. */
+        if (otk_check_private_file(d->cfg.signing_key, err, sizeof err) != 0) {
+            fprintf(stderr, "otakey-agent: signing_key: %s\n", err);
+            return 2;
+        }
+        if (otk_read_hex_file(d->cfg.signing_key, key, sizeof key, err, sizeof err) != 0) {
+            fprintf(stderr, "otakey-agent: signing_key: %s\n", err);
+            return 2;
+        }
     }
     /* create = 0: a mistyped path is not an empty fleet ('otakey product create' makes one). */
     if (otk_store_open(d->cfg.database, &d->crypto, 0, &d->reg, err, sizeof err) != OTK_OK) {
@@ -498,6 +519,7 @@ static void teardown(daemon_ctx *d)
     otk_store_close(d->reg);
     if (d->crypto.ctx)
         otk_crypto_openssl_free(&d->crypto);
+    otk_token_key_close(d->sign_token);
 }
 
 static void usage(FILE *f)

@@ -98,6 +98,14 @@ void otk_crypto_mbedtls_free(otk_crypto *c);
  */
 OTK_CHECK_RETURN otk_status otk_crypto_openssl_init(otk_crypto *c, otk_rng_fn rng, void *rng_ctx);
 void otk_crypto_openssl_free(otk_crypto *c);
+/*
+ * OpenSSL backend: ecdsa_sign called with priv equal to handle signs with
+ * key (an EVP_PKEY *, such as a PKCS#11 token's: otakey/pkcs11.h) instead
+ * of a raw scalar, so the agent's signing key can stay in a token. The
+ * backend holds a reference to key.
+ */
+OTK_CHECK_RETURN otk_status otk_crypto_openssl_use_signer(otk_crypto *c, const uint8_t handle[32],
+                                                          void *key);
 
 #ifdef __cplusplus
 }

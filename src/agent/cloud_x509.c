@@ -3,17 +3,12 @@
  * device certificates issued with OpenSSL 3 from the cloud's CA, and the
  * CRL the broker enforces.
  */
-/* OpenSSL 3.0 reaches PKCS#11 tokens through the pkcs11 engine (libp11);
- * the ENGINE API it needs is marked deprecated there. */
-#define OPENSSL_SUPPRESS_DEPRECATED
 #include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
-#include <openssl/engine.h>
-#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
@@ -26,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "otakey/pkcs11.h"
 #include "otakey/x509cloud.h"
 
 #define SERIAL_LEN 16 /* 128 random bits, top bit clear: a positive INTEGER */
@@ -34,7 +30,7 @@ struct otk_x509 {
     otk_x509_cloud cfg;
     X509 *ca;
     EVP_PKEY *ca_key;
-    ENGINE *engine; /* the PKCS#11 engine holding ca_key, or NULL (a key file) */
+    otk_token_key *token; /* the token holding ca_key, or NULL (a key file) */
     uint8_t pin[OTK_PIN_LEN];
     char (*queue)[2 * SERIAL_LEN + 1];
     size_t pending, cap;
@@ -48,56 +44,6 @@ static int err_out(char *err, size_t n, const char *fmt, const char *a)
     if (err != NULL && n > 0)
         snprintf(err, n, fmt, a);
     return -1;
-}
-
-/*
- * The CA key in a PKCS#11 token, through OpenSSL's pkcs11 engine (libp11:
- * Debian's libengine-pkcs11-openssl), the module pkcs11_module (SoftHSM,
- * an HSM's library) and the user PIN from pkcs11_pin_file, which others
- * may not read. ca_key is the key's PKCS#11 URI (RFC 7512).
- */
-static EVP_PKEY *token_key(otk_x509 *x, char *err, size_t n)
-{
-    const otk_x509_cloud *cfg = &x->cfg;
-    char pin[256] = "";
-    struct stat st;
-    EVP_PKEY *key = NULL;
-    FILE *f;
-    size_t len;
-    if (!cfg->pkcs11_module[0] || !cfg->pkcs11_pin_file[0]) {
-        err_out(err, n, "ca_key '%s': a token key needs pkcs11_module and pkcs11_pin_file", cfg->ca_key);
-        return NULL;
-    }
-    if (stat(cfg->pkcs11_pin_file, &st) != 0 || (st.st_mode & 077) ||
-        (f = fopen(cfg->pkcs11_pin_file, "r")) == NULL) {
-        err_out(err, n, "pkcs11_pin_file '%s': missing, or accessible by group or others (chmod 600 it)",
-                cfg->pkcs11_pin_file);
-        return NULL;
-    }
-    len = fread(pin, 1, sizeof pin - 1, f);
-    fclose(f);
-    pin[len] = '\0';
-    pin[strcspn(pin, "\r\n")] = '\0';
-    ENGINE_load_builtin_engines();
-    if ((x->engine = ENGINE_by_id("pkcs11")) == NULL) {
-        err_out(err, n, "ca_key '%s': OpenSSL has no pkcs11 engine (install libengine-pkcs11-openssl)",
-                cfg->ca_key);
-        goto out;
-    }
-    if (ENGINE_ctrl_cmd_string(x->engine, "MODULE_PATH", cfg->pkcs11_module, 0) != 1 ||
-        ENGINE_init(x->engine) != 1) {
-        ENGINE_free(x->engine);
-        x->engine = NULL;
-        err_out(err, n, "pkcs11_module '%s': cannot be loaded", cfg->pkcs11_module);
-        goto out;
-    }
-    if (ENGINE_ctrl_cmd_string(x->engine, "PIN", pin, 0) != 1 ||
-        (key = ENGINE_load_private_key(x->engine, cfg->ca_key, NULL, NULL)) == NULL)
-        err_out(err, n, "ca_key '%s': no such key in the token, or a wrong PIN", cfg->ca_key);
-out:
-    ERR_clear_error();
-    otk_wipe(pin, sizeof pin);
-    return key;
 }
 
 otk_status otk_x509_open(const otk_x509_cloud *cfg, otk_x509 **out, char *err, size_t err_size)
@@ -122,9 +68,14 @@ otk_status otk_x509_open(const otk_x509_cloud *cfg, otk_x509 **out, char *err, s
     fclose(f);
     f = NULL;
     /* In a PKCS#11 token (an HSM; SoftHSM in the tests): the key never leaves it. */
-    if (!strncmp(cfg->ca_key, "pkcs11:", 7)) {
-        if ((x->ca_key = token_key(x, err, err_size)) == NULL)
+    if (otk_is_token_uri(cfg->ca_key)) {
+        char e[256];
+        if ((x->token = otk_token_key_open(cfg->ca_key, cfg->pkcs11_module, cfg->pkcs11_pin_file, e,
+                                           sizeof e)) == NULL) {
+            err_out(err, err_size, "ca_key %s", e);
             goto fail;
+        }
+        x->ca_key = otk_token_key_pkey(x->token);
         if (X509_check_private_key(x->ca, x->ca_key) != 1) {
             err_out(err, err_size, "ca_key '%s': the token's key is not ca_cert's", cfg->ca_key);
             goto fail;
@@ -189,11 +140,10 @@ void otk_x509_close(otk_x509 *x)
     if (x == NULL)
         return;
     X509_free(x->ca);
-    EVP_PKEY_free(x->ca_key);
-    if (x->engine != NULL) {
-        ENGINE_finish(x->engine);
-        ENGINE_free(x->engine);
-    }
+    if (x->token != NULL)
+        otk_token_key_close(x->token); /* it owns ca_key */
+    else
+        EVP_PKEY_free(x->ca_key);
     if (x->journal >= 0)
         close(x->journal);
     free(x->queue);

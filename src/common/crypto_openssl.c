@@ -380,6 +380,18 @@ void otk_crypto_openssl_free(otk_crypto *c)
     memset(c, 0, sizeof *c);
 }
 
+otk_status otk_crypto_openssl_use_signer(otk_crypto *c, const uint8_t handle[32], void *key)
+{
+    os_state *s;
+    if (c == NULL || c->ctx == NULL || handle == NULL || key == NULL || EVP_PKEY_up_ref(key) != 1)
+        return OTK_ERR_INVALID_ARGUMENT;
+    s = (os_state *)c->ctx;
+    EVP_PKEY_free(s->sign_key);
+    s->sign_key = key;
+    memcpy(s->sign_priv, handle, 32);
+    return OTK_OK;
+}
+
 otk_status otk_crypto_openssl_init(otk_crypto *c, otk_rng_fn rng, void *rng_ctx)
 {
     os_state *s;
