@@ -11,6 +11,10 @@
 set -euo pipefail
 umask 077 # keys, PK, configs with passwords, registries: the owner's alone
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
+  sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'
+  exit 0
+fi
 if [ "${1:-}" = --clouds ]; then
   case "${2:-}" in dynsec|passwd|x509) FLEET_CLOUDS=$2 ;; *) echo "demo: --clouds must be dynsec, passwd or x509" >&2; exit 2 ;; esac
   shift 2
