@@ -7,7 +7,8 @@
 # --clouds passwd|x509: password-file clouds, or certificate clouds (the
 # devices speak protocol version 2 and log in with certificates the agent
 # has their cloud's CA issue; docs/protocol.md §11).
-# Usage: scripts/demo_mqtt.sh [--clouds dynsec|passwd|x509] [devices] [build-dir]
+# Usage: scripts/demo.sh [--clouds dynsec|passwd|x509] [devices]   (default 20)
+#        scripts/demo_mqtt.sh [--clouds ...] [devices] [build-dir]   (build-dir: already built)
 set -euo pipefail
 umask 077 # keys, PK, configs with passwords, registries: the owner's alone
 cd "$(dirname "$0")/.."
