@@ -257,7 +257,7 @@ int main(int argc, char **argv)
     }
     wal_claim = wal_bytes(&sv) - wal0;
     wal0 = wal_bytes(&sv);
-    if (otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, "all", 1000000, 0, &cid, &total) != OTK_OK ||
+    if (otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, "all", 1000000, 0, 0, &cid, &total) != OTK_OK ||
         total != (uint64_t)n)
         return 1;
     for (;;) {

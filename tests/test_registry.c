@@ -319,11 +319,11 @@ static void store_suite(const char *db)
     CHECK_OK(otk_store_list_devices(st, d[1].cfg.device_id, 0, count_dev, &n));
     CHECK(n == 1);
     /* A campaign: create, step, offers due once per resend period, done. */
-    CHECK_ST(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, "ids:0011", 100, 0, &cid, &total),
+    CHECK_ST(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, "ids:0011", 100, 0, 0, &cid, &total),
              OTK_ERR_BAD_VALUE);
-    CHECK_ST(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, "batch:zz", 100, 0, &cid, &total),
+    CHECK_ST(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, "batch:zz", 100, 0, 0, &cid, &total),
              OTK_ERR_BAD_VALUE);
-    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, "all", 1000, 0, &cid, &total));
+    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, "all", 1000, 0, 0, &cid, &total));
     CHECK(total == SUITE_DEVS);
     CHECK(otk_store_campaign_list(st, ids, 8) == 1 && ids[0] == cid);
     for (i = 0; i < 50 && otk_store_campaign_step(st, &w.agent) < SUITE_DEVS; i++) {
@@ -346,7 +346,7 @@ static void store_suite(const char *db)
     CHECK(otk_device_version(&d[0].dev, OTK_SET_ACTIVE) == 3);
     CHECK(otk_device_version(&d[5].dev, OTK_SET_ACTIVE) == 2);
     /* Abort withdraws what is requested and not issued yet. */
-    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, "all", 1, 0, &cid, &total));
+    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, "all", 1, 0, 0, &cid, &total));
     CHECK(otk_store_campaign_step(st, &w.agent) == 1);
     CHECK_OK(otk_store_campaign_set_state(st, cid, OTK_CAMP_ABORTED));
     CHECK_OK(otk_store_campaign_get(st, cid, &cs));
@@ -422,7 +422,7 @@ static void store_canary(const char *db)
         p += 32;
         *p++ = i + 1 < CANARY_DEVS ? ',' : '\0';
     }
-    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, sel, 1000, 2, &cid, &total));
+    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, sel, 1000, 2, 0, &cid, &total));
     CHECK(total == CANARY_DEVS);
     nap_ms(20);
     for (j = 0; j < 3; j++) /* however often it steps, only the canaries start */
@@ -520,7 +520,7 @@ static void store_outcomes(const char *db)
             strcat(sel, ",");
     }
     /* A: three rotations, the cloud refuses the third device's new set. */
-    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, sel, 1000, 0, &ca, &total));
+    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, sel, 1000, 0, 0, &ca, &total));
     nap_ms(10);
     (void)otk_store_campaign_step(st, &w.agent);
     n = otk_store_due_notifications(st, due, 8, 60000);
@@ -539,7 +539,7 @@ static void store_outcomes(const char *db)
     CHECK(f.n == 1 && !memcmp(f.id[0], d[2].cfg.device_id, 16) && f.reason[0] == OTK_ERR_CLOUD);
     /* B moves the failed device on; A's outcome stays as it was decided. */
     snprintf(one, sizeof one, "ids:%.32s", sel + 4 + 2 * 33);
-    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, one, 1000, 0, &cb, &total));
+    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, one, 1000, 0, 0, &cb, &total));
     nap_ms(10);
     (void)otk_store_campaign_step(st, &w.agent);
     CHECK_OK(notify_and_settle(&w, st, &d[2]));
@@ -549,7 +549,7 @@ static void store_outcomes(const char *db)
     CHECK(cs.done == 2 && cs.failed == 1);
     /* C: a switch to a cloud the agent does not serve fails at once, with its reason. */
     snprintf(one, sizeof one, "ids:%.32s", sel + 4);
-    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_SWITCH, 9, one, 1000, 0, &cc, &total));
+    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_SWITCH, 9, one, 1000, 0, 0, &cc, &total));
     nap_ms(10);
     step_until_not(st, &w, cc, OTK_CAMP_RUNNING, &cs);
     CHECK(cs.state == OTK_CAMP_DONE && cs.done == 0 && cs.failed == 1);
@@ -557,7 +557,7 @@ static void store_outcomes(const char *db)
     CHECK_OK(otk_store_campaign_failures(st, cc, add_failure, &f));
     CHECK(f.n == 1 && f.reason[0] == OTK_ERR_BAD_VALUE);
     /* D: one device started, then revoked; the other withdrawn by an abort. */
-    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, sel, 1, 0, &cd, &total));
+    CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, sel, 1, 0, 0, &cd, &total));
     (void)otk_store_campaign_step(st, &w.agent); /* rate 1/s: one device now */
     CHECK_OK(otk_store_campaign_get(st, cd, &cs));
     CHECK(cs.started == 1);
@@ -795,7 +795,7 @@ static void store_races(const char *db)
             p += 32;
             *p++ = i + 1 < RACE_DEVS ? ',' : '\0';
         }
-        CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, sel, 400, 0, &cid, &total));
+        CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, sel, 400, 0, 0, &cid, &total));
         CHECK(total == RACE_DEVS);
     }
     requested = otk_store_audit_count(st, OTK_AUD_UPDATE_REQUESTED);

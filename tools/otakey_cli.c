@@ -22,6 +22,7 @@
  * 2 bad usage (the message names the bad argument), 3 audit log tampered.
  */
 #include <errno.h>
+#include <pwd.h>
 #include <time.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -44,6 +45,7 @@ typedef struct args {
     int argc;
     char **argv;
     const char *db, *config, *batch, *name, *pk_out, *switch_to, *devices, *rate, *canary, *wait;
+    const char *max_failures, *tokens, *role;
     int json, rotate, all, watch, help;
     int rows; /* rows printed by a listing */
     cJSON *arr; /* --json: the listing's array */
@@ -71,6 +73,7 @@ static const char *help_text =
     "  device allow-reclaim --db DB ID\n"
     "  campaign start --db DB (--rotate | --switch-to CLOUD)\n"
     "                 (--all | --batch HEX16 | --devices ID,ID...) [--rate N/s] [--canary N]\n"
+    "                 [--max-failures N]\n"
     "  campaign status --db DB [ID] [--json] [--watch]\n"
     "  campaign pause|resume|abort --db DB ID\n"
     "  audit verify --db DB\n"
@@ -105,9 +108,11 @@ static const char *const sub_help[] = {
     "device allow-reclaim\tusage: otakey device allow-reclaim --db DB ID\n"
     "Lets a replaced or reset device claim its id once more.\n",
     "campaign start\tusage: otakey campaign start --db DB (--rotate | --switch-to CLOUD)\n"
-    "                   (--all | --batch HEX16 | --devices ID,ID...) [--rate N] [--canary N] [--json]\n"
+    "                   (--all | --batch HEX16 | --devices ID,ID...) [--rate N] [--canary N]\n"
+    "                   [--max-failures N] [--json]\n"
     "Starts a campaign over the active devices selected: RATE devices a second (100); with\n"
-    "--canary N, N devices go first and the rest waits until they all committed.\n",
+    "--canary N, N devices go first and the rest waits until they all committed; with\n"
+    "--max-failures N, the campaign pauses itself when N devices failed (resume or abort it).\n",
     "campaign status\tusage: otakey campaign status --db DB [ID] [--json] [--watch]\n"
     "Shows every campaign, or one; --watch follows one until it ends or pauses.\n",
     "campaign pause\tusage: otakey campaign pause --db DB ID\nStops starting devices.\n",
@@ -161,6 +166,12 @@ static int parse(args *a, int from)
             dst = &a->canary;
         else if (!strcmp(s, "--wait"))
             dst = &a->wait;
+        else if (!strcmp(s, "--max-failures"))
+            dst = &a->max_failures;
+        else if (!strcmp(s, "--tokens"))
+            dst = &a->tokens;
+        else if (!strcmp(s, "--role"))
+            dst = &a->role;
         else if (!strcmp(s, "--help") || !strcmp(s, "-h"))
             a->help = 1;
         else if (!strcmp(s, "--db"))
@@ -214,6 +225,15 @@ static void print_hex(FILE *f, const uint8_t *p, size_t n)
         fprintf(f, "%02x", *p++);
 }
 
+/* The audit rows this command writes name the operator's login. */
+static void set_cli_actor(otk_store *r)
+{
+    char actor[OTK_ACTOR_MAX + 1];
+    const struct passwd *pw = getpwuid(getuid());
+    snprintf(actor, sizeof actor, "cli:%s", pw && pw->pw_name ? pw->pw_name : "?");
+    otk_store_set_actor(r, actor);
+}
+
 static int open_db(args *a, otk_crypto *c, otk_store **r)
 {
     char err[512];
@@ -229,6 +249,7 @@ static int open_db(args *a, otk_crypto *c, otk_store **r)
         otk_crypto_openssl_free(c);
         return EXIT_FAIL;
     }
+    set_cli_actor(*r);
     return 0;
 }
 
@@ -726,7 +747,7 @@ static int cmd_campaign_start(args *a)
     otk_crypto c;
     otk_store *r;
     static char selector[65536];
-    long rate = 100, canary = 0, target = 0;
+    long rate = 100, canary = 0, target = 0, max_failures = 0;
     int64_t id;
     uint64_t total;
     otk_status st;
@@ -738,7 +759,8 @@ static int cmd_campaign_start(args *a)
     if (nsel != 1)
         return usage_error("%s", "give exactly one of --all, --batch HEX16, --devices ID,ID...");
     if (parse_count(a->rate, "--rate", 1, 1000000, &rate) != 0 ||
-        parse_count(a->canary, "--canary", 0, 1000000000, &canary) != 0)
+        parse_count(a->canary, "--canary", 0, 1000000000, &canary) != 0 ||
+        parse_count(a->max_failures, "--max-failures", 0, 1000000000, &max_failures) != 0)
         return EXIT_USAGE;
     if (a->all)
         strcpy(selector, "all");
@@ -751,7 +773,8 @@ static int cmd_campaign_start(args *a)
     if ((rc = open_db(a, &c, &r)) != 0)
         return rc;
     st = otk_store_campaign_create(r, target ? OTK_WANT_SWITCH : OTK_WANT_ROTATE, (uint32_t)target,
-                             selector, (uint32_t)rate, (uint32_t)canary, &id, &total);
+                                   selector, (uint32_t)rate, (uint32_t)canary,
+                                   (uint32_t)max_failures, &id, &total);
     if (st == OTK_OK && a->json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "campaign", (double)id);
@@ -781,6 +804,11 @@ static cJSON *campaign_json(const otk_campaign_status *c)
     cJSON_AddNumberToObject(o, "started", (double)c->started);
     cJSON_AddNumberToObject(o, "done", (double)c->done);
     cJSON_AddNumberToObject(o, "failed", (double)c->failed);
+    cJSON_AddNumberToObject(o, "max_failures", c->max_failures);
+    if (otk_campaign_pause_name(c->pause_reason))
+        cJSON_AddStringToObject(o, "pause_reason", otk_campaign_pause_name(c->pause_reason));
+    else
+        cJSON_AddNullToObject(o, "pause_reason");
     return o;
 }
 
@@ -844,7 +872,10 @@ static void print_campaign(const otk_campaign_status *c, int json, int bar)
         printf("campaign %lld: switch to cloud %u", (long long)c->id, (unsigned)c->target_cloud);
     else
         printf("campaign %lld: rotate", (long long)c->id);
-    printf(" over %s: %s, %llu devices, %llu started, %llu done, %llu failed\n", c->selector, otk_campaign_state_name(c->state), (unsigned long long)c->total,
+    printf(" over %s: %s", c->selector, otk_campaign_state_name(c->state));
+    if (otk_campaign_pause_name(c->pause_reason))
+        printf(" (%s)", otk_campaign_pause_name(c->pause_reason));
+    printf(", %llu devices, %llu started, %llu done, %llu failed\n", (unsigned long long)c->total,
            (unsigned long long)c->started, (unsigned long long)c->done, (unsigned long long)c->failed);
 }
 

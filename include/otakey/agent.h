@@ -72,7 +72,9 @@ enum otk_audit_kind {
     OTK_AUD_REVOKE = 8,
     OTK_AUD_RECLAIM_ALLOWED = 9,
     OTK_AUD_CLOUD_CLEANUP = 10,
-    OTK_AUD_UPDATE_REQUESTED = 11
+    OTK_AUD_UPDATE_REQUESTED = 11,
+    OTK_AUD_PRODUCT_CREATED = 12, /* no device; version 0 */
+    OTK_AUD_CAMPAIGN = 13         /* no device; version = campaign id, code = its new state */
 };
 
 typedef struct otk_audit {

@@ -4,7 +4,9 @@
  * batch, or a list), starting at most `rate` devices a second; with a
  * canary count, only that many start first, and the rest waits until
  * every canary committed (a canary the cloud refused pauses the campaign
- * for an operator). Every step is a database row, so an agent killed at
+ * for an operator), and with max_failures N > 0 the campaign pauses itself
+ * when N devices failed since it started or was last resumed. Every state
+ * change is an audit row (OTK_AUD_CAMPAIGN). Every step is a database row, so an agent killed at
  * any point resumes where it was.
  *
  * Starting a device = otk_agent_request_update (the daemon then pushes the
@@ -30,6 +32,14 @@ extern "C" {
 /* Devices one engine step starts at most. */
 #define OTK_CAMPAIGN_STEP_MAX 256
 
+/* Why a campaign is paused (otk_campaign_status.pause_reason). */
+enum otk_campaign_pause {
+    OTK_PAUSE_NONE = 0,
+    OTK_PAUSE_OPERATOR = 1,
+    OTK_PAUSE_CANARY = 2,     /* the cloud refused a canary's set */
+    OTK_PAUSE_THRESHOLD = 3   /* max_failures devices failed since it (re)started */
+};
+
 enum otk_campaign_state {
     OTK_CAMP_CANARY = 1,
     OTK_CAMP_RUNNING = 2,
@@ -44,6 +54,9 @@ typedef struct otk_campaign_status {
     uint32_t target_cloud;
     int state;             /* otk_campaign_state */
     uint32_t rate, canary;
+    uint32_t max_failures; /* pause after this many failures (0: never) */
+    int pause_reason;      /* otk_campaign_pause, while paused */
+    uint64_t failures_base; /* failures already counted when it last resumed */
     uint64_t total, started, done, failed;
     int64_t created_ms;    /* wall clock */
     char selector[80]; /* truncated for display */
@@ -56,7 +69,8 @@ typedef struct otk_campaign_status {
  */
 OTK_CHECK_RETURN otk_status otk_campaign_create(otk_sqlreg *r, int kind, uint32_t target_cloud,
                                                 const char *selector, uint32_t rate,
-                                                uint32_t canary, int64_t *id, uint64_t *total);
+                                                uint32_t canary, uint32_t max_failures,
+                                                int64_t *id, uint64_t *total);
 
 /*
  * One engine step (the daemon calls it a few times a second): moves
@@ -82,6 +96,8 @@ OTK_CHECK_RETURN otk_status otk_campaign_failures(otk_sqlreg *r, int64_t id,
 size_t otk_campaign_list(otk_sqlreg *r, int64_t *ids, size_t max);
 
 const char *otk_campaign_state_name(int state);
+/* "operator", "canary_failed", "error_threshold"; NULL for none. */
+const char *otk_campaign_pause_name(int reason);
 
 #ifdef __cplusplus
 }

@@ -91,12 +91,17 @@ typedef struct otk_device_info {
     uint32_t pending_version;      /* 0 when nothing is pending */
     uint32_t issued;               /* highest version ever issued */
     int want;                      /* OTK_WANT_* */
+    int64_t last_seen_ms;          /* wall clock of the record's last change */
 } otk_device_info;
+
+/* Longest actor an audit row names ("api:NAME", "cli:USER"). */
+#define OTK_ACTOR_MAX 63
 
 typedef struct otk_audit_row {
     uint64_t seq;
     int64_t ts_ms;                 /* wall clock */
     otk_audit ev;
+    char actor[OTK_ACTOR_MAX + 1]; /* who asked for it; "" for a device's messages */
 } otk_audit_row;
 
 /* Row callbacks: the row is valid during the call only; nonzero stops the walk. */
@@ -112,7 +117,24 @@ OTK_CHECK_RETURN otk_status otk_store_list_batches(otk_store *s, otk_batch_fn fn
 OTK_CHECK_RETURN otk_status otk_store_list_devices(otk_store *s, const uint8_t *id, int state,
                                                    otk_device_fn fn, void *user);
 
+/* Devices in id order after the id `after` (all when NULL), in state when
+ * state != 0; the callback stops the walk (a page). */
+OTK_CHECK_RETURN otk_status otk_store_list_devices_after(otk_store *s, const uint8_t *after,
+                                                         int state, otk_device_fn fn, void *user);
+
 /* ---- audit log (append-only, hash-chained; see sqlreg.h) ---- */
+
+/*
+ * Names who the audit rows this store writes from now on act for (an
+ * operator's tool: "cli:USER", "api:TOKEN-NAME"; at most OTK_ACTOR_MAX
+ * bytes, longer is cut). The name is part of the row's hash. NULL or "":
+ * none (the agent's own rows).
+ */
+void otk_store_set_actor(otk_store *s, const char *actor);
+
+/* Rows with a sequence number above after, in order (the callback stops the walk). */
+OTK_CHECK_RETURN otk_status otk_store_audit_list_after(otk_store *s, uint64_t after,
+                                                       otk_audit_fn fn, void *user);
 
 /* OTK_OK with *rows when the chain verifies; OTK_ERR_CORRUPT with *bad_seq. */
 OTK_CHECK_RETURN otk_status otk_store_audit_verify(otk_store *s, uint64_t *rows,
@@ -143,7 +165,8 @@ size_t otk_store_due_cleanups(otk_store *s, uint8_t (*ids)[16], size_t max, unsi
 
 OTK_CHECK_RETURN otk_status otk_store_campaign_create(otk_store *s, int kind,
                                                       uint32_t target_cloud, const char *selector,
-                                                      uint32_t rate, uint32_t canary, int64_t *id,
+                                                      uint32_t rate, uint32_t canary,
+                                                      uint32_t max_failures, int64_t *id,
                                                       uint64_t *total);
 /*
  * One engine step with agent a (whose registry must be this store's). On

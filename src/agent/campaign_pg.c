@@ -64,8 +64,20 @@ static otk_status add_one(void *user, const uint8_t id[16])
     return OTK_OK;
 }
 
+/* The audit row of a campaign's state change (inside c's transaction). */
+static otk_status audit_state(pgstore *s, pgconn *c, int64_t id, int state)
+{
+    otk_audit ev;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = OTK_AUD_CAMPAIGN;
+    ev.version = (uint32_t)id;
+    ev.code = (otk_status)state;
+    return pg_append_audit(s, c, &ev);
+}
+
 otk_status pgc_create(void *impl, int kind, uint32_t target_cloud, const char *selector,
-                      uint32_t rate, uint32_t canary, int64_t *id, uint64_t *total)
+                      uint32_t rate, uint32_t canary, uint32_t max_failures, int64_t *id,
+                      uint64_t *total)
 {
     pgstore *s = impl;
     pgq q = {0};
@@ -83,9 +95,10 @@ otk_status pgc_create(void *impl, int kind, uint32_t target_cloud, const char *s
     pq_int(&q, canary);
     pq_int(&q, canary ? OTK_CAMP_CANARY : OTK_CAMP_RUNNING);
     pq_int(&q, wall_ms());
+    pq_int(&q, max_failures);
     r = pg_run(&s->db,
                "INSERT INTO campaigns(kind, target_cloud, selector, rate, canary, state, total,"
-               " created) VALUES($1, $2, $3, $4, $5, $6, 0, $7) RETURNING id",
+               " created, max_failures) VALUES($1, $2, $3, $4, $5, $6, 0, $7, $8) RETURNING id",
                &q);
     if (r == NULL || PQntuples(r) != 1) {
         PQclear(r);
@@ -129,6 +142,8 @@ otk_status pgc_create(void *impl, int kind, uint32_t target_cloud, const char *s
     if (r == NULL)
         goto out;
     PQclear(r);
+    if (audit_state(s, &s->db, c.cid, canary ? OTK_CAMP_CANARY : OTK_CAMP_RUNNING) != OTK_OK)
+        goto out;
     if (pg_exec(s->db.c, "COMMIT") != OTK_OK)
         goto out;
     *id = c.cid;
@@ -139,7 +154,8 @@ out:
     return st;
 }
 
-#define CAMP_COLS "kind, target_cloud, selector, rate, canary, state, total, created"
+#define CAMP_COLS "kind, target_cloud, selector, rate, canary, state, total, created," \
+                  " max_failures, coalesce(pause_reason, 0), failures_base"
 
 static void decode_campaign(const PGresult *r, int64_t id, otk_campaign_status *st)
 {
@@ -153,6 +169,9 @@ static void decode_campaign(const PGresult *r, int64_t id, otk_campaign_status *
     st->state = (int)pg_int(r, 0, 5);
     st->total = (uint64_t)pg_int(r, 0, 6);
     st->created_ms = pg_int(r, 0, 7);
+    st->max_failures = (uint32_t)pg_int(r, 0, 8);
+    st->pause_reason = st->state == OTK_CAMP_PAUSED ? (int)pg_int(r, 0, 9) : 0;
+    st->failures_base = (uint64_t)pg_int(r, 0, 10);
 }
 
 /*
@@ -236,15 +255,31 @@ otk_status pgc_get(void *impl, int64_t id, otk_campaign_status *st)
     return counts(&s->db, st, 0);
 }
 
-static otk_status set_state(pgconn *c, int64_t id, int state)
+/*
+ * Moves campaign id to state (with why, when it pauses) and audits it,
+ * inside c's transaction; failures_base >= 0 restarts the failure count,
+ * -1 keeps it, -2 keeps it and leaves the audit row to the caller.
+ */
+static otk_status set_state(pgstore *s, pgconn *c, int64_t id, int state, int reason,
+                            int64_t failures_base)
 {
     pgq q = {0};
     PGresult *r;
     pq_int(&q, id);
     pq_int(&q, state);
-    r = pg_run(c, "UPDATE campaigns SET state = $2 WHERE id = $1", &q);
+    if (state == OTK_CAMP_PAUSED)
+        pq_int(&q, reason);
+    else
+        pq_null(&q);
+    pq_int(&q, failures_base < 0 ? -1 : failures_base);
+    r = pg_run(c,
+               "UPDATE campaigns SET state = $2, pause_reason = $3::bigint, failures_base ="
+               " CASE WHEN $4::bigint < 0 THEN failures_base ELSE $4::bigint END WHERE id = $1",
+               &q);
     PQclear(r);
-    return r ? OTK_OK : OTK_ERR_STORAGE;
+    if (r == NULL)
+        return OTK_ERR_STORAGE;
+    return failures_base == -2 ? OTK_OK : audit_state(s, c, id, state);
 }
 
 otk_status pgc_set_state(void *impl, int64_t id, int state)
@@ -258,9 +293,14 @@ otk_status pgc_set_state(void *impl, int64_t id, int state)
         return OTK_ERR_BAD_STATE;
     if (pg_exec(s->db.c, "BEGIN") != OTK_OK)
         return OTK_ERR_STORAGE;
+    if (state == cur.state || (state == OTK_CAMP_RUNNING && cur.state == OTK_CAMP_CANARY)) {
+        (void)pg_exec(s->db.c, "ROLLBACK"); /* nothing to change */
+        return OTK_OK;
+    }
     if (state == OTK_CAMP_RUNNING && cur.canary && cur.done < cur.canary)
         state = OTK_CAMP_CANARY;
-    if (set_state(&s->db, id, state) != OTK_OK)
+    if (set_state(s, &s->db, id, state, OTK_PAUSE_OPERATOR,
+                  state == OTK_CAMP_PAUSED ? -1 : (int64_t)cur.failed) != OTK_OK)
         goto fail;
     if (state == OTK_CAMP_ABORTED) {
         /* What is decided stays decided; then withdraw what is requested
@@ -385,6 +425,7 @@ static size_t step_one(pgstore *s, otk_agent *a, int64_t id)
     uint64_t budget, limit, due;
     int64_t age;
     size_t started = 0;
+    int audit_running = 0;
     if (pg_exec(s->work.c, "BEGIN") != OTK_OK)
         return 0;
     pq_int(&q, id);
@@ -401,16 +442,25 @@ static size_t step_one(pgstore *s, otk_agent *a, int64_t id)
     if (counts(&s->work, &c, 1) != OTK_OK)
         goto out;
     if (c.done + c.failed >= c.total) {
-        (void)set_state(&s->work, id, OTK_CAMP_DONE);
+        (void)set_state(s, &s->work, id, OTK_CAMP_DONE, 0, -1);
+        goto out;
+    }
+    if (c.max_failures && c.failed >= c.failures_base + c.max_failures) {
+        (void)set_state(s, &s->work, id, OTK_CAMP_PAUSED, OTK_PAUSE_THRESHOLD, -1);
         goto out;
     }
     if (c.state == OTK_CAMP_CANARY) {
-        if (c.failed > 0) { /* the cloud refused a canary: an operator decides */
-            (void)set_state(&s->work, id, OTK_CAMP_PAUSED);
+        if (c.failed > c.failures_base) { /* the cloud refused a canary: an operator decides */
+            (void)set_state(s, &s->work, id, OTK_CAMP_PAUSED, OTK_PAUSE_CANARY, -1);
             goto out;
         }
         if (c.done >= c.canary) {
-            (void)set_state(&s->work, id, OTK_CAMP_RUNNING);
+            /* Its audit row is written last: it holds the chain's head until
+             * the commit, which starting devices (their rows go through the
+             * registry's connection) would wait for. */
+            if (set_state(s, &s->work, id, OTK_CAMP_RUNNING, 0, -2) != OTK_OK)
+                goto out;
+            audit_running = 1;
             c.state = OTK_CAMP_RUNNING;
         }
     }
@@ -438,7 +488,8 @@ static size_t step_one(pgstore *s, otk_agent *a, int64_t id)
         PQclear(r);
     }
 out:
-    if (pg_exec(s->work.c, "COMMIT") != OTK_OK) {
+    if ((audit_running && audit_state(s, &s->work, id, OTK_CAMP_RUNNING) != OTK_OK) ||
+        pg_exec(s->work.c, "COMMIT") != OTK_OK) {
         (void)pg_exec(s->work.c, "ROLLBACK");
         started = 0;
     }

@@ -23,9 +23,26 @@ const char *otk_campaign_state_name(int state)
     return state >= 1 && state <= 5 ? names[state] : "?";
 }
 
+const char *otk_campaign_pause_name(int reason)
+{
+    static const char *names[] = {NULL, "operator", "canary_failed", "error_threshold"};
+    return reason >= 1 && reason <= 3 ? names[reason] : NULL;
+}
+
+/* The audit row of a campaign's state change (inside the caller's transaction). */
+static otk_status audit_state(otk_sqlreg *r, int64_t id, int state)
+{
+    otk_audit ev;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = OTK_AUD_CAMPAIGN;
+    ev.version = (uint32_t)id;
+    ev.code = (otk_status)state;
+    return otk_sqlreg_append_audit(r, &ev);
+}
+
 otk_status otk_campaign_create(otk_sqlreg *r, int kind, uint32_t target_cloud,
-                               const char *selector, uint32_t rate, uint32_t canary, int64_t *id,
-                               uint64_t *total)
+                               const char *selector, uint32_t rate, uint32_t canary,
+                               uint32_t max_failures, int64_t *id, uint64_t *total)
 {
     sqlite3 *db;
     sqlite3_stmt *s = NULL;
@@ -41,7 +58,7 @@ otk_status otk_campaign_create(otk_sqlreg *r, int kind, uint32_t target_cloud,
         return OTK_ERR_BUSY;
     if (sqlite3_prepare_v2(db,
                            "INSERT INTO campaigns(kind, target_cloud, selector, rate, canary, state,"
-                           " total, created) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
+                           " total, created, max_failures) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8)",
                            -1, &s, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_int(s, 1, kind);
@@ -51,6 +68,7 @@ otk_status otk_campaign_create(otk_sqlreg *r, int kind, uint32_t target_cloud,
     sqlite3_bind_int64(s, 5, canary);
     sqlite3_bind_int(s, 6, canary ? OTK_CAMP_CANARY : OTK_CAMP_RUNNING);
     sqlite3_bind_int64(s, 7, otk_wall_ms());
+    sqlite3_bind_int64(s, 8, max_failures);
     if (sqlite3_step(s) != SQLITE_DONE)
         goto out;
     sqlite3_finalize(s);
@@ -116,6 +134,8 @@ otk_status otk_campaign_create(otk_sqlreg *r, int kind, uint32_t target_cloud,
     sqlite3_bind_int64(s, 2, changes);
     if (sqlite3_step(s) != SQLITE_DONE)
         goto out;
+    if (audit_state(r, cid, canary ? OTK_CAMP_CANARY : OTK_CAMP_RUNNING) != OTK_OK)
+        goto out;
     *id = cid;
     *total = (uint64_t)changes;
     st = OTK_OK;
@@ -158,7 +178,8 @@ static otk_status get_status(otk_sqlreg *r, int64_t id, otk_campaign_status *st,
     db = otk_sqlreg_handle(r);
     memset(st, 0, sizeof *st);
     if (sqlite3_prepare_v2(db,
-                           "SELECT kind, target_cloud, selector, rate, canary, state, total, created"
+                           "SELECT kind, target_cloud, selector, rate, canary, state, total, created,"
+                           " max_failures, coalesce(pause_reason, 0), failures_base"
                            " FROM campaigns WHERE id = ?1",
                            -1, &s, NULL) != SQLITE_OK)
         return OTK_ERR_STORAGE;
@@ -173,6 +194,9 @@ static otk_status get_status(otk_sqlreg *r, int64_t id, otk_campaign_status *st,
         st->state = sqlite3_column_int(s, 5);
         st->total = (uint64_t)sqlite3_column_int64(s, 6);
         st->created_ms = sqlite3_column_int64(s, 7);
+        st->max_failures = (uint32_t)sqlite3_column_int64(s, 8);
+        st->pause_reason = st->state == OTK_CAMP_PAUSED ? sqlite3_column_int(s, 9) : 0;
+        st->failures_base = (uint64_t)sqlite3_column_int64(s, 10);
         rc = OTK_OK;
     }
     sqlite3_finalize(s);
@@ -237,16 +261,42 @@ otk_status otk_campaign_failures(otk_sqlreg *r, int64_t id, otk_campaign_failure
     return st;
 }
 
-static void set_state(sqlite3 *db, int64_t id, int state)
+/*
+ * Moves campaign id to state (with why, when it pauses) and audits it,
+ * inside the caller's transaction. failures_base: the failures counted so
+ * far when it (re)starts, so that max_failures counts from there.
+ */
+static otk_status set_state_tx(otk_sqlreg *r, int64_t id, int state, int reason,
+                               int64_t failures_base)
 {
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(db, "UPDATE campaigns SET state = ?2 WHERE id = ?1", -1, &s, NULL) ==
-        SQLITE_OK) {
+    otk_status st = OTK_ERR_STORAGE;
+    if (sqlite3_prepare_v2(otk_sqlreg_handle(r),
+                           "UPDATE campaigns SET state = ?2, pause_reason = ?3,"
+                           " failures_base = CASE WHEN ?4 < 0 THEN failures_base ELSE ?4 END"
+                           " WHERE id = ?1",
+                           -1, &s, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(s, 1, id);
         sqlite3_bind_int(s, 2, state);
-        (void)sqlite3_step(s);
+        if (state == OTK_CAMP_PAUSED)
+            sqlite3_bind_int(s, 3, reason);
+        sqlite3_bind_int64(s, 4, failures_base);
+        if (sqlite3_step(s) == SQLITE_DONE)
+            st = OTK_OK;
     }
     sqlite3_finalize(s);
+    return st == OTK_OK ? audit_state(r, id, state) : st;
+}
+
+/* set_state_tx in a transaction of its own (the engine's moves). */
+static void set_state(otk_sqlreg *r, int64_t id, int state, int reason)
+{
+    sqlite3 *db = otk_sqlreg_handle(r);
+    if (otk_sql_exec(db, "BEGIN IMMEDIATE") != OTK_OK)
+        return; /* busy: the next step tries again */
+    if (set_state_tx(r, id, state, reason, -1) == OTK_OK && otk_sql_exec(db, "COMMIT") == OTK_OK)
+        return;
+    (void)otk_sql_exec(db, "ROLLBACK");
 }
 
 otk_status otk_campaign_set_state(otk_sqlreg *r, int64_t id, int state)
@@ -262,10 +312,18 @@ otk_status otk_campaign_set_state(otk_sqlreg *r, int64_t id, int state)
     db = otk_sqlreg_handle(r);
     if (otk_sql_exec(db, "BEGIN IMMEDIATE") != OTK_OK)
         return OTK_ERR_BUSY;
+    if (state == cur.state || (state == OTK_CAMP_RUNNING && cur.state == OTK_CAMP_CANARY)) {
+        (void)otk_sql_exec(db, "ROLLBACK"); /* nothing to change */
+        return OTK_OK;
+    }
     /* Resuming a campaign paused in its canary phase goes back there. */
     if (state == OTK_CAMP_RUNNING && cur.canary && cur.done < cur.canary)
         state = OTK_CAMP_CANARY;
-    set_state(db, id, state);
+    if (set_state_tx(r, id, state, OTK_PAUSE_OPERATOR,
+                     state == OTK_CAMP_PAUSED ? -1 : (int64_t)cur.failed) != OTK_OK) {
+        (void)otk_sql_exec(db, "ROLLBACK");
+        return OTK_ERR_STORAGE;
+    }
     if (state == OTK_CAMP_ABORTED)
         settle(db, id); /* what is decided stays decided */
     if (state == OTK_CAMP_ABORTED &&
@@ -291,7 +349,10 @@ otk_status otk_campaign_set_state(otk_sqlreg *r, int64_t id, int state)
         }
     }
     sqlite3_finalize(s);
-    return otk_sql_exec(db, "COMMIT");
+    if (otk_sql_exec(db, "COMMIT") == OTK_OK)
+        return OTK_OK;
+    (void)otk_sql_exec(db, "ROLLBACK");
+    return OTK_ERR_STORAGE;
 }
 
 size_t otk_campaign_list(otk_sqlreg *r, int64_t *ids, size_t max)
@@ -378,13 +439,19 @@ size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a)
                 continue;
         } else if (c.started < c.total) {
             /* Running, still starting devices: outcomes decide nothing yet
-             * but are recorded as they come, at most every OUTCOME_MS (each
-             * costs a pass over the devices in flight). */
+             * (but the error threshold) and are recorded as they come, at
+             * most every OUTCOME_MS (each costs a pass over the devices in
+             * flight). */
             int64_t now = otk_wall_ms();
             if (now - settle_at[i % 32] >= OUTCOME_MS || settle_id[i % 32] != c.id) {
                 settle_at[i % 32] = now;
                 settle_id[i % 32] = c.id;
                 settle(otk_sqlreg_handle(r), c.id);
+                if (c.max_failures) {
+                    c.failed = count(otk_sqlreg_handle(r),
+                                     "SELECT count(*) FROM campaign_devices WHERE campaign = ?1"
+                                     " AND finished = 2", c.id);
+                }
             }
         } else {
             /* All started: only completion is left to see, at most every
@@ -399,16 +466,20 @@ size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a)
                 continue;
         }
         if (c.done + c.failed >= c.total) {
-            set_state(otk_sqlreg_handle(r), c.id, OTK_CAMP_DONE);
+            set_state(r, c.id, OTK_CAMP_DONE, 0);
+            continue;
+        }
+        if (c.max_failures && c.failed >= c.failures_base + c.max_failures) {
+            set_state(r, c.id, OTK_CAMP_PAUSED, OTK_PAUSE_THRESHOLD);
             continue;
         }
         if (c.state == OTK_CAMP_CANARY) {
-            if (c.failed > 0) { /* the cloud refused a canary: an operator decides */
-                set_state(otk_sqlreg_handle(r), c.id, OTK_CAMP_PAUSED);
+            if (c.failed > c.failures_base) { /* the cloud refused a canary: an operator decides */
+                set_state(r, c.id, OTK_CAMP_PAUSED, OTK_PAUSE_CANARY);
                 continue;
             }
             if (c.done >= c.canary) {
-                set_state(otk_sqlreg_handle(r), c.id, OTK_CAMP_RUNNING);
+                set_state(r, c.id, OTK_CAMP_RUNNING, 0);
                 c.state = OTK_CAMP_RUNNING;
             }
         }

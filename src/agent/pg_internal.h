@@ -25,7 +25,11 @@ typedef struct pgstore {
     const otk_crypto *crypto;
     int locked;         /* a registry read opened a transaction holding a device lock */
     int64_t lock_key;
+    char actor[64];     /* named by the audit rows written ("" none) */
 } pgstore;
+
+/* Appends one audit row chained to the head (inside c's open transaction). */
+otk_status pg_append_audit(pgstore *s, pgconn *c, const otk_audit *ev);
 
 /* Query parameters: integers and text sent as text, blobs as binary. */
 #define PGQ_MAX 32
@@ -62,7 +66,8 @@ otk_status pg_release(void *impl);
 
 /* Campaigns and notification claims (campaign_pg.c). */
 otk_status pgc_create(void *impl, int kind, uint32_t target_cloud, const char *selector,
-                      uint32_t rate, uint32_t canary, int64_t *id, uint64_t *total);
+                      uint32_t rate, uint32_t canary, uint32_t max_failures, int64_t *id,
+                      uint64_t *total);
 size_t pgc_step(void *impl, otk_agent *a);
 otk_status pgc_get(void *impl, int64_t id, otk_campaign_status *st);
 otk_status pgc_set_state(void *impl, int64_t id, int state);

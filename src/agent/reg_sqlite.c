@@ -66,6 +66,12 @@ static const char *const migrations[] = {
     "ALTER TABLE devices ADD COLUMN p_kind INTEGER;"
     "ALTER TABLE devices ADD COLUMN p_dpub BLOB;"
     "ALTER TABLE devices ADD COLUMN p_serial TEXT;",
+    /* 7: who an operator's audit row acts for (part of its hash); campaigns
+     * that pause themselves on failures, and why a campaign is paused. */
+    "ALTER TABLE audit ADD COLUMN actor TEXT;"
+    "ALTER TABLE campaigns ADD COLUMN max_failures INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE campaigns ADD COLUMN pause_reason INTEGER;"
+    "ALTER TABLE campaigns ADD COLUMN failures_base INTEGER NOT NULL DEFAULT 0;",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
@@ -95,8 +101,8 @@ static const char *const queries[Q_COUNT] = {
     " p_dpub = excluded.p_dpub, p_serial = excluded.p_serial,"
     " notified_at = CASE WHEN excluded.want = want THEN notified_at END",
     "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-    "INSERT INTO audit(seq, ts, kind, msg_type, device, version, code, hash)"
-    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+    "INSERT INTO audit(seq, ts, kind, msg_type, device, version, code, hash, actor)"
+    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
 };
 
 struct otk_sqlreg {
@@ -104,7 +110,13 @@ struct otk_sqlreg {
     const otk_crypto *crypto;
     sqlite3_stmt *q[Q_COUNT];
     int in_batch; /* a group-commit transaction is open */
+    char actor[OTK_ACTOR_MAX + 1]; /* named by the audit rows written ("" none) */
 };
+
+void otk_sqlreg_set_actor(otk_sqlreg *r, const char *actor)
+{
+    snprintf(r->actor, sizeof r->actor, "%s", actor ? actor : "");
+}
 
 sqlite3 *otk_sqlreg_handle(otk_sqlreg *r)
 {
@@ -367,7 +379,7 @@ out:
 }
 
 /* Appends an audit row chained to the previous one (inside a transaction). */
-static otk_status append_audit(otk_sqlreg *r, const otk_audit *ev)
+otk_status otk_sqlreg_append_audit(otk_sqlreg *r, const otk_audit *ev)
 {
     sqlite3_stmt *s = stmt(r, Q_LAST_AUDIT);
     uint8_t prev[32], hash[32];
@@ -384,7 +396,7 @@ static otk_status append_audit(otk_sqlreg *r, const otk_audit *ev)
         return OTK_ERR_STORAGE;
     }
     sqlite3_reset(s);
-    OTK_TRY(otk_audit_link(r->crypto, prev, (uint64_t)seq, ts, ev, hash));
+    OTK_TRY(otk_audit_link(r->crypto, prev, (uint64_t)seq, ts, ev, r->actor, hash));
     s = stmt(r, Q_ADD_AUDIT);
     sqlite3_bind_int64(s, 1, seq);
     sqlite3_bind_int64(s, 2, ts);
@@ -395,6 +407,10 @@ static otk_status append_audit(otk_sqlreg *r, const otk_audit *ev)
     sqlite3_bind_int64(s, 6, ev->version);
     sqlite3_bind_int(s, 7, ev->code);
     sqlite3_bind_blob(s, 8, hash, sizeof hash, SQLITE_STATIC);
+    if (r->actor[0])
+        sqlite3_bind_text(s, 9, r->actor, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 9);
     rc = sqlite3_step(s);
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? OTK_OK : OTK_ERR_STORAGE;
@@ -471,7 +487,7 @@ static otk_status sr_put_device(void *ctx, const otk_agent_device *d, const otk_
     if (d != NULL)
         st = write_device(r, d);
     if (st == OTK_OK && ev != NULL)
-        st = append_audit(r, ev);
+        st = otk_sqlreg_append_audit(r, ev);
     if (st == OTK_OK)
         st = exec(r, r->in_batch ? "RELEASE put" : "COMMIT");
     if (st != OTK_OK) {
@@ -554,8 +570,8 @@ otk_status otk_sqlreg_audit_verify(otk_sqlreg *r, uint64_t *rows, uint64_t *bad_
         return OTK_ERR_INVALID_ARGUMENT;
     *rows = *bad_seq = 0;
     if (sqlite3_prepare_v2(r->db,
-                           "SELECT seq, ts, kind, msg_type, device, version, code, hash FROM audit"
-                           " ORDER BY seq",
+                           "SELECT seq, ts, kind, msg_type, device, version, code, hash, actor"
+                           " FROM audit ORDER BY seq",
                            -1, &s, NULL) != SQLITE_OK)
         return OTK_ERR_STORAGE;
     memset(prev, 0, sizeof prev);
@@ -571,7 +587,8 @@ otk_status otk_sqlreg_audit_verify(otk_sqlreg *r, uint64_t *rows, uint64_t *bad_
         ev.code = (otk_status)sqlite3_column_int(s, 6);
         if ((has_id && !col_blob(s, 4, ev.id, OTK_DEVICE_ID_LEN)) ||
             !col_blob(s, 7, stored, sizeof stored) || seq != expect ||
-            otk_audit_link(r->crypto, prev, (uint64_t)seq, ts, &ev, hash) != OTK_OK ||
+            otk_audit_link(r->crypto, prev, (uint64_t)seq, ts, &ev,
+                           (const char *)sqlite3_column_text(s, 8), hash) != OTK_OK ||
             memcmp(hash, stored, sizeof hash) != 0) {
             *bad_seq = (uint64_t)seq;
             st = OTK_ERR_CORRUPT;

@@ -9,5 +9,8 @@
 sqlite3 *otk_sqlreg_handle(otk_sqlreg *r);
 otk_status otk_sql_exec(sqlite3 *db, const char *sql);
 int64_t otk_wall_ms(void);
+/* Appends an audit row inside the caller's open transaction. */
+otk_status otk_sqlreg_append_audit(otk_sqlreg *r, const otk_audit *ev);
+void otk_sqlreg_set_actor(otk_sqlreg *r, const char *actor);
 
 #endif

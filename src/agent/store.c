@@ -94,9 +94,17 @@ otk_status otk_store_release(otk_store *s)
 otk_status otk_store_add_batch(otk_store *s, const uint8_t batch_id[8], const char *product,
                                const uint8_t pk[32])
 {
+    otk_registry reg;
+    otk_audit ev;
     if (s == NULL || batch_id == NULL || product == NULL || pk == NULL)
         return OTK_ERR_INVALID_ARGUMENT;
-    return s->ops->add_batch(s->impl, batch_id, product, pk);
+    OTK_TRY(s->ops->add_batch(s->impl, batch_id, product, pk));
+    /* The batch is there; its audit row follows (a failure here is reported,
+     * the batch stays). */
+    memset(&ev, 0, sizeof ev);
+    ev.kind = OTK_AUD_PRODUCT_CREATED;
+    s->ops->bind(s->impl, &reg);
+    return reg.audit(reg.ctx, &ev);
 }
 
 otk_status otk_store_list_batches(otk_store *s, otk_batch_fn fn, void *user)
@@ -111,7 +119,21 @@ otk_status otk_store_list_devices(otk_store *s, const uint8_t *id, int state, ot
 {
     if (s == NULL || fn == NULL)
         return OTK_ERR_INVALID_ARGUMENT;
-    return s->ops->list_devices(s->impl, id, state, fn, user);
+    return s->ops->list_devices(s->impl, id, NULL, state, fn, user);
+}
+
+otk_status otk_store_list_devices_after(otk_store *s, const uint8_t *after, int state,
+                                        otk_device_fn fn, void *user)
+{
+    if (s == NULL || fn == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    return s->ops->list_devices(s->impl, NULL, after, state, fn, user);
+}
+
+void otk_store_set_actor(otk_store *s, const char *actor)
+{
+    if (s != NULL)
+        s->ops->set_actor(s->impl, actor ? actor : "");
 }
 
 otk_status otk_store_audit_verify(otk_store *s, uint64_t *rows, uint64_t *bad_seq)
@@ -130,7 +152,14 @@ otk_status otk_store_audit_list(otk_store *s, otk_audit_fn fn, void *user)
 {
     if (s == NULL || fn == NULL)
         return OTK_ERR_INVALID_ARGUMENT;
-    return s->ops->audit_list(s->impl, fn, user);
+    return s->ops->audit_list(s->impl, 0, fn, user);
+}
+
+otk_status otk_store_audit_list_after(otk_store *s, uint64_t after, otk_audit_fn fn, void *user)
+{
+    if (s == NULL || fn == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    return s->ops->audit_list(s->impl, after, fn, user);
 }
 
 size_t otk_store_due_notifications(otk_store *s, uint8_t (*ids)[16], size_t max,
@@ -158,12 +187,13 @@ size_t otk_store_due_cleanups(otk_store *s, uint8_t (*ids)[16], size_t max, unsi
 
 otk_status otk_store_campaign_create(otk_store *s, int kind, uint32_t target_cloud,
                                      const char *selector, uint32_t rate, uint32_t canary,
-                                     int64_t *id, uint64_t *total)
+                                     uint32_t max_failures, int64_t *id, uint64_t *total)
 {
     if (s == NULL || selector == NULL || id == NULL || total == NULL || rate == 0 ||
         (kind != OTK_WANT_ROTATE && kind != OTK_WANT_SWITCH) || strlen(selector) > 65536)
         return OTK_ERR_INVALID_ARGUMENT;
-    return s->ops->campaign_create(s->impl, kind, target_cloud, selector, rate, canary, id, total);
+    return s->ops->campaign_create(s->impl, kind, target_cloud, selector, rate, canary,
+                                   max_failures, id, total);
 }
 
 size_t otk_store_campaign_step(otk_store *s, otk_agent *a)

@@ -11,15 +11,15 @@ typedef struct otk_store_ops {
     otk_status (*add_batch)(void *impl, const uint8_t batch_id[8], const char *product,
                             const uint8_t pk[32]);
     otk_status (*list_batches)(void *impl, otk_batch_fn fn, void *user);
-    otk_status (*list_devices)(void *impl, const uint8_t *id, int state, otk_device_fn fn,
-                               void *user);
+    otk_status (*list_devices)(void *impl, const uint8_t *id, const uint8_t *after, int state,
+                               otk_device_fn fn, void *user);
     otk_status (*audit_verify)(void *impl, uint64_t *rows, uint64_t *bad_seq);
     uint64_t (*audit_count)(void *impl, int kind);
-    otk_status (*audit_list)(void *impl, otk_audit_fn fn, void *user);
+    otk_status (*audit_list)(void *impl, uint64_t after, otk_audit_fn fn, void *user);
     size_t (*due_notifications)(void *impl, uint8_t (*ids)[16], size_t max, unsigned resend_ms);
     otk_status (*campaign_create)(void *impl, int kind, uint32_t target_cloud,
                                   const char *selector, uint32_t rate, uint32_t canary,
-                                  int64_t *id, uint64_t *total);
+                                  uint32_t max_failures, int64_t *id, uint64_t *total);
     size_t (*campaign_step)(void *impl, otk_agent *a);
     otk_status (*campaign_get)(void *impl, int64_t id, otk_campaign_status *st);
     otk_status (*campaign_set_state)(void *impl, int64_t id, int state);
@@ -28,6 +28,8 @@ typedef struct otk_store_ops {
     otk_status (*batch)(void *impl, int begin);
     size_t (*due_cleanups)(void *impl, uint8_t (*ids)[16], size_t max, unsigned retry_ms);
     otk_status (*campaign_failures)(void *impl, int64_t id, otk_campaign_failure_fn fn, void *user);
+    /* Who the audit rows written from now on name ("" none; copied). */
+    void (*set_actor)(void *impl, const char *actor);
 } otk_store_ops;
 
 /* Backend openers: on success *impl and *ops are set. */
@@ -48,9 +50,10 @@ otk_status otk_selector_ids(const char *list, otk_status (*fn)(void *user, const
 
 /*
  * The audit chain's link: hash = SHA-256(prev || seq, ts, kind, msg type,
- * has_id, id, version, code) with integers big-endian (the layout both
- * backends store and verify).
+ * has_id, id, version, code [|| actor length, actor]) with integers
+ * big-endian (the layout both backends store and verify); the actor part
+ * only when the row has one (NULL or "": none).
  */
 otk_status otk_audit_link(const otk_crypto *c, const uint8_t prev[32], uint64_t seq, int64_t ts,
-                          const otk_audit *ev, uint8_t hash[32]);
+                          const otk_audit *ev, const char *actor, uint8_t hash[32]);
 #endif

@@ -90,6 +90,11 @@ static const char *const migrations[] = {
      * certificate is for and its serial (the certificate is in p_keyset). */
     "ALTER TABLE devices ADD COLUMN proto bigint, ADD COLUMN c_kind bigint,"
     " ADD COLUMN p_kind bigint, ADD COLUMN p_dpub bytea, ADD COLUMN p_serial text;",
+    /* 5: who an operator's audit row acts for (part of its hash); campaigns
+     * that pause themselves on failures, and why a campaign is paused. */
+    "ALTER TABLE audit ADD COLUMN actor text;"
+    "ALTER TABLE campaigns ADD COLUMN max_failures bigint NOT NULL DEFAULT 0,"
+    " ADD COLUMN pause_reason bigint, ADD COLUMN failures_base bigint NOT NULL DEFAULT 0;",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
@@ -400,8 +405,8 @@ static otk_status pr_get_device(void *ctx, const uint8_t id[16], otk_agent_devic
     return st;
 }
 
-/* Appends one audit row chained to the head (inside the open transaction). */
-static otk_status append_audit(pgstore *s, const otk_audit *ev)
+/* Appends one audit row chained to the head (inside c's open transaction). */
+otk_status pg_append_audit(pgstore *s, pgconn *c, const otk_audit *ev)
 {
     pgq q = {0};
     PGresult *r;
@@ -409,7 +414,7 @@ static otk_status append_audit(pgstore *s, const otk_audit *ev)
     uint64_t seq;
     int64_t ts = now_ms();
     /* The head row lock serialises appends of every agent into one chain. */
-    r = pg_run(&s->db, "SELECT seq, hash FROM audit_head WHERE one = 1 FOR UPDATE", NULL);
+    r = pg_run(c, "SELECT seq, hash FROM audit_head WHERE one = 1 FOR UPDATE", NULL);
     if (r == NULL)
         return OTK_ERR_STORAGE;
     if (PQntuples(r) != 1 || !pg_blob(r, 0, 1, prev, 32)) {
@@ -418,7 +423,7 @@ static otk_status append_audit(pgstore *s, const otk_audit *ev)
     }
     seq = (uint64_t)pg_int(r, 0, 0) + 1;
     PQclear(r);
-    OTK_TRY(otk_audit_link(s->crypto, prev, seq, ts, ev, hash));
+    OTK_TRY(otk_audit_link(s->crypto, prev, seq, ts, ev, s->actor, hash));
     pq_int(&q, (int64_t)seq);
     pq_int(&q, ts);
     pq_int(&q, ev->kind);
@@ -430,9 +435,13 @@ static otk_status append_audit(pgstore *s, const otk_audit *ev)
     pq_int(&q, ev->version);
     pq_int(&q, ev->code);
     pq_blob(&q, hash, 32);
-    r = pg_run(&s->db,
-               "WITH a AS (INSERT INTO audit(seq, ts, kind, msg_type, device, version, code, hash)"
-               " VALUES ($1, $2, $3, $4, $5::bytea, $6, $7, $8) RETURNING seq)"
+    if (s->actor[0])
+        pq_text(&q, s->actor);
+    else
+        pq_null(&q);
+    r = pg_run(c,
+               "WITH a AS (INSERT INTO audit(seq, ts, kind, msg_type, device, version, code, hash,"
+               " actor) VALUES ($1, $2, $3, $4, $5::bytea, $6, $7, $8, $9::text) RETURNING seq)"
                " UPDATE audit_head SET seq = $1, hash = $8 WHERE one = 1 AND seq = $1::bigint - 1",
                &q);
     if (r == NULL)
@@ -440,6 +449,11 @@ static otk_status append_audit(pgstore *s, const otk_audit *ev)
     seq = strcmp(PQcmdTuples(r), "1") == 0;
     PQclear(r);
     return seq ? OTK_OK : OTK_ERR_CORRUPT;
+}
+
+static otk_status append_audit(pgstore *s, const otk_audit *ev)
+{
+    return pg_append_audit(s, &s->db, ev);
 }
 
 static otk_status write_device(pgstore *s, const otk_agent_device *d)
@@ -712,11 +726,12 @@ static int dev_row(void *ctx, const PGresult *r)
     d.pending_version = (uint32_t)pg_int(r, 0, 6);
     d.issued = (uint32_t)pg_int(r, 0, 7);
     d.want = (int)pg_int(r, 0, 8);
+    d.last_seen_ms = pg_int(r, 0, 9);
     return w->fn(w->user, &d);
 }
 
-static otk_status p_list_devices(void *impl, const uint8_t *id, int state, otk_device_fn fn,
-                                 void *user)
+static otk_status p_list_devices(void *impl, const uint8_t *id, const uint8_t *after, int state,
+                                 otk_device_fn fn, void *user)
 {
     pgq q = {0};
     dev_walk w;
@@ -727,10 +742,14 @@ static otk_status p_list_devices(void *impl, const uint8_t *id, int state, otk_d
     else
         pq_null(&q);
     pq_int(&q, state);
+    if (after)
+        pq_blob(&q, after, 16);
+    else
+        pq_null(&q);
     return stream(impl,
-                  "SELECT id, batch_id, state, c_version, c_cloud, c_user, p_version, issued, want"
-                  " FROM devices WHERE ($1::bytea IS NULL OR id = $1) AND ($2 = 0 OR state = $2)"
-                  " ORDER BY id",
+                  "SELECT id, batch_id, state, c_version, c_cloud, c_user, p_version, issued, want,"
+                  " updated FROM devices WHERE ($1::bytea IS NULL OR id = $1)"
+                  " AND ($2 = 0 OR state = $2) AND ($3::bytea IS NULL OR id > $3) ORDER BY id",
                   &q, dev_row, &w);
 }
 
@@ -753,6 +772,8 @@ static void audit_decode(const PGresult *r, otk_audit_row *a)
     a->ev.has_id = (uint8_t)pg_blob(r, 0, 4, a->ev.id, 16);
     a->ev.version = (uint32_t)pg_int(r, 0, 5);
     a->ev.code = (otk_status)pg_int(r, 0, 6);
+    if (!pg_null(r, 0, 8))
+        snprintf(a->actor, sizeof a->actor, "%s", PQgetvalue(r, 0, 8));
 }
 
 static int audit_row(void *ctx, const PGresult *r)
@@ -771,7 +792,7 @@ static int verify_row(void *ctx, const PGresult *r)
     audit_decode(r, &a);
     if ((!pg_null(r, 0, 4) && !a.ev.has_id) || !pg_blob(r, 0, 7, stored, 32) ||
         a.seq != w->expect ||
-        otk_audit_link(w->s->crypto, w->prev, a.seq, a.ts_ms, &a.ev, hash) != OTK_OK ||
+        otk_audit_link(w->s->crypto, w->prev, a.seq, a.ts_ms, &a.ev, a.actor, hash) != OTK_OK ||
         memcmp(hash, stored, 32) != 0) {
         w->bad = a.seq;
         w->corrupt = 1;
@@ -783,15 +804,23 @@ static int verify_row(void *ctx, const PGresult *r)
     return 0;
 }
 
-#define AUDIT_SQL "SELECT seq, ts, kind, msg_type, device, version, code, hash FROM audit ORDER BY seq"
+#define AUDIT_SQL "SELECT seq, ts, kind, msg_type, device, version, code, hash, actor FROM audit"
 
-static otk_status p_audit_list(void *impl, otk_audit_fn fn, void *user)
+static otk_status p_audit_list(void *impl, uint64_t after, otk_audit_fn fn, void *user)
 {
     audit_walk w;
+    pgq q = {0};
     memset(&w, 0, sizeof w);
     w.fn = fn;
     w.user = user;
-    return stream(impl, AUDIT_SQL, NULL, audit_row, &w);
+    pq_int(&q, (int64_t)after);
+    return stream(impl, AUDIT_SQL " WHERE seq > $1 ORDER BY seq", &q, audit_row, &w);
+}
+
+static void p_set_actor(void *impl, const char *actor)
+{
+    pgstore *s = impl;
+    snprintf(s->actor, sizeof s->actor, "%s", actor ? actor : "");
 }
 
 static otk_status p_audit_verify(void *impl, uint64_t *rows, uint64_t *bad_seq)
@@ -803,7 +832,7 @@ static otk_status p_audit_verify(void *impl, uint64_t *rows, uint64_t *bad_seq)
     memset(&w, 0, sizeof w);
     w.s = s;
     w.expect = 1;
-    st = stream(s, AUDIT_SQL, NULL, verify_row, &w);
+    st = stream(s, AUDIT_SQL " ORDER BY seq", NULL, verify_row, &w);
     *rows = w.rows;
     *bad_seq = w.bad;
     if (st != OTK_OK)
@@ -861,7 +890,7 @@ static const otk_store_ops pg_ops = {
     p_list_devices, p_audit_verify, p_audit_count, p_audit_list, pgc_due,
     pgc_create,     pgc_step,       pgc_get,       pgc_set_state, pgc_list,
     NULL, /* each device's writes commit with its lock */
-    pgc_due_cleanups, pgc_failures,
+    pgc_due_cleanups, pgc_failures, p_set_actor,
 };
 
 static otk_status fail(pgstore *s, char *err, size_t err_size, const char *what)

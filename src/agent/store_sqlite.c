@@ -64,21 +64,23 @@ static otk_status s_list_batches(void *impl, otk_batch_fn fn, void *user)
     return rc == SQLITE_DONE ? OTK_OK : OTK_ERR_STORAGE;
 }
 
-static otk_status s_list_devices(void *impl, const uint8_t *id, int state, otk_device_fn fn,
-                                 void *user)
+static otk_status s_list_devices(void *impl, const uint8_t *id, const uint8_t *after, int state,
+                                 otk_device_fn fn, void *user)
 {
     sqlite3_stmt *s = NULL;
     otk_device_info d;
     int rc;
     if (sqlite3_prepare_v2(otk_sqlreg_handle(impl),
                            "SELECT id, batch_id, state, c_version, c_cloud, c_user, p_version,"
-                           " issued, want FROM devices WHERE (?1 IS NULL OR id = ?1)"
-                           " AND (?2 = 0 OR state = ?2) ORDER BY id",
+                           " issued, want, updated FROM devices WHERE (?1 IS NULL OR id = ?1)"
+                           " AND (?2 = 0 OR state = ?2) AND (?3 IS NULL OR id > ?3) ORDER BY id",
                            -1, &s, NULL) != SQLITE_OK)
         return OTK_ERR_STORAGE;
     if (id)
         sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
     sqlite3_bind_int(s, 2, state);
+    if (after)
+        sqlite3_bind_blob(s, 3, after, 16, SQLITE_STATIC);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         const char *u = (const char *)sqlite3_column_text(s, 5);
         memset(&d, 0, sizeof d);
@@ -91,6 +93,7 @@ static otk_status s_list_devices(void *impl, const uint8_t *id, int state, otk_d
         d.pending_version = (uint32_t)sqlite3_column_int64(s, 6);
         d.issued = (uint32_t)sqlite3_column_int64(s, 7);
         d.want = sqlite3_column_int(s, 8);
+        d.last_seen_ms = sqlite3_column_int64(s, 9);
         if (fn(user, &d)) {
             rc = SQLITE_DONE;
             break;
@@ -110,16 +113,22 @@ static uint64_t s_audit_count(void *impl, int kind)
     return otk_sqlreg_audit_count(impl, kind);
 }
 
-static otk_status s_audit_list(void *impl, otk_audit_fn fn, void *user)
+static void s_set_actor(void *impl, const char *actor)
+{
+    otk_sqlreg_set_actor(impl, actor);
+}
+
+static otk_status s_audit_list(void *impl, uint64_t after, otk_audit_fn fn, void *user)
 {
     sqlite3_stmt *s = NULL;
     otk_audit_row r;
     int rc;
     if (sqlite3_prepare_v2(otk_sqlreg_handle(impl),
-                           "SELECT seq, ts, kind, msg_type, device, version, code FROM audit"
-                           " ORDER BY seq",
+                           "SELECT seq, ts, kind, msg_type, device, version, code, actor FROM audit"
+                           " WHERE seq > ?1 ORDER BY seq",
                            -1, &s, NULL) != SQLITE_OK)
         return OTK_ERR_STORAGE;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)after);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         memset(&r, 0, sizeof r);
         r.seq = (uint64_t)sqlite3_column_int64(s, 0);
@@ -129,6 +138,8 @@ static otk_status s_audit_list(void *impl, otk_audit_fn fn, void *user)
         r.ev.has_id = (uint8_t)blob_to(s, 4, r.ev.id, 16);
         r.ev.version = (uint32_t)sqlite3_column_int64(s, 5);
         r.ev.code = (otk_status)sqlite3_column_int(s, 6);
+        if (sqlite3_column_type(s, 7) == SQLITE_TEXT)
+            snprintf(r.actor, sizeof r.actor, "%s", (const char *)sqlite3_column_text(s, 7));
         if (fn(user, &r)) {
             rc = SQLITE_DONE;
             break;
@@ -144,9 +155,11 @@ static size_t s_due(void *impl, uint8_t (*ids)[16], size_t max, unsigned resend_
 }
 
 static otk_status s_camp_create(void *impl, int kind, uint32_t target_cloud, const char *selector,
-                                uint32_t rate, uint32_t canary, int64_t *id, uint64_t *total)
+                                uint32_t rate, uint32_t canary, uint32_t max_failures,
+                                int64_t *id, uint64_t *total)
 {
-    return otk_campaign_create(impl, kind, target_cloud, selector, rate, canary, id, total);
+    return otk_campaign_create(impl, kind, target_cloud, selector, rate, canary, max_failures, id,
+                               total);
 }
 
 static size_t s_camp_step(void *impl, otk_agent *a)
@@ -188,7 +201,7 @@ static const otk_store_ops sqlite_ops = {
     s_close,        s_bind,        s_release,      s_add_batch,   s_list_batches,
     s_list_devices, s_audit_verify, s_audit_count, s_audit_list,  s_due,
     s_camp_create,  s_camp_step,   s_camp_get,     s_camp_set,    s_camp_list,
-    s_batch,        s_due_cleanups, s_camp_failures,
+    s_batch,        s_due_cleanups, s_camp_failures, s_set_actor,
 };
 
 otk_status otk_store_sqlite_open(const char *path, const otk_crypto *crypto, int create,
