@@ -91,6 +91,26 @@ EOC
   mkdir -p "$work/dev"
 }
 
+# fleet_api: turns the agent's HTTP API on (docs/api.md) over TLS with the lab's
+# server certificate; API_URL, API_CA, API_TOKEN (operator), API_READ_TOKEN.
+fleet_api() {
+  . "$root/scripts/ports.sh"
+  local port
+  port=$(free_port api)
+  API_TOKEN=$("$bin/otakey" token create --tokens "$work/api.tokens" --name ops --role operator 2>/dev/null)
+  API_READ_TOKEN=$("$bin/otakey" token create --tokens "$work/api.tokens" --name viewer --role read 2>/dev/null)
+  printf '\n[api]\nlisten = 127.0.0.1:%s\ncertfile = %s\nkeyfile = %s\ntokens = %s\n' "$port" \
+    "$LAB_DIR/server.crt" "$LAB_DIR/server.key" "$work/api.tokens" >> "$work/agent.ini"
+  API_URL=https://127.0.0.1:$port
+  API_CA=$LAB_CA
+}
+
+# api METHOD PATH [JSON]: one API call as the operator; prints the body.
+api() {
+  curl -sS --cacert "$API_CA" -H "Authorization: Bearer $API_TOKEN" -X "$1" \
+    ${3:+-H 'Content-Type: application/json' --data "$3"} "$API_URL$2"
+}
+
 # A SoftHSM token holding the certificate clouds' CA keys, which leave their files.
 fleet_token() {
   local c

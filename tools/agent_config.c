@@ -223,6 +223,24 @@ static int on_cloud(parse_ctx *p, const char *s, const char *k, const char *v)
     return fail(p, s, k, "unknown key");
 }
 
+/* [api]: the HTTP API (docs/api.md). */
+static int on_api(parse_ctx *p, const char *s, const char *k, const char *v)
+{
+    otk_agentd_config *c = p->cfg;
+    long x;
+    if (!strcmp(k, "listen"))
+        return copy(p, s, k, c->api_listen, sizeof c->api_listen, v);
+    if (!strcmp(k, "tls"))
+        return number(p, s, k, v, 0, 1, &x) && (c->api_tls = (int)x, 1);
+    if (!strcmp(k, "certfile"))
+        return copy(p, s, k, c->api_certfile, sizeof c->api_certfile, v);
+    if (!strcmp(k, "keyfile"))
+        return copy(p, s, k, c->api_keyfile, sizeof c->api_keyfile, v);
+    if (!strcmp(k, "tokens"))
+        return copy(p, s, k, c->api_tokens, sizeof c->api_tokens, v);
+    return fail(p, s, k, "unknown key (expected listen, tls, certfile, keyfile, tokens)");
+}
+
 static int handler(void *user, const char *section, const char *key, const char *value)
 {
     parse_ctx *p = user;
@@ -232,7 +250,9 @@ static int handler(void *user, const char *section, const char *key, const char 
         return on_agent(p, section, key, value);
     if (!strncmp(section, "cloud.", 6))
         return on_cloud(p, section, key, value);
-    return fail(p, section, key, "unknown section (expected [agent] or [cloud.N])");
+    if (!strcmp(section, "api"))
+        return on_api(p, section, key, value);
+    return fail(p, section, key, "unknown section (expected [agent], [cloud.N] or [api])");
 }
 
 int otk_agentd_config_load(const char *path, otk_agentd_config *cfg, char *err, size_t err_size)
@@ -250,6 +270,7 @@ int otk_agentd_config_load(const char *path, otk_agentd_config *cfg, char *err, 
     cfg->log_level = 2;
     cfg->notify_rate = 200;
     cfg->notify_resend_ms = 30000;
+    cfg->api_tls = 1;
     otk_rl_defaults(&cfg->ratelimit);
     p.cfg = cfg;
     p.err = err;

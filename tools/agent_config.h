@@ -44,6 +44,10 @@ typedef struct otk_agentd_config {
     otk_pwfile_cloud pwfile[OTK_AGENT_MAX_CLOUDS];   /* files of a password-file cloud */
     otk_x509_cloud x509[OTK_AGENT_MAX_CLOUDS];       /* CA and CRL of a certificate cloud */
     size_t n_clouds;
+    /* [api] (docs/api.md): listen "" = no API */
+    char api_listen[128];
+    int api_tls;
+    char api_certfile[256], api_keyfile[256], api_tokens[256];
 } otk_agentd_config;
 
 /* 0 on success; -1 with err naming the file, line, section and key. */

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "agent_config.h"
+#include "api.h"
 #include "clouds.h"
 #include "otakey/dynsec.h"
 #include "otakey/pkcs11.h"
@@ -86,6 +87,8 @@ typedef struct daemon_ctx {
     otk_rl *rl; /* admission control in front of the core */
     int conn_rc; /* the last CONNACK's reason, -1 before the first */
     const char *config_path;
+    otk_api *api;           /* the HTTP API ([api] listen), NULL when off */
+    otk_api_metrics metrics; /* what /metrics reports */
 } daemon_ctx;
 
 static uint64_t mono_ms(void)
@@ -109,6 +112,7 @@ static void on_connect(struct mosquitto *m, void *ud, int rc, int flags, const m
     (void)flags;
     (void)p;
     d->conn_rc = rc;
+    __atomic_store_n(&d->metrics.broker_connected, rc == 0, __ATOMIC_RELAXED);
     if (rc != 0) {
         logf_(0, "broker refused the connection: %s", mosquitto_reason_string(rc));
         return;
@@ -187,6 +191,29 @@ static void log_outcome(const char *device, uint8_t in_type, const uint8_t *repl
         logf_(3, "%s from %s: %s", otk_msg_name(in_type), device, otk_msg_name(r.type));
 }
 
+/* The /metrics counters of one handled message and its reply. */
+static void count_message(daemon_ctx *d, uint8_t in_type, otk_status st, const uint8_t *reply,
+                          size_t n)
+{
+    otk_api_metrics *m = &d->metrics;
+    otk_msg r;
+    otk_api_add(&m->messages[in_type < OTK_API_MSG_TYPES ? in_type : 0][st != OTK_OK], 1);
+    if (st != OTK_OK) {
+        otk_api_add(&m->refusals[-st > 0 && -st < OTK_API_CODES ? -st : 0], 1);
+        return;
+    }
+    if (n == 0 || otk_msg_decode(reply, n, &r) != OTK_OK)
+        return;
+    if (r.type == OTK_MSG_CLAIM_RESP)
+        otk_api_add(&m->claims, 1);
+    else if (r.type == OTK_MSG_UPDATE_RESP)
+        otk_api_add(&m->updates_issued, 1);
+    else if (r.type == OTK_MSG_ACK && in_type == OTK_MSG_CONFIRM)
+        otk_api_add(&m->commits, 1);
+    else if (r.type == OTK_MSG_NACK || in_type == OTK_MSG_ABORT)
+        otk_api_add(&m->aborts, 1);
+}
+
 /* Every inbound message: never trusted, never fatal. */
 static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg,
                        const mosquitto_property *p)
@@ -238,6 +265,7 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
     }
     if (otk_rl_admit(d->rl, &d->agent, client, msg->payload, (size_t)msg->payloadlen, now) != OTK_OK) {
         d->refused++;
+        otk_api_add(&d->metrics.ratelimit_drops, 1);
         if (otk_store_release(d->reg) != OTK_OK) /* screening may have read a device */
             logf_(1, "database: a transaction did not commit");
         return; /* counted; otk_rl_report audits the drops in aggregate */
@@ -251,6 +279,7 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
     if (otk_store_release(d->reg) != OTK_OK)
         logf_(1, "database: a transaction did not commit");
     d->handled++;
+    count_message(d, msg->payloadlen > 1 ? ((const uint8_t *)msg->payload)[1] : 0, st, out, n);
     if (st != OTK_OK) {
         otk_rl_core_refused(d->rl, now);
         d->refused++;
@@ -298,6 +327,9 @@ static void flush_replies(daemon_ctx *d)
     clock_gettime(CLOCK_MONOTONIC, &b);
     d->flushes++;
     d->flush_ms += (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+    if (pending)
+        otk_api_flush_observe(&d->metrics, (double)(b.tv_sec - a.tv_sec) +
+                                               (double)(b.tv_nsec - a.tv_nsec) / 1e9);
     if (pending && fst != OTK_OK) {
         logf_(1, "a cloud did not take %zu queued changes", otk_clouds_pending(d->clouds));
         drop_replies(d, "cloud not updated");
@@ -310,6 +342,38 @@ static void flush_replies(daemon_ctx *d)
         otk_wipe(d->held[i].msg, d->held[i].len);
     }
     d->n_held = 0;
+}
+
+/* The HTTP API ([api]); its own store handles, its own threads. */
+static int start_api(daemon_ctx *d)
+{
+    otk_api_config ac;
+    otk_api_cloud clouds[OTK_AGENT_MAX_CLOUDS];
+    static const char *const types[] = {"dynsec", "passwd", "x509"};
+    char err[512];
+    size_t i;
+    memset(&ac, 0, sizeof ac);
+    snprintf(ac.listen, sizeof ac.listen, "%s", d->cfg.api_listen);
+    ac.tls = d->cfg.api_tls;
+    snprintf(ac.certfile, sizeof ac.certfile, "%s", d->cfg.api_certfile);
+    snprintf(ac.keyfile, sizeof ac.keyfile, "%s", d->cfg.api_keyfile);
+    snprintf(ac.tokens, sizeof ac.tokens, "%s", d->cfg.api_tokens);
+    memset(clouds, 0, sizeof clouds);
+    for (i = 0; i < d->cfg.n_clouds && i < OTK_AGENT_MAX_CLOUDS; i++) {
+        clouds[i].id = d->cfg.clouds[i].cloud_id;
+        clouds[i].type = d->cfg.cloud_type[i] >= 0 && d->cfg.cloud_type[i] <= 2
+                             ? types[d->cfg.cloud_type[i]] : "?";
+        snprintf(clouds[i].host, sizeof clouds[i].host, "%s", d->cfg.clouds[i].host);
+        clouds[i].port = d->cfg.clouds[i].port;
+        clouds[i].tls = d->cfg.clouds[i].flags & 1;
+    }
+    d->api = otk_api_start(&ac, d->cfg.database, clouds, i, &d->metrics, err, sizeof err);
+    if (d->api == NULL) {
+        fprintf(stderr, "otakey-agent: %s\n", err);
+        return -1;
+    }
+    logf_(2, "API on %s://%s", ac.tls ? "https" : "http", ac.listen);
+    return 0;
 }
 
 static int setup(daemon_ctx *d, const char *path)
@@ -420,6 +484,8 @@ static int setup(daemon_ctx *d, const char *path)
                 d->cfg.certfile);
         return 2;
     }
+    if (d->cfg.api_listen[0] && start_api(d) != 0)
+        return 2;
     {
         int crc = mosquitto_connect(d->mosq, d->cfg.broker_host, d->cfg.broker_port, 30);
         if (crc != MOSQ_ERR_SUCCESS) {
@@ -505,6 +571,7 @@ static void report_drops(daemon_ctx *d, uint64_t now)
 
 static void teardown(daemon_ctx *d)
 {
+    otk_api_stop(d->api);
     otk_rl_free(d->rl);
     if (d->mosq) {
         mosquitto_disconnect(d->mosq);
@@ -557,6 +624,12 @@ static void reload(daemon_ctx *d)
     logf_(2, "SIGHUP: reloaded log_level, notify_rate %u/s, notify_resend_ms %u, ratelimit "
              "(client %u/s, refusals %u/s)",
           n.notify_rate, n.notify_resend_ms, n.ratelimit.client_rate, n.ratelimit.refusal_rate);
+    if (d->api) {
+        if (otk_api_reload_tokens(d->api, err, sizeof err) == 0)
+            logf_(2, "SIGHUP: reloaded the API tokens from %s", d->cfg.api_tokens);
+        else
+            logf_(1, "SIGHUP: API tokens not reloaded (the old ones stay): %s", err);
+    }
     if (strcmp(n.database, d->cfg.database) || strcmp(n.signing_key, d->cfg.signing_key) ||
         strcmp(n.broker_host, d->cfg.broker_host) || n.broker_port != d->cfg.broker_port ||
         strcmp(n.username, d->cfg.username) || strcmp(n.password, d->cfg.password) ||

@@ -15,6 +15,7 @@
  *   otakey campaign pause|resume|abort --db DB ID
  *   otakey audit verify --db DB
  *   otakey audit list --db DB [--json]
+ *   otakey token create --tokens FILE --name NAME --role read|operator
  *
  * DB is a SQLite file or a PostgreSQL URI (postgresql://...): docs/operations.md.
  *
@@ -32,6 +33,7 @@
 #include <cjson/cJSON.h>
 
 #include "agent_config.h"
+#include "api.h"
 #include "otakey/campaign.h"
 #include "otakey/dynsec.h"
 #include "otakey/store.h"
@@ -78,6 +80,7 @@ static const char *help_text =
     "  campaign pause|resume|abort --db DB ID\n"
     "  audit verify --db DB\n"
     "  audit list --db DB [--json]\n"
+    "  token create --tokens FILE --name NAME --role read|operator\n"
     "  --version\n"
     "'otakey COMMAND --help' explains one command.\n"
     "DB is a SQLite file or a PostgreSQL URI (postgresql://user@host/dbname).\n"
@@ -122,6 +125,9 @@ static const char *const sub_help[] = {
     "audit verify\tusage: otakey audit verify --db DB [--json]\n"
     "Walks the audit log's hash chain; exit 3 at the first row that does not verify.\n",
     "audit list\tusage: otakey audit list --db DB [--json]\nPrints the audit log.\n",
+    "token create\tusage: otakey token create --tokens FILE --name NAME --role read|operator\n"
+    "Creates an API token for the agent's HTTP API (docs/api.md) and prints it once; FILE (mode\n"
+    "0600) keeps only its SHA-256. The agent reads FILE at its start and on SIGHUP.\n",
 };
 
 /* --help: the subcommand's own text, or the overview. */
@@ -1012,6 +1018,62 @@ static int cmd_audit_list(args *a)
     return st == OTK_OK ? 0 : EXIT_FAIL;
 }
 
+/*
+ * token create: a new API token for the agent's HTTP API. The file keeps
+ * only its SHA-256 (docs/api.md); the token itself is printed once.
+ */
+static int cmd_token_create(args *a)
+{
+    char tok[65], hash[65], line[512], err[256];
+    FILE *f;
+    size_t nl;
+    if (a->tokens == NULL || a->name == NULL || a->role == NULL)
+        return usage_error("%s", "token create needs --tokens FILE --name NAME --role read|operator");
+    if (strcmp(a->role, "read") && strcmp(a->role, "operator"))
+        return usage_error("--role '%s': read or operator", a->role);
+    nl = strspn(a->name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.");
+    if (nl == 0 || nl != strlen(a->name) || nl > 48)
+        return usage_error("--name '%s': 1 to 48 letters, digits, '-', '_' or '.'", a->name);
+    if (access(a->tokens, F_OK) == 0) {
+        if (otk_check_private_file(a->tokens, err, sizeof err) != 0) {
+            fprintf(stderr, "otakey: %s\n", err);
+            return EXIT_FAIL;
+        }
+        f = fopen(a->tokens, "r");
+        while (f && fgets(line, sizeof line, f)) {
+            size_t k = strcspn(line, " \t");
+            if (k == nl && !strncmp(line, a->name, nl)) {
+                fclose(f);
+                fprintf(stderr, "otakey: %s already has a token named '%s'\n", a->tokens, a->name);
+                return EXIT_FAIL;
+            }
+        }
+        if (f)
+            fclose(f);
+        f = fopen(a->tokens, "a");
+    } else {
+        f = otk_create_secret_file(a->tokens, 1);
+    }
+    if (f == NULL) {
+        fprintf(stderr, "otakey: %s: %s\n", a->tokens, strerror(errno));
+        return EXIT_FAIL;
+    }
+    if (otk_api_token_new(tok) != 0 || otk_api_token_hash(tok, hash) != 0) {
+        fclose(f);
+        fprintf(stderr, "otakey: no randomness for a token\n");
+        return EXIT_FAIL;
+    }
+    fprintf(f, "%s %s %s\n", a->name, a->role, hash);
+    if (fclose(f) != 0) {
+        fprintf(stderr, "otakey: %s: %s\n", a->tokens, strerror(errno));
+        return EXIT_FAIL;
+    }
+    printf("%s\n", tok);
+    fprintf(stderr, "otakey: token '%s' (%s) added to %s; it is shown once; the agent reads it at "
+                    "its next start or SIGHUP\n", a->name, a->role, a->tokens);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     args a;
@@ -1062,5 +1124,7 @@ int main(int argc, char **argv)
         return cmd_audit_verify(&a);
     if (IS(0, "audit") && IS(1, "list"))
         return cmd_audit_list(&a);
+    if (IS(0, "token") && IS(1, "create"))
+        return cmd_token_create(&a);
     return usage_error("unknown command '%s'", a.npos ? a.pos[0] : argv[1]);
 }
