@@ -77,6 +77,7 @@
   }
 
   class AuthError extends Error {}
+  class Stale extends Error {} // an answer to a request made before a sign-out or a restart
   class ApiError extends Error {
     constructor(status, message) { super(message); this.status = status; }
   }
@@ -92,7 +93,7 @@
     } catch (e) {
       throw new ApiError(0, 'the agent cannot be reached (' + e.message + ')');
     }
-    if (gen !== S.generation) throw new AuthError('signed out');
+    if (gen !== S.generation) throw new Stale('stale');
     if (res.status === 401) throw new AuthError('the token was refused');
     if (!res.ok) {
       let msg = 'HTTP ' + res.status;
@@ -359,6 +360,7 @@
       const c = await api('/v1/campaigns/' + encodeURIComponent(id));
       S.failures.set(id, { list: c.failures || [], failed: c.failed });
     } catch (e) {
+      if (e instanceof Stale) return;
       if (e instanceof AuthError) return authFailed(e);
       S.failures.set(id, { error: 'Could not load the failures: ' + e.message });
     }
@@ -453,6 +455,7 @@
       if (campaigns) renderCampaigns();
       setError(null);
     } catch (e) {
+      if (e instanceof Stale) { S.flushing = false; return; }
       if (e instanceof AuthError) { authFailed(e); return; }
       setError('Could not refresh: ' + e.message + '. Retrying.');
       // Try again what failed.
@@ -625,7 +628,7 @@
     try {
       await loadAll();
     } catch (e) {
-      if (gen !== S.generation) return;
+      if (gen !== S.generation || e instanceof Stale) return;
       if (e instanceof AuthError) { authFailed(e); return; }
       setError('Could not load the fleet: ' + e.message + '. Retrying in 5 s.');
       setLive('down', 'Not connected');
