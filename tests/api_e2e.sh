@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# The operator's whole flow through the HTTP API alone (docs/api.md), over
+# real brokers, real TLS and a real registry: create a product, watch the
+# claims arrive as events, a rotation campaign with an error threshold that
+# pauses itself on injected failures (devices revoked under it) and is
+# resumed, a cloud switch, a switch to a misconfigured cloud whose canary
+# fails, a revocation, the audit log verified, and the server checked
+# against docs/openapi.json. With OTK_PG_URL set (tests/with_pg.sh) the
+# registry is PostgreSQL and two agents serve it: the calls alternate
+# between them and the events are read from the other one.
+# Usage: tests/api_e2e.sh BUILD_DIR
+set -euo pipefail
+umask 077
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=$(cd "${1:?usage: api_e2e.sh BUILD_DIR}" && pwd)
+work=$(mktemp -d /tmp/otakey-api.XXXXXX)
+[ -n "${OTK_PG_URL:-}" ] && FLEET_DB=$OTK_PG_URL
+. "$root/scripts/fleet.sh"
+trap fleet_cleanup EXIT
+fails=0; passes=0
+check() { # check DESCRIPTION COMMAND...
+  local what=$1; shift
+  if "$@"; then passes=$((passes + 1)); echo "ok: $what"; else fails=$((fails + 1)); echo "FAILED: $what"; fi
+}
+# jget JSON EXPR: one value out of a JSON document (python3's json, no jq needed).
+jget() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
+# until_json SECONDS PATH EXPR: polls GET PATH until EXPR (python, d = the body) holds.
+until_json() {
+  local deadline=$((SECONDS + $1)) body
+  while :; do
+    body=$(api GET "$2")
+    if python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if eval(sys.argv[2]) else 1)' \
+        "$body" "$3" 2>/dev/null; then return 0; fi
+    if [ $SECONDS -ge $deadline ]; then echo "  (last answer: $body)" >&2; return 1; fi
+    sleep 0.2
+  done
+}
+
+fleet_setup
+# Cloud 3 is misconfigured on purpose: its clients are created on cloud B's
+# broker while devices are sent to cloud A's, which refuses them.
+printf '\n[cloud.3]\nhost = 127.0.0.1\nport = %s\nadmin_host = 127.0.0.1\nadmin_port = %s\nadmin_cafile = %s\nadmin_user = %s\nadmin_password = %s\n' \
+  "$LAB_CLOUD_A_PORT" "$LAB_CLOUD_B_PORT" "$LAB_CA" "$LAB_CLOUD_ADMIN" "$LAB_CLOUD_PASSWORD" >> "$work/agent.ini"
+fleet_api
+urls=("$API_URL")
+start_agent
+if [ -n "${OTK_PG_URL:-}" ]; then
+  port2=$(free_port api2)
+  sed -e "s/^listen = .*/listen = 127.0.0.1:$port2/" -e '/^\[agent\]/a client_id = otakey-agent-2' \
+    "$work/agent.ini" > "$work/agent2.ini"
+  "$bin/otakey-agent" -c "$work/agent2.ini" 2>> "$work/agent2.log" &
+  pids+=($!)
+  urls+=("https://127.0.0.1:$port2")
+fi
+# Every call goes to the next agent in turn (the count is kept in a file:
+# calls run in subshells).
+echo 0 > "$work/n_call"
+api() {
+  local n url
+  n=$(cat "$work/n_call"); echo $((n + 1)) > "$work/n_call"
+  url=${urls[$((n % ${#urls[@]}))]}
+  curl -sS --cacert "$API_CA" -H "Authorization: Bearer $API_TOKEN" -X "$1" \
+    ${3:+-H 'Content-Type: application/json' --data "$3"} "$url$2"
+}
+for u in "${urls[@]}"; do
+  for _ in $(seq 50); do curl -fsS --cacert "$API_CA" "$u/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+done
+check "every agent's API answers /healthz over TLS" \
+  bash -c "for u in ${urls[*]}; do curl -fsS --cacert '$API_CA' \$u/healthz | grep -q true || exit 1; done"
+
+# The event stream, from the last agent, from the start of the log.
+curl -sS -N --cacert "$API_CA" -H "Authorization: Bearer $API_READ_TOKEN" \
+  "${urls[-1]}/v1/events?after=0" > "$work/events.txt" 2> "$work/events.err" &
+pids+=($!)
+
+# A product made through the API; its PK goes into the devices' firmware.
+out=$(api POST /v1/products '{"batch":"00000002000000aa","name":"api \"sensor\" v2"}')
+check "POST /v1/products creates a batch and returns its PK once" \
+  test "$(jget "$out" 'len(d["pk"])')" = 64
+jget "$out" 'd["pk"]' > "$work/batch2.pk"
+check "the same batch again is a conflict (409)" \
+  test "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$API_CA" -H "Authorization: Bearer $API_TOKEN" \
+    -X POST -d '{"batch":"00000002000000aa","name":"x"}' "$API_URL/v1/products")" = 409
+out=$(api GET /v1/products)
+check "GET /v1/products lists it with its name as given (JSON-escaped)" \
+  test "$(jget "$out" '[p["name"] for p in d["products"] if p["batch"]=="00000002000000aa"][0]')" = 'api "sensor" v2'
+
+batch=00000002000000aa
+cp "$work/batch2.pk" "$work/batch.pk"
+ndev=6
+for i in $(seq $ndev); do start_device "$(device_id "$i")"; done
+t0=$(date +%s.%N)
+check "$ndev devices claim from the API's batch" wait_all claim '"state":"ready","version":1' $ndev
+check "the claims arrive as events (claim_issued and commit, one per device)" \
+  bash -c "for _ in \$(seq 50); do [ \$(grep -c '^event: commit' '$work/events.txt') -ge $ndev ] && \
+    [ \$(grep -c '^event: claim_issued' '$work/events.txt') -ge $ndev ] && exit 0; sleep 0.1; done; exit 1"
+out=$(api GET "/v1/devices?state=active&batch=$batch&limit=4")
+check "devices filtered by state and batch, a page of 4 with a next cursor" \
+  test "$(jget "$out" 'len(d["devices"]), d["next"] is not None')" = "(4, True)"
+next=$(jget "$out" 'd["next"]')
+out=$(api GET "/v1/devices?state=active&batch=$batch&limit=4&after=$next")
+check "the next page holds the other 2" test "$(jget "$out" 'len(d["devices"]), d["next"]')" = "(2, None)"
+
+# A rotation with an error threshold: two devices are revoked under it
+# (injected failures) before their turn comes (one device a second, in the
+# order listed); it pauses itself, then resumes and finishes.
+sel=ids:$(for i in $(seq $ndev); do printf '%s,' "$(device_id "$i")"; done | sed 's/,$//')
+out=$(api POST /v1/campaigns '{"kind":"rotate","selector":"'"$sel"'","rate":1,"max_failures":2}')
+c1=$(jget "$out" 'd["id"]')
+check "POST /v1/campaigns starts a rotation of $ndev devices (201)" test "$(jget "$out" 'd["total"]')" = $ndev
+for i in 2 3; do api POST "/v1/devices/$(device_id $i)/revoke" > /dev/null; done
+check "the campaign pauses itself at 2 failures (error_threshold)" \
+  until_json 30 "/v1/campaigns/$c1" 'd["state"]=="paused" and d["pause_reason"]=="error_threshold" and d["failed"]==2'
+out=$(api GET "/v1/campaigns/$c1")
+check "each failure has its reason (REVOKED)" \
+  test "$(jget "$out" 'sorted(f["reason"] for f in d["failures"])')" = "['REVOKED', 'REVOKED']"
+started_at_pause=$(jget "$out" 'd["started"]')
+sleep 2
+check "a paused campaign starts no more devices" \
+  test "$(jget "$(api GET "/v1/campaigns/$c1")" 'd["started"]')" = "$started_at_pause"
+out=$(api POST "/v1/campaigns/$c1/resume")
+check "resume (200)" test "$(jget "$out" 'd["state"]')" = running
+check "the resumed campaign finishes: 4 done, 2 failed" \
+  until_json 40 "/v1/campaigns/$c1" 'd["state"]=="done" and d["done"]==4 and d["failed"]==2'
+check "its outcome does not change afterwards" \
+  until_json 5 "/v1/campaigns/$c1" 'd["done"]==4 and d["failed"]==2'
+check "a finished campaign cannot be resumed (409)" \
+  test "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$API_CA" -H "Authorization: Bearer $API_TOKEN" \
+    -X POST "$API_URL/v1/campaigns/$c1/resume")" = 409
+
+# A cloud switch of the active devices to cloud 2.
+out=$(api POST /v1/campaigns '{"kind":"switch","target_cloud":2,"selector":"all","rate":100}')
+c2=$(jget "$out" 'd["id"]')
+check "the switch to cloud 2 finishes: 4 done" \
+  until_json 40 "/v1/campaigns/$c2" 'd["state"]=="done" and d["done"]==4 and d["failed"]==0'
+check "GET /v1/devices?cloud=2 lists the 4 switched devices" \
+  until_json 5 "/v1/devices?cloud=2&state=active" 'len(d["devices"])==4'
+check "a switch to a cloud the agent does not serve is refused (400)" \
+  test "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$API_CA" -H "Authorization: Bearer $API_TOKEN" \
+    -X POST -d '{"kind":"switch","target_cloud":9}' "$API_URL/v1/campaigns")" = 400
+
+# A switch to the misconfigured cloud 3 with one canary: the cloud refuses
+# the canary's set, the device aborts, the campaign waits for an operator.
+out=$(api POST /v1/campaigns '{"kind":"switch","target_cloud":3,"selector":"all","rate":100,"canary":1}')
+c3=$(jget "$out" 'd["id"]')
+check "a canary refused by its cloud pauses the campaign (canary_failed, reason CLOUD)" \
+  until_json 40 "/v1/campaigns/$c3" 'd["state"]=="paused" and d["pause_reason"]=="canary_failed" and [f["reason"] for f in d["failures"]]==["CLOUD"]'
+out=$(api POST "/v1/campaigns/$c3/abort")
+check "abort (200); the other devices were never started" \
+  test "$(jget "$out" 'd["state"], d["started"]')" = "('aborted', 1)"
+check "the canary keeps working on its old cloud (it aborted the staged set)" \
+  wait_all after-abort '"state":"ready","version":3,"cloud":2' 4
+
+# A revocation: refused from then on, its credentials deleted by the agent.
+v=$(device_id 4)
+out=$(api POST "/v1/devices/$v/revoke")
+check "POST /v1/devices/ID/revoke: the device reads revoked" test "$(jget "$out" 'd["state"]')" = revoked
+check "... and the agent deletes its cloud credentials (want none) within 5 s" \
+  until_json 5 "/v1/devices/$v" 'd["want"]=="none"'
+check "an unknown device is 404, a malformed id 400" \
+  test "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$API_CA" -H "Authorization: Bearer $API_TOKEN" \
+    "$API_URL/v1/devices/ffffffffffffffffffffffffffffffff")$(curl -s -o /dev/null -w '%{http_code}' \
+    --cacert "$API_CA" -H "Authorization: Bearer $API_TOKEN" "$API_URL/v1/devices/nothex")" = 404400
+
+# Roles and tokens.
+code() { curl -s -o /dev/null -w '%{http_code}' --cacert "$API_CA" "$@"; }
+check "no token: 401; a wrong token: 401" \
+  test "$(code "$API_URL/v1/devices")$(code -H 'Authorization: Bearer 00' "$API_URL/v1/devices")" = 401401
+check "a read token may read (200) but not start a campaign (403), and nothing is created" \
+  test "$(code -H "Authorization: Bearer $API_READ_TOKEN" "$API_URL/v1/campaigns")$(code \
+    -H "Authorization: Bearer $API_READ_TOKEN" -X POST -d '{"kind":"rotate"}' "$API_URL/v1/campaigns")$(jget \
+    "$(api GET /v1/campaigns)" 'len(d["campaigns"])')" = 2004033
+check "a body over 64 KiB is refused (413)" \
+  test "$(head -c 70000 /dev/zero | tr '\0' a | code -H "Authorization: Bearer $API_TOKEN" -X POST \
+    --data-binary @- "$API_URL/v1/campaigns")" = 413
+check "malformed JSON is refused (400)" \
+  test "$(code -H "Authorization: Bearer $API_TOKEN" -X POST -d '{"kind":' "$API_URL/v1/campaigns")" = 400
+
+# The audit: verified, and every operator call names its token.
+out=$(api GET /v1/audit/verify)
+check "GET /v1/audit/verify: the chain verifies" test "$(jget "$out" 'd["ok"]')" = True
+out=$(api GET "/v1/audit?kind=revoke")
+check "the revocations are audited with actor api:ops" \
+  test "$(jget "$out" 'sorted(set(r["actor"] for r in d["rows"])), len(d["rows"])')" = "(['api:ops'], 3)"
+out=$(api GET "/v1/audit?kind=campaign&limit=1000")
+check "campaign state changes are audit rows (paused, running, done ...)" \
+  test "$(jget "$out" '",".join(r["code"] for r in d["rows"] if r["version"]=='"$c1"')')" = "running,paused,running,done"
+check "the event stream carried the campaign's pause" grep -q '"kind":"campaign","msg_type":null,"device":null,"version":'"$c1"',"code":"paused"' "$work/events.txt"
+check "the event stream resumes after a given id (Last-Event-ID): the next event is id+1" \
+  bash -c "timeout 2 curl -sS -N --cacert '$API_CA' -H 'Authorization: Bearer $API_TOKEN' -H 'Last-Event-ID: 5' \
+    '$API_URL/v1/events' | grep -m1 '^id:' | grep -qx 'id: 6'"
+
+# Metrics, and the server against its OpenAPI document.
+out=$(curl -sS --cacert "$API_CA" -H "Authorization: Bearer $API_READ_TOKEN" "$API_URL/metrics")
+printf '%s\n' "$out" > "$work/metrics.txt"
+check "/metrics counts claims and commits and the fleet by state" \
+  bash -c "grep -q '^otakey_devices{state=\"revoked\"} 3\$' '$work/metrics.txt' && grep -Eq '^otakey_commits_total [1-9]' '$work/metrics.txt'"
+if [ -f "$root/tests/api_check.py" ]; then
+  check "the server answers as docs/openapi.json says (tests/api_check.py)" \
+    python3 "$root/tests/api_check.py" --spec "$root/docs/openapi.json" --url "$API_URL" --cafile "$API_CA" \
+      --token "$API_TOKEN" --read-token "$API_READ_TOKEN" --device "$(device_id 1)" --campaign "$c1" --batch "$batch"
+fi
+if [ -n "${OTK_PG_URL:-}" ]; then
+  check "both agents answered (PostgreSQL, ${#urls[@]} agents, $(cat "$work/n_call") calls in turn)" \
+    test "$(cat "$work/n_call")" -ge 20
+fi
+
+echo "api: $passes passed, $fails failed"
+if [ "$fails" -ne 0 ]; then tail -20 "$work/agent.log"; exit 1; fi
