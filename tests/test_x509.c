@@ -1,5 +1,5 @@
 /*
- * The certificate cloud adapter (src/agent/cloud_x509.c) with OpenSSL as
+ * The certificate cloud adapter (src/agent/cloud/cloud_x509.c) with OpenSSL as
  * the judge: issued certificates verify under the CA, name the device and
  * its key, carry the extensions a client certificate needs and fit the
  * protocol's limit; revocations land in a signed CRL that merges with what

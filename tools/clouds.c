@@ -266,7 +266,7 @@ typedef struct sweep {
     int failed;
 } sweep;
 
-/* Usernames are hex(device id) "-" version (src/agent/agent.c new_set). */
+/* Usernames are hex(device id) "-" version (src/agent/core/agent.c new_set). */
 static void check_user(void *ud, const char *user)
 {
     sweep *s = ud;

@@ -1,13 +1,14 @@
 /*
  * Device ports for Linux hosts: a key partition in a file (NOR semantics
  * kept: erase to 0xFF, program clears bits, fsync after each operation),
- * a monotonic clock, and the cloud proof as a real MQTT CONNECT.
+ * a monotonic clock; the cloud proof (a real MQTT CONNECT) is src/net's.
  */
 #ifndef OTK_POSIX_PORT_H
 #define OTK_POSIX_PORT_H
 
 #include <stdio.h>
 
+#include "cloud_login.h"
 #include "otakey/device.h"
 
 typedef struct otk_file_flash {
@@ -48,48 +49,10 @@ void otk_file_flash_cut(otk_file_flash *f, unsigned long op, unsigned tear);
 void otk_posix_port(otk_file_flash *f, const otk_crypto *crypto, otk_port *out);
 
 /*
- * Proves a cloud record: MQTT 5 CONNECT over TLS (cafile; plain TCP when
- * the record has no TLS flag) with its username and secret, client id
- * client_id. OTK_PROOF_OK on CONNACK success, OTK_PROOF_REFUSED when the
- * broker refuses the credentials, OTK_PROOF_UNREACHABLE otherwise.
- */
-otk_proof otk_mqtt_prove(const otk_cloud *c, const char *cafile, const char *client_id,
-                         unsigned timeout_ms);
-
-/*
- * Version 2 certificate sets: an OpenSSL client context (SSL_CTX *, as
- * libmosquitto's MOSQ_OPT_SSL_CTX takes it) that presents the device
- * certificate der with its key priv (from the key partition, never from a
- * file), and verifies the server against cafile, the name or address host
- * and, unless it is all zero, the set's CA pin. NULL when any of it fails
- * (no fallback). The caller frees it with SSL_CTX_free.
- */
-void *otk_posix_cert_ctx(const char *cafile, const char *host, const uint8_t *der,
-                         size_t der_len, const uint8_t priv[OTK_PRIV_LEN],
-                         const uint8_t pin[OTK_PIN_LEN]);
-
-/* A certificate set as PEM (certificate, private key): 0, or -1. */
-int otk_posix_cert_pem(const uint8_t *der, size_t der_len, const uint8_t priv[OTK_PRIV_LEN],
-                       FILE *cert_out, FILE *key_out);
-
-/*
  * The TLS context of a device's certificate set (OTK_SET_ACTIVE or
  * OTK_SET_STAGED), as otk_posix_cert_ctx: certificate, key and CA pin read
  * from its key partition for this context only. NULL when any is missing.
  */
 void *otk_posix_set_tls(const otk_device *dev, int which, const char *cafile, const char *host);
-
-/* Whether the server of a connection made with ctx refused our certificate (a TLS alert). */
-int otk_posix_cert_refused(const void *ctx);
-
-/*
- * Proves a certificate set: MQTT 5 CONNECT over TLS with the device
- * certificate (client id client_id, no user name); results as
- * otk_mqtt_prove (a refused certificate fails the TLS handshake or the
- * CONNACK: OTK_PROOF_REFUSED).
- */
-otk_proof otk_mqtt_prove_cert(const otk_cloud *c, const char *cafile, const char *client_id,
-                              const uint8_t *der, size_t der_len, const uint8_t priv[OTK_PRIV_LEN],
-                              const uint8_t pin[OTK_PIN_LEN], unsigned timeout_ms);
 
 #endif

@@ -6,7 +6,7 @@
  * record that retires them is stored, so a crash between the two steps
  * leaves at worst an unused client, never a device without a valid one.
  */
-#include "internal.h"
+#include "../internal.h"
 
 /* ---- small helpers ---- */
 

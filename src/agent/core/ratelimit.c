@@ -4,7 +4,7 @@
  * Token buckets count in thousandths of a token so that integer refills
  * stay exact at any rate: every elapsed millisecond adds `rate` of them.
  */
-#include "internal.h"
+#include "../internal.h"
 
 #include <stdint.h>
 #include <string.h>

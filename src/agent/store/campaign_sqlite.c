@@ -1,5 +1,5 @@
 /* Update campaigns over the SQLite registry (include/otakey/campaign.h). */
-#include "internal.h"
+#include "../internal.h"
 
 #include "otakey/campaign.h"
 #include "sqlreg_internal.h"

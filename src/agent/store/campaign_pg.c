@@ -12,7 +12,7 @@
  * rows unclaimed and unstarted; the next agent sees the device already
  * asked (or done) and only marks it, so no device is asked twice.
  */
-#include "internal.h"
+#include "../internal.h"
 
 #include <time.h>
 

@@ -3,7 +3,7 @@
  * (include/otakey/pwfile.h). Clients live in an open-addressing table
  * keyed by user name; every flush rewrites both files from it.
  */
-#include "internal.h"
+#include "../internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "otakey/pwfile.h"
-#include "posix_port.h"
+#include "cloud_login.h"
 
 #define PROBE_PREFIX "otakey-probe-"
 #define HASH_MAX 112 /* "$6$" + 16 (salt) + "$" + 88 (SHA-512) + NUL */

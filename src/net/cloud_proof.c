@@ -4,7 +4,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "posix_port.h"
+#include "cloud_login.h"
 
 typedef struct probe {
     int done;

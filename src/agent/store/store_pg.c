@@ -14,7 +14,7 @@
  * chain by FOR UPDATE on its single head row, so appends from every agent
  * form one chain.
  */
-#include "internal.h"
+#include "../internal.h"
 
 #include <time.h>
 

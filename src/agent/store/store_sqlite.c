@@ -2,7 +2,7 @@
  * The SQLite backend of the store: the registry of reg_sqlite.c and the
  * campaigns of campaign_sqlite.c, plus the operator's listings.
  */
-#include "internal.h"
+#include "../internal.h"
 
 #include <unistd.h>
 

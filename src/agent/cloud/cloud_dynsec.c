@@ -4,7 +4,7 @@
  * $CONTROL/dynamic-security/v1; each command carries a correlationData
  * that its response echoes, which is how answers are matched.
  */
-#include "internal.h"
+#include "../internal.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -3,7 +3,7 @@
  * batch, and the hash-chained audit log; every put_device writes the
  * device row and its audit row in one IMMEDIATE transaction.
  */
-#include "internal.h"
+#include "../internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

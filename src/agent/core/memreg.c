@@ -3,7 +3,7 @@
  * a short batch list and audit counters. For tests, tools and dry runs;
  * the daemon uses SQLite or PostgreSQL behind the same interface.
  */
-#include "internal.h"
+#include "../internal.h"
 
 #define MAX_BATCHES 64
 #define AUDIT_KINDS 16

@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "posix_port.h"
+#include "cloud_login.h"
 
 static int pin_index = -1, alert_index = -1;
 
@@ -170,17 +170,4 @@ int otk_posix_cert_pem(const uint8_t *der, size_t der_len, const uint8_t priv[OT
     X509_free(cert);
     EVP_PKEY_free(key);
     return ok ? 0 : -1;
-}
-
-void *otk_posix_set_tls(const otk_device *dev, int which, const char *cafile, const char *host)
-{
-    uint8_t der[OTK_CERT_MAX], priv[OTK_PRIV_LEN], pin[OTK_PIN_LEN];
-    size_t len = 0;
-    void *ctx = NULL;
-    if (otk_device_cert(dev, which, der, sizeof der, &len) == OTK_OK &&
-        otk_device_cert_key(dev, which, priv) == OTK_OK &&
-        otk_device_ca_pin(dev, which, pin) == OTK_OK)
-        ctx = otk_posix_cert_ctx(cafile, host, der, len, priv, pin);
-    otk_wipe(priv, sizeof priv);
-    return ctx;
 }

@@ -3,7 +3,7 @@
  * by the SQLite and PostgreSQL backends, which store and verify the same
  * chain.
  */
-#include "internal.h"
+#include "../internal.h"
 
 #include "store_internal.h"
 

@@ -3,7 +3,7 @@
  * device certificates issued with OpenSSL 3 from the cloud's CA, and the
  * CRL the broker enforces.
  */
-#include "internal.h"
+#include "../internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

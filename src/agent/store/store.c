@@ -1,5 +1,5 @@
 /* The store front (include/otakey/store.h): picks a backend, forwards calls. */
-#include "internal.h"
+#include "../internal.h"
 
 #include "store_internal.h"
 
