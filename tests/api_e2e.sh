@@ -43,6 +43,18 @@ printf '\n[cloud.3]\nhost = 127.0.0.1\nport = %s\nadmin_host = 127.0.0.1\nadmin_
   "$LAB_CLOUD_A_PORT" "$LAB_CLOUD_B_PORT" "$LAB_CA" "$LAB_CLOUD_ADMIN" "$LAB_CLOUD_PASSWORD" >> "$work/agent.ini"
 fleet_api
 urls=("$API_URL")
+# Bad [api] settings stop the agent at once (exit 2), saying why.
+cp "$LAB_DIR/server.key" "$work/open.key"; chmod 644 "$work/open.key"
+sed "s|^keyfile = .*|keyfile = $work/open.key|" "$work/agent.ini" > "$work/bad-key.ini"
+sed "s|^listen = .*|listen = 0.0.0.0:1\ntls = 0|" "$work/agent.ini" > "$work/bad-tls.ini"
+set +e
+"$bin/otakey-agent" -c "$work/bad-key.ini" > "$work/bad-key.log" 2>&1; rc_key=$?
+"$bin/otakey-agent" -c "$work/bad-tls.ini" > "$work/bad-tls.log" 2>&1; rc_tls=$?
+set -e
+check "an API key file others may read: exit 2 (chmod 600)" \
+  bash -c "[ $rc_key = 2 ] && grep -q 'chmod 600' '$work/bad-key.log'"
+check "tls = 0 on a non-loopback address: exit 2" \
+  bash -c "[ $rc_tls = 2 ] && grep -q 'loopback' '$work/bad-tls.log'"
 start_agent
 if [ -n "${OTK_PG_URL:-}" ]; then
   port2=$(free_port api2)
@@ -198,7 +210,8 @@ check "/metrics counts claims and commits and the fleet by state" \
 if [ -f "$root/tests/api_check.py" ]; then
   check "the server answers as docs/openapi.json says (tests/api_check.py)" \
     python3 "$root/tests/api_check.py" --spec "$root/docs/openapi.json" --url "$API_URL" --cafile "$API_CA" \
-      --token "$API_TOKEN" --read-token "$API_READ_TOKEN" --device "$(device_id 1)" --campaign "$c1" --batch "$batch"
+      --token "$API_TOKEN" --read-token "$API_READ_TOKEN" --device "$(device_id 1)" --campaign "$c1" --batch "$batch" \
+      --mutate
 fi
 if [ -n "${OTK_PG_URL:-}" ]; then
   check "both agents answered (PostgreSQL, ${#urls[@]} agents, $(cat "$work/n_call") calls in turn)" \

@@ -59,7 +59,7 @@ typedef struct otk_campaign_status {
     uint64_t failures_base; /* failures already counted when it last resumed */
     uint64_t total, started, done, failed;
     int64_t created_ms;    /* wall clock */
-    char selector[80]; /* truncated for display */
+    char selector[4096]; /* as given; a longer ids: list ends with ",..." */
 } otk_campaign_status;
 
 /*

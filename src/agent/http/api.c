@@ -627,10 +627,11 @@ static MHD_Result_t products(req_ctx *c)
         }
         st = otk_store_add_batch(s, batch, ni->valuestring, pk);
         if (st == OTK_ERR_BAD_STATE) {
+            MHD_Result_t ret = send_error(c->conn, MHD_HTTP_CONFLICT, "BAD_STATE",
+                                          "batch %s exists", bi->valuestring);
             cJSON_Delete(b);
             OPENSSL_cleanse(pk, sizeof pk);
-            return send_error(c->conn, MHD_HTTP_CONFLICT, "BAD_STATE", "batch %s exists",
-                              bi->valuestring);
+            return ret;
         }
         if (st != OTK_OK) {
             cJSON_Delete(b);
@@ -893,7 +894,7 @@ static MHD_Result_t campaign_create(req_ctx *c)
     kind = cJSON_IsString(k) && !strcmp(k->valuestring, "rotate")   ? OTK_WANT_ROTATE
            : cJSON_IsString(k) && !strcmp(k->valuestring, "switch") ? OTK_WANT_SWITCH
                                                                    : 0;
-    selector = sel == NULL ? "all" : cJSON_IsString(sel) ? sel->valuestring : NULL;
+    selector = cJSON_IsString(sel) ? sel->valuestring : NULL; /* no default: say which */
     if (kind == 0 || selector == NULL || strlen(selector) > 65536 ||
         get_u32(b, "rate", 1, 1000000, 100, &rate) != 0 ||
         get_u32(b, "canary", 0, 1000000000, 0, &canary) != 0 ||
@@ -1427,8 +1428,7 @@ static MHD_Result_t dashboard(req_ctx *c, const char *name)
 #define ONLY(m)                                                                                   \
     do {                                                                                          \
         if (!METHOD_IS(m))                                                                        \
-            return send_error(c->conn, MHD_HTTP_METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED",         \
-                              "%s is not allowed here", c->method);                               \
+            return not_allowed(c, (m));                                                           \
     } while (0)
 #define NEED_OPERATOR()                                                                           \
     do {                                                                                          \
@@ -1436,6 +1436,35 @@ static MHD_Result_t dashboard(req_ctx *c, const char *name)
             return send_error(c->conn, MHD_HTTP_FORBIDDEN, "FORBIDDEN",                           \
                               "token '%s' may only read", c->token_name);                         \
     } while (0)
+
+/* 405 with the Allow header: allow is the method the resource takes
+ * ("GET" also where POST is taken: the route says "GET, POST"). */
+static MHD_Result_t not_allowed(req_ctx *c, const char *allow)
+{
+    char msg[160];
+    cJSON *o = cJSON_CreateObject();
+    char *text;
+    struct MHD_Response *r;
+    MHD_Result_t ret;
+    snprintf(msg, sizeof msg, "%s is not allowed here (allowed: %s)", c->method, allow);
+    cJSON_AddStringToObject(o, "error", msg);
+    cJSON_AddStringToObject(o, "code", "METHOD_NOT_ALLOWED");
+    text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (text == NULL)
+        return MHD_NO;
+    r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (r == NULL) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    MHD_add_response_header(r, "Allow", allow);
+    ret = MHD_queue_response(c->conn, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+    MHD_destroy_response(r);
+    return ret;
+}
 
 /* Splits path (after "/v1/") into at most 4 segments. */
 static size_t split(const char *path, char seg[4][80])
@@ -1461,12 +1490,13 @@ static MHD_Result_t route_v1(req_ctx *c, const char *rest)
     size_t n = split(rest, seg);
     uint8_t id[16];
     uint64_t cid;
-    if (n >= 1 && n <= 4 && !strcmp(seg[0], "products") && n == 1) {
+    if (n == 1 && !strcmp(seg[0], "products")) {
         if (METHOD_IS("POST")) {
             NEED_OPERATOR();
             return products(c);
         }
-        ONLY("GET");
+        if (!METHOD_IS("GET"))
+            return not_allowed(c, "GET, POST");
         return products(c);
     }
     if (n >= 1 && !strcmp(seg[0], "devices")) {
@@ -1493,7 +1523,8 @@ static MHD_Result_t route_v1(req_ctx *c, const char *rest)
                 NEED_OPERATOR();
                 return campaign_create(c);
             }
-            ONLY("GET");
+            if (!METHOD_IS("GET"))
+                return not_allowed(c, "GET, POST");
             return campaign_list(c);
         }
         if (parse_u64(seg[1], 1, INT64_MAX, &cid) != 0)

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "pg_internal.h"
+#include "store_internal.h"
 
 /*
  * The outcome of a started device not counted yet, over campaign_devices cd
@@ -163,7 +164,7 @@ static void decode_campaign(const PGresult *r, int64_t id, otk_campaign_status *
     st->id = id;
     st->kind = (int)pg_int(r, 0, 0);
     st->target_cloud = (uint32_t)pg_int(r, 0, 1);
-    snprintf(st->selector, sizeof st->selector, "%s", PQgetvalue(r, 0, 2));
+    otk_selector_show(st->selector, sizeof st->selector, PQgetvalue(r, 0, 2));
     st->rate = (uint32_t)pg_int(r, 0, 3);
     st->canary = (uint32_t)pg_int(r, 0, 4);
     st->state = (int)pg_int(r, 0, 5);

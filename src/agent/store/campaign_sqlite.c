@@ -3,6 +3,7 @@
 
 #include "otakey/campaign.h"
 #include "sqlreg_internal.h"
+#include "store_internal.h"
 
 /*
  * A started device's outcome, decided from its record (campaign_devices cd
@@ -74,7 +75,7 @@ otk_status otk_campaign_create(otk_sqlreg *r, int kind, uint32_t target_cloud,
     sqlite3_finalize(s);
     s = NULL;
     cid = sqlite3_last_insert_rowid(db);
-#define ADD "INSERT INTO campaign_devices(campaign, device, base_version) SELECT ?1, id, c_version" \
+#define ADD "INSERT OR IGNORE INTO campaign_devices(campaign, device, base_version) SELECT ?1, id, c_version" \
             " FROM devices WHERE state = 2 AND c_version IS NOT NULL"
     if (!strcmp(selector, "all")) {
         if (sqlite3_prepare_v2(db, ADD, -1, &s, NULL) != SQLITE_OK)
@@ -188,7 +189,7 @@ static otk_status get_status(otk_sqlreg *r, int64_t id, otk_campaign_status *st,
         st->id = id;
         st->kind = sqlite3_column_int(s, 0);
         st->target_cloud = (uint32_t)sqlite3_column_int64(s, 1);
-        snprintf(st->selector, sizeof st->selector, "%s", (const char *)sqlite3_column_text(s, 2));
+        otk_selector_show(st->selector, sizeof st->selector, (const char *)sqlite3_column_text(s, 2));
         st->rate = (uint32_t)sqlite3_column_int64(s, 3);
         st->canary = (uint32_t)sqlite3_column_int64(s, 4);
         st->state = sqlite3_column_int(s, 5);

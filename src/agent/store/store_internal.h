@@ -39,6 +39,10 @@ otk_status otk_store_sqlite_open(const char *path, const otk_crypto *crypto, int
 otk_status otk_store_pg_open(const char *conninfo, const otk_crypto *crypto, void **impl,
                              const otk_store_ops **ops, char *err, size_t err_size);
 
+/* Copies a selector for display: whole when it fits, else cut after an id
+ * and ended with ",...". */
+void otk_selector_show(char *dst, size_t n, const char *src);
+
 /*
  * Parses a campaign selector's "ids:" list: calls fn for each 16-byte id.
  * OTK_ERR_BAD_VALUE when the list does not parse; fn's status otherwise.

@@ -130,40 +130,15 @@
     S.clouds = r.clouds || [];
   }
 
-  const auditPage = (after, limit) =>
-    api('/v1/audit?limit=' + limit + (after > 0 ? '&after=' + after : ''));
-
-  // The latest rows of the audit log and its last sequence number. The log is
-  // read oldest first, so for a long log the end is found by probing with
-  // limit=1 (doubling steps, then bisection: a few dozen small requests even
-  // for millions of rows) rather than by reading it all.
+  // The latest rows of the audit log (`tail`) and its last sequence number.
   async function loadAudit() {
-    const first = await auditPage(0, AUDIT_TAIL);
-    let rows = first.rows || [];
-    if (first.next !== null && first.next !== undefined && rows.length) {
-      let lo = rows[rows.length - 1].seq, hi, step = 1024;
-      for (;;) {
-        const q = await auditPage(lo + step, 1);
-        if (q.rows && q.rows.length) { lo = q.rows[0].seq; step *= 2; } else { hi = lo + step; break; }
-      }
-      while (lo < hi) { // a row with seq lo exists, none after hi
-        const mid = Math.floor((lo + hi) / 2);
-        const q = await auditPage(mid, 1);
-        if (q.rows && q.rows.length) lo = q.rows[0].seq; else hi = mid;
-      }
-      // Sequence numbers may have gaps: widen until the tail is full.
-      for (let span = AUDIT_TAIL; ; span *= 4) {
-        const after = Math.max(0, lo - span);
-        const all = [];
-        let page = await auditPage(after, 1000);
-        all.push(...(page.rows || []));
-        while (page.next !== null && page.next !== undefined && all.length < 5000) {
-          page = await auditPage(page.next, 1000);
-          all.push(...(page.rows || []));
-        }
-        rows = all;
-        if (rows.length >= AUDIT_TAIL || after === 0) break;
-      }
+    let page = await api('/v1/audit?tail=' + AUDIT_TAIL);
+    let rows = page.rows || [];
+    // The tail is counted from the number of rows: where the sequence has gaps
+    // it can stop short of the end, and then says where to read on.
+    while (page.next !== null && page.next !== undefined) {
+      page = await api('/v1/audit?limit=1000&after=' + page.next);
+      rows = rows.concat(page.rows || []).slice(-AUDIT_TAIL);
     }
     rows = rows.slice(-AUDIT_TAIL).reverse();
     S.audit = rows;
@@ -193,7 +168,7 @@
     fill.style.width = (max > 0 ? Math.max(count > 0 ? 1 : 0, 100 * count / max) : 0) + '%';
     return el('div', { class: 'bar-row' },
       el('div', { class: 'bar-label' }, el('div', { class: 'name' }, label),
-        note ? el('div', { class: 'muted note' }, note) : null),
+        note ? el('div', { class: 'muted note', title: note }, note) : null),
       el('div', { class: 'bar', role: 'presentation' }, fill),
       el('div', Object.assign({ class: 'bar-count', 'data-count': count }, attrs), num(count)));
   }
@@ -230,11 +205,13 @@
         note = [c.type, c.host && c.port ? c.host + ':' + c.port : c.host, c.tls ? 'TLS' : 'no TLS']
           .filter(Boolean).join(' · ');
         const ok = c.healthy;
+        const ms = Number(c.latency_ms);
+        const latency = ok && c.latency_ms !== null && c.latency_ms !== undefined
+          ? (ms < 1 ? ' <1 ms' : ' ' + Math.round(ms) + ' ms') : '';
         health = el('span', {
-          class: 'health ' + (ok ? 'ok' : 'bad'), 'data-cloud-healthy': id,
-          title: ok ? 'healthy' : 'not healthy',
-        }, ok ? 'healthy' : 'down', ok && c.latency_ms !== null && c.latency_ms !== undefined
-          ? ' ' + c.latency_ms + ' ms' : '');
+          class: 'health ' + (ok ? 'ok' : 'bad'), 'data-cloud-healthy': ok ? 'yes' : 'no',
+          title: ok ? 'reachable' + latency : 'not reachable',
+        }, ok ? 'up' : 'down', latency);
       } else if (id !== 'none') {
         note = 'not configured on this agent';
       }
