@@ -202,11 +202,66 @@ check "the event stream resumes after a given id (Last-Event-ID): the next event
   bash -c "timeout 2 curl -sS -N --cacert '$API_CA' -H 'Authorization: Bearer $API_TOKEN' -H 'Last-Event-ID: 5' \
     '$API_URL/v1/events' | grep -m1 '^id:' | grep -qx 'id: 6'"
 
+# The CLI as the API's client: --url prints what --db prints.
+db=${FLEET_DB:-$work/registry.db}
+printf '%s\n' "$API_TOKEN" > "$work/token"
+cli() { "$bin/otakey" "$@" --url "$API_URL" --token-file "$work/token" --cafile "$API_CA"; }
+same() { # same DESCRIPTION ARGS...: one command by --url and by --db, same output and exit code
+  local what=$1 u d ru rd; shift
+  set +e
+  u=$(cli "$@" 2>&1); ru=$?
+  d=$("$bin/otakey" "$@" --db "$db" 2>&1); rd=$?
+  set -e
+  if [ "$u" = "$d" ] && [ $ru = $rd ]; then return 0; fi
+  echo "  --url (exit $ru): $(head -c 300 <<< "$u")" >&2
+  echo "  --db  (exit $rd): $(head -c 300 <<< "$d")" >&2
+  return 1
+}
+for c in "product list" "product list --json" "device list" "device list --json" \
+         "device show $(device_id 1)" "device show $(device_id 1) --json" "campaign status" \
+         "campaign status --json" "campaign status $c1" "campaign status $c3 --json" \
+         "audit list" "audit list --json" "audit verify" "audit verify --json"; do
+  # shellcheck disable=SC2086
+  check "otakey $c: --url prints what --db prints" same "$c" $c
+done
+check "otakey device show of an unknown device: exit 1 both ways" \
+  same "show unknown" device show ffffffffffffffffffffffffffffffff
+out=$(cli campaign start --rotate --devices "$(device_id 5),$(device_id 6)" --rate 1 --json)
+c4=$(jget "$out" 'd["campaign"]')
+check "otakey campaign start --url: a campaign of 2 devices" test "$(jget "$out" 'd["devices"]')" = 2
+check "otakey campaign pause/resume --url" \
+  bash -c "'$bin/otakey' campaign pause $c4 --url '$API_URL' --token-file '$work/token' --cafile '$API_CA' >/dev/null && \
+    '$bin/otakey' campaign resume $c4 --url '$API_URL' --token-file '$work/token' --cafile '$API_CA' >/dev/null"
+check "... and it finishes (campaign status --watch --url)" \
+  bash -c "timeout 30 '$bin/otakey' campaign status $c4 --watch --json --url '$API_URL' --token-file '$work/token' \
+    --cafile '$API_CA' | tail -1 | grep -q '\"state\":\"done\"'"
+check "otakey product create --url writes the PK (0600) the API returned" \
+  bash -c "'$bin/otakey' product create --batch 00000003000000bb --name three --pk-out '$work/pk3' --url '$API_URL' \
+    --token-file '$work/token' --cafile '$API_CA' && [ \$(stat -c %a '$work/pk3') = 600 ] && [ \$(tr -d '\n' < '$work/pk3' | wc -c) = 64 ]"
+check "otakey device revoke --url waits for the agent's deletions" \
+  bash -c "'$bin/otakey' device revoke $(device_id 6) --url '$API_URL' --token-file '$work/token' --cafile '$API_CA' | \
+    grep -q 'credentials are deleted'"
+check "OTAKEY_URL and OTAKEY_TOKEN stand for --url and --token-file" \
+  bash -c "OTAKEY_URL='$API_URL' OTAKEY_TOKEN='$API_TOKEN' OTAKEY_CAFILE='$API_CA' '$bin/otakey' device list | grep -q $(device_id 5)"
+check "a read token through the CLI: listing works, a campaign is refused (exit 1, FORBIDDEN)" \
+  bash -c "OTAKEY_TOKEN='$API_READ_TOKEN' '$bin/otakey' device list --url '$API_URL' --cafile '$API_CA' >/dev/null && \
+    ! OTAKEY_TOKEN='$API_READ_TOKEN' '$bin/otakey' campaign start --rotate --all --url '$API_URL' --cafile '$API_CA' 2> '$work/ro.err' && \
+    grep -q FORBIDDEN '$work/ro.err'"
+check "the CLI checks the API's certificate (no --cafile: the system's CAs refuse it, exit 1)" \
+  bash -c "! '$bin/otakey' device list --url '$API_URL' --token-file '$work/token' 2> '$work/tls.err' && grep -qi 'certificate' '$work/tls.err'"
+check "--url with --db is a usage error (exit 2)" \
+  bash -c "'$bin/otakey' device list --url '$API_URL' --db '$db' --token-file '$work/token'; [ \$? = 2 ]"
+check "a wrong token through the CLI: exit 1, UNAUTHORIZED" \
+  bash -c "! OTAKEY_TOKEN=nope '$bin/otakey' device list --url '$API_URL' --cafile '$API_CA' 2> '$work/wt.err' && grep -q UNAUTHORIZED '$work/wt.err'"
+out=$(api GET "/v1/audit?kind=campaign&limit=1000")
+check "the CLI's campaign over the API is audited as the token's (api:ops)" \
+  test "$(jget "$out" '[r["actor"] for r in d["rows"] if r["version"]=='"$c4"'][0]')" = api:ops
+
 # Metrics, and the server against its OpenAPI document.
 out=$(curl -sS --cacert "$API_CA" -H "Authorization: Bearer $API_READ_TOKEN" "$API_URL/metrics")
 printf '%s\n' "$out" > "$work/metrics.txt"
 check "/metrics counts claims and commits and the fleet by state" \
-  bash -c "grep -q '^otakey_devices{state=\"revoked\"} 3\$' '$work/metrics.txt' && grep -Eq '^otakey_commits_total [1-9]' '$work/metrics.txt'"
+  bash -c "grep -q '^otakey_devices{state=\"revoked\"} 4\$' '$work/metrics.txt' && grep -Eq '^otakey_commits_total [1-9]' '$work/metrics.txt'"
 if [ -f "$root/tests/api_check.py" ]; then
   check "the server answers as docs/openapi.json says (tests/api_check.py)" \
     python3 "$root/tests/api_check.py" --spec "$root/docs/openapi.json" --url "$API_URL" --cafile "$API_CA" \

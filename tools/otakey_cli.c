@@ -19,6 +19,10 @@
  *
  * DB is a SQLite file or a PostgreSQL URI (postgresql://...): docs/operations.md.
  *
+ * With --url URL (or OTAKEY_URL) instead of --db/--config, the commands go
+ * through a running agent's HTTP API (docs/api.md; token from --token-file
+ * or OTAKEY_TOKEN, CA from --cafile or OTAKEY_CAFILE) and print the same.
+ *
  * Exit codes: 0 success, 1 the operation failed (message on stderr),
  * 2 bad usage (the message names the bad argument), 3 audit log tampered.
  */
@@ -34,6 +38,7 @@
 
 #include "agent_config.h"
 #include "api.h"
+#include "cli_api.h"
 #include "otakey/campaign.h"
 #include "otakey/dynsec.h"
 #include "otakey/store.h"
@@ -48,12 +53,17 @@ typedef struct args {
     char **argv;
     const char *db, *config, *batch, *name, *pk_out, *switch_to, *devices, *rate, *canary, *wait;
     const char *max_failures, *tokens, *role;
+    const char *url, *token_file, *cafile; /* --url: through the agent's HTTP API */
+    cli_api api;
     int json, rotate, all, watch, help;
     int rows; /* rows printed by a listing */
     cJSON *arr; /* --json: the listing's array */
     const char *pos[64];
     int npos;
 } args;
+
+static int remote_campaign(args *a, int want, long target, const char *selector, long rate,
+                           long canary, long max_failures, cJSON **out);
 
 static int usage_error(const char *fmt, const char *what)
 {
@@ -82,6 +92,10 @@ static const char *help_text =
     "  audit list --db DB [--json]\n"
     "  token create --tokens FILE --name NAME --role read|operator\n"
     "  --version\n"
+    "Through a running agent's HTTP API instead of the registry (docs/api.md): --url URL\n"
+    "  (or OTAKEY_URL) in place of --db/--config, the token from --token-file FILE or\n"
+    "  OTAKEY_TOKEN, the CA that signed the API's certificate from --cafile FILE or\n"
+    "  OTAKEY_CAFILE (default: the system's); the output is the same.\n"
     "'otakey COMMAND --help' explains one command.\n"
     "DB is a SQLite file or a PostgreSQL URI (postgresql://user@host/dbname).\n"
     "Exit codes: 0 success, 1 failure, 2 bad usage, 3 audit log tampered.\n";
@@ -172,6 +186,12 @@ static int parse(args *a, int from)
             dst = &a->canary;
         else if (!strcmp(s, "--wait"))
             dst = &a->wait;
+        else if (!strcmp(s, "--url"))
+            dst = &a->url;
+        else if (!strcmp(s, "--token-file"))
+            dst = &a->token_file;
+        else if (!strcmp(s, "--cafile"))
+            dst = &a->cafile;
         else if (!strcmp(s, "--max-failures"))
             dst = &a->max_failures;
         else if (!strcmp(s, "--tokens"))
@@ -496,6 +516,32 @@ static int cmd_device_update(args *a)
     for (i = 2; i < a->npos; i++)
         if (otk_hex_decode(a->pos[i], id, 16) != 0)
             return usage_error("'%s' is not a device ID (32 hex digits)", a->pos[i]);
+    if (a->url) { /* through the API: a campaign over them, at the agent's pace */
+        static char sel[65536];
+        size_t len = 4;
+        cJSON *o = NULL;
+        const cJSON *tot, *cid;
+        strcpy(sel, a->all ? "all" : "ids:");
+        for (i = 2; !a->all && i < a->npos && len + 34 < sizeof sel; i++)
+            len += (size_t)snprintf(sel + len, sizeof sel - len, "%s%s", i > 2 ? "," : "", a->pos[i]);
+        if (remote_campaign(a, target ? OTK_WANT_SWITCH : OTK_WANT_ROTATE, target, sel, 1000000, 0,
+                            0, &o) != 0)
+            return EXIT_FAIL;
+        tot = cJSON_GetObjectItemCaseSensitive(o, "total");
+        cid = cJSON_GetObjectItemCaseSensitive(o, "id");
+        if (a->json) {
+            cJSON *res = cJSON_CreateObject();
+            cJSON_AddNumberToObject(res, "requested", cJSON_IsNumber(tot) ? tot->valuedouble : 0);
+            cJSON_AddNumberToObject(res, "failed", 0);
+            cJSON_AddNumberToObject(res, "campaign", cJSON_IsNumber(cid) ? cid->valuedouble : 0);
+            json_out(res);
+        } else {
+            printf("update requested for %.0f devices, 0 failed (campaign %.0f)\n",
+                   cJSON_IsNumber(tot) ? tot->valuedouble : 0, cJSON_IsNumber(cid) ? cid->valuedouble : 0);
+        }
+        cJSON_Delete(o);
+        return 0;
+    }
     if ((rc = open_db(a, &c, &r)) != 0)
         return rc;
     memset(&cfg, 0, sizeof cfg);
@@ -776,11 +822,27 @@ static int cmd_campaign_start(args *a)
         snprintf(selector, sizeof selector, "ids:%s", a->devices);
     else
         return usage_error("%s", "--devices lists too many ids (about 1900 at most); use --batch or --all");
+    if (a->url) {
+        cJSON *o = NULL;
+        const cJSON *cid, *tot;
+        if (remote_campaign(a, target ? OTK_WANT_SWITCH : OTK_WANT_ROTATE, target, selector, rate,
+                            canary, max_failures, &o) != 0)
+            return EXIT_FAIL;
+        cid = cJSON_GetObjectItemCaseSensitive(o, "id");
+        tot = cJSON_GetObjectItemCaseSensitive(o, "total");
+        id = cJSON_IsNumber(cid) ? (int64_t)cid->valuedouble : 0;
+        total = cJSON_IsNumber(tot) ? (uint64_t)tot->valuedouble : 0;
+        cJSON_Delete(o);
+        r = NULL;
+        st = OTK_OK;
+        goto report;
+    }
     if ((rc = open_db(a, &c, &r)) != 0)
         return rc;
     st = otk_store_campaign_create(r, target ? OTK_WANT_SWITCH : OTK_WANT_ROTATE, (uint32_t)target,
                                    selector, (uint32_t)rate, (uint32_t)canary,
                                    (uint32_t)max_failures, &id, &total);
+report:
     if (st == OTK_OK && a->json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "campaign", (double)id);
@@ -793,8 +855,10 @@ static int cmd_campaign_start(args *a)
                 selector);
     else
         fprintf(stderr, "otakey: campaign start: %s\n", otk_strerror(st));
-    otk_store_close(r);
-    otk_crypto_openssl_free(&c);
+    if (r) {
+        otk_store_close(r);
+        otk_crypto_openssl_free(&c);
+    }
     return st == OTK_OK ? 0 : EXIT_FAIL;
 }
 
@@ -974,7 +1038,8 @@ static const char *audit_kind(int k)
 {
     static const char *names[] = {"?", "claim-issued", "claim-superseded", "claim-refused",
                                   "update-issued", "commit", "abort", "refused", "revoke",
-                                  "reclaim-allowed", "cloud-cleanup", "update-requested"};
+                                  "reclaim-allowed", "cloud-cleanup", "update-requested",
+                                  "product-created", "campaign"};
     return k > 0 && k < (int)(sizeof names / sizeof names[0]) ? names[k] : "?";
 }
 
@@ -982,6 +1047,9 @@ static int print_audit(void *user, const otk_audit_row *r)
 {
     args *a = user;
     char dev[33] = "";
+    /* a campaign's row carries its new state where others carry a status */
+    const char *code = r->ev.kind == OTK_AUD_CAMPAIGN ? otk_campaign_state_name((int)r->ev.code)
+                                                      : otk_strerror(r->ev.code);
     if (r->ev.has_id)
         otk_hex_encode(r->ev.id, 16, dev);
     if (a->json) {
@@ -992,11 +1060,13 @@ static int print_audit(void *user, const otk_audit_row *r)
         cJSON_AddStringToObject(o, "message", otk_msg_name(r->ev.msg_type));
         cJSON_AddStringToObject(o, "device", dev);
         cJSON_AddNumberToObject(o, "version", r->ev.version);
-        cJSON_AddStringToObject(o, "code", otk_strerror(r->ev.code));
+        cJSON_AddStringToObject(o, "code", code);
+        cJSON_AddStringToObject(o, "actor", r->actor);
     } else
-        printf("%6llu %-17s %-11s %-32s v%-4lu %s\n", (unsigned long long)r->seq,
+        printf("%6llu %-17s %-11s %-32s v%-4lu %s%s%s\n", (unsigned long long)r->seq,
                audit_kind(r->ev.kind), r->ev.msg_type ? otk_msg_name(r->ev.msg_type) : "-",
-               r->ev.has_id ? dev : "-", (unsigned long)r->ev.version, otk_strerror(r->ev.code));
+               r->ev.has_id ? dev : "-", (unsigned long)r->ev.version, code,
+               r->actor[0] ? " by " : "", r->actor);
     a->rows++;
     return 0;
 }
@@ -1074,13 +1144,379 @@ static int cmd_token_create(args *a)
     return 0;
 }
 
+/* ---- the same commands through the agent's HTTP API (--url) ---- */
+
+#define IS(i, s) (a->npos > (i) && !strcmp(a->pos[i], s))
+
+/* One call; NULL after printing why when it failed or the API refused it
+ * (want: the status expected). */
+static cJSON *remote(args *a, const char *what, const char *method, const char *path,
+                     const cJSON *body, long want)
+{
+    long status = 0;
+    cJSON *o = cli_api_call(&a->api, method, path, body, &status);
+    if (o && status != want) {
+        cli_api_error(what, o, status);
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Walks a paged listing: GET path&after=CURSOR until next is null. */
+static int remote_pages(args *a, const char *what, const char *path, const char *key,
+                        int (*row)(args *a, const cJSON *item))
+{
+    char p[512], cursor[40] = "";
+    for (;;) {
+        cJSON *o, *items, *next, *it;
+        snprintf(p, sizeof p, "%s%s%s", path, cursor[0] ? "&after=" : "", cursor);
+        if ((o = remote(a, what, "GET", p, NULL, 200)) == NULL)
+            return EXIT_FAIL;
+        items = cJSON_GetObjectItemCaseSensitive(o, key);
+        cJSON_ArrayForEach(it, items) {
+            if (row(a, it) != 0) {
+                cJSON_Delete(o);
+                fprintf(stderr, "otakey: %s: the API's answer does not parse\n", what);
+                return EXIT_FAIL;
+            }
+        }
+        next = cJSON_GetObjectItemCaseSensitive(o, "next");
+        if (cJSON_IsString(next))
+            snprintf(cursor, sizeof cursor, "%s", next->valuestring);
+        else if (cJSON_IsNumber(next))
+            snprintf(cursor, sizeof cursor, "%.0f", next->valuedouble);
+        else
+            cursor[0] = '\0';
+        cJSON_Delete(o);
+        if (!cursor[0])
+            return 0;
+    }
+}
+
+static int device_row(args *a, const cJSON *it)
+{
+    otk_device_info d;
+    return cli_api_device(it, &d) ? -1 : (print_device(a, &d), 0);
+}
+
+static int batch_row(args *a, const cJSON *it)
+{
+    otk_batch_info b;
+    return cli_api_batch(it, &b) ? -1 : (print_batch(a, &b), 0);
+}
+
+static int audit_row(args *a, const cJSON *it)
+{
+    otk_audit_row r;
+    return cli_api_audit(it, &r) ? -1 : (print_audit(a, &r), 0);
+}
+
+static int remote_product_create(args *a)
+{
+    uint8_t batch[8];
+    cJSON *body, *o;
+    const cJSON *pk;
+    FILE *f;
+    int rc = EXIT_FAIL;
+    if (a->batch == NULL || otk_hex_decode(a->batch, batch, sizeof batch) != 0)
+        return usage_error("%s", "--batch must be 16 hex digits (product id, batch number)");
+    if (a->name == NULL || a->pk_out == NULL)
+        return usage_error("%s", "--name and --pk-out are required");
+    f = otk_create_secret_file(a->pk_out, 1); /* first: the PK comes back once */
+    if (f == NULL) {
+        fprintf(stderr, "otakey: cannot create '%s': %s%s\n", a->pk_out, strerror(errno),
+                errno == EEXIST ? " (it must not exist yet)" : "");
+        return EXIT_FAIL;
+    }
+    body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "batch", a->batch);
+    cJSON_AddStringToObject(body, "name", a->name);
+    o = remote(a, "product create", "POST", "/v1/products", body, 201);
+    cJSON_Delete(body);
+    pk = cJSON_GetObjectItemCaseSensitive(o, "pk");
+    if (cJSON_IsString(pk) && strlen(pk->valuestring) == 64) {
+        fprintf(f, "%s\n", pk->valuestring);
+        otk_wipe(pk->valuestring, 64);
+        rc = 0;
+    }
+    if (fclose(f) != 0)
+        rc = EXIT_FAIL;
+    if (rc != 0)
+        remove(a->pk_out);
+    cJSON_Delete(o);
+    return rc;
+}
+
+static int remote_list(args *a, const char *what, const char *path, const char *key,
+                       int (*row)(args *a, const cJSON *item), const char *header)
+{
+    int rc;
+    if (a->json)
+        a->arr = cJSON_CreateArray();
+    else if (header)
+        fputs(header, stdout);
+    rc = remote_pages(a, what, path, key, row);
+    if (a->json)
+        json_out(a->arr);
+    return rc;
+}
+
+static int remote_device_show(args *a)
+{
+    char p[64];
+    uint8_t id[16];
+    cJSON *o;
+    long status = 0;
+    int rc;
+    if (a->npos != 3 || otk_hex_decode(a->pos[2], id, 16) != 0)
+        return usage_error("%s", "device show needs one device ID (32 hex digits)");
+    snprintf(p, sizeof p, "/v1/devices/%s", a->pos[2]);
+    if ((o = cli_api_call(&a->api, "GET", p, NULL, &status)) == NULL)
+        return EXIT_FAIL;
+    if (a->json)
+        a->arr = cJSON_CreateArray();
+    else
+        printf("%-32s %-8s %-7s %-5s %-7s %s\n", "DEVICE", "STATE", "VERSION", "CLOUD", "PENDING", "BATCH");
+    if (status == 404) { /* as --db says it */
+        if (a->json)
+            json_out(a->arr);
+        fprintf(stderr, "otakey: no device %s\n", a->pos[2]);
+        cJSON_Delete(o);
+        return EXIT_FAIL;
+    }
+    if (status != 200) {
+        cli_api_error(a->pos[2], o, status);
+        cJSON_Delete(a->json ? a->arr : NULL);
+        cJSON_Delete(o);
+        return EXIT_FAIL;
+    }
+    rc = device_row(a, o) ? EXIT_FAIL : 0;
+    if (a->json)
+        json_out(a->arr);
+    cJSON_Delete(o);
+    return rc;
+}
+
+static int remote_device_action(args *a, const char *action)
+{
+    char p[96];
+    uint8_t id[16];
+    cJSON *o;
+    double wait_s = 10, t0;
+    char *end = NULL;
+    int cleaned = 0;
+    if (a->npos != 3 || otk_hex_decode(a->pos[2], id, 16) != 0)
+        return usage_error("device %s needs one device ID (32 hex digits)", action);
+    if (a->wait != NULL && ((wait_s = strtod(a->wait, &end)) < 0 || wait_s > 3600 || *end))
+        return usage_error("--wait '%s' is not a number of seconds in [0, 3600]", a->wait);
+    snprintf(p, sizeof p, "/v1/devices/%s/%s", a->pos[2], action);
+    if ((o = remote(a, a->pos[2], "POST", p, NULL, 200)) == NULL)
+        return EXIT_FAIL;
+    cJSON_Delete(o);
+    if (strcmp(action, "revoke") != 0) {
+        printf("%s may claim once more\n", a->pos[2]);
+        return 0;
+    }
+    printf("revoked %s: its AK is refused from now on\n", a->pos[2]);
+    /* The agent deletes its cloud credentials: wait until it reports it. */
+    snprintf(p, sizeof p, "/v1/devices/%s", a->pos[2]);
+    t0 = mono_s();
+    do {
+        const cJSON *w;
+        if ((o = remote(a, a->pos[2], "GET", p, NULL, 200)) == NULL)
+            return EXIT_FAIL;
+        w = cJSON_GetObjectItemCaseSensitive(o, "want");
+        cleaned = !(cJSON_IsString(w) && !strcmp(w->valuestring, "cleanup"));
+        cJSON_Delete(o);
+        if (!cleaned)
+            nanosleep(&(struct timespec){0, 50000000L}, NULL);
+    } while (!cleaned && mono_s() - t0 < wait_s);
+    if (cleaned) {
+        printf("its cloud credentials are deleted (by the agent, %.1f s)\n", mono_s() - t0);
+        return 0;
+    }
+    fprintf(stderr, "otakey: revoke %s: the agent has not deleted its cloud credentials%s\n",
+            a->pos[2], wait_s > 0 ? " in time (it still will)" : " yet (--wait 0)");
+    return EXIT_FAIL;
+}
+
+/* A campaign through the API; *out (the answer) on success. */
+static int remote_campaign(args *a, int want, long target, const char *selector, long rate,
+                           long canary, long max_failures, cJSON **out)
+{
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "kind", want == OTK_WANT_SWITCH ? "switch" : "rotate");
+    if (want == OTK_WANT_SWITCH)
+        cJSON_AddNumberToObject(body, "target_cloud", (double)target);
+    cJSON_AddStringToObject(body, "selector", selector);
+    cJSON_AddNumberToObject(body, "rate", (double)rate);
+    cJSON_AddNumberToObject(body, "canary", (double)canary);
+    cJSON_AddNumberToObject(body, "max_failures", (double)max_failures);
+    *out = remote(a, "campaign start", "POST", "/v1/campaigns", body, 201);
+    cJSON_Delete(body);
+    return *out ? 0 : EXIT_FAIL;
+}
+
+static int remote_campaign_status(args *a, long id)
+{
+    char p[64];
+    int tty = isatty(1) && !a->json;
+    otk_campaign_status cs;
+    if (id == 0) {
+        cJSON *o = remote(a, "campaign status", "GET", "/v1/campaigns", NULL, 200), *it;
+        if (o == NULL)
+            return EXIT_FAIL;
+        if (a->json)
+            a->arr = cJSON_CreateArray();
+        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(o, "campaigns")) {
+            if (cli_api_campaign(it, &cs) != 0)
+                continue;
+            if (a->json)
+                cJSON_AddItemToArray(a->arr, campaign_json(&cs));
+            else
+                print_campaign(&cs, 0, 0);
+        }
+        if (a->json)
+            json_out(a->arr);
+        cJSON_Delete(o);
+        return 0;
+    }
+    snprintf(p, sizeof p, "/v1/campaigns/%ld", id);
+    for (;;) {
+        cJSON *o = remote(a, "campaign status", "GET", p, NULL, 200), *it;
+        if (o == NULL)
+            return EXIT_FAIL;
+        if (cli_api_campaign(o, &cs) != 0) {
+            cJSON_Delete(o);
+            fprintf(stderr, "otakey: campaign %ld: the API's answer does not parse\n", id);
+            return EXIT_FAIL;
+        }
+        if (!a->watch || cs.state == OTK_CAMP_DONE || cs.state == OTK_CAMP_ABORTED ||
+            cs.state == OTK_CAMP_PAUSED) {
+            failure_out fo = {NULL, 0};
+            cJSON *out = a->json ? campaign_json(&cs) : NULL;
+            if (out)
+                fo.arr = cJSON_AddArrayToObject(out, "failures");
+            if (!a->json)
+                print_campaign(&cs, 0, a->watch && tty);
+            if (a->watch && tty)
+                printf("\n");
+            cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(o, "failures")) {
+                const cJSON *dv = cJSON_GetObjectItemCaseSensitive(it, "device");
+                const cJSON *rs = cJSON_GetObjectItemCaseSensitive(it, "reason");
+                uint8_t dev[16];
+                int k;
+                if (!cJSON_IsString(dv) || !cJSON_IsString(rs) ||
+                    otk_hex_decode(dv->valuestring, dev, 16) != 0)
+                    continue;
+                for (k = 0; k <= 40 && strcmp(otk_api_status_name(-k), rs->valuestring); k++)
+                    ;
+                (void)print_failure(&fo, dev, (otk_status)-k);
+            }
+            if (out)
+                json_out(out);
+            cJSON_Delete(o);
+            return 0;
+        }
+        cJSON_Delete(o);
+        print_campaign(&cs, a->json, a->watch && tty);
+        nanosleep(&(struct timespec){0, 200000000L}, NULL);
+    }
+}
+
+static int remote_campaign_set(args *a, const char *action)
+{
+    char p[96];
+    long id;
+    cJSON *o;
+    if (a->npos != 3 || parse_count(a->pos[2], "campaign ID", 1, 0x7fffffff, &id) != 0)
+        return usage_error("%s", "give one campaign ID");
+    snprintf(p, sizeof p, "/v1/campaigns/%ld/%s", id, action);
+    if ((o = remote(a, "campaign", "POST", p, NULL, 200)) == NULL)
+        return EXIT_FAIL;
+    cJSON_Delete(o);
+    printf("campaign %ld: %s\n", id, a->pos[1]);
+    return 0;
+}
+
+static int remote_audit_verify(args *a)
+{
+    cJSON *o = remote(a, "audit verify", "GET", "/v1/audit/verify", NULL, 200);
+    const cJSON *ok, *rows, *bad;
+    int good;
+    if (o == NULL)
+        return EXIT_FAIL;
+    ok = cJSON_GetObjectItemCaseSensitive(o, "ok");
+    rows = cJSON_GetObjectItemCaseSensitive(o, "rows");
+    bad = cJSON_GetObjectItemCaseSensitive(o, "bad_seq");
+    good = cJSON_IsTrue(ok);
+    if (a->json) {
+        cJSON *out = cJSON_CreateObject();
+        cJSON_AddBoolToObject(out, "ok", good);
+        cJSON_AddNumberToObject(out, good ? "rows" : "first_bad_row",
+                                good ? (cJSON_IsNumber(rows) ? rows->valuedouble : 0)
+                                     : (cJSON_IsNumber(bad) ? bad->valuedouble : 0));
+        json_out(out);
+    } else if (good) {
+        printf("audit log intact: %.0f rows\n", cJSON_IsNumber(rows) ? rows->valuedouble : 0);
+    } else {
+        printf("audit log TAMPERED: row %.0f does not verify\n",
+               cJSON_IsNumber(bad) ? bad->valuedouble : 0);
+    }
+    cJSON_Delete(o);
+    return good ? 0 : EXIT_TAMPERED;
+}
+
+/* Commands through the API; -1 for one that has no API form. */
+static int remote_command(args *a)
+{
+    if (a->db || a->config)
+        return usage_error("%s", "--url goes through the agent's API: leave out --db and --config");
+    if (cli_api_token(&a->api, a->token_file) != 0)
+        return EXIT_USAGE;
+    a->api.url = a->url;
+    a->api.cafile = a->cafile ? a->cafile : getenv("OTAKEY_CAFILE");
+    if (IS(0, "product") && IS(1, "create"))
+        return remote_product_create(a);
+    if (IS(0, "product") && IS(1, "list"))
+        return remote_list(a, "product list", "/v1/products?", "products", batch_row,
+                           "BATCH            PRODUCT                  DEVICES\n");
+    if (IS(0, "device") && IS(1, "list"))
+        return remote_list(a, "device list", "/v1/devices?limit=1000", "devices", device_row,
+                           "DEVICE                           STATE    VERSION CLOUD PENDING BATCH\n");
+    if (IS(0, "device") && IS(1, "show"))
+        return remote_device_show(a);
+    if (IS(0, "device") && (IS(1, "revoke") || IS(1, "allow-reclaim")))
+        return remote_device_action(a, a->pos[1]);
+    if (IS(0, "device") && IS(1, "update"))
+        return cmd_device_update(a);
+    if (IS(0, "campaign") && IS(1, "start"))
+        return cmd_campaign_start(a);
+    if (IS(0, "campaign") && IS(1, "status")) {
+        long id = 0;
+        if (a->npos == 3 && parse_count(a->pos[2], "campaign ID", 1, 0x7fffffff, &id) != 0)
+            return EXIT_USAGE;
+        if (a->npos > 3)
+            return usage_error("%s", "campaign status takes at most one ID");
+        return remote_campaign_status(a, id);
+    }
+    if (IS(0, "campaign") && (IS(1, "pause") || IS(1, "resume") || IS(1, "abort")))
+        return remote_campaign_set(a, a->pos[1]);
+    if (IS(0, "audit") && IS(1, "verify"))
+        return remote_audit_verify(a);
+    if (IS(0, "audit") && IS(1, "list"))
+        return remote_list(a, "audit list", "/v1/audit?limit=1000", "rows", audit_row, NULL);
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
-    args a;
+    args a_, *a = &a_;
     int rc;
-    memset(&a, 0, sizeof a);
-    a.argc = argc;
-    a.argv = argv;
+    memset(a, 0, sizeof *a);
+    a->argc = argc;
+    a->argv = argv;
     if (argc < 2) {
         fputs(help_text, stderr);
         return EXIT_USAGE;
@@ -1089,42 +1525,49 @@ int main(int argc, char **argv)
         printf("otakey %s\n", OTK_VERSION);
         return 0;
     }
-    if ((rc = parse(&a, 1)) != 0)
+    if ((rc = parse(a, 1)) != 0)
         return rc;
-    if (a.help)
-        return print_help(&a);
-#define IS(i, s) (a.npos > (i) && !strcmp(a.pos[i], s))
+    if (a->help)
+        return print_help(a);
+    if (a->url == NULL && a->db == NULL && a->config == NULL && getenv("OTAKEY_URL") &&
+        *getenv("OTAKEY_URL"))
+        a->url = getenv("OTAKEY_URL");
+    if (a->url && !(IS(0, "keygen") || (IS(0, "token") && IS(1, "create")))) {
+        rc = remote_command(a);
+        if (rc >= 0)
+            return rc;
+    }
     if (IS(0, "keygen"))
-        return cmd_keygen(&a);
+        return cmd_keygen(a);
     if (IS(0, "product") && IS(1, "create"))
-        return cmd_product_create(&a);
+        return cmd_product_create(a);
     if (IS(0, "product") && IS(1, "list"))
-        return cmd_product_list(&a);
+        return cmd_product_list(a);
     if (IS(0, "device") && IS(1, "list"))
-        return cmd_device_list(&a, 0);
+        return cmd_device_list(a, 0);
     if (IS(0, "device") && IS(1, "show"))
-        return cmd_device_list(&a, 1);
+        return cmd_device_list(a, 1);
     if (IS(0, "device") && IS(1, "update"))
-        return cmd_device_update(&a);
+        return cmd_device_update(a);
     if (IS(0, "device") && IS(1, "revoke"))
-        return cmd_device_revoke(&a);
+        return cmd_device_revoke(a);
     if (IS(0, "device") && IS(1, "allow-reclaim"))
-        return cmd_allow_reclaim(&a);
+        return cmd_allow_reclaim(a);
     if (IS(0, "campaign") && IS(1, "start"))
-        return cmd_campaign_start(&a);
+        return cmd_campaign_start(a);
     if (IS(0, "campaign") && IS(1, "status"))
-        return cmd_campaign_status(&a);
+        return cmd_campaign_status(a);
     if (IS(0, "campaign") && IS(1, "pause"))
-        return cmd_campaign_set(&a, OTK_CAMP_PAUSED);
+        return cmd_campaign_set(a, OTK_CAMP_PAUSED);
     if (IS(0, "campaign") && IS(1, "resume"))
-        return cmd_campaign_set(&a, OTK_CAMP_RUNNING);
+        return cmd_campaign_set(a, OTK_CAMP_RUNNING);
     if (IS(0, "campaign") && IS(1, "abort"))
-        return cmd_campaign_set(&a, OTK_CAMP_ABORTED);
+        return cmd_campaign_set(a, OTK_CAMP_ABORTED);
     if (IS(0, "audit") && IS(1, "verify"))
-        return cmd_audit_verify(&a);
+        return cmd_audit_verify(a);
     if (IS(0, "audit") && IS(1, "list"))
-        return cmd_audit_list(&a);
+        return cmd_audit_list(a);
     if (IS(0, "token") && IS(1, "create"))
-        return cmd_token_create(&a);
-    return usage_error("unknown command '%s'", a.npos ? a.pos[0] : argv[1]);
+        return cmd_token_create(a);
+    return usage_error("unknown command '%s'", a->npos ? a->pos[0] : argv[1]);
 }

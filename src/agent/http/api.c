@@ -125,7 +125,7 @@ static uint64_t ld(const uint64_t *p)
 
 /* ---- names ---- */
 
-static const char *status_name(otk_status st)
+const char *otk_api_status_name(otk_status st)
 {
     static const char *const names[] = {
         "OK",          "INVALID_ARGUMENT", "BAD_STATE",     "BUFFER_TOO_SMALL", "BAD_MAC",
@@ -138,13 +138,13 @@ static const char *status_name(otk_status st)
     return st <= 0 && -st < (int)(sizeof names / sizeof names[0]) ? names[-st] : "UNKNOWN";
 }
 
-static const char *state_name(int st)
+const char *otk_api_state_name(int st)
 {
     return st == OTK_DS_PENDING ? "pending" : st == OTK_DS_ACTIVE ? "active"
                                             : st == OTK_DS_REVOKED ? "revoked" : "unknown";
 }
 
-static const char *want_name(int w)
+const char *otk_api_want_name(int w)
 {
     return w == OTK_WANT_ROTATE ? "rotate" : w == OTK_WANT_SWITCH ? "switch"
                                            : w == OTK_WANT_CLEANUP ? "cleanup" : "none";
@@ -156,7 +156,7 @@ static const char *const audit_kinds[] = {
     "cloud_cleanup", "update_requested", "product_created", "campaign"};
 #define N_AUDIT_KINDS (sizeof audit_kinds / sizeof audit_kinds[0])
 
-static const char *audit_kind_name(int k)
+const char *otk_api_audit_kind(int k)
 {
     return k > 0 && (size_t)k < N_AUDIT_KINDS ? audit_kinds[k] : "unknown";
 }
@@ -398,7 +398,7 @@ static MHD_Result_t send_status(struct MHD_Connection *conn, otk_status st, cons
                     : st == OTK_ERR_BAD_VALUE || st == OTK_ERR_INVALID_ARGUMENT
                         ? MHD_HTTP_BAD_REQUEST
                         : MHD_HTTP_SERVICE_UNAVAILABLE;
-    return send_error(conn, code, status_name(st), "%s: %s", what, otk_strerror(st));
+    return send_error(conn, code, otk_api_status_name(st), "%s: %s", what, otk_strerror(st));
 }
 
 /* ---- JSON of registry rows ---- */
@@ -415,13 +415,13 @@ static cJSON *device_json(const otk_device_info *d)
     cJSON *o = cJSON_CreateObject();
     add_hex(o, "id", d->id, 16);
     add_hex(o, "batch", d->batch_id, 8);
-    cJSON_AddStringToObject(o, "state", state_name(d->state));
+    cJSON_AddStringToObject(o, "state", otk_api_state_name(d->state));
     cJSON_AddNumberToObject(o, "version", d->version);
     cJSON_AddNumberToObject(o, "cloud", d->cloud);
     cJSON_AddStringToObject(o, "user", d->user);
     cJSON_AddNumberToObject(o, "pending_version", d->pending_version);
     cJSON_AddNumberToObject(o, "issued", d->issued);
-    cJSON_AddStringToObject(o, "want", want_name(d->want));
+    cJSON_AddStringToObject(o, "want", otk_api_want_name(d->want));
     cJSON_AddNumberToObject(o, "last_seen_ms", (double)d->last_seen_ms);
     return o;
 }
@@ -455,7 +455,7 @@ static cJSON *audit_json(const otk_audit_row *a)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "seq", (double)a->seq);
     cJSON_AddNumberToObject(o, "ts_ms", (double)a->ts_ms);
-    cJSON_AddStringToObject(o, "kind", audit_kind_name(a->ev.kind));
+    cJSON_AddStringToObject(o, "kind", otk_api_audit_kind(a->ev.kind));
     if (a->ev.msg_type)
         cJSON_AddStringToObject(o, "msg_type", otk_msg_name(a->ev.msg_type));
     else
@@ -467,7 +467,7 @@ static cJSON *audit_json(const otk_audit_row *a)
     cJSON_AddNumberToObject(o, "version", a->ev.version);
     cJSON_AddStringToObject(o, "code", a->ev.kind == OTK_AUD_CAMPAIGN
                                            ? otk_campaign_state_name((int)a->ev.code)
-                                           : status_name(a->ev.code));
+                                           : otk_api_status_name(a->ev.code));
     if (a->actor[0])
         cJSON_AddStringToObject(o, "actor", a->actor);
     else
@@ -807,7 +807,7 @@ static int failure_row(void *user, const uint8_t id[16], otk_status reason)
     failures_ctx *f = user;
     cJSON *o = cJSON_CreateObject();
     add_hex(o, "device", id, 16);
-    cJSON_AddStringToObject(o, "reason", status_name(reason));
+    cJSON_AddStringToObject(o, "reason", otk_api_status_name(reason));
     cJSON_AddItemToArray(f->arr, o);
     return ++f->n >= 10000; /* a page of failures is enough to act on */
 }
@@ -1201,7 +1201,7 @@ static MHD_Result_t metrics(req_ctx *c)
     for (k = 1; k < OTK_API_CODES; k++) {
         uint64_t v = ld(&m->refusals[k]);
         if (v)
-            sb(&b, "otakey_refusals_total{code=\"%s\"} %llu\n", status_name(-k),
+            sb(&b, "otakey_refusals_total{code=\"%s\"} %llu\n", otk_api_status_name(-k),
                (unsigned long long)v);
     }
 #define COUNTER(name, field, help)                                                                \
@@ -1232,7 +1232,7 @@ static MHD_Result_t metrics(req_ctx *c)
         sb(&b, "# HELP otakey_devices Devices in the registry by state.\n"
                "# TYPE otakey_devices gauge\n");
         for (k = 1; k <= 3; k++)
-            sb(&b, "otakey_devices{state=\"%s\"} %llu\n", state_name(k),
+            sb(&b, "otakey_devices{state=\"%s\"} %llu\n", otk_api_state_name(k),
                (unsigned long long)f.by_state[k]);
         sb(&b, "# HELP otakey_updates_pending Key sets issued and not yet confirmed.\n"
                "# TYPE otakey_updates_pending gauge\notakey_updates_pending %llu\n",
@@ -1283,7 +1283,7 @@ static int event_row(void *user, const otk_audit_row *a)
     if (data == NULL)
         return 1;
     n = snprintf(e->buf + e->len, sizeof e->buf - e->len, "id: %llu\nevent: %s\ndata: %s\n\n",
-                 (unsigned long long)a->seq, audit_kind_name(a->ev.kind), data);
+                 (unsigned long long)a->seq, otk_api_audit_kind(a->ev.kind), data);
     free(data);
     if (n < 0 || (size_t)n >= sizeof e->buf - e->len) {
         e->buf[e->len] = '\0'; /* no room: this row starts the next read */

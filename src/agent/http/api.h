@@ -70,6 +70,17 @@ int otk_api_reload_tokens(otk_api *api, char *err, size_t err_size);
 void otk_api_stop(otk_api *api);
 
 /*
+ * The API's names (docs/api.md), shared with the CLI: a status ("OK",
+ * "BAD_MAC", ...), a device state ("pending", "active", "revoked"), what an
+ * operator wants of a device ("none", "rotate", "switch", "cleanup"), an
+ * audit row's kind ("claim_issued", ...; "unknown" outside the table).
+ */
+const char *otk_api_status_name(otk_status st);
+const char *otk_api_state_name(int state);
+const char *otk_api_want_name(int want);
+const char *otk_api_audit_kind(int kind);
+
+/*
  * Token file helpers, shared with the CLI: the SHA-256 of a token as 64 hex
  * digits; a new random token (64 hex digits) into out[65].
  */
