@@ -42,6 +42,7 @@ fleet_setup
 printf '\n[cloud.3]\nhost = 127.0.0.1\nport = %s\nadmin_host = 127.0.0.1\nadmin_port = %s\nadmin_cafile = %s\nadmin_user = %s\nadmin_password = %s\n' \
   "$LAB_CLOUD_A_PORT" "$LAB_CLOUD_B_PORT" "$LAB_CA" "$LAB_CLOUD_ADMIN" "$LAB_CLOUD_PASSWORD" >> "$work/agent.ini"
 fleet_api
+sed -i '/^\[agent\]/a log_format = json' "$work/agent.ini"
 urls=("$API_URL")
 # Bad [api] settings stop the agent at once (exit 2), saying why.
 cp "$LAB_DIR/server.key" "$work/open.key"; chmod 644 "$work/open.key"
@@ -256,6 +257,12 @@ check "a wrong token through the CLI: exit 1, UNAUTHORIZED" \
 out=$(api GET "/v1/audit?kind=campaign&limit=1000")
 check "the CLI's campaign over the API is audited as the token's (api:ops)" \
   test "$(jget "$out" '[r["actor"] for r in d["rows"] if r["version"]=='"$c4"'][0]')" = api:ops
+
+check "log_format = json: every line of the agent's log is a JSON object, one per commit at info" \
+  python3 -c 'import json,sys
+rows=[json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+assert all({"ts","level","msg","program"} <= set(r) for r in rows)
+assert sum(1 for r in rows if r["level"]=="info" and r["msg"].endswith("committed")) >= 6' "$work/agent.log"
 
 # Metrics, and the server against its OpenAPI document.
 out=$(curl -sS --cacert "$API_CA" -H "Authorization: Bearer $API_READ_TOKEN" "$API_URL/metrics")

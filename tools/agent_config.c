@@ -128,6 +128,12 @@ static int on_agent(parse_ctx *p, const char *s, const char *k, const char *v)
         return number(p, s, k, v, 100, 86400000, &x) && (c->notify_resend_ms = (unsigned)x, 1);
     if (!strncmp(k, "ratelimit_", 10))
         return on_ratelimit(p, s, k, v);
+    if (!strcmp(k, "log_format")) {
+        if (strcmp(v, "text") && strcmp(v, "json"))
+            return fail(p, s, k, "expected text or json");
+        c->log_json = !strcmp(v, "json");
+        return 1;
+    }
     if (!strcmp(k, "log_level")) {
         if (!strcmp(v, "error"))
             c->log_level = 0;

@@ -34,6 +34,7 @@ typedef struct otk_agentd_config {
     char devices_crl_file[256]; /* every certificate cloud's CRL, for the agent broker ("" none) */
     char broker_pid_file[256];  /* the agent broker, signalled when that file changes */
     int log_level; /* 0 error, 1 warn, 2 info, 3 debug */
+    int log_json;  /* log_format = json: one JSON object per line */
     unsigned notify_rate;      /* NOTIFY messages per second at most */
     unsigned notify_resend_ms; /* offer a requested update again after this */
     otk_rl_config ratelimit;   /* ratelimit_* keys (include/otakey/ratelimit.h) */

@@ -41,7 +41,7 @@
 #define BATCH_MAX 2048
 
 static volatile sig_atomic_t stopping, reloading;
-static int log_level = 2;
+static int log_level = 2, log_json;
 
 /* One line per event: UTC time to the millisecond, program, level, message. */
 static void logf_(int level, const char *fmt, ...)
@@ -56,6 +56,25 @@ static void logf_(int level, const char *fmt, ...)
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (log_json) { /* {"ts": ..., "level": ..., "msg": ...}, escaped by cJSON */
+        char msg[1024], stamp[64], *line;
+        cJSON *o = cJSON_CreateObject();
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        snprintf(stamp, sizeof stamp, "%s.%03ldZ", when, ts.tv_nsec / 1000000L);
+        cJSON_AddStringToObject(o, "ts", stamp);
+        cJSON_AddStringToObject(o, "program", "otakey-agent");
+        cJSON_AddStringToObject(o, "level", names[level]);
+        cJSON_AddStringToObject(o, "msg", msg);
+        line = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        if (line) {
+            fprintf(stderr, "%s\n", line);
+            free(line);
+        }
+        return;
+    }
     fprintf(stderr, "%s.%03ldZ otakey-agent: %s: ", when, ts.tv_nsec / 1000000L, names[level]);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -388,6 +407,7 @@ static int setup(daemon_ctx *d, const char *path)
         return 2;
     }
     log_level = d->cfg.log_level;
+    log_json = d->cfg.log_json;
     if (otk_crypto_openssl_init(&d->crypto, NULL, NULL) != OTK_OK) {
         fprintf(stderr, "otakey-agent: crypto initialisation failed\n");
         return 1;
@@ -594,7 +614,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: otakey-agent -c CONFIG\n"
                "       otakey-agent --help | --version\n"
                "Runs the OTA-Key agent daemon described by CONFIG (INI; see docs/operations.md).\n"
-               "SIGTERM/SIGINT stop it; SIGHUP reloads log_level, notify_* and ratelimit_*.\n"
+               "SIGTERM/SIGINT stop it; SIGHUP reloads log_level, log_format, notify_*, ratelimit_*\n"
+               "and the API tokens.\n"
                "Exit codes: 0 clean shutdown, 1 runtime failure, 2 bad usage or configuration.\n");
 }
 
@@ -621,7 +642,8 @@ static void reload(daemon_ctx *d)
     d->cfg.notify_rate = n.notify_rate;
     d->cfg.notify_resend_ms = n.notify_resend_ms;
     d->cfg.log_level = log_level = n.log_level;
-    logf_(2, "SIGHUP: reloaded log_level, notify_rate %u/s, notify_resend_ms %u, ratelimit "
+    d->cfg.log_json = log_json = n.log_json;
+    logf_(2, "SIGHUP: reloaded log_level, log_format, notify_rate %u/s, notify_resend_ms %u, ratelimit "
              "(client %u/s, refusals %u/s)",
           n.notify_rate, n.notify_resend_ms, n.ratelimit.client_rate, n.ratelimit.refusal_rate);
     if (d->api) {
