@@ -203,6 +203,22 @@ static int valid_name(const char *s)
     return 1;
 }
 
+/* One line of the tokens file: 1 and *t filled, 0 for a comment or a blank
+ * line, -1 for a malformed one. */
+static int parse_token_line(const char *line, api_token *t)
+{
+    char name[49], role[16], hex[80];
+    if (line[0] == '#' || strspn(line, " \t\r\n") == strlen(line))
+        return 0;
+    if (sscanf(line, "%48s %15s %79s", name, role, hex) != 3 || !valid_name(name) ||
+        (strcmp(role, "read") && strcmp(role, "operator")) || strlen(hex) != 64 ||
+        otk_hex_decode(hex, t->hash, 32) != 0)
+        return -1;
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->operator_role = !strcmp(role, "operator");
+    return 1;
+}
+
 /* Reads the tokens file into out (n at most TOKENS_MAX). */
 static int load_tokens(const char *path, api_token *out, size_t *n, char *err, size_t err_size)
 {
@@ -224,14 +240,11 @@ static int load_tokens(const char *path, api_token *out, size_t *n, char *err, s
         return -1;
     }
     while (fgets(line, sizeof line, f)) {
-        char name[49], role[16], hex[80];
         int k;
         lineno++;
-        if (line[0] == '#' || strspn(line, " \t\r\n") == strlen(line))
+        if ((k = parse_token_line(line, &out[*n < TOKENS_MAX ? *n : TOKENS_MAX - 1])) == 0)
             continue;
-        k = sscanf(line, "%48s %15s %79s", name, role, hex);
-        if (k != 3 || !valid_name(name) || (strcmp(role, "read") && strcmp(role, "operator")) ||
-            strlen(hex) != 64 || otk_hex_decode(hex, out[*n].hash, 32) != 0) {
+        if (k < 0) {
             snprintf(err, err_size,
                      "api tokens file %s line %u: expected 'NAME ROLE SHA256HEX' with ROLE read or "
                      "operator", path, lineno);
@@ -243,8 +256,6 @@ static int load_tokens(const char *path, api_token *out, size_t *n, char *err, s
             fclose(f);
             return -1;
         }
-        snprintf(out[*n].name, sizeof out[*n].name, "%s", name);
-        out[*n].operator_role = !strcmp(role, "operator");
         (*n)++;
     }
     fclose(f);
@@ -875,36 +886,63 @@ static int get_u32(cJSON *b, const char *key, uint64_t lo, uint64_t hi, uint64_t
     return 0;
 }
 
+/* A campaign request's body (docs/api.md); doc owns the selector's text. */
+typedef struct campaign_req {
+    cJSON *doc;
+    int kind;
+    const char *selector;
+    uint64_t target, rate, canary, max_failures;
+} campaign_req;
+
+/* 0 with r filled (the caller deletes r->doc), or -1: the body is not one. */
+static int parse_campaign_req(const char *body, size_t len, campaign_req *r)
+{
+    cJSON *k, *sel;
+    memset(r, 0, sizeof *r);
+    r->doc = len ? cJSON_ParseWithLength(body, len) : NULL;
+    if (r->doc == NULL || !cJSON_IsObject(r->doc))
+        goto bad;
+    k = cJSON_GetObjectItemCaseSensitive(r->doc, "kind");
+    sel = cJSON_GetObjectItemCaseSensitive(r->doc, "selector");
+    r->kind = cJSON_IsString(k) && !strcmp(k->valuestring, "rotate")   ? OTK_WANT_ROTATE
+              : cJSON_IsString(k) && !strcmp(k->valuestring, "switch") ? OTK_WANT_SWITCH
+                                                                      : 0;
+    r->selector = cJSON_IsString(sel) ? sel->valuestring : NULL; /* no default: say which */
+    if (r->kind == 0 || r->selector == NULL || strlen(r->selector) > 65536 ||
+        get_u32(r->doc, "rate", 1, 1000000, 100, &r->rate) != 0 ||
+        get_u32(r->doc, "canary", 0, 1000000000, 0, &r->canary) != 0 ||
+        get_u32(r->doc, "max_failures", 0, 1000000000, 0, &r->max_failures) != 0 ||
+        get_u32(r->doc, "target_cloud", 0, 0xffffffffu, 0, &r->target) != 0)
+        goto bad;
+    return 0;
+bad:
+    cJSON_Delete(r->doc);
+    r->doc = NULL;
+    return -1;
+}
+
 static MHD_Result_t campaign_create(req_ctx *c)
 {
-    cJSON *b = parse_body(c), *k, *sel;
-    uint64_t target = 0, rate, canary, maxf;
+    campaign_req rq;
+    cJSON *b;
+    uint64_t target, rate, canary, maxf;
     int kind;
     int64_t id;
     uint64_t total;
     otk_store *s;
     otk_status st;
     const char *selector;
-    if (b == NULL || !cJSON_IsObject(b)) {
-        cJSON_Delete(b);
-        return send_error(c->conn, MHD_HTTP_BAD_REQUEST, "BAD_REQUEST", "body: not a JSON object");
-    }
-    k = cJSON_GetObjectItemCaseSensitive(b, "kind");
-    sel = cJSON_GetObjectItemCaseSensitive(b, "selector");
-    kind = cJSON_IsString(k) && !strcmp(k->valuestring, "rotate")   ? OTK_WANT_ROTATE
-           : cJSON_IsString(k) && !strcmp(k->valuestring, "switch") ? OTK_WANT_SWITCH
-                                                                   : 0;
-    selector = cJSON_IsString(sel) ? sel->valuestring : NULL; /* no default: say which */
-    if (kind == 0 || selector == NULL || strlen(selector) > 65536 ||
-        get_u32(b, "rate", 1, 1000000, 100, &rate) != 0 ||
-        get_u32(b, "canary", 0, 1000000000, 0, &canary) != 0 ||
-        get_u32(b, "max_failures", 0, 1000000000, 0, &maxf) != 0 ||
-        get_u32(b, "target_cloud", 0, 0xffffffffu, 0, &target) != 0) {
-        cJSON_Delete(b);
+    if (parse_campaign_req(c->rq->body, c->rq->len, &rq) != 0)
         return send_error(c->conn, MHD_HTTP_BAD_REQUEST, "BAD_REQUEST",
                           "body: kind (rotate or switch), selector (all, batch:HEX16, ids:ID,...), "
                           "rate (1 to 1000000), canary, max_failures, target_cloud (for switch)");
-    }
+    b = rq.doc;
+    kind = rq.kind;
+    selector = rq.selector;
+    target = rq.target;
+    rate = rq.rate;
+    canary = rq.canary;
+    maxf = rq.max_failures;
     if (kind == OTK_WANT_SWITCH && !cloud_known(c->api, target)) {
         cJSON_Delete(b);
         return send_error(c->conn, MHD_HTTP_BAD_REQUEST, "BAD_VALUE",
@@ -1820,4 +1858,37 @@ void otk_api_stop(otk_api *api)
     pthread_cond_destroy(&api->cv);
     pthread_mutex_destroy(&api->mu);
     free(api);
+}
+
+/* ---- what a client controls, for the fuzz target (tests/fuzz/fuzz_api.c) ---- */
+
+int otk_api_fuzz_input(const uint8_t *data, size_t n)
+{
+    char *text = malloc(n + 1), seg[4][80];
+    campaign_req rq;
+    api_token t;
+    struct sockaddr_storage ss;
+    uint8_t id[16];
+    uint64_t v;
+    int loopback;
+    size_t k;
+    if (text == NULL)
+        return 0;
+    memcpy(text, data, n);
+    text[n] = '\0';
+    /* a request body, a tokens line, a path, query values, a listen setting */
+    if (parse_campaign_req((const char *)data, n, &rq) == 0) {
+        if (rq.kind != OTK_WANT_ROTATE && rq.kind != OTK_WANT_SWITCH)
+            abort();
+        cJSON_Delete(rq.doc);
+    }
+    (void)parse_token_line(text, &t);
+    k = split(text, seg);
+    if (k <= 4)
+        for (; k > 0; k--)
+            (void)parse_id(seg[k - 1], id, 16);
+    (void)parse_u64(text, 0, UINT64_MAX / 2, &v);
+    (void)parse_listen(text, &ss, &loopback);
+    free(text);
+    return 0;
 }

@@ -87,4 +87,7 @@ const char *otk_api_audit_kind(int kind);
 int otk_api_token_hash(const char *token, char out[65]);
 int otk_api_token_new(char out[65]);
 
+/* Runs the API's parsers of client input over data (the fuzz target's entry). */
+int otk_api_fuzz_input(const uint8_t *data, size_t n);
+
 #endif
