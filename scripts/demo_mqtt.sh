@@ -9,6 +9,10 @@
 # has their cloud's CA issue; docs/protocol.md §11).
 # Usage: scripts/demo.sh [--clouds dynsec|passwd|x509] [devices]   (default 20)
 #        scripts/demo_mqtt.sh [--clouds ...] [devices] [build-dir]   (build-dir: already built)
+# OTAKEY_BIN=/usr/bin: the installed programs instead of a build (the Debian
+# packages): otakey and otakey-device from OTAKEY_BIN, otakey-agent from
+# OTAKEY_SBIN (default OTAKEY_BIN), the plugin OTAKEY_PLUGIN (default
+# /usr/lib/otakey/otakey_mosquitto.so); nothing is built.
 set -euo pipefail
 umask 077 # keys, PK, configs with passwords, registries: the owner's alone
 cd "$(dirname "$0")/.."
@@ -23,16 +27,22 @@ fi
 n=${1:-20}
 build=${2:-build/release}
 [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 500 ] || { echo "demo: devices must be 1..500" >&2; exit 2; }
-if [ -z "${2:-}" ]; then
+if [ -z "${2:-}" ] && [ -z "${OTAKEY_BIN:-}" ]; then
   bash scripts/deps.sh
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build "$build" -j"$(nproc)" --target otakey otakey-agent otakey-device otakey_mosquitto >/dev/null
 fi
-bin=$(cd "$build" && pwd)
+[ -n "${OTAKEY_BIN:-}" ] || bin=$(cd "$build" && pwd)
 root=$(pwd)
 work=$(mktemp -d /tmp/otakey-demo.XXXXXX)
 . scripts/fleet.sh
 trap fleet_cleanup EXIT
+if [ -n "${OTAKEY_BIN:-}" ]; then # links to the installed programs, as in a build dir
+  bin=$work/bin
+  mkdir "$bin"
+  ln -s "$OTAKEY_BIN/otakey" "$OTAKEY_BIN/otakey-device" "${OTAKEY_SBIN:-$OTAKEY_BIN}/otakey-agent" "$bin/"
+  ln -s "${OTAKEY_PLUGIN:-/usr/lib/otakey/otakey_mosquitto.so}" "$bin/otakey_mosquitto.so"
+fi
 command -v bc >/dev/null || { echo "demo: needs bc" >&2; exit 1; }
 
 fleet_setup
