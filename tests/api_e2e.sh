@@ -62,7 +62,7 @@ if [ -n "${OTK_PG_URL:-}" ]; then
   sed -e "s/^listen = .*/listen = 127.0.0.1:$port2/" -e '/^\[agent\]/a client_id = otakey-agent-2' \
     "$work/agent.ini" > "$work/agent2.ini"
   "$bin/otakey-agent" -c "$work/agent2.ini" 2>> "$work/agent2.log" &
-  pids+=($!)
+  pids+=($!); agent2_pid=$!
   urls+=("https://127.0.0.1:$port2")
 fi
 # Every call goes to the next agent in turn (the count is kept in a file:
@@ -257,6 +257,24 @@ check "a wrong token through the CLI: exit 1, UNAUTHORIZED" \
 out=$(api GET "/v1/audit?kind=campaign&limit=1000")
 check "the CLI's campaign over the API is audited as the token's (api:ops)" \
   test "$(jget "$out" '[r["actor"] for r in d["rows"] if r["version"]=='"$c4"'][0]')" = api:ops
+
+# SIGHUP takes a new cloud list: cloud 4 (on cloud B's broker) appears, and
+# the active devices switch to it.
+for f in "$work/agent.ini" ${agent2_pid:+"$work/agent2.ini"}; do
+  printf '\n[cloud.4]\nhost = 127.0.0.1\nport = %s\nadmin_cafile = %s\nadmin_user = %s\nadmin_password = %s\n' \
+    "$LAB_CLOUD_B_PORT" "$LAB_CA" "$LAB_CLOUD_ADMIN" "$LAB_CLOUD_PASSWORD" >> "$f"
+done
+kill -HUP "$agent_pid" ${agent2_pid:+"$agent2_pid"}
+check "SIGHUP: every agent's API lists cloud 4" \
+  bash -c "for _ in \$(seq 50); do n=0; for u in ${urls[*]}; do curl -fsS --cacert '$API_CA' -H 'Authorization: Bearer $API_TOKEN' \
+    \$u/v1/clouds | grep -q '\"id\":4,' && n=\$((n + 1)); done; [ \$n = ${#urls[@]} ] && exit 0; sleep 0.1; done; exit 1"
+check "... and the agent says so in its log" grep -q 'reloaded the clouds: 4' "$work/agent.log"
+active=$(jget "$(api GET '/v1/devices?state=active')" 'len(d["devices"])')
+out=$(api POST /v1/campaigns '{"kind":"switch","target_cloud":4,"selector":"all","rate":100}')
+c5=$(jget "$out" 'd["id"]')
+check "a switch to the reloaded cloud 4 finishes ($active devices)" \
+  until_json 40 "/v1/campaigns/$c5" 'd["state"]=="done" and d["done"]=='"$active"' and d["failed"]==0'
+check "... and they are on cloud 4" until_json 5 "/v1/devices?cloud=4&state=active" 'len(d["devices"])=='"$active"
 
 check "log_format = json: every line of the agent's log is a JSON object, one per commit at info" \
   python3 -c 'import json,sys

@@ -107,6 +107,7 @@ typedef struct daemon_ctx {
     int conn_rc; /* the last CONNACK's reason, -1 before the first */
     const char *config_path;
     otk_api *api;           /* the HTTP API ([api] listen), NULL when off */
+    otk_agentd_config *next_cfg; /* SIGHUP's new cloud list, taken between batches */
     otk_api_metrics metrics; /* what /metrics reports */
 } daemon_ctx;
 
@@ -363,21 +364,12 @@ static void flush_replies(daemon_ctx *d)
     d->n_held = 0;
 }
 
-/* The HTTP API ([api]); its own store handles, its own threads. */
-static int start_api(daemon_ctx *d)
+/* The clouds as /v1/clouds shows them. */
+static size_t api_clouds(const daemon_ctx *d, otk_api_cloud clouds[OTK_AGENT_MAX_CLOUDS])
 {
-    otk_api_config ac;
-    otk_api_cloud clouds[OTK_AGENT_MAX_CLOUDS];
     static const char *const types[] = {"dynsec", "passwd", "x509"};
-    char err[512];
     size_t i;
-    memset(&ac, 0, sizeof ac);
-    snprintf(ac.listen, sizeof ac.listen, "%s", d->cfg.api_listen);
-    ac.tls = d->cfg.api_tls;
-    snprintf(ac.certfile, sizeof ac.certfile, "%s", d->cfg.api_certfile);
-    snprintf(ac.keyfile, sizeof ac.keyfile, "%s", d->cfg.api_keyfile);
-    snprintf(ac.tokens, sizeof ac.tokens, "%s", d->cfg.api_tokens);
-    memset(clouds, 0, sizeof clouds);
+    memset(clouds, 0, OTK_AGENT_MAX_CLOUDS * sizeof clouds[0]);
     for (i = 0; i < d->cfg.n_clouds && i < OTK_AGENT_MAX_CLOUDS; i++) {
         clouds[i].id = d->cfg.clouds[i].cloud_id;
         clouds[i].type = d->cfg.cloud_type[i] >= 0 && d->cfg.cloud_type[i] <= 2
@@ -386,6 +378,29 @@ static int start_api(daemon_ctx *d)
         clouds[i].port = d->cfg.clouds[i].port;
         clouds[i].tls = d->cfg.clouds[i].flags & 1;
     }
+    return i;
+}
+
+static void set_api_clouds(daemon_ctx *d)
+{
+    otk_api_cloud clouds[OTK_AGENT_MAX_CLOUDS];
+    otk_api_set_clouds(d->api, clouds, api_clouds(d, clouds));
+}
+
+/* The HTTP API ([api]); its own store handles, its own threads. */
+static int start_api(daemon_ctx *d)
+{
+    otk_api_config ac;
+    otk_api_cloud clouds[OTK_AGENT_MAX_CLOUDS];
+    char err[512];
+    size_t i;
+    memset(&ac, 0, sizeof ac);
+    snprintf(ac.listen, sizeof ac.listen, "%s", d->cfg.api_listen);
+    ac.tls = d->cfg.api_tls;
+    snprintf(ac.certfile, sizeof ac.certfile, "%s", d->cfg.api_certfile);
+    snprintf(ac.keyfile, sizeof ac.keyfile, "%s", d->cfg.api_keyfile);
+    snprintf(ac.tokens, sizeof ac.tokens, "%s", d->cfg.api_tokens);
+    i = api_clouds(d, clouds);
     d->api = otk_api_start(&ac, d->cfg.database, clouds, i, &d->metrics, err, sizeof err);
     if (d->api == NULL) {
         fprintf(stderr, "otakey-agent: %s\n", err);
@@ -592,6 +607,7 @@ static void report_drops(daemon_ctx *d, uint64_t now)
 static void teardown(daemon_ctx *d)
 {
     otk_api_stop(d->api);
+    free(d->next_cfg);
     otk_rl_free(d->rl);
     if (d->mosq) {
         mosquitto_disconnect(d->mosq);
@@ -618,6 +634,8 @@ static void usage(FILE *f)
                "and the API tokens.\n"
                "Exit codes: 0 clean shutdown, 1 runtime failure, 2 bad usage or configuration.\n");
 }
+
+static int clouds_differ(const otk_agentd_config *a, const otk_agentd_config *b);
 
 /*
  * SIGHUP: re-reads the configuration; applies what can change while
@@ -655,11 +673,97 @@ static void reload(daemon_ctx *d)
     if (strcmp(n.database, d->cfg.database) || strcmp(n.signing_key, d->cfg.signing_key) ||
         strcmp(n.broker_host, d->cfg.broker_host) || n.broker_port != d->cfg.broker_port ||
         strcmp(n.username, d->cfg.username) || strcmp(n.password, d->cfg.password) ||
-        strcmp(n.client_id, d->cfg.client_id) || n.n_clouds != d->cfg.n_clouds ||
-        memcmp(n.clouds, d->cfg.clouds, sizeof n.clouds) || memcmp(n.admin, d->cfg.admin, sizeof n.admin))
-        logf_(1, "SIGHUP: database, signing key, broker or cloud settings changed: they take "
+        strcmp(n.client_id, d->cfg.client_id) || strcmp(n.api_listen, d->cfg.api_listen))
+        logf_(1, "SIGHUP: database, signing key, broker or API listener changed: they take "
                  "effect at the next start");
+    /* The clouds change between batches (see swap_clouds). */
+    if (clouds_differ(&n, &d->cfg)) {
+        free(d->next_cfg);
+        d->next_cfg = malloc(sizeof n);
+        if (d->next_cfg)
+            memcpy(d->next_cfg, &n, sizeof n);
+    }
     otk_wipe(&n, sizeof n);
+}
+
+/* Whether two configurations differ in their clouds. */
+static int clouds_differ(const otk_agentd_config *a, const otk_agentd_config *b)
+{
+    return a->n_clouds != b->n_clouds || a->claim_cloud != b->claim_cloud ||
+           a->claim_cloud_v1 != b->claim_cloud_v1 ||
+           memcmp(a->clouds, b->clouds, sizeof a->clouds) ||
+           memcmp(a->admin, b->admin, sizeof a->admin) ||
+           memcmp(a->cloud_type, b->cloud_type, sizeof a->cloud_type) ||
+           memcmp(a->admin_tls, b->admin_tls, sizeof a->admin_tls) ||
+           memcmp(a->pwfile, b->pwfile, sizeof a->pwfile) || memcmp(a->x509, b->x509, sizeof a->x509);
+}
+
+/*
+ * SIGHUP's new cloud list, taken between batches (no transaction open, no
+ * reply held): the new clouds are opened first (a cloud that does not
+ * answer keeps the old list), what the old ones hold is finished (queued
+ * password-file changes, revocations not yet in a CRL), then the agent
+ * works with the new list. Devices keep the sets they have; a cloud removed
+ * from the list is one the agent can no longer assign or administer.
+ */
+static void swap_clouds(daemon_ctx *d)
+{
+    otk_agentd_config *n = d->next_cfg;
+    otk_clouds *fresh = NULL;
+    otk_cloud_adapter cloud;
+    otk_registry reg;
+    char err[512];
+    size_t i;
+    d->next_cfg = NULL;
+    if (otk_clouds_open(n, &fresh, err, sizeof err) != 0) {
+        logf_(1, "SIGHUP: clouds not reloaded (the old list stays): %s", err);
+        goto out;
+    }
+    if ((otk_clouds_pending(d->clouds) && otk_clouds_flush(d->clouds, 10000) != OTK_OK) ||
+        (otk_clouds_revocations(d->clouds) && otk_clouds_flush_crls(d->clouds) != OTK_OK)) {
+        logf_(1, "SIGHUP: clouds not reloaded: the old clouds did not take their queued changes "
+                 "(the old list stays; send SIGHUP again)");
+        otk_clouds_close(fresh);
+        goto out;
+    }
+    otk_clouds_close(d->clouds);
+    d->clouds = fresh;
+    memcpy(d->cfg.clouds, n->clouds, sizeof n->clouds);
+    memcpy(d->cfg.admin, n->admin, sizeof n->admin);
+    memcpy(d->cfg.cloud_type, n->cloud_type, sizeof n->cloud_type);
+    memcpy(d->cfg.admin_tls, n->admin_tls, sizeof n->admin_tls);
+    memcpy(d->cfg.pwfile, n->pwfile, sizeof n->pwfile);
+    memcpy(d->cfg.x509, n->x509, sizeof n->x509);
+    d->cfg.n_clouds = n->n_clouds;
+    d->cfg.claim_cloud = n->claim_cloud;
+    d->cfg.claim_cloud_v1 = n->claim_cloud_v1;
+    otk_clouds_adapter(d->clouds, &cloud);
+    d->agent.cloud = cloud;
+    memcpy(d->agent.cfg.clouds, n->clouds, sizeof n->clouds);
+    d->agent.cfg.n_clouds = n->n_clouds;
+    d->agent.cfg.claim_cloud = n->claim_cloud;
+    d->agent.cfg.claim_cloud_v1 = n->claim_cloud_v1;
+    otk_store_bind(d->reg, &reg);
+    if (otk_clouds_have_files(d->clouds) && otk_clouds_reconcile(d->clouds, &reg) < 0)
+        logf_(1, "password-file clouds: the sweep after SIGHUP did not finish");
+    if (otk_store_release(d->reg) != OTK_OK)
+        logf_(1, "database: a transaction did not commit");
+    if (otk_clouds_refresh_crls(d->clouds) != OTK_OK)
+        logf_(1, "certificate clouds: a CRL could not be written or its broker signalled");
+    if (d->api)
+        set_api_clouds(d);
+    {
+        char ids[128] = "";
+        size_t len = 0;
+        for (i = 0; i < d->cfg.n_clouds && len + 12 < sizeof ids; i++)
+            len += (size_t)snprintf(ids + len, sizeof ids - len, "%s%u", i ? ", " : "",
+                                    (unsigned)d->cfg.clouds[i].cloud_id);
+        logf_(2, "SIGHUP: reloaded the clouds: %zu (%s), claims onto cloud %u", d->cfg.n_clouds,
+              ids, (unsigned)d->cfg.claim_cloud);
+    }
+out:
+    otk_wipe(n, sizeof *n);
+    free(n);
 }
 
 /*
@@ -774,6 +878,8 @@ int main(int argc, char **argv)
             if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >=
                 1000 / TICKS_PER_S) {
                 last = now;
+                if (d.next_cfg && d.n_held == 0 && !d.in_batch)
+                    swap_clouds(&d);
                 if (otk_store_campaign_step(d.reg, &d.agent) > 0)
                     logf_(3, "campaign devices started");
                 push_notifications(&d);

@@ -262,6 +262,17 @@ static int load_tokens(const char *path, api_token *out, size_t *n, char *err, s
     return 0;
 }
 
+void otk_api_set_clouds(otk_api *api, const otk_api_cloud *clouds, size_t n)
+{
+    if (n > OTK_AGENT_MAX_CLOUDS)
+        n = OTK_AGENT_MAX_CLOUDS;
+    pthread_mutex_lock(&api->mu);
+    memcpy(api->clouds, clouds, n * sizeof clouds[0]);
+    memset(api->health, 0, sizeof api->health);
+    api->n_clouds = n;
+    pthread_mutex_unlock(&api->mu);
+}
+
 int otk_api_reload_tokens(otk_api *api, char *err, size_t err_size)
 {
     static api_token fresh[TOKENS_MAX];
@@ -862,13 +873,16 @@ static MHD_Result_t campaign_list(req_ctx *c)
     return send_json(c->conn, MHD_HTTP_OK, o);
 }
 
-static int cloud_known(const otk_api *api, uint64_t id)
+static int cloud_known(otk_api *api, uint64_t id)
 {
     size_t i;
+    int known = 0;
+    pthread_mutex_lock(&api->mu);
     for (i = 0; i < api->n_clouds; i++)
         if (api->clouds[i].id == id)
-            return 1;
-    return 0;
+            known = 1;
+    pthread_mutex_unlock(&api->mu);
+    return known;
 }
 
 static int get_u32(cJSON *b, const char *key, uint64_t lo, uint64_t hi, uint64_t dflt,
@@ -1115,19 +1129,24 @@ static MHD_Result_t clouds(req_ctx *c)
 {
     otk_api *api = c->api;
     cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "clouds");
-    size_t i;
-    for (i = 0; i < api->n_clouds; i++) {
-        const otk_api_cloud *cl = &api->clouds[i];
-        cloud_health h;
+    otk_api_cloud list[OTK_AGENT_MAX_CLOUDS];
+    cloud_health health[OTK_AGENT_MAX_CLOUDS];
+    size_t i, n;
+    pthread_mutex_lock(&api->mu); /* SIGHUP may replace the list meanwhile */
+    n = api->n_clouds;
+    memcpy(list, api->clouds, sizeof list);
+    memcpy(health, api->health, sizeof health);
+    pthread_mutex_unlock(&api->mu);
+    for (i = 0; i < n; i++) {
+        const otk_api_cloud *cl = &list[i];
+        cloud_health h = health[i];
         cJSON *e = cJSON_CreateObject();
-        pthread_mutex_lock(&api->mu);
-        h = api->health[i];
-        pthread_mutex_unlock(&api->mu);
         if (now_ms() - h.at_ms > HEALTH_CACHE_MS) {
             h.healthy = probe(cl->host, cl->port, 1000, &h.latency_ms);
             h.at_ms = now_ms();
             pthread_mutex_lock(&api->mu);
-            api->health[i] = h;
+            if (i < api->n_clouds && api->clouds[i].id == cl->id)
+                api->health[i] = h;
             pthread_mutex_unlock(&api->mu);
         }
         cJSON_AddNumberToObject(e, "id", cl->id);

@@ -63,6 +63,9 @@ otk_api *otk_api_start(const otk_api_config *cfg, const char *database,
                        const otk_api_cloud *clouds, size_t n_clouds, otk_api_metrics *m,
                        char *err, size_t err_size);
 
+/* Replaces the cloud list (SIGHUP). */
+void otk_api_set_clouds(otk_api *api, const otk_api_cloud *clouds, size_t n);
+
 /* Re-reads the tokens file; 0, or -1 with err (the old tokens stay). */
 int otk_api_reload_tokens(otk_api *api, char *err, size_t err_size);
 
