@@ -11,12 +11,15 @@
 # the campaigns as GET /v1/campaigns reports them.
 # --prometheus (or DEMO_PROMETHEUS=1): Debian's prometheus (installed if
 # missing) on a free loopback port scrapes the agent's /metrics every second
-# over TLS with a read token (storage in the demo's scratch dir); the demo
-# waits for its first scrape before the devices start and ends with its
-# claims per second (the peak of irate between two scrapes: it cannot see a
-# claim phase shorter than its 1 s interval, so reads N/s at most for N
-# devices) and otakey_claims_total beside the demo's own rate (devices /
-# claim phase seconds).
+# over TLS with a read token (storage in the demo's scratch dir); the devices
+# start after its first scrape, and the demo ends with its claims per second
+# beside the demo's own (devices / claim phase seconds): over the claim phase
+# (otakey_claims_total's increase from its last scrape before the phase to
+# its first after it, over their distance: D to D + 2 s for a phase of D s,
+# so lower than the demo's rate when the phase lasts a second or so) and at
+# its peak (irate between two scrapes). otakey_claims_total counts the claims
+# the agent answered with a key set: a CLAIM a device repeats (no answer
+# within 1 s, under load) counts again.
 # Usage: scripts/demo.sh [--prometheus] [--clouds dynsec|passwd|x509] [devices] [build-dir]
 #   (build-dir: already built; nothing is built, only what is missing installed)
 set -euo pipefail
@@ -38,8 +41,8 @@ command -v curl >/dev/null || demo_need+=(curl)
 # scripts/demo_mqtt.sh starts its agent with demo_start_agent: the API on
 # (fleet_api in scripts/fleet.sh), Prometheus first when asked for, the
 # devices once it has scraped the agent (otakey_claims_total at 0, the
-# baseline of its rate); the claim phase's seconds are kept as the demo
-# prints them.
+# baseline of its rate); the claim phase is kept as the demo times it
+# (demo_claim_s as printed, from and to: the t0 it starts and ends with).
 demo_start_agent() {
   fleet_api
   [ -z "$DEMO_PROMETHEUS" ] || demo_prometheus_start
@@ -51,10 +54,12 @@ demo_start_agent() {
   fi
   eval "demo_$(declare -f wait_all)"
   wait_all() {
-    local rc=0
+    local rc=0 from=$t0
     demo_wait_all "$@" > "$work/phase" || rc=$?
     cat "$work/phase"
-    [ "$1" != claim ] || demo_claim_s=$(sed -n 's/.* in \([0-9.]*\) s$/\1/p' "$work/phase")
+    if [ "$1" = claim ]; then
+      demo_claim_s=$(sed -n 's/.* in \([0-9.]*\) s$/\1/p' "$work/phase") demo_claim_from=$from demo_claim_to=$t0
+    fi
     return $rc
   }
 }
@@ -95,9 +100,9 @@ demo_prometheus_wait() {
     sleep 0.1
   done
 }
-# demo_prometheus_value QUERY: the first value of an instant query, nothing if none.
+# demo_prometheus_value QUERY [TIME]: the first value of an instant query, nothing if none.
 demo_prometheus_value() {
-  curl -sS --get "$PROM_URL/api/v1/query" --data-urlencode "query=$1" 2>/dev/null |
+  curl -sS --get "$PROM_URL/api/v1/query" --data-urlencode "query=$1" ${2:+--data-urlencode "time=$2"} 2>/dev/null |
     sed -n 's/.*"value":\[[0-9.e+]*,"\([^"]*\)"\].*/\1/p'
 }
 
@@ -111,8 +116,16 @@ demo_campaigns=$(api GET /v1/campaigns 2>&1 || true)
 demo_view=$(grep -o '{"id":[^{}]*}' <<< "$demo_campaigns" | sed -E 's/.*"id":([0-9]+),"kind":"([a-z]+)".*"state":"([a-z_]+)".*"total":([0-9]+),"started":([0-9]+),"done":([0-9]+),"failed":([0-9]+).*/campaign \1 (\2): \3, \6 of \4 devices done, \7 failed/' | paste -sd';' | sed 's/;/; /g' || true)
 echo "API (GET /v1/campaigns): ${demo_view:-$demo_campaigns}"
 if [ -n "$DEMO_PROMETHEUS" ]; then
+  # Over the claim phase: between Prometheus's last scrape before it began and
+  # its first after it ended (evaluated one scrape interval after the end).
+  demo_at=$(echo "$demo_claim_to + 1" | bc)
+  demo_rate=$(demo_prometheus_value "(otakey_claims_total - otakey_claims_total @ $demo_claim_from) /
+    (timestamp(otakey_claims_total) - timestamp(otakey_claims_total @ $demo_claim_from))" "$demo_at")
+  demo_claims=$(demo_prometheus_value "otakey_claims_total - otakey_claims_total @ $demo_claim_from" "$demo_at")
+  demo_span=$(demo_prometheus_value "timestamp(otakey_claims_total) - timestamp(otakey_claims_total @ $demo_claim_from)" "$demo_at")
   demo_peak=$(demo_prometheus_value 'max_over_time(irate(otakey_claims_total[3s])[5m:250ms])')
   demo_total=$(demo_prometheus_value 'otakey_claims_total')
-  printf 'claims per second: demo %.1f (%d devices in %s s); Prometheus %.1f (peak of irate between its 1 s scrapes), otakey_claims_total %s\n' \
-    "$(echo "$n / $demo_claim_s" | bc -l)" "$n" "$demo_claim_s" "${demo_peak:-0}" "${demo_total:-none}"
+  printf 'claims per second: demo %.1f (%d devices in %s s); Prometheus %.1f over the claim phase (%s claims between its scrapes %.2f s apart), %.1f at its peak (irate); otakey_claims_total %s\n' \
+    "$(echo "$n / $demo_claim_s" | bc -l)" "$n" "$demo_claim_s" "${demo_rate:-0}" "${demo_claims:-none}" "${demo_span:-0}" \
+    "${demo_peak:-0}" "${demo_total:-none}"
 fi

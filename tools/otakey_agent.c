@@ -630,8 +630,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: otakey-agent -c CONFIG\n"
                "       otakey-agent --help | --version\n"
                "Runs the OTA-Key agent daemon described by CONFIG (INI; see docs/operations.md).\n"
-               "SIGTERM/SIGINT stop it; SIGHUP reloads log_level, log_format, notify_*, ratelimit_*\n"
-               "and the API tokens.\n"
+               "SIGTERM/SIGINT stop it; SIGHUP reloads log_level, log_format, notify_*, ratelimit_*,\n"
+               "the API tokens and the clouds.\n"
                "Exit codes: 0 clean shutdown, 1 runtime failure, 2 bad usage or configuration.\n");
 }
 
