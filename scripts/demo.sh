@@ -22,6 +22,8 @@
 # within 1 s, under load) counts again.
 # Usage: scripts/demo.sh [--prometheus] [--clouds dynsec|passwd|x509] [devices] [build-dir]
 #   (build-dir: already built; nothing is built, only what is missing installed)
+# OTAKEY_BIN=/usr/bin: the installed programs instead of a build (the Debian
+# packages; scripts/demo_mqtt.sh --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 args=()
