@@ -17,9 +17,9 @@
 # (otakey_claims_total's increase from its last scrape before the phase to
 # its first after it, over their distance: D to D + 2 s for a phase of D s,
 # so lower than the demo's rate when the phase lasts a second or so) and at
-# its peak (irate between two scrapes). otakey_claims_total counts the claims
-# the agent answered with a key set: a CLAIM a device repeats (no answer
-# within 1 s, under load) counts again.
+# its peak (irate between two scrapes). otakey_claims_total counts the new
+# key sets claims got (a CLAIM a device repeats and the agent answers again
+# is otakey_responses_resent_total).
 # Usage: scripts/demo.sh [--prometheus] [--clouds dynsec|passwd|x509] [devices] [build-dir]
 #   (build-dir: already built; nothing is built, only what is missing installed)
 # OTAKEY_BIN=/usr/bin: the installed programs instead of a build (the Debian
@@ -104,14 +104,14 @@ demo_prometheus_wait() {
 }
 # demo_prometheus_value QUERY [TIME]: the first value of an instant query, nothing if none.
 demo_prometheus_value() {
-  curl -sS --get "$PROM_URL/api/v1/query" --data-urlencode "query=$1" ${2:+--data-urlencode "time=$2"} 2>/dev/null |
+  { curl -sS --get "$PROM_URL/api/v1/query" --data-urlencode "query=$1" ${2:+--data-urlencode "time=$2"} 2>/dev/null || true; } |
     sed -n 's/.*"value":\[[0-9.e+]*,"\([^"]*\)"\].*/\1/p'
 }
 
-# The demo itself, in this shell: its agent still answers when it ends.
-demo_src=$(sed 's/^start_agent$/demo_start_agent/' scripts/demo_mqtt.sh)
-grep -qx demo_start_agent <<< "$demo_src" || { echo "demo: scripts/demo_mqtt.sh has no start_agent line" >&2; exit 1; }
-. <(printf '%s\n' "$demo_src") "${args[@]}"
+# The demo itself, in this shell (its agent still answers when it ends),
+# starting its agent with demo_start_agent.
+DEMO_START_AGENT=demo_start_agent
+. scripts/demo_mqtt.sh "${args[@]}"
 
 echo
 demo_campaigns=$(api GET /v1/campaigns 2>&1 || true)

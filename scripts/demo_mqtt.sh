@@ -46,7 +46,8 @@ fi
 command -v bc >/dev/null || { echo "demo: needs bc" >&2; exit 1; }
 
 fleet_setup
-start_agent
+# A caller that sources this file may start the agent its own way (scripts/demo.sh: API, Prometheus).
+"${DEMO_START_AGENT:-start_agent}"
 t0=$(date +%s.%N)
 for i in $(seq 1 "$n"); do start_device "$(device_id "$i")"; done
 wait_all "claim" '"state":"ready","version":1,"cloud":1' "$n"

@@ -7,8 +7,8 @@
 #  - otakey_claims_total: 0 in its first sample (the demo starts its devices
 #    after Prometheus's first scrape), in the end exactly the number of
 #    devices the demo claimed (a CLAIM a device repeats, no answer within 1 s
-#    on a loaded machine, would count twice and fail this), and the demo's own
-#    line says the same;
+#    on a loaded machine, is answered again and counted apart, in
+#    otakey_responses_resent_total), and the demo's own line says the same;
 #  - claims per second, against the demo's N/D (N devices, a claim phase of D s
 #    as the demo prints it). Prometheus knows the counter only at its 1 s
 #    scrapes, and D is often shorter than one, so no query of it can return
@@ -153,7 +153,7 @@ fi
 if [ "$last_v" = "$n" ] && [ "$max_v" = "$n" ]; then
   ok "otakey_claims_total in Prometheus = $last_v = the devices the demo claimed ($n_samples samples)"
 else
-  fail "otakey_claims_total in Prometheus = $last_v (max $max_v); the demo claimed $n devices (more: claims the agent answered again, a device repeating its CLAIM after 1 s without answer)"
+  fail "otakey_claims_total in Prometheus = $last_v (max $max_v); the demo claimed $n devices"
 fi
 [ "$demo_total" = "$C" ] && ok "the demo's line says otakey_claims_total $demo_total too" ||
   fail "the demo's line says otakey_claims_total '$demo_total', Prometheus's samples $C"

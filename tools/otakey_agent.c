@@ -109,6 +109,7 @@ typedef struct daemon_ctx {
     otk_api *api;           /* the HTTP API ([api] listen), NULL when off */
     otk_agentd_config *next_cfg; /* SIGHUP's new cloud list, taken between batches */
     otk_api_metrics metrics; /* what /metrics reports */
+    uint8_t answered[4096][OTK_DEVICE_ID_LEN + 5]; /* recent key sets answered (seen_before) */
 } daemon_ctx;
 
 static uint64_t mono_ms(void)
@@ -211,6 +212,29 @@ static void log_outcome(const char *device, uint8_t in_type, const uint8_t *repl
         logf_(3, "%s from %s: %s", otk_msg_name(in_type), device, otk_msg_name(r.type));
 }
 
+/*
+ * Whether this key set (device, version, response type) was answered
+ * recently: a device that repeats its request gets the same set again,
+ * which /metrics counts apart. A direct-mapped table of the last answers
+ * (a collision only forgets an older one: it then counts as new).
+ */
+static int seen_before(daemon_ctx *d, const otk_msg *r)
+{
+    uint8_t key[OTK_DEVICE_ID_LEN + 5];
+    uint32_t h = 2166136261u;
+    size_t i;
+    memcpy(key, r->device_id, OTK_DEVICE_ID_LEN);
+    otk_put_u32(key + OTK_DEVICE_ID_LEN, r->version);
+    key[OTK_DEVICE_ID_LEN + 4] = r->type;
+    for (i = 0; i < sizeof key; i++)
+        h = (h ^ key[i]) * 16777619u; /* FNV-1a: a table index, not a digest */
+    i = h % (sizeof d->answered / sizeof d->answered[0]);
+    if (!memcmp(d->answered[i], key, sizeof key))
+        return 1;
+    memcpy(d->answered[i], key, sizeof key);
+    return 0;
+}
+
 /* The /metrics counters of one handled message and its reply. */
 static void count_message(daemon_ctx *d, uint8_t in_type, otk_status st, const uint8_t *reply,
                           size_t n)
@@ -224,7 +248,9 @@ static void count_message(daemon_ctx *d, uint8_t in_type, otk_status st, const u
     }
     if (n == 0 || otk_msg_decode(reply, n, &r) != OTK_OK)
         return;
-    if (r.type == OTK_MSG_CLAIM_RESP)
+    if ((r.type == OTK_MSG_CLAIM_RESP || r.type == OTK_MSG_UPDATE_RESP) && seen_before(d, &r))
+        otk_api_add(&m->resent, 1); /* a repeated request answered again: no new set */
+    else if (r.type == OTK_MSG_CLAIM_RESP)
         otk_api_add(&m->claims, 1);
     else if (r.type == OTK_MSG_UPDATE_RESP)
         otk_api_add(&m->updates_issued, 1);

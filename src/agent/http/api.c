@@ -1264,8 +1264,10 @@ static MHD_Result_t metrics(req_ctx *c)
 #define COUNTER(name, field, help)                                                                \
     sb(&b, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %llu\n",                  \
        (unsigned long long)ld(&m->field))
-    COUNTER("otakey_claims_total", claims, "Claims answered with a key set.");
-    COUNTER("otakey_updates_issued_total", updates_issued, "Updates issued.");
+    COUNTER("otakey_claims_total", claims, "Claims answered with a new key set.");
+    COUNTER("otakey_updates_issued_total", updates_issued, "Updates issued (new key sets).");
+    COUNTER("otakey_responses_resent_total", resent,
+            "Key sets answered again to a device that repeated its request.");
     COUNTER("otakey_commits_total", commits, "Key sets committed (claims and updates).");
     COUNTER("otakey_aborts_total", aborts, "Key sets aborted by their device.");
     COUNTER("otakey_ratelimit_drops_total", ratelimit_drops,
