@@ -949,6 +949,23 @@ static void print_campaign(const otk_campaign_status *c, int json, int bar)
            (unsigned long long)c->started, (unsigned long long)c->done, (unsigned long long)c->failed);
 }
 
+/*
+ * The last view of a campaign (not --watch, or it ended or paused): its line,
+ * then its failures go to fo; with --json, the object they go in (the caller
+ * prints it with json_out).
+ */
+static cJSON *last_view(const args *a, const otk_campaign_status *cs, int tty, failure_out *fo)
+{
+    cJSON *o = a->json ? campaign_json(cs) : NULL;
+    fo->arr = o ? cJSON_AddArrayToObject(o, "failures") : NULL;
+    fo->n = 0;
+    if (!a->json)
+        print_campaign(cs, 0, a->watch && tty);
+    if (a->watch && tty)
+        printf("\n");
+    return o;
+}
+
 static int cmd_campaign_status(args *a)
 {
     otk_crypto c;
@@ -975,14 +992,8 @@ static int cmd_campaign_status(args *a)
             if (!a->watch || cs.state == OTK_CAMP_DONE || cs.state == OTK_CAMP_ABORTED ||
                 cs.state == OTK_CAMP_PAUSED) {
                 /* The last view lists the failures, each with its reason. */
-                failure_out fo = {NULL, 0};
-                cJSON *o = a->json ? campaign_json(&cs) : NULL;
-                if (o)
-                    fo.arr = cJSON_AddArrayToObject(o, "failures");
-                if (!a->json)
-                    print_campaign(&cs, 0, a->watch && tty);
-                if (a->watch && tty)
-                    printf("\n");
+                failure_out fo;
+                cJSON *o = last_view(a, &cs, tty, &fo);
                 if (otk_store_campaign_failures(r, id, print_failure, &fo) != OTK_OK)
                     rc = EXIT_FAIL;
                 if (o)
@@ -1394,14 +1405,8 @@ static int remote_campaign_status(args *a, long id)
         }
         if (!a->watch || cs.state == OTK_CAMP_DONE || cs.state == OTK_CAMP_ABORTED ||
             cs.state == OTK_CAMP_PAUSED) {
-            failure_out fo = {NULL, 0};
-            cJSON *out = a->json ? campaign_json(&cs) : NULL;
-            if (out)
-                fo.arr = cJSON_AddArrayToObject(out, "failures");
-            if (!a->json)
-                print_campaign(&cs, 0, a->watch && tty);
-            if (a->watch && tty)
-                printf("\n");
+            failure_out fo;
+            cJSON *out = last_view(a, &cs, tty, &fo);
             cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(o, "failures")) {
                 const cJSON *dv = cJSON_GetObjectItemCaseSensitive(it, "device");
                 const cJSON *rs = cJSON_GetObjectItemCaseSensitive(it, "reason");
