@@ -215,6 +215,12 @@ static otk_status notify_and_settle(world *w, otk_store *st, wdev *d)
     return world_settle(w, d, STEPS);
 }
 
+static int one_info(void *user, const otk_device_info *d)
+{
+    *(otk_device_info *)user = *d;
+    return 1;
+}
+
 static int count_dev(void *user, const otk_device_info *d)
 {
     unsigned *n = user;
@@ -353,6 +359,29 @@ static void store_suite(const char *db)
     CHECK(cs.state == OTK_CAMP_ABORTED && cs.started == 1 && cs.failed == 1);
     CHECK(otk_store_due_notifications(st, due, 16, 0) == 0);
     CHECK_OK(otk_store_audit_verify(st, &rows, &bad));
+    {
+        /* A device that polls while a campaign includes it and has not started it
+         * is started by its poll, when the campaign's rate has a slot for it. */
+        otk_device_info di;
+        uint8_t *last = d[SUITE_DEVS - 1].cfg.device_id;
+        CHECK(otk_store_campaign_poll(st, &w.agent, last) == 0); /* in no campaign */
+        CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, "all", 1, 0, 0, &cid, &total));
+        CHECK(otk_store_campaign_step(st, &w.agent) == 1); /* the first, at once */
+        CHECK(otk_store_campaign_poll(st, &w.agent, last) == 0); /* no slot: 1 a second */
+        nanosleep(&(struct timespec){1, 100000000L}, NULL);
+        CHECK(otk_store_campaign_poll(st, &w.agent, last) == 1); /* the second slot */
+        CHECK_OK(otk_store_release(st));
+        CHECK(otk_store_campaign_poll(st, &w.agent, last) == 0); /* started already */
+        CHECK(otk_store_campaign_poll(st, &w.agent, d[SUITE_DEVS - 2].cfg.device_id) == 0);
+        CHECK(otk_store_campaign_step(st, &w.agent) == 0); /* the slot was taken */
+        CHECK_OK(otk_store_campaign_get(st, cid, &cs));
+        CHECK(cs.started == 2);
+        memset(&di, 0, sizeof di);
+        CHECK_OK(otk_store_list_devices(st, last, 0, one_info, &di));
+        CHECK(di.want == OTK_WANT_ROTATE);
+        CHECK_OK(otk_store_campaign_set_state(st, cid, OTK_CAMP_ABORTED));
+        CHECK_OK(otk_store_release(st));
+    }
     {
         /* A revocation whose cloud deletion failed is refused at once and
          * stays due for the agents until its clients are gone. */

@@ -324,6 +324,17 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
     /* Ends the device's transaction (PostgreSQL: its lock) before replying. */
     if (otk_store_release(d->reg) != OTK_OK)
         logf_(1, "database: a transaction did not commit");
+    /* A poll answered "nothing" (its MAC checked) from a device that a running
+     * campaign has not reached yet: started now if the campaign's rate has a
+     * slot, and the same poll answered again, with the update. */
+    if (st == OTK_OK && n > 1 && out[1] == OTK_MSG_STATUS && client_known &&
+        ((const uint8_t *)msg->payload)[1] == OTK_MSG_UPDATE_REQ &&
+        otk_store_campaign_poll(d->reg, &d->agent, client) == 1) {
+        otk_api_add(&d->metrics.poll_starts, 1);
+        st = otk_agent_handle(&d->agent, msg->payload, (size_t)msg->payloadlen, out, sizeof out, &n);
+        if (otk_store_release(d->reg) != OTK_OK)
+            logf_(1, "database: a transaction did not commit");
+    }
     d->handled++;
     count_message(d, msg->payloadlen > 1 ? ((const uint8_t *)msg->payload)[1] : 0, st, out, n);
     if (st != OTK_OK) {

@@ -80,6 +80,13 @@ OTK_CHECK_RETURN otk_status otk_campaign_create(otk_sqlreg *r, int kind, uint32_
  */
 size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a);
 
+/*
+ * A device that polls while a running campaign includes it and has not
+ * started it: started now if the campaign's rate allows one more device at
+ * this moment (the poll takes a slot of the rate). 1 when started.
+ */
+int otk_campaign_poll(otk_sqlreg *r, otk_agent *a, const uint8_t id[16]);
+
 OTK_CHECK_RETURN otk_status otk_campaign_get(otk_sqlreg *r, int64_t id, otk_campaign_status *st);
 
 /* Pause, resume or abort (abort also withdraws requests not yet issued). */

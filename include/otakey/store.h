@@ -175,6 +175,15 @@ OTK_CHECK_RETURN otk_status otk_store_campaign_create(otk_store *s, int kind,
  * between requesting its update and recording the start.
  */
 size_t otk_store_campaign_step(otk_store *s, otk_agent *a);
+/*
+ * A device that polled and had nothing waiting: started now if a running
+ * campaign includes it, has not started it, and its rate allows one more
+ * device at this moment (the poll takes a slot; campaign.h). 1 when
+ * started: the caller handles the poll again and the device gets its
+ * update on this poll. On PostgreSQL the campaign is locked as a step locks
+ * it (a campaign another agent is stepping skips this).
+ */
+int otk_store_campaign_poll(otk_store *s, otk_agent *a, const uint8_t id[16]);
 OTK_CHECK_RETURN otk_status otk_store_campaign_get(otk_store *s, int64_t id,
                                                    otk_campaign_status *st);
 OTK_CHECK_RETURN otk_status otk_store_campaign_set_state(otk_store *s, int64_t id, int state);

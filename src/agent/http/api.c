@@ -1270,6 +1270,8 @@ static MHD_Result_t metrics(req_ctx *c)
             "Key sets answered again to a device that repeated its request.");
     COUNTER("otakey_commits_total", commits, "Key sets committed (claims and updates).");
     COUNTER("otakey_aborts_total", aborts, "Key sets aborted by their device.");
+    COUNTER("otakey_campaign_poll_starts_total", poll_starts,
+            "Campaign devices started by their own poll (within the campaign's rate).");
     COUNTER("otakey_ratelimit_drops_total", ratelimit_drops,
             "Messages dropped by the agent's rate limits.");
 #undef COUNTER

@@ -157,22 +157,32 @@ out:
 
 #define CAMP_COLS "kind, target_cloud, selector, rate, canary, state, total, created," \
                   " max_failures, coalesce(pause_reason, 0), failures_base"
+#define CAMP_COLS_C "c.kind, c.target_cloud, c.selector, c.rate, c.canary, c.state, c.total," \
+                    " c.created, c.max_failures, coalesce(c.pause_reason, 0), c.failures_base"
+
+/* The CAMP_COLS of row 0 from column col on. */
+static void decode_campaign_at(const PGresult *r, int col, int64_t id, otk_campaign_status *st);
 
 static void decode_campaign(const PGresult *r, int64_t id, otk_campaign_status *st)
 {
+    decode_campaign_at(r, 0, id, st);
+}
+
+static void decode_campaign_at(const PGresult *r, int col, int64_t id, otk_campaign_status *st)
+{
     memset(st, 0, sizeof *st);
     st->id = id;
-    st->kind = (int)pg_int(r, 0, 0);
-    st->target_cloud = (uint32_t)pg_int(r, 0, 1);
-    otk_selector_show(st->selector, sizeof st->selector, PQgetvalue(r, 0, 2));
-    st->rate = (uint32_t)pg_int(r, 0, 3);
-    st->canary = (uint32_t)pg_int(r, 0, 4);
-    st->state = (int)pg_int(r, 0, 5);
-    st->total = (uint64_t)pg_int(r, 0, 6);
-    st->created_ms = pg_int(r, 0, 7);
-    st->max_failures = (uint32_t)pg_int(r, 0, 8);
-    st->pause_reason = st->state == OTK_CAMP_PAUSED ? (int)pg_int(r, 0, 9) : 0;
-    st->failures_base = (uint64_t)pg_int(r, 0, 10);
+    st->kind = (int)pg_int(r, 0, col + 0);
+    st->target_cloud = (uint32_t)pg_int(r, 0, col + 1);
+    otk_selector_show(st->selector, sizeof st->selector, PQgetvalue(r, 0, col + 2));
+    st->rate = (uint32_t)pg_int(r, 0, col + 3);
+    st->canary = (uint32_t)pg_int(r, 0, col + 4);
+    st->state = (int)pg_int(r, 0, col + 5);
+    st->total = (uint64_t)pg_int(r, 0, col + 6);
+    st->created_ms = pg_int(r, 0, col + 7);
+    st->max_failures = (uint32_t)pg_int(r, 0, col + 8);
+    st->pause_reason = st->state == OTK_CAMP_PAUSED ? (int)pg_int(r, 0, col + 9) : 0;
+    st->failures_base = (uint64_t)pg_int(r, 0, col + 10);
 }
 
 /*
@@ -566,4 +576,66 @@ size_t pgc_due(void *impl, uint8_t (*ids)[16], size_t max, unsigned resend_ms)
 size_t pgc_due_cleanups(void *impl, uint8_t (*ids)[16], size_t max, unsigned retry_ms)
 {
     return claim_due(impl, DUE_SQL("want = 3"), ids, max, retry_ms);
+}
+
+/* A device that polled (store.h otk_store_campaign_poll). */
+int pgc_poll(void *impl, otk_agent *a, const uint8_t id[16])
+{
+    pgstore *s = impl;
+    pgq q = {0};
+    PGresult *r;
+    otk_campaign_status c;
+    uint64_t due, limit;
+    int64_t age;
+    uint8_t out[OTK_MSG_MAX_LEN];
+    size_t len;
+    otk_status rs;
+    int started = 0;
+    if (pg_release(s) != OTK_OK || s->work.c == NULL || PQstatus(s->work.c) != CONNECTION_OK)
+        return 0; /* the work connection is the engine's: opened by its first step */
+    if (pg_exec(s->work.c, "BEGIN") != OTK_OK)
+        return 0;
+    pq_blob(&q, id, 16);
+    r = pg_run(&s->work,
+               "SELECT c.id, " CAMP_COLS_C ", c.n_started FROM campaign_devices cd JOIN campaigns c"
+               " ON c.id = cd.campaign WHERE cd.device = $1 AND cd.started IS NULL"
+               " AND c.state IN (1, 2) ORDER BY c.id LIMIT 1 FOR NO KEY UPDATE OF c, cd SKIP LOCKED",
+               &q);
+    if (r == NULL || PQntuples(r) != 1) {
+        PQclear(r);
+        goto out;
+    }
+    decode_campaign_at(r, 1, pg_int(r, 0, 0), &c);
+    c.started = (uint64_t)pg_int(r, 0, 12);
+    PQclear(r);
+    limit = c.state == OTK_CAMP_CANARY ? c.canary : c.total;
+    age = wall_ms() - c.created_ms;
+    due = 1u + (uint64_t)(age > 0 ? age : 0) * c.rate / 1000u;
+    if (due > limit)
+        due = limit;
+    if (c.started >= due)
+        goto out; /* no slot now: a step reaches it in its turn */
+    rs = otk_agent_request_update(a, id, c.kind, c.target_cloud, out, sizeof out, &len);
+    (void)pg_release(s);
+    memset(&q, 0, sizeof q);
+    pq_int(&q, c.id);
+    pq_blob(&q, id, 16);
+    pq_int(&q, wall_ms());
+    pq_int(&q, rs);
+    r = pg_run(&s->work,
+               "WITH c AS (UPDATE campaign_devices SET started = $3,"
+               " finished = CASE WHEN $4::bigint = 0 THEN NULL ELSE 2 END,"
+               " reason = CASE WHEN $4::bigint = 0 THEN NULL ELSE $4::bigint END"
+               " WHERE campaign = $1 AND device = $2 AND started IS NULL RETURNING finished)"
+               " UPDATE campaigns SET n_started = n_started + (SELECT count(*) FROM c),"
+               " n_failed = n_failed + (SELECT count(*) FROM c WHERE finished = 2) WHERE id = $1",
+               &q);
+    started = r != NULL && rs == OTK_OK;
+    PQclear(r);
+out:
+    if (pg_exec(s->work.c, "COMMIT") != OTK_OK) {
+        (void)pg_exec(s->work.c, "ROLLBACK");
+        started = 0;
+    }
+    return started;
 }

@@ -499,3 +499,56 @@ size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a)
     }
     return started;
 }
+
+/*
+ * A device that polls (UPDATE_REQ with nothing waiting for it) while a
+ * running campaign includes it and has not started it yet is started now,
+ * if the campaign's rate allows one more device at this moment (the poll
+ * takes a slot of the rate; it does not pass it). Returns 1 when started.
+ */
+int otk_campaign_poll(otk_sqlreg *r, otk_agent *a, const uint8_t id[16])
+{
+    sqlite3 *db = otk_sqlreg_handle(r);
+    sqlite3_stmt *s = NULL;
+    otk_campaign_status c;
+    int64_t cid = 0, age;
+    uint64_t due, limit;
+    uint8_t out[OTK_MSG_MAX_LEN];
+    size_t len;
+    otk_status rs;
+    int started = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT cd.campaign FROM campaign_devices cd JOIN campaigns c"
+                           " ON c.id = cd.campaign WHERE cd.device = ?1 AND cd.started IS NULL"
+                           " AND c.state IN (1, 2) ORDER BY cd.campaign LIMIT 1",
+                           -1, &s, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        cid = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    if (cid == 0 || get_status(r, cid, &c, 0) != OTK_OK)
+        return 0;
+    limit = c.state == OTK_CAMP_CANARY ? c.canary : c.total;
+    age = otk_wall_ms() - c.created_ms;
+    due = 1u + (uint64_t)(age > 0 ? age : 0) * c.rate / 1000u;
+    if (due > limit)
+        due = limit;
+    if (c.started >= due)
+        return 0; /* no slot now: the engine reaches it in its turn */
+    rs = otk_agent_request_update(a, id, c.kind, c.target_cloud, out, sizeof out, &len);
+    if (sqlite3_prepare_v2(db,
+                           "UPDATE campaign_devices SET started = ?3,"
+                           " finished = CASE WHEN ?4 = 0 THEN NULL ELSE 2 END,"
+                           " reason = CASE WHEN ?4 = 0 THEN NULL ELSE ?4 END"
+                           " WHERE campaign = ?1 AND device = ?2 AND started IS NULL",
+                           -1, &s, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, cid);
+        sqlite3_bind_blob(s, 2, id, 16, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 3, otk_wall_ms());
+        sqlite3_bind_int(s, 4, rs);
+        started = sqlite3_step(s) == SQLITE_DONE && sqlite3_changes(db) == 1 && rs == OTK_OK;
+    }
+    sqlite3_finalize(s);
+    return started;
+}

@@ -72,6 +72,8 @@ static const char *const migrations[] = {
     "ALTER TABLE campaigns ADD COLUMN max_failures INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE campaigns ADD COLUMN pause_reason INTEGER;"
     "ALTER TABLE campaigns ADD COLUMN failures_base INTEGER NOT NULL DEFAULT 0;",
+    /* 8: a polling device's campaign, found by the device (otk_campaign_poll). */
+    "CREATE INDEX campaign_devices_todo ON campaign_devices(device) WHERE started IS NULL;",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 

@@ -201,6 +201,11 @@ size_t otk_store_campaign_step(otk_store *s, otk_agent *a)
     return s && a ? s->ops->campaign_step(s->impl, a) : 0;
 }
 
+int otk_store_campaign_poll(otk_store *s, otk_agent *a, const uint8_t id[16])
+{
+    return s && a && id ? s->ops->campaign_poll(s->impl, a, id) : 0;
+}
+
 otk_status otk_store_campaign_get(otk_store *s, int64_t id, otk_campaign_status *st)
 {
     if (s == NULL || st == NULL)

@@ -28,6 +28,7 @@ typedef struct otk_store_ops {
     otk_status (*batch)(void *impl, int begin);
     size_t (*due_cleanups)(void *impl, uint8_t (*ids)[16], size_t max, unsigned retry_ms);
     otk_status (*campaign_failures)(void *impl, int64_t id, otk_campaign_failure_fn fn, void *user);
+    int (*campaign_poll)(void *impl, otk_agent *a, const uint8_t id[16]);
     /* Who the audit rows written from now on name ("" none; copied). */
     void (*set_actor)(void *impl, const char *actor);
 } otk_store_ops;

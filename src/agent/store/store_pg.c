@@ -95,6 +95,8 @@ static const char *const migrations[] = {
     "ALTER TABLE audit ADD COLUMN actor text;"
     "ALTER TABLE campaigns ADD COLUMN max_failures bigint NOT NULL DEFAULT 0,"
     " ADD COLUMN pause_reason bigint, ADD COLUMN failures_base bigint NOT NULL DEFAULT 0;",
+    /* 6: a polling device's campaign, found by the device (pgc_poll). */
+    "CREATE INDEX campaign_devices_todo ON campaign_devices(device) WHERE started IS NULL;",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
@@ -890,7 +892,7 @@ static const otk_store_ops pg_ops = {
     p_list_devices, p_audit_verify, p_audit_count, p_audit_list, pgc_due,
     pgc_create,     pgc_step,       pgc_get,       pgc_set_state, pgc_list,
     NULL, /* each device's writes commit with its lock */
-    pgc_due_cleanups, pgc_failures, p_set_actor,
+    pgc_due_cleanups, pgc_failures, pgc_poll, p_set_actor,
 };
 
 static otk_status fail(pgstore *s, char *err, size_t err_size, const char *what)

@@ -113,6 +113,11 @@ static uint64_t s_audit_count(void *impl, int kind)
     return otk_sqlreg_audit_count(impl, kind);
 }
 
+static int s_camp_poll(void *impl, otk_agent *a, const uint8_t id[16])
+{
+    return otk_campaign_poll(impl, a, id);
+}
+
 static void s_set_actor(void *impl, const char *actor)
 {
     otk_sqlreg_set_actor(impl, actor);
@@ -201,7 +206,7 @@ static const otk_store_ops sqlite_ops = {
     s_close,        s_bind,        s_release,      s_add_batch,   s_list_batches,
     s_list_devices, s_audit_verify, s_audit_count, s_audit_list,  s_due,
     s_camp_create,  s_camp_step,   s_camp_get,     s_camp_set,    s_camp_list,
-    s_batch,        s_due_cleanups, s_camp_failures, s_set_actor,
+    s_batch,        s_due_cleanups, s_camp_failures, s_camp_poll, s_set_actor,
 };
 
 otk_status otk_store_sqlite_open(const char *path, const otk_crypto *crypto, int create,
