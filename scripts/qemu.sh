@@ -14,9 +14,25 @@ mkdir -p build/mps2
 src=$(ls -d build/mps2/mbedtls/*/library 2>/dev/null | head -n1 || true)
 if [ -z "$src" ]; then
   if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
-    # Source entries for Debian's own archive, as the binary ones are configured.
-    printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-      "$(. /etc/os-release && echo "$VERSION_CODENAME")" > /etc/apt/sources.list.d/otakey-src.sources
+    # Source entries that mirror the machine's binary ones (same archives,
+    # mirrors, suites and keys: a proxy or local mirror serves both).
+    for f in /etc/apt/sources.list.d/*.sources; do
+      [ -f "$f" ] || continue
+      awk 'BEGIN { RS = ""; ORS = "\n\n" }
+           match($0, /Types:[^\n]*/) {
+             t = substr($0, RSTART, RLENGTH)
+             if (t ~ /[ :]deb( |$)/) { sub(/Types:[^\n]*/, "Types: deb-src"); print }
+           }' "$f"
+    done > /etc/apt/sources.list.d/otakey-src.sources
+    sed -n 's/^deb\([ \t]\)/deb-src\1/p' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+      2>/dev/null > /etc/apt/sources.list.d/otakey-src.list || true
+    [ -s /etc/apt/sources.list.d/otakey-src.list ] || rm -f /etc/apt/sources.list.d/otakey-src.list
+    if [ ! -s /etc/apt/sources.list.d/otakey-src.sources ] && [ ! -f /etc/apt/sources.list.d/otakey-src.list ]; then
+      rm -f /etc/apt/sources.list.d/otakey-src.sources
+      echo "qemu.sh: no binary apt source to mirror as a source entry; add a deb-src entry" >&2
+      exit 1
+    fi
+    [ -s /etc/apt/sources.list.d/otakey-src.sources ] || rm -f /etc/apt/sources.list.d/otakey-src.sources
     apt-get update -qq
   fi
   rm -rf build/mps2/mbedtls && mkdir -p build/mps2/mbedtls
