@@ -1176,7 +1176,7 @@ static cJSON *remote(args *a, const char *what, const char *method, const char *
 
 /* Walks a paged listing: GET path&after=CURSOR until next is null. */
 static int remote_pages(args *a, const char *what, const char *path, const char *key,
-                        int (*row)(args *a, const cJSON *item))
+                        int (*row)(args *a, const cJSON *item), const char *header)
 {
     char p[512], cursor[40] = "";
     for (;;) {
@@ -1184,6 +1184,8 @@ static int remote_pages(args *a, const char *what, const char *path, const char 
         snprintf(p, sizeof p, "%s%s%s", path, cursor[0] ? "&after=" : "", cursor);
         if ((o = remote(a, what, "GET", p, NULL, 200)) == NULL)
             return EXIT_FAIL;
+        if (header && !a->json && !cursor[0])
+            fputs(header, stdout); /* once the API answered, as --db once the registry opened */
         items = cJSON_GetObjectItemCaseSensitive(o, key);
         cJSON_ArrayForEach(it, items) {
             if (row(a, it) != 0) {
@@ -1265,9 +1267,7 @@ static int remote_list(args *a, const char *what, const char *path, const char *
     int rc;
     if (a->json)
         a->arr = cJSON_CreateArray();
-    else if (header)
-        fputs(header, stdout);
-    rc = remote_pages(a, what, path, key, row);
+    rc = remote_pages(a, what, path, key, row, header);
     if (a->json)
         json_out(a->arr);
     return rc;
