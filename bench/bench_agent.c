@@ -9,7 +9,11 @@
  * every device certificate for real (otk_x509, OpenSSL): the figure then
  * includes the proof of possession checked and the certificate signed.
  * The device's proof is its certificate checked against its CA and its key.
- * Usage: bench_agent [devices] [--sqlite FILE] [--x509]
+ * --pragma SQL (with --sqlite, repeatable): run on the registry after it
+ * opened, to measure a setting (bench/sqlite.sh). --batch N (with --sqlite):
+ * one transaction per N devices' messages, as the daemon's group commit
+ * does (its begin and commit are timed with the agent).
+ * Usage: bench_agent [devices] [--sqlite FILE [--pragma SQL]...] [--x509]
  */
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -21,6 +25,7 @@
 #include <unistd.h>
 
 #include "otakey/x509cloud.h"
+#include "sqlreg_internal.h"
 #include "testca.h"
 #include "world.h"
 
@@ -171,8 +176,9 @@ static int run(world *w, wdev *d)
 int main(int argc, char **argv)
 {
     long n = 2000, i;
-    const char *sqlite = NULL;
-    int x509 = 0;
+    const char *sqlite = NULL, *pragmas[16];
+    int x509 = 0, n_pragmas = 0;
+    long batch = 0;
     char dir[64];
     static const char *names[] = {"claim", "rotation", "switch"};
     world w;
@@ -183,8 +189,12 @@ int main(int argc, char **argv)
             sqlite = argv[++a];
         else if (!strcmp(argv[a], "--x509"))
             x509 = 1;
+        else if (!strcmp(argv[a], "--pragma") && a + 1 < argc && n_pragmas < 16)
+            pragmas[n_pragmas++] = argv[++a];
+        else if (!strcmp(argv[a], "--batch") && a + 1 < argc && (batch = strtol(argv[++a], NULL, 10)) > 0)
+            continue;
         else if ((n = strtol(argv[a], NULL, 10)) <= 0 || n > 1000000) {
-            fprintf(stderr, "usage: bench_agent [devices] [--sqlite FILE] [--x509]\n");
+            fprintf(stderr, "usage: bench_agent [devices] [--sqlite FILE [--pragma SQL]...] [--x509]\n");
             return 2;
         }
     }
@@ -195,6 +205,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_agent: setup failed\n");
         return 1;
     }
+    for (a = 0; a < n_pragmas; a++)
+        if (w.sql == NULL || otk_sql_exec(otk_sqlreg_handle(w.sql), pragmas[a]) != OTK_OK) {
+            fprintf(stderr, "bench_agent: --pragma '%s' failed\n", pragmas[a]);
+            return 1;
+        }
     snprintf(dir, sizeof dir, "/tmp/otk-bench-x509-%d", (int)getpid());
     if (x509 && (mkdir(dir, 0700) != 0 || x_setup(&w, dir) != 0)) {
         fprintf(stderr, "bench_agent: certificate clouds: setup failed\n");
@@ -229,9 +244,21 @@ int main(int argc, char **argv)
                 if (otk_device_poll(&d->dev) != OTK_OK)
                     return 1;
             }
+            if (batch && w.sql && i % batch == 0) {
+                double t0 = cpu_s();
+                if (otk_sqlreg_batch_begin(w.sql) != OTK_OK)
+                    return 1;
+                agent_cpu += cpu_s() - t0;
+            }
             if (run(&w, d) != 0) {
                 fprintf(stderr, "bench_agent: device %ld failed in %s\n", i, names[phase]);
                 return 1;
+            }
+            if (batch && w.sql && ((i + 1) % batch == 0 || i == n - 1)) {
+                double t0 = cpu_s();
+                if (otk_sqlreg_batch_end(w.sql) != OTK_OK)
+                    return 1;
+                agent_cpu += cpu_s() - t0;
             }
         }
         printf("| %s | %ld | %.3f s | %.1f µs | %lu |\n", names[phase], n, agent_cpu,
