@@ -20,8 +20,9 @@
  * disconnected (the broker itself checks the CRL at the handshake only).
  *
  * A devices listener with plugin_opt_presence_topic TOPIC also publishes
- * "1 <id> <conn>" on TOPIC when a device is admitted and "0 <id> <conn>"
- * when that connection ends; <conn> (16 hex digits) names the connection,
+ * "1 <id> <conn>" on TOPIC when a device is admitted (its password check,
+ * and its subscription, which also shows a device a certificate admitted)
+ * and "0 <id> <conn>" when that connection ends; <conn> (16 hex digits) names the connection,
  * so that the end of a connection a newer one took over is told apart from
  * the device leaving. The agent then offers no update to a device that
  * sleeps: it polls when it wakes.
@@ -340,6 +341,12 @@ static int on_acl_check(int event, void *event_data, void *userdata)
     }
     v = otk_bp_acl(&p->cfg, mosquitto_client_username(ed->client), mosquitto_client_id(ed->client),
                    access, ed->topic, ed->retain, &reason);
+    /* A device subscribes to its topic once per connection, right after it
+     * connected: its presence (a certificate listener asks no password, so
+     * this is where its connection shows; a takeover's old connection has
+     * ended by then). */
+    if (v == OTK_BP_ALLOW && access == OTK_BP_SUBSCRIBE && p->cfg.role == OTK_BP_DEVICES)
+        presence(p, ed->client, 1);
     v = verdict(p, v, reason);
     return v == MOSQ_ERR_AUTH ? MOSQ_ERR_ACL_DENIED : v;
 }
