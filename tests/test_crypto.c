@@ -4,6 +4,11 @@
  * RFC 6979 and Project Wycheproof files under tests/vectors/), failure
  * cases with their expected errors, and cross tests where one backend
  * seals, signs or agrees and the other opens, verifies or agrees.
+ *
+ * Built with OTK_TEST_BOARD (the emulated Cortex-M4, port/mps2): mbedTLS
+ * only, as the device uses it (no OpenSSL on a microcontroller), the
+ * cross tests between two instances of it, and the vector files built
+ * into the image (port/mps2/vectors.c; a board has no file system).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +21,16 @@
 
 #define MAXB 8192
 
+#ifdef OTK_TEST_BOARD
+#define N_BACKENDS 1
+#define CROSS_EC 4 /* two instances of one library: agreement is all they show */
+/* port/mps2/vectors.c: a vector file's text, built into the image. */
+const char *otk_board_vectors(const char *name, size_t *len);
+#else
+#define N_BACKENDS 2
+#define CROSS_EC 40
+#endif
+
 typedef struct backend {
     const char *name;
     otk_crypto c;
@@ -27,6 +42,12 @@ static union {
     uint8_t b[OTK_CRYPTO_MBEDTLS_STATE_SIZE];
     void *align;
 } mstate;
+#ifdef OTK_TEST_BOARD
+static union {
+    uint8_t b[OTK_CRYPTO_MBEDTLS_STATE_SIZE];
+    void *align;
+} mstate2; /* the second backend of the cross tests: mbedTLS again */
+#endif
 
 /* Parses hex ('-' = empty) into out; returns the byte count or -1. */
 static long unhex(const char *s, uint8_t *out, size_t cap)
@@ -62,12 +83,20 @@ static int next_line(FILE *f, char *line, size_t cap, char **fields, int nf)
 
 static FILE *open_vectors(const char *name)
 {
-    char path[256];
     FILE *f;
+#ifdef OTK_TEST_BOARD
+    size_t len = 0;
+    const char *text = otk_board_vectors(name, &len);
+    f = text ? fmemopen((void *)(uintptr_t)text, len, "r") : NULL;
+    if (f == NULL)
+        fprintf(stderr, "vectors %s not in the image\n", name);
+#else
+    char path[256];
     snprintf(path, sizeof path, "vectors/%s", name);
     f = fopen(path, "r");
     if (f == NULL)
         fprintf(stderr, "cannot open %s (run from tests/)\n", path);
+#endif
     CHECK(f != NULL);
     return f;
 }
@@ -319,9 +348,11 @@ static void kat_rfc6979(backend *b)
         CHECK_OK(c.ec_keygen(c.ctx, priv, pub));
         otk_crypto_mbedtls_free(&c);
     } else {
+#ifndef OTK_TEST_BOARD
         CHECK_OK(otk_crypto_openssl_init(&c, fixed_rng, NULL));
         CHECK_OK(c.ec_keygen(c.ctx, priv, pub));
         otk_crypto_openssl_free(&c);
+#endif
     }
     CHECK(memcmp(priv, d, 32) == 0 && memcmp(pub, q, 64) == 0);
     CHECK(unhex("6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"
@@ -385,7 +416,7 @@ static void cross(void)
         (void)otk_testrng_fill(&r, iv, sizeof iv);
         (void)otk_testrng_fill(&r, aad, sizeof aad);
         (void)otk_testrng_fill(&r, pt, sizeof pt);
-        if (i < 40) { /* public-key operations are slow; fewer of them */
+        if (i < CROSS_EC) { /* public-key operations are slow; fewer of them */
             CHECK_OK(x->c.ec_keygen(x->c.ctx, a, A));
             CHECK_OK(y->c.ec_keygen(y->c.ctx, b, B));
             CHECK_OK(x->c.ecdh(x->c.ctx, a, B, s1));
@@ -426,12 +457,17 @@ int main(void)
     otk_testrng_seed(&rng_m, 1);
     otk_testrng_seed(&rng_o, 1);
     be[0].name = "mbedtls";
-    be[1].name = "openssl";
     CHECK_OK(otk_crypto_mbedtls_init(&be[0].c, mstate.b, sizeof mstate.b, otk_testrng_fill, &rng_m));
+#ifdef OTK_TEST_BOARD
+    be[1].name = "mbedtls (second instance)";
+    CHECK_OK(otk_crypto_mbedtls_init(&be[1].c, mstate2.b, sizeof mstate2.b, otk_testrng_fill, &rng_o));
+#else
+    be[1].name = "openssl";
     CHECK_OK(otk_crypto_openssl_init(&be[1].c, otk_testrng_fill, &rng_o));
+#endif
     CHECK_ST(otk_crypto_mbedtls_init(&be[0].c, mstate.b, 4, NULL, NULL), OTK_ERR_BUFFER_TOO_SMALL);
     CHECK_OK(otk_crypto_mbedtls_init(&be[0].c, mstate.b, sizeof mstate.b, otk_testrng_fill, &rng_m));
-    for (i = 0; i < 2; i++) {
+    for (i = 0; i < N_BACKENDS; i++) {
         unsigned before = check_failed_;
         kat_rfc(&be[i]);
         kat_hmac(&be[i]);
@@ -444,7 +480,12 @@ int main(void)
         printf("%s: %s\n", be[i].name, check_failed_ == before ? "all vectors pass" : "FAILURES");
     }
     cross();
+    printf("cross tests: %s <-> %s\n", be[0].name, be[1].name);
     otk_crypto_mbedtls_free(&be[0].c);
+#ifdef OTK_TEST_BOARD
+    otk_crypto_mbedtls_free(&be[1].c);
+#else
     otk_crypto_openssl_free(&be[1].c);
+#endif
     return CHECK_DONE();
 }

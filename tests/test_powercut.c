@@ -9,6 +9,13 @@
  * agent issued them), at least one of them accepted by its cloud once it
  * has any; at the end, device and agent agree on one version on cloud B and
  * the cloud holds exactly one client for the device.
+ *
+ * The emulated board (built with OTK_TEST_BOARD; --board on the host does
+ * the same) cannot afford every cut point: it runs a subset planned from a
+ * traced uncut run, in each geometry and for each phase (claim, rotation,
+ * switch): the first and last sector erase of the staged slot, the first
+ * and last program unit of the record, and the commit marker, one cut per
+ * phase in a run (sweep_subset). The host keeps the full sweep.
  */
 #include <stdlib.h>
 
@@ -149,42 +156,196 @@ static int run_phase(world *w, wdev *d, int phase, unsigned long *cuts)
     return -1;
 }
 
+/*
+ * The flash operations of a run, traced through the port: each erase call
+ * (one sector), each record program (its units) and each commit marker
+ * (one unit at the start of a slot), with the phase it belongs to.
+ */
+enum { OP_ERASE, OP_RECORD, OP_MARKER };
+static const char *const kind_names[] = {"erase", "record", "marker"};
+static const char *const phase_names[] = {"claim", "rotation", "switch"};
+
+typedef struct traced {
+    unsigned long first; /* index of its first operation */
+    uint32_t n;          /* operations (program units) */
+    int phase, kind;
+} traced;
+
+static traced trace[96];
+static size_t n_trace;
+static int cur_phase;
+static int (*sim_prog)(void *ctx, uint32_t off, const uint8_t *buf, uint32_t len);
+static int (*sim_erase)(void *ctx, uint32_t off);
+
+static void note(const otk_flashsim *f, int kind, uint32_t n)
+{
+    if (n_trace < sizeof trace / sizeof trace[0]) {
+        trace[n_trace].first = f->ops;
+        trace[n_trace].n = n;
+        trace[n_trace].phase = cur_phase;
+        trace[n_trace++].kind = kind;
+    }
+}
+
+static int traced_prog(void *ctx, uint32_t off, const uint8_t *buf, uint32_t len)
+{
+    const otk_flashsim *f = ctx;
+    note(f, off % (f->size / 2u) == 0 ? OP_MARKER : OP_RECORD, len / f->prog_size);
+    return sim_prog(ctx, off, buf, len);
+}
+
+static int traced_erase(void *ctx, uint32_t off)
+{
+    note(ctx, OP_ERASE, 1);
+    return sim_erase(ctx, off);
+}
+
+/* The traced operation that operation op belonged to, or NULL. */
+static const traced *traced_op(unsigned long op)
+{
+    size_t i;
+    for (i = 0; i < n_trace; i++)
+        if (op >= trace[i].first && op < trace[i].first + (trace[i].n ? trace[i].n : 1))
+            return &trace[i];
+    return NULL;
+}
+
+/*
+ * One run of claim, rotation and switch with power cut at operation cut,
+ * counted from boot (none when cut < 0), or, when at is not NULL, at
+ * operation at[p] of each phase p counted from the phase's start (none
+ * when at[p] < 0; at[p] becomes the operation's index in the run). Returns
+ * 1 when the run completed as it must, 0 when it failed; *cuts is the
+ * number of cuts it saw (0: the cut point lies past the run's last flash
+ * operation).
+ */
+static int cut_run(uint32_t sector, uint32_t prog, int tear, long cut, long *at, unsigned long seed,
+                   unsigned long *cuts, unsigned long *ops)
+{
+    world w;
+    wdev d;
+    int phase, ok = 1;
+    otk_agent_device rec;
+    *cuts = 0;
+    n_sets = 0;
+    n_trace = 0;
+    CHECK(world_init(&w, 1000 + seed) == 0);
+    CHECK(wdev_init(&w, &d, 9) == 0);
+    otk_flashsim_free(&d.flash);
+    CHECK(otk_flashsim_init(&d.flash, 2 * 4096, sector, prog) == 0);
+    otk_flashsim_port(&d.flash, &w.dev_crypto, &d.port);
+    sim_prog = d.port.flash_prog;
+    sim_erase = d.port.flash_erase;
+    d.port.flash_prog = traced_prog;
+    d.port.flash_erase = traced_erase;
+    CHECK_OK(wdev_boot(&w, &d));
+    if (cut >= 0)
+        otk_flashsim_cut(&d.flash, (unsigned long)cut, tear, 77u * seed + 5u);
+    for (phase = 0; phase < 3 && ok; phase++) {
+        cur_phase = phase;
+        if (at != NULL && at[phase] >= 0) {
+            otk_flashsim_cut(&d.flash, (unsigned long)at[phase], tear, 77u * (3u * seed + phase) + 5u);
+            at[phase] += (long)d.flash.ops;
+        }
+        ok = run_phase(&w, &d, phase, cuts) == 0;
+    }
+    if (ok) {
+        CHECK(otk_device_state(&d.dev) == OTK_DEV_READY);
+        CHECK_OK(world_record(&w, &d, &rec));
+        CHECK(rec.committed.version == otk_device_version(&d.dev, OTK_SET_ACTIVE));
+        CHECK(rec.committed.cloud.cloud_id == WORLD_CLOUD_B && !rec.has_pending);
+        CHECK(otk_memcloud_count(w.cloud) == 1);
+    }
+    *ops = d.flash.ops;
+    wdev_free(&d);
+    world_free(&w);
+    return ok;
+}
+
 static unsigned long sweep(uint32_t sector, uint32_t prog, int tear, unsigned long *ops_total)
 {
-    unsigned long points = 0, cut;
+    unsigned long points = 0, cut, cuts, ops;
     for (cut = 0;; cut++) {
-        world w;
-        wdev d;
-        unsigned long cuts = 0;
-        int phase, ok = 1;
-        otk_agent_device rec;
-        n_sets = 0;
-        CHECK(world_init(&w, 1000 + cut) == 0);
-        CHECK(wdev_init(&w, &d, 9) == 0);
-        otk_flashsim_free(&d.flash);
-        CHECK(otk_flashsim_init(&d.flash, 2 * 4096, sector, prog) == 0);
-        otk_flashsim_port(&d.flash, &w.dev_crypto, &d.port);
-        CHECK_OK(wdev_boot(&w, &d));
-        otk_flashsim_cut(&d.flash, cut, tear, 77u * cut + 5u);
-        for (phase = 0; phase < 3 && ok; phase++)
-            ok = run_phase(&w, &d, phase, &cuts) == 0;
-        if (ok) {
-            CHECK(otk_device_state(&d.dev) == OTK_DEV_READY);
-            CHECK_OK(world_record(&w, &d, &rec));
-            CHECK(rec.committed.version == otk_device_version(&d.dev, OTK_SET_ACTIVE));
-            CHECK(rec.committed.cloud.cloud_id == WORLD_CLOUD_B && !rec.has_pending);
-            CHECK(otk_memcloud_count(w.cloud) == 1);
-        }
+        int ok = cut_run(sector, prog, tear, (long)cut, NULL, cut, &cuts, &ops);
         if (cuts == 0) {
             /* The cut point lies past the run's last flash operation: done. */
-            *ops_total += d.flash.ops;
-            wdev_free(&d);
-            world_free(&w);
+            *ops_total += ops;
             break;
         }
         points++;
-        wdev_free(&d);
-        world_free(&w);
+        if (!ok)
+            break;
+    }
+    return points;
+}
+
+/*
+ * The board's subset. An uncut run is traced; each phase's operations are
+ * then cut at their first and last sector erase, first and last record
+ * unit and commit marker: run k cuts power once in every phase, at the
+ * phase's k-th such operation (a phase starts from what the previous one
+ * committed, so its operations are the same as in the uncut run; each cut
+ * is checked to fall on the operation planned).
+ */
+#define KINDS 5
+static unsigned long sweep_subset(uint32_t sector, uint32_t prog, int tear, unsigned long *ops_total)
+{
+    long plan[3][KINDS] = {{0}};
+    int plan_kind[3][KINDS], n_plan[3] = {0, 0, 0}, runs = 0, p, k, same;
+    unsigned long points = 0, cuts, ops, phase_start[3] = {0, 0, 0};
+    size_t i;
+    CHECK(cut_run(sector, prog, tear, -1, NULL, 0, &cuts, &ops) && cuts == 0);
+    *ops_total += ops;
+    for (i = n_trace; i-- > 0;)
+        phase_start[trace[i].phase] = trace[i].first;
+    for (i = 0; i < n_trace; i++) {
+        const traced *t = &trace[i];
+        unsigned long pick[2];
+        int n_pick = 0;
+        if (t->kind == OP_RECORD) { /* the record's first and last unit */
+            pick[n_pick++] = t->first;
+            if (t->n > 1)
+                pick[n_pick++] = t->first + t->n - 1;
+        } else if (t->kind == OP_MARKER || i == 0 || trace[i - 1].kind != OP_ERASE ||
+                   trace[i - 1].phase != t->phase || i + 1 == n_trace ||
+                   trace[i + 1].kind != OP_ERASE) {
+            pick[n_pick++] = t->first; /* the marker; the first and last erase of a slot */
+        }
+        for (k = 0; k < n_pick && n_plan[t->phase] < KINDS; k++) {
+            plan_kind[t->phase][n_plan[t->phase]] = t->kind;
+            plan[t->phase][n_plan[t->phase]++] = (long)(pick[k] - phase_start[t->phase]);
+        }
+    }
+    same = n_plan[1] == n_plan[0] && n_plan[2] == n_plan[0] &&
+           memcmp(plan[1], plan[0], sizeof plan[0]) == 0 && memcmp(plan[2], plan[0], sizeof plan[0]) == 0;
+    printf("  %u-byte sectors, %u-byte units, %s cuts, at operations counted from a phase's start,",
+           (unsigned)sector, (unsigned)prog, tear ? "torn" : "clean");
+    for (p = 0; p < 3; p++) {
+        if (n_plan[p] > runs)
+            runs = n_plan[p];
+        if (same && p > 0)
+            continue;
+        printf("%s in %s:", p ? ";" : "", same ? "each of claim, rotation and switch" : phase_names[p]);
+        for (k = 0; k < n_plan[p]; k++)
+            printf("%s %s +%ld", k ? "," : "", kind_names[plan_kind[p][k]], plan[p][k]);
+    }
+    printf(" (%d runs, one cut in each phase)\n", runs);
+    for (k = 0; k < runs; k++) {
+        long at[3];
+        int ok, want = 0;
+        for (p = 0; p < 3; p++) {
+            at[p] = k < n_plan[p] ? plan[p][k] : -1;
+            want += at[p] >= 0;
+        }
+        ok = cut_run(sector, prog, tear, -1, at, (unsigned long)k + 1, &cuts, &ops);
+        CHECK(cuts == (unsigned long)want);
+        for (p = 0; p < 3; p++) {
+            const traced *t = at[p] >= 0 ? traced_op((unsigned long)at[p]) : NULL;
+            if (at[p] < 0)
+                continue;
+            CHECK(t != NULL && t->phase == p && t->kind == plan_kind[p][k]);
+            points++;
+        }
         if (!ok)
             break;
     }
@@ -195,6 +356,24 @@ int main(int argc, char **argv)
 {
     unsigned long points = 0, ops = 0;
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+#ifdef OTK_TEST_BOARD
+    int board = 1; /* no command line on the board */
+#else
+    int board = argc > 1 && strcmp(argv[1], "--board") == 0;
+#endif
+    if (board) {
+        printf("power-cut subset (the board's; the host cuts at every operation):\n");
+        points += sweep_subset(4096, 8, 0, &ops);
+        points += sweep_subset(4096, 8, 1, &ops);
+        if (!quick) {
+            points += sweep_subset(1024, 4, 1, &ops);
+            points += sweep_subset(512, 16, 1, &ops);
+        }
+        printf("power-cut subset over claim + rotation + switch: %lu cut points "
+               "(of %lu flash operations in the uncut runs), clean and torn\n",
+               points, ops);
+        return CHECK_DONE();
+    }
     points += sweep(4096, 8, 0, &ops);
     points += sweep(4096, 8, 1, &ops);
     if (!quick) {

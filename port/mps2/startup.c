@@ -20,12 +20,18 @@ void _fini(void);
 
 #define STACK_PAINT 0xa5a5a5a5u
 
+/* The lowest stack address a program's stack meter (stackmeter.c) saw used
+ * before painting over it again; the top of the stack when there is none. */
+uintptr_t otk_stack_lowest = UINTPTR_MAX;
+
 /* Stack high-water mark: the stack is painted at reset and scanned at exit. */
 static void report_stack(void)
 {
     uint32_t *p = (uint32_t *)(void *)&__HeapLimit;
     while (p < &__stack_top && *p == STACK_PAINT)
         p++;
+    if (otk_stack_lowest < (uintptr_t)p)
+        p = (uint32_t *)otk_stack_lowest;
     printf("stack high-water mark: %lu bytes (test program, crypto included)\n",
            (unsigned long)((uintptr_t)&__stack_top - (uintptr_t)p));
 }
