@@ -136,6 +136,9 @@ static void on_connect(struct mosquitto *m, void *ud, int rc, int flags, const m
     (void)p;
     d->conn_rc = rc;
     __atomic_store_n(&d->metrics.broker_connected, rc == 0, __ATOMIC_RELAXED);
+    /* Presence reports sent while this connection was down are lost: until
+     * the broker reports them again, no device counts as asleep. */
+    otk_presence_reset(d->presence);
     if (rc != 0) {
         logf_(0, "broker refused the connection: %s", mosquitto_reason_string(rc));
         return;

@@ -39,6 +39,14 @@ void otk_presence_free(otk_presence *p)
     }
 }
 
+void otk_presence_reset(otk_presence *p)
+{
+    if (p) {
+        memset(p->tab, 0, p->cap * sizeof *p->tab);
+        p->count = p->sleeping = 0;
+    }
+}
+
 static size_t home(const otk_presence *p, const uint8_t id[16])
 {
     uint64_t h;

@@ -17,6 +17,10 @@ typedef struct otk_presence otk_presence;
 otk_presence *otk_presence_new(void);
 void otk_presence_free(otk_presence *p);
 
+/* Forgets every report (the agent's broker connection was lost: reports
+ * sent meanwhile are gone, so no device is known asleep any more). */
+void otk_presence_reset(otk_presence *p);
+
 /* Applies one report; 0, or -1 when it is not one (nothing changes). */
 int otk_presence_apply(otk_presence *p, const char *msg, size_t len);
 

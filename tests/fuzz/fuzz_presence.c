@@ -4,7 +4,7 @@
  * the input. Invariants: a report that is not one changes nothing; the
  * devices known asleep are never more than the devices known; a device
  * whose last report admitted it is awake; a departure of the connection
- * last admitted puts it to sleep.
+ * last admitted puts it to sleep; a reset ("R") forgets every device.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -28,7 +28,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             const char *line = (const char *)data + start;
             size_t len = i - start, known = otk_presence_known(p);
             size_t sleeping = otk_presence_sleeping(p);
-            if (otk_presence_apply(p, line, len) != 0) {
+            if (len == 1 && line[0] == 'R') { /* the agent's broker connection came back */
+                otk_presence_reset(p);
+                if (otk_presence_known(p) != 0 || otk_presence_sleeping(p) != 0)
+                    abort();
+            } else if (otk_presence_apply(p, line, len) != 0) {
                 if (otk_presence_known(p) != known || otk_presence_sleeping(p) != sleeping)
                     abort();
             } else {
