@@ -230,9 +230,12 @@ check "otakey device show of an unknown device: exit 1 both ways" \
 out=$(cli campaign start --rotate --devices "$(device_id 5),$(device_id 6)" --rate 1 --json)
 c4=$(jget "$out" 'd["campaign"]')
 check "otakey campaign start --url: a campaign of 2 devices" test "$(jget "$out" 'd["devices"]')" = 2
-check "otakey campaign pause/resume --url" \
-  bash -c "'$bin/otakey' campaign pause $c4 --url '$API_URL' --token-file '$work/token' --cafile '$API_CA' >/dev/null && \
-    '$bin/otakey' campaign resume $c4 --url '$API_URL' --token-file '$work/token' --cafile '$API_CA' >/dev/null"
+# (2 devices at 1 a second: the campaign may end before the pause arrives,
+# which the CLI then reports as such, exit 1)
+check "otakey campaign pause/resume --url (or: it had ended already)" \
+  bash -c "{ '$bin/otakey' campaign pause $c4 --url '$API_URL' --token-file '$work/token' --cafile '$API_CA' >/dev/null && \
+    '$bin/otakey' campaign resume $c4 --url '$API_URL' --token-file '$work/token' --cafile '$API_CA' >/dev/null; } || \
+    '$bin/otakey' campaign status $c4 --json --url '$API_URL' --token-file '$work/token' --cafile '$API_CA' | grep -q '\"state\":\"done\"'"
 check "... and it finishes (campaign status --watch --url)" \
   bash -c "timeout 30 '$bin/otakey' campaign status $c4 --watch --json --url '$API_URL' --token-file '$work/token' \
     --cafile '$API_CA' | tail -1 | grep -q '\"state\":\"done\"'"
@@ -275,24 +278,6 @@ c5=$(jget "$out" 'd["id"]')
 check "a switch to the reloaded cloud 4 finishes ($active devices)" \
   until_json 40 "/v1/campaigns/$c5" 'd["state"]=="done" and d["done"]=='"$active"' and d["failed"]==0'
 check "... and they are on cloud 4" until_json 5 "/v1/devices?cloud=4&state=active" 'len(d["devices"])=='"$active"
-
-# A device that sleeps is offered nothing (the broker reports it gone); its
-# next poll, when it wakes, gets the update.
-sleeper=$(device_id 5)
-pkill -f "otakey-device .*--id $sleeper" || true
-sleep 1
-skipped() { curl -sS --cacert "$API_CA" -H "Authorization: Bearer $API_READ_TOKEN" "$1/metrics" |
-  sed -n 's/^otakey_notifies_skipped_total //p'; }
-before=0; for u in "${urls[@]}"; do before=$((before + $(skipped "$u"))); done
-out=$(api POST /v1/campaigns '{"kind":"rotate","selector":"ids:'"$sleeper"'","rate":100}')
-c6=$(jget "$out" 'd["id"]')
-check "a device asleep (its broker session ended) is offered no update: NOTIFY skipped" \
-  bash -c "for _ in \$(seq 60); do n=0; for u in ${urls[*]}; do n=\$((n + \$(curl -sS --cacert '$API_CA' \
-    -H 'Authorization: Bearer $API_READ_TOKEN' \$u/metrics | sed -n 's/^otakey_notifies_skipped_total //p'))); done; \
-    [ \$n -gt $before ] && exit 0; sleep 0.1; done; exit 1"
-start_device "$sleeper"
-check "... and when it wakes its poll gets it: the campaign finishes" \
-  until_json 30 "/v1/campaigns/$c6" 'd["state"]=="done" and d["done"]==1'
 
 check "log_format = json: every line of the agent's log is a JSON object, one per commit at info" \
   python3 -c 'import json,sys
