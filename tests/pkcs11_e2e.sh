@@ -27,10 +27,6 @@ check "the CA keys and the signing key are in the token only" bash -c \
    grep -q '^signing_key = pkcs11:' '$work/agent.ini' && softhsm2-util --show-slots | grep -q 'Label:.*otakey'"
 start_agent
 t0=$(date +%s.%N)
-# Devices poll every 5 s: an update offer lost with the agent's broker
-# connection (seen under load, when the broker reloads its CRLs) is then
-# picked up by the next poll, as in the field, within the test's waits.
-POLL_MS=5000
 for i in 1 2 3; do start_device "$(device_id "$i")"; done
 check "claim: responses and certificates signed in the token" wait_all claim '"state":"ready","version":1,"cloud":1,.*"kind":2' 3
 check "the agent says where its key is, and its public key is the firmware's" \
@@ -42,6 +38,10 @@ check "switch to the cloud of the token's other CA" wait_all switch '"state":"re
 "$bin/otakey-flashdump" "$work/dev/$(device_id 1).flash" --pem "$work/d1" > /dev/null
 check "a device's certificate verifies under its cloud's CA" \
   bash -c "openssl verify -CAfile '$LAB_CLOUD_B_CA_CERT' '$work/d1.active.crt' > /dev/null"
+# Token signatures leave entries in OpenSSL's error queue; libmosquitto
+# took them for a TLS failure and the agent's broker connection dropped
+# after each batch (an update offer could be lost with it).
+check "the agent's broker connection held throughout" bash -c "! grep 'broker connection lost' '$work/agent.log'"
 sleep 1.5 # the retired certificates reach the CRL within a second
 check "cloud A's CRL, signed in the token, verifies and lists the 6 retired certificates" bash -c \
   "openssl crl -in '$LAB_CLOUD_A_CRL' -CAfile '$LAB_CLOUD_A_CA_CERT' -noout 2>&1 | grep -q 'verify OK' &&

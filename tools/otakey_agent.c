@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <mosquitto.h>
+#include <openssl/err.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -112,6 +113,27 @@ typedef struct daemon_ctx {
     uint8_t answered[4096][OTK_DEVICE_ID_LEN + 5]; /* recent key sets answered (seen_before) */
 } daemon_ctx;
 
+/*
+ * libmosquitto's TLS reads and writes ask OpenSSL what a short read or write
+ * means (SSL_get_error), and the answer is only right if this thread's
+ * OpenSSL error queue is empty. The agent's other OpenSSL work (a PKCS#11
+ * engine signing a response or a certificate) can leave entries there after
+ * success; a "would block" was then taken for a TLS failure and the broker
+ * connection dropped. Every read and write of the broker connection goes
+ * through these two.
+ */
+static int broker_loop(struct mosquitto *m, int timeout_ms)
+{
+    ERR_clear_error();
+    return mosquitto_loop(m, timeout_ms, 1);
+}
+
+static int broker_publish(struct mosquitto *m, const char *topic, size_t len, const void *msg)
+{
+    ERR_clear_error();
+    return mosquitto_publish_v5(m, NULL, topic, (int)len, msg, 1, false, NULL);
+}
+
 static uint64_t mono_ms(void)
 {
     struct timespec ts;
@@ -138,6 +160,7 @@ static void on_connect(struct mosquitto *m, void *ud, int rc, int flags, const m
         logf_(0, "broker refused the connection: %s", mosquitto_reason_string(rc));
         return;
     }
+    ERR_clear_error(); /* see broker_loop */
     if (mosquitto_subscribe_v5(m, NULL, d->sub, 1, 0, NULL) != MOSQ_ERR_SUCCESS)
         logf_(0, "subscribe to %s failed", d->sub);
     else if (d->cfg.report_topic[0] &&
@@ -349,7 +372,7 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
         snprintf(topic, sizeof topic, DOWN_PREFIX "%s", msg->topic + strlen(UP_PREFIX));
         if (d->in_batch || otk_clouds_have_files(d->clouds)) {
             hold(d, topic, out, n);
-        } else if (mosquitto_publish_v5(m, NULL, topic, (int)n, out, 1, false, NULL) !=
+        } else if (broker_publish(m, topic, n, out) !=
                    MOSQ_ERR_SUCCESS) {
             logf_(1, "publish to %s failed", topic);
         }
@@ -393,8 +416,7 @@ static void flush_replies(daemon_ctx *d)
         return;
     }
     for (i = 0; i < d->n_held; i++) {
-        if (mosquitto_publish_v5(d->mosq, NULL, d->held[i].topic, d->held[i].len, d->held[i].msg, 1,
-                                 false, NULL) != MOSQ_ERR_SUCCESS)
+        if (broker_publish(d->mosq, d->held[i].topic, d->held[i].len, d->held[i].msg) != MOSQ_ERR_SUCCESS)
             logf_(1, "publish to %s failed", d->held[i].topic);
         otk_wipe(d->held[i].msg, d->held[i].len);
     }
@@ -559,7 +581,9 @@ static int setup(daemon_ctx *d, const char *path)
     if (d->cfg.api_listen[0] && start_api(d) != 0)
         return 2;
     {
-        int crc = mosquitto_connect(d->mosq, d->cfg.broker_host, d->cfg.broker_port, 30);
+        int crc;
+        ERR_clear_error(); /* see broker_loop */
+        crc = mosquitto_connect(d->mosq, d->cfg.broker_host, d->cfg.broker_port, 30);
         if (crc != MOSQ_ERR_SUCCESS) {
             fprintf(stderr, "otakey-agent: cannot connect to broker %s:%u: %s\n", d->cfg.broker_host,
                     d->cfg.broker_port,
@@ -592,7 +616,7 @@ static void push_notifications(daemon_ctx *d)
             continue;
         otk_hex_encode(ids[i], 16, hex);
         snprintf(topic, sizeof topic, DOWN_PREFIX "%s", hex);
-        if (mosquitto_publish_v5(d->mosq, NULL, topic, (int)len, out, 1, false, NULL) != MOSQ_ERR_SUCCESS)
+        if (broker_publish(d->mosq, topic, len, out) != MOSQ_ERR_SUCCESS)
             logf_(1, "NOTIFY to %s not sent", hex);
     }
     if (n)
@@ -813,7 +837,7 @@ static int await_first_connack(daemon_ctx *d, unsigned timeout_ms)
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     while (d->conn_rc < 0 && !stopping) {
-        if (mosquitto_loop(d->mosq, 100, 1) != MOSQ_ERR_SUCCESS && d->conn_rc < 0) {
+        if (broker_loop(d->mosq, 100) != MOSQ_ERR_SUCCESS && d->conn_rc < 0) {
             fprintf(stderr, "otakey-agent: broker %s:%u closed the connection before answering "
                             "(TLS or network failure)\n",
                     d->cfg.broker_host, d->cfg.broker_port);
@@ -876,7 +900,7 @@ int main(int argc, char **argv)
         struct timespec last = {0, 0}, last_flush = {0, 0}, now;
         unsigned long ticks = 0;
         while (!stopping) {
-            int lrc = mosquitto_loop(d.mosq, 100, 1);
+            int lrc = broker_loop(d.mosq, 100);
             if (reloading) {
                 reloading = 0;
                 reload(&d);
@@ -889,7 +913,7 @@ int main(int argc, char **argv)
             while (lrc == MOSQ_ERR_SUCCESS && d.n_held > 0 && d.n_held < BATCH_MAX) {
                 size_t before = d.n_held;
                 long ms, since_flush;
-                lrc = mosquitto_loop(d.mosq, 2, 1);
+                lrc = broker_loop(d.mosq, 2);
                 clock_gettime(CLOCK_MONOTONIC, &now);
                 ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
                 since_flush = (now.tv_sec - last_flush.tv_sec) * 1000 +
@@ -934,6 +958,7 @@ int main(int argc, char **argv)
             if (lrc != MOSQ_ERR_SUCCESS && !stopping) {
                 logf_(1, "broker connection lost (%s); reconnecting", mosquitto_strerror(lrc));
                 sleep(1);
+                ERR_clear_error(); /* see broker_loop */
                 (void)mosquitto_reconnect(d.mosq);
             }
         }

@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <mosquitto.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -439,6 +440,7 @@ int main(int argc, char **argv)
         uint64_t t = now_ms();
         /* Links drop (a broker restart, another client taking the id):
          * reconnect, at most once a second. */
+        ERR_clear_error(); /* libmosquitto's TLS needs an empty OpenSSL error queue */
         if (mosquitto_loop(d.agent, 20, 1) != MOSQ_ERR_SUCCESS && t >= next_reconnect) {
             d.agent_connected = 0;
             next_reconnect = t + 1000;
