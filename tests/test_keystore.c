@@ -99,13 +99,15 @@ static int same_cert_set(const otk_keystore *st, int staged, const otk_keyset *g
     return 1;
 }
 
-static void test_basics(uint32_t sector, uint32_t prog)
+static void test_basics(uint32_t sector, uint32_t prog, uint8_t erased, int reprogram)
 {
     otk_flashsim f;
     otk_port port;
     otk_keystore ks;
     otk_keyset a, b, out;
-    CHECK(otk_flashsim_init(&f, 2 * sector * (sector < 256 ? 256 / sector : 1), sector, prog) == 0);
+    uint8_t mark;
+    CHECK(otk_flashsim_init2(&f, 2 * sector * (sector < 256 ? 256 / sector : 1), sector, prog, erased,
+                             reprogram) == 0);
     otk_flashsim_port(&f, &no_crypto, &port);
     CHECK_OK(otk_ks_mount(&ks, &port));
     CHECK(otk_ks_active_version(&ks) == 0 && otk_ks_staged_version(&ks) == 0);
@@ -142,6 +144,11 @@ static void test_basics(uint32_t sector, uint32_t prog)
     CHECK(otk_ks_active_version(&ks) == 5);
     CHECK_OK(otk_ks_load(&ks, 0, &out));
     CHECK(same_set(&out, &b));
+    /* The commit marker holds the value an erased byte is not; the padding stayed erased. */
+    mark = (uint8_t)(0xFFu - erased);
+    CHECK(f.mem[f.size / 2] == mark && f.mem[f.size / 2 + prog - 1] == mark);
+    CHECK(f.mem[f.size - 1] == erased);
+    CHECK(f.reprograms == 0);
     otk_flashsim_free(&f);
 }
 
@@ -182,9 +189,46 @@ static void test_corruption(void)
     f.mem[4096 + 3] = 0x7f;
     CHECK_OK(otk_ks_mount(&ks, &port));
     CHECK(otk_ks_active_version(&ks) == 1 && otk_ks_staged_version(&ks) == 2);
-    CHECK_OK(otk_ks_commit(&ks, 2)); /* completes it */
+    /* Committing again programs the second marker (the slot's last unit),
+     * never the torn one a second time (ECC flash forbids it). */
+    CHECK_OK(otk_ks_commit(&ks, 2));
+    CHECK(f.reprograms == 0 && f.mem[4096 + 3] == 0x7f);
+    CHECK(f.mem[8192 - 8] == 0 && f.mem[8192 - 1] == 0);
     CHECK_OK(otk_ks_mount(&ks, &port));
     CHECK(otk_ks_active_version(&ks) == 2);
+    /* Both markers torn: no commit is possible without programming a unit
+     * twice; refused (the device aborts the update, the old set stays). */
+    memset(f.mem + 8192 - 8, 0xff, 8);
+    f.mem[8192 - 2] = 0x0f;
+    CHECK_OK(otk_ks_mount(&ks, &port));
+    CHECK(otk_ks_active_version(&ks) == 1 && otk_ks_staged_version(&ks) == 2);
+    CHECK_ST(otk_ks_commit(&ks, 2), OTK_ERR_STORAGE);
+    CHECK(f.reprograms == 0 && otk_ks_active_version(&ks) == 1);
+    /* ... unless the port allows a unit programmed again: the first marker is completed in place. */
+    f.reprogram = 1;
+    otk_flashsim_port(&f, &no_crypto, &port);
+    CHECK_OK(otk_ks_mount(&ks, &port));
+    CHECK_OK(otk_ks_commit(&ks, 2));
+    CHECK(f.mem[4096 + 3] == 0);
+    CHECK_OK(otk_ks_mount(&ks, &port));
+    CHECK(otk_ks_active_version(&ks) == 2);
+    f.reprogram = 0;
+    otk_flashsim_port(&f, &no_crypto, &port);
+    /* A marker whose read fails (ECC on a torn unit) is not a commit, and the mount goes on. */
+    memset(f.mem + 4096, 0xff, 8);
+    memset(f.mem + 8192 - 8, 0xff, 8);
+    f.programmed[4096 / 8] = 2;
+    f.programmed[8192 / 8 - 1] = 0;
+    CHECK_OK(otk_ks_mount(&ks, &port));
+    CHECK(otk_ks_active_version(&ks) == 1 && otk_ks_staged_version(&ks) == 2);
+    CHECK_OK(otk_ks_commit(&ks, 2));
+    CHECK_OK(otk_ks_mount(&ks, &port));
+    CHECK(otk_ks_active_version(&ks) == 2 && f.reprograms == 0);
+    /* A record whose read fails is an invalid slot, not a failed mount. */
+    f.programmed[4096 / 8 + 3] = 2;
+    CHECK_OK(otk_ks_mount(&ks, &port));
+    CHECK(otk_ks_active_version(&ks) == 1 && (ks.invalid & 2));
+    f.programmed[4096 / 8 + 3] = 1;
     /* Garbage everywhere mounts as empty, never as a set. */
     for (i = 0; i < f.size; i++)
         f.mem[i] = (uint8_t)(i * 131u + 7u);
@@ -197,15 +241,26 @@ static void test_corruption(void)
     /* Unusable geometries. */
     port.prog_size = 3;
     CHECK_ST(otk_ks_mount(&ks, &port), OTK_ERR_INVALID_ARGUMENT);
-    port.prog_size = 32;
+    port.prog_size = 64;
     CHECK_ST(otk_ks_mount(&ks, &port), OTK_ERR_INVALID_ARGUMENT);
+    /* 32-byte units: two markers and a record do not fit in 256-byte slots. */
+    port.prog_size = 32;
+    port.flash_size = 2 * 256;
+    port.sector_size = 256;
+    CHECK_ST(otk_ks_mount(&ks, &port), OTK_ERR_INVALID_ARGUMENT);
+    port.flash_size = 2 * 512;
+    port.sector_size = 512;
+    CHECK_OK(otk_ks_mount(&ks, &port));
+    port.sector_size = 4096;
     port.prog_size = 8;
     port.flash_size = 2 * 128;
     CHECK_ST(otk_ks_mount(&ks, &port), OTK_ERR_INVALID_ARGUMENT);
     port.flash_size = 3 * 4096;
     CHECK_ST(otk_ks_mount(&ks, &port), OTK_ERR_INVALID_ARGUMENT);
-    port.version = 2;
+    port.version = OTK_PORT_VERSION + 1;
     port.flash_size = 2 * 4096;
+    CHECK_ST(otk_ks_mount(&ks, &port), OTK_ERR_INVALID_ARGUMENT);
+    port.version = 1; /* before flash_flags: refused */
     CHECK_ST(otk_ks_mount(&ks, &port), OTK_ERR_INVALID_ARGUMENT);
     otk_flashsim_free(&f);
 }
@@ -266,7 +321,14 @@ static uint32_t committed_after(size_t n)
     return v;
 }
 
-static unsigned long sweep(uint32_t sector, uint32_t prog, int tear, unsigned seeds)
+/* A flash part: erase sector, program unit, erased value, reprogramming allowed. */
+typedef struct part {
+    uint32_t sector, prog;
+    uint8_t erased;
+    int reprogram;
+} part;
+
+static unsigned long sweep(part g, int tear, unsigned seeds)
 {
     unsigned long points = 0, cut;
     unsigned seed;
@@ -280,7 +342,8 @@ static unsigned long sweep(uint32_t sector, uint32_t prog, int tear, unsigned se
             int fired = 0;
             uint32_t before, after;
             uint32_t slot = mixed ? 1024u : 256u;
-            CHECK(otk_flashsim_init(&f, 2 * (sector < slot ? slot : sector), sector, prog) == 0);
+            CHECK(otk_flashsim_init2(&f, 2 * (g.sector < slot ? slot : g.sector), g.sector, g.prog,
+                                     g.erased, g.reprogram) == 0);
             otk_flashsim_port(&f, &no_crypto, &port);
             CHECK_OK(otk_ks_mount(&ks, &port));
             otk_flashsim_cut(&f, cut, tear, 1000u * seed + cut);
@@ -317,6 +380,7 @@ static unsigned long sweep(uint32_t sector, uint32_t prog, int tear, unsigned se
                 CHECK_OK(apply(&ks, i));
             CHECK_OK(otk_ks_mount(&ks, &port));
             CHECK(otk_ks_active_version(&ks) == committed_after(NSTEPS));
+            CHECK(f.reprograms == 0); /* no unit programmed twice, cuts or not */
             otk_flashsim_free(&f);
         }
     }
@@ -378,21 +442,32 @@ static void test_cert_records(void)
 int main(void)
 {
     unsigned long points = 0;
-    test_basics(256, 4);
-    test_basics(4096, 8);
-    test_basics(128, 1);
-    test_basics(256, 16);
+    test_basics(256, 4, 0xFF, 0);
+    test_basics(4096, 8, 0xFF, 0);
+    test_basics(128, 1, 0xFF, 0);
+    test_basics(256, 16, 0xFF, 0);
+    test_basics(512, 32, 0xFF, 0);
+    test_basics(256, 4, 0x00, 0);
+    test_basics(256, 8, 0xFF, 1);
     test_corruption();
-    points += sweep(256, 4, 0, 1);
-    points += sweep(256, 4, 1, 8);
-    points += sweep(4096, 8, 1, 4);
-    points += sweep(128, 16, 1, 4);
+    /* Parts: 0xFF flash with 4-, 8-, 16- and 32-byte units programmed once
+     * (ECC), 0x00 flash with 4-byte units, plain NOR that may program a
+     * unit again. */
+    points += sweep((part){256, 4, 0xFF, 0}, 0, 1);
+    points += sweep((part){256, 4, 0xFF, 0}, 1, 8);
+    points += sweep((part){4096, 8, 0xFF, 0}, 1, 4);
+    points += sweep((part){128, 16, 0xFF, 0}, 1, 4);
+    points += sweep((part){512, 32, 0xFF, 0}, 1, 4);
+    points += sweep((part){256, 4, 0x00, 0}, 1, 8);
+    points += sweep((part){256, 8, 0xFF, 1}, 1, 4);
     printf("key-store power-cut sweep: %lu cut points, torn and clean\n", points);
     /* Password and certificate sets in turn (slots of 1 KiB and more). */
     mixed = 1;
-    points = sweep(1024, 4, 0, 1);
-    points += sweep(1024, 16, 1, 8);
-    points += sweep(4096, 8, 1, 4);
+    points = sweep((part){1024, 4, 0xFF, 0}, 0, 1);
+    points += sweep((part){1024, 16, 0xFF, 0}, 1, 8);
+    points += sweep((part){4096, 8, 0xFF, 0}, 1, 4);
+    points += sweep((part){1024, 32, 0xFF, 0}, 1, 4);
+    points += sweep((part){1024, 4, 0x00, 0}, 1, 4);
     printf("with certificate sets: %lu cut points, torn and clean\n", points);
     test_cert_records();
     return CHECK_DONE();

@@ -190,7 +190,9 @@ static void note(const otk_flashsim *f, int kind, uint32_t n)
 static int traced_prog(void *ctx, uint32_t off, const uint8_t *buf, uint32_t len)
 {
     const otk_flashsim *f = ctx;
-    note(f, off % (f->size / 2u) == 0 ? OP_MARKER : OP_RECORD, len / f->prog_size);
+    uint32_t in_slot = off % (f->size / 2u);
+    /* A marker is a slot's first unit, or its last (when the first was torn). */
+    note(f, in_slot == 0 || in_slot + len == f->size / 2u ? OP_MARKER : OP_RECORD, len / f->prog_size);
     return sim_prog(ctx, off, buf, len);
 }
 
@@ -219,8 +221,8 @@ static const traced *traced_op(unsigned long op)
  * number of cuts it saw (0: the cut point lies past the run's last flash
  * operation).
  */
-static int cut_run(uint32_t sector, uint32_t prog, int tear, long cut, long *at, unsigned long seed,
-                   unsigned long *cuts, unsigned long *ops)
+static int cut_run(uint32_t sector, uint32_t prog, uint8_t erased, int tear, long cut, long *at,
+                   unsigned long seed, unsigned long *cuts, unsigned long *ops)
 {
     world w;
     wdev d;
@@ -232,7 +234,7 @@ static int cut_run(uint32_t sector, uint32_t prog, int tear, long cut, long *at,
     CHECK(world_init(&w, 1000 + seed) == 0);
     CHECK(wdev_init(&w, &d, 9) == 0);
     otk_flashsim_free(&d.flash);
-    CHECK(otk_flashsim_init(&d.flash, 2 * 4096, sector, prog) == 0);
+    CHECK(otk_flashsim_init2(&d.flash, 2 * 4096, sector, prog, erased, 0) == 0);
     otk_flashsim_port(&d.flash, &w.dev_crypto, &d.port);
     sim_prog = d.port.flash_prog;
     sim_erase = d.port.flash_erase;
@@ -256,17 +258,19 @@ static int cut_run(uint32_t sector, uint32_t prog, int tear, long cut, long *at,
         CHECK(rec.committed.cloud.cloud_id == WORLD_CLOUD_B && !rec.has_pending);
         CHECK(otk_memcloud_count(w.cloud) == 1);
     }
+    CHECK(d.flash.reprograms == 0); /* no unit programmed twice between erases */
     *ops = d.flash.ops;
     wdev_free(&d);
     world_free(&w);
     return ok;
 }
 
-static unsigned long sweep(uint32_t sector, uint32_t prog, int tear, unsigned long *ops_total)
+static unsigned long sweep(uint32_t sector, uint32_t prog, uint8_t erased, int tear,
+                           unsigned long *ops_total)
 {
     unsigned long points = 0, cut, cuts, ops;
     for (cut = 0;; cut++) {
-        int ok = cut_run(sector, prog, tear, (long)cut, NULL, cut, &cuts, &ops);
+        int ok = cut_run(sector, prog, erased, tear, (long)cut, NULL, cut, &cuts, &ops);
         if (cuts == 0) {
             /* The cut point lies past the run's last flash operation: done. */
             *ops_total += ops;
@@ -288,13 +292,14 @@ static unsigned long sweep(uint32_t sector, uint32_t prog, int tear, unsigned lo
  * is checked to fall on the operation planned).
  */
 #define KINDS 5
-static unsigned long sweep_subset(uint32_t sector, uint32_t prog, int tear, unsigned long *ops_total)
+static unsigned long sweep_subset(uint32_t sector, uint32_t prog, uint8_t erased, int tear,
+                                  unsigned long *ops_total)
 {
     long plan[3][KINDS] = {{0}};
     int plan_kind[3][KINDS], n_plan[3] = {0, 0, 0}, runs = 0, p, k, same;
     unsigned long points = 0, cuts, ops, phase_start[3] = {0, 0, 0};
     size_t i;
-    CHECK(cut_run(sector, prog, tear, -1, NULL, 0, &cuts, &ops) && cuts == 0);
+    CHECK(cut_run(sector, prog, erased, tear, -1, NULL, 0, &cuts, &ops) && cuts == 0);
     *ops_total += ops;
     for (i = n_trace; i-- > 0;)
         phase_start[trace[i].phase] = trace[i].first;
@@ -318,8 +323,9 @@ static unsigned long sweep_subset(uint32_t sector, uint32_t prog, int tear, unsi
     }
     same = n_plan[1] == n_plan[0] && n_plan[2] == n_plan[0] &&
            memcmp(plan[1], plan[0], sizeof plan[0]) == 0 && memcmp(plan[2], plan[0], sizeof plan[0]) == 0;
-    printf("  %u-byte sectors, %u-byte units, %s cuts, at operations counted from a phase's start,",
-           (unsigned)sector, (unsigned)prog, tear ? "torn" : "clean");
+    printf("  %u-byte sectors, %u-byte units programmed once, erased 0x%02X, %s cuts, at operations "
+           "counted from a phase's start,",
+           (unsigned)sector, (unsigned)prog, erased, tear ? "torn" : "clean");
     for (p = 0; p < 3; p++) {
         if (n_plan[p] > runs)
             runs = n_plan[p];
@@ -337,7 +343,7 @@ static unsigned long sweep_subset(uint32_t sector, uint32_t prog, int tear, unsi
             at[p] = k < n_plan[p] ? plan[p][k] : -1;
             want += at[p] >= 0;
         }
-        ok = cut_run(sector, prog, tear, -1, at, (unsigned long)k + 1, &cuts, &ops);
+        ok = cut_run(sector, prog, erased, tear, -1, at, (unsigned long)k + 1, &cuts, &ops);
         CHECK(cuts == (unsigned long)want);
         for (p = 0; p < 3; p++) {
             const traced *t = at[p] >= 0 ? traced_op((unsigned long)at[p]) : NULL;
@@ -363,22 +369,26 @@ int main(int argc, char **argv)
 #endif
     if (board) {
         printf("power-cut subset (the board's; the host cuts at every operation):\n");
-        points += sweep_subset(4096, 8, 0, &ops);
-        points += sweep_subset(4096, 8, 1, &ops);
+        points += sweep_subset(4096, 8, 0xFF, 0, &ops);
+        points += sweep_subset(4096, 8, 0xFF, 1, &ops);
         if (!quick) {
-            points += sweep_subset(1024, 4, 1, &ops);
-            points += sweep_subset(512, 16, 1, &ops);
+            points += sweep_subset(1024, 4, 0x00, 1, &ops);
+            points += sweep_subset(512, 16, 0xFF, 1, &ops);
+            points += sweep_subset(512, 32, 0xFF, 1, &ops);
         }
         printf("power-cut subset over claim + rotation + switch: %lu cut points "
                "(of %lu flash operations in the uncut runs), clean and torn\n",
                points, ops);
         return CHECK_DONE();
     }
-    points += sweep(4096, 8, 0, &ops);
-    points += sweep(4096, 8, 1, &ops);
+    /* Every unit programmed once between erases (ECC flash): 8-, 16- and
+     * 32-byte units on 0xFF flash, 4-byte units on 0x00 flash. */
+    points += sweep(4096, 8, 0xFF, 0, &ops);
+    points += sweep(4096, 8, 0xFF, 1, &ops);
     if (!quick) {
-        points += sweep(1024, 4, 1, &ops);
-        points += sweep(512, 16, 1, &ops);
+        points += sweep(1024, 4, 0x00, 1, &ops);
+        points += sweep(512, 16, 0xFF, 1, &ops);
+        points += sweep(512, 32, 0xFF, 1, &ops);
     }
     printf("power-cut sweep over claim + rotation + switch: %lu cut points "
            "(%lu flash operations in the uncut runs), clean and torn\n",

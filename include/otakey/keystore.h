@@ -4,16 +4,19 @@
  *
  * Two slots, each the first half / second half of the partition. A slot
  * holds one record: a commit marker (one program unit at offset 0), then
- * magic, version, the key-set plaintext and a CRC-32. A slot is
+ * magic, version, the key-set plaintext and a CRC-32; a second commit
+ * marker is the slot's last unit. A slot is
  *   EMPTY      when its record does not verify (erased, torn, corrupt);
- *   STAGED     when the record verifies and the marker is not all zero;
- *   COMMITTED  when the record verifies and the marker is all zero.
+ *   STAGED     when the record verifies and neither marker is complete;
+ *   COMMITTED  when the record verifies and a marker is complete (every
+ *              bit away from the erased value: all 0x00 on 0xFF flash).
  * The active set is the committed record with the highest version; a
  * staged record counts only if its version is above the active one. The
  * new set always goes to the other slot, so the active one is never
  * touched until the new one is committed, and the commit is one program
- * operation of one unit. A torn marker reads as STAGED and committing it
- * again completes it (programming zeros over partly cleared bits).
+ * operation of one unit. A torn marker reads as STAGED; committing again
+ * programs the second marker, so no unit is programmed twice between
+ * erases (ECC flash forbids it).
  */
 #ifndef OTAKEY_KEYSTORE_H
 #define OTAKEY_KEYSTORE_H
@@ -85,7 +88,7 @@ OTK_CHECK_RETURN otk_status otk_ks_load(const otk_keystore *ks, int staged, otk_
  */
 #define OTK_KS_BODY_OFF 12u
 #define OTK_KS_BODY2_MAX (OTK_KEYSET2_MAX_LEN + OTK_PRIV_LEN)
-#define OTK_KS_RECORD_MAX (OTK_KS_BODY_OFF + OTK_KS_BODY2_MAX + 4u + 16u)
+#define OTK_KS_RECORD_MAX (OTK_KS_BODY_OFF + OTK_KS_BODY2_MAX + 4u + 32u)
 OTK_CHECK_RETURN otk_status otk_ks_stage_record(otk_keystore *ks, uint32_t version, uint8_t *buf,
                                                 size_t buf_size, size_t body_len);
 /*
@@ -94,7 +97,7 @@ OTK_CHECK_RETURN otk_status otk_ks_stage_record(otk_keystore *ks, uint32_t versi
  * 1 without its kind byte), written as a format 1 record. The device
  * stages what it decrypted (and decoded) as it is, with no re-encoding. A
  * body that does not decode fails the read-back: OTK_ERR_STORAGE, nothing
- * staged. buf_size >= OTK_KS_BODY_OFF + body_len + 4 + 16.
+ * staged. buf_size >= OTK_KS_BODY_OFF + body_len + 4 + 32 (the padding to a program unit).
  */
 OTK_CHECK_RETURN otk_status otk_ks_stage_plain(otk_keystore *ks, uint32_t version, uint8_t *buf,
                                                size_t buf_size, size_t body_len);

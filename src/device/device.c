@@ -462,15 +462,21 @@ otk_status otk_device_proof(otk_device *d, otk_proof result, uint8_t *out, size_
     return send_now(d, out, out_size, out_len);
 }
 
+/* The active or staged set, for the accessors below. */
+static otk_status load_set(const otk_device *d, int which, otk_keyset *ks)
+{
+    if (d == NULL || d->state == OTK_DEV_UNINIT)
+        return OTK_ERR_BAD_STATE;
+    return otk_ks_load(&d->ks, which == OTK_SET_STAGED, ks);
+}
+
 otk_status otk_device_cloud(const otk_device *d, int which, otk_cloud *out)
 {
     otk_keyset ks;
     otk_status st;
     if (d == NULL || out == NULL || (which != OTK_SET_ACTIVE && which != OTK_SET_STAGED))
         return OTK_ERR_INVALID_ARGUMENT;
-    if (d->state == OTK_DEV_UNINIT)
-        return OTK_ERR_BAD_STATE;
-    st = otk_ks_load(&d->ks, which == OTK_SET_STAGED, &ks);
+    st = load_set(d, which, &ks);
     if (st == OTK_OK)
         *out = ks.cloud;
     otk_wipe(&ks, sizeof ks);
@@ -481,8 +487,7 @@ uint8_t otk_device_kind(const otk_device *d, int which)
 {
     otk_keyset ks;
     uint8_t kind = 0;
-    if (d != NULL && d->state != OTK_DEV_UNINIT &&
-        otk_ks_load(&d->ks, which == OTK_SET_STAGED, &ks) == OTK_OK)
+    if (load_set(d, which, &ks) == OTK_OK)
         kind = ks.kind ? ks.kind : OTK_KIND_PASSWORD;
     otk_wipe(&ks, sizeof ks);
     return kind;
@@ -506,10 +511,7 @@ otk_status otk_device_cert_key(const otk_device *d, int which, uint8_t priv[OTK_
 otk_status otk_device_ca_pin(const otk_device *d, int which, uint8_t pin[OTK_PIN_LEN])
 {
     otk_keyset k;
-    otk_status st;
-    if (d == NULL || d->state == OTK_DEV_UNINIT)
-        return OTK_ERR_BAD_STATE;
-    st = otk_ks_load(&d->ks, which == OTK_SET_STAGED, &k);
+    otk_status st = load_set(d, which, &k);
     if (st == OTK_OK && k.kind != OTK_KIND_CERT)
         st = OTK_ERR_BAD_STATE;
     if (st == OTK_OK)

@@ -1,9 +1,11 @@
 /*
  * A/B key store (docs/protocol.md §6). The only writes are: erase the
- * inactive slot, program one record into it, and program its commit
- * marker. The active slot is never written while it is active, so a power
- * cut at any point leaves either the old set active or, once the marker
- * is fully programmed, the new one.
+ * inactive slot, program one record into it, and program one of its two
+ * commit markers (the first unit of the slot, or the last one when the
+ * first was torn). The active slot is never written while it is active,
+ * so a power cut at any point leaves either the old set active or, once a
+ * marker is fully programmed, the new one. No unit is programmed twice
+ * between erases unless the port allows it (OTK_FLASH_REPROGRAM).
  */
 #include "internal.h"
 
@@ -12,7 +14,7 @@
 #define REC_FORMAT2 2u        /* a certificate set (docs/protocol.md §11.4) */
 #define REC_HDR_LEN 12u       /* magic, format, reserved, body length, version */
 #define REC_MAX (REC_HDR_LEN + OTK_KEYSET_MAX_LEN + 4u)
-#define MARKER_MAX 16u
+#define MARKER_MAX 32u
 /* A certificate body up to the certificate: kind, AK, id, port, flags, host, cl. */
 #define CERT_HEAD_MAX (1u + OTK_AK_LEN + 7u + 1u + OTK_HOST_MAX + 2u)
 #define CERT_BODY_MIN (1u + OTK_AK_LEN + 7u + 1u + 1u + 2u + 1u + OTK_PIN_LEN + OTK_PRIV_LEN)
@@ -45,6 +47,37 @@ static uint32_t round_up(uint32_t n, uint32_t unit)
     return (n + unit - 1u) / unit * unit;
 }
 
+/* The value of an erased byte. */
+static uint8_t erased(const otk_port *p)
+{
+    return (p->flash_flags & OTK_FLASH_ERASED_ZERO) ? 0x00u : 0xFFu;
+}
+
+/* Where slot i's markers lie: the slot's first unit, and its last. */
+static uint32_t marker_off(const otk_port *p, uint8_t i, int second)
+{
+    return i * slot_size(p) + (second ? slot_size(p) - marker_len(p) : 0u);
+}
+
+/*
+ * A marker's state: 0 erased, 1 complete (every bit moved: 0x00 on 0xFF
+ * flash), 2 anything else (torn by a power cut, or a read that failed on
+ * it, as ECC flash reports a torn unit).
+ */
+static int marker_state(const otk_port *p, uint32_t off)
+{
+    uint8_t b[MARKER_MAX];
+    uint32_t j, m = marker_len(p), e = 0, c = 0;
+    uint8_t v = erased(p), w = (uint8_t)(v ^ 0xFFu);
+    if (p->flash_read(p->ctx, off, b, m) != 0)
+        return 2;
+    for (j = 0; j < m; j++) {
+        e += b[j] == v;
+        c += b[j] == w;
+    }
+    return e == m ? 0 : c == m ? 1 : 2;
+}
+
 static otk_status check_geometry(const otk_port *p)
 {
     uint32_t s;
@@ -54,7 +87,9 @@ static otk_status check_geometry(const otk_port *p)
     if (p->prog_size == 0 || p->prog_size > MARKER_MAX || (p->prog_size & (p->prog_size - 1u)))
         return OTK_ERR_INVALID_ARGUMENT;
     s = slot_size(p);
-    if (p->flash_size % 2u || s < OTK_SLOT_MIN || s % p->sector_size)
+    /* Two markers and the largest password record must fit in a slot. */
+    if (p->flash_size % 2u || s < OTK_SLOT_MIN || s % p->sector_size ||
+        s < 2u * marker_len(p) + round_up(REC_MAX, p->prog_size))
         return OTK_ERR_INVALID_ARGUMENT;
     return OTK_OK;
 }
@@ -130,50 +165,37 @@ out:
 
 static otk_status read_slot(const otk_port *p, uint8_t i, otk_keyset *set, int *committed)
 {
-    uint8_t buf[MARKER_MAX + REC_MAX];
-    uint32_t base = i * slot_size(p), m = marker_len(p), body_len, j, crc = 0, stored = 1;
-    otk_status st = OTK_ERR_CORRUPT;
-    uint8_t *rec = buf + m;
-    if (p->flash_read(p->ctx, base, buf, m + REC_HDR_LEN) != 0)
+    uint8_t rec[REC_MAX];
+    uint32_t base = i * slot_size(p) + marker_len(p), body_len, crc = 0, stored = 1;
+    otk_status st;
+    int cert;
+    if (p->flash_read(p->ctx, base, rec, REC_HDR_LEN) != 0)
         return OTK_ERR_STORAGE;
     body_len = otk_get_u16(rec + 6);
-    if (otk_get_u32(rec) == REC_MAGIC && rec[4] == REC_FORMAT2 && rec[5] == 0 &&
-        body_len >= CERT_BODY_MIN && body_len <= OTK_KS_BODY2_MAX &&
-        m + REC_HDR_LEN + body_len + 4u <= slot_size(p) && otk_get_u32(rec + 8) != 0) {
-        /* A certificate set: checked in pieces, the body left in flash. */
-        st = crc_of(p, base + m, rec, body_len, &crc, &stored);
-        if (st == OTK_OK && crc != stored)
-            st = OTK_ERR_CORRUPT;
-        if (st == OTK_OK)
-            st = read_cert_body(p, base + m + REC_HDR_LEN, body_len, set);
-        if (st == OTK_OK)
-            set->version = otk_get_u32(rec + 8);
-        goto marker;
-    }
-    if (otk_get_u32(rec) != REC_MAGIC || rec[4] != REC_FORMAT || rec[5] != 0 ||
-        body_len < OTK_KEYSET_FIXED_LEN || body_len > OTK_KEYSET_MAX_LEN ||
-        otk_get_u32(rec + 8) == 0)
-        goto out;
-    if (p->flash_read(p->ctx, base + m + REC_HDR_LEN, rec + REC_HDR_LEN, body_len + 4u) != 0) {
-        st = OTK_ERR_STORAGE;
-        goto out;
-    }
-    if (otk_crc32(0, rec, REC_HDR_LEN + body_len) != otk_get_u32(rec + REC_HDR_LEN + body_len))
-        goto out;
-    if (otk_keyset_decode(rec + REC_HDR_LEN, body_len, set) != OTK_OK)
-        goto out;
-    set->version = otk_get_u32(rec + 8);
-    st = OTK_OK;
-marker:
+    cert = rec[4] == REC_FORMAT2;
+    if (otk_get_u32(rec) != REC_MAGIC || rec[5] != 0 || otk_get_u32(rec + 8) == 0 ||
+        (cert ? body_len < CERT_BODY_MIN || body_len > OTK_KS_BODY2_MAX ||
+                    2u * marker_len(p) + REC_HDR_LEN + body_len + 4u > slot_size(p)
+              : rec[4] != REC_FORMAT || body_len < OTK_KEYSET_FIXED_LEN ||
+                    body_len > OTK_KEYSET_MAX_LEN))
+        return OTK_ERR_CORRUPT;
+    /* The CRC in pieces; a certificate set's body then stays in flash. */
+    st = crc_of(p, base, rec, body_len, &crc, &stored);
+    if (st == OTK_OK && crc != stored)
+        st = OTK_ERR_CORRUPT;
+    if (st == OTK_OK)
+        st = cert ? read_cert_body(p, base + REC_HDR_LEN, body_len, set)
+             : p->flash_read(p->ctx, base + REC_HDR_LEN, rec + REC_HDR_LEN, body_len) != 0
+                 ? OTK_ERR_STORAGE
+                 : otk_keyset_decode(rec + REC_HDR_LEN, body_len, set) != OTK_OK ? OTK_ERR_CORRUPT
+                                                                                : OTK_OK;
     if (st == OTK_OK) {
-        /* Committed only when every marker bit is cleared; a torn marker is not. */
-        *committed = 1;
-        for (j = 0; j < m; j++)
-            if (buf[j] != 0)
-                *committed = 0;
+        set->version = otk_get_u32(rec + 8);
+        /* Committed when either marker is complete; a torn one is not. */
+        *committed = marker_state(p, marker_off(p, i, 0)) == 1 ||
+                     marker_state(p, marker_off(p, i, 1)) == 1;
     }
-out:
-    otk_wipe(buf, sizeof buf);
+    otk_wipe(rec, sizeof rec);
     return st;
 }
 
@@ -196,8 +218,7 @@ otk_status otk_ks_mount(otk_keystore *ks, const otk_port *port)
             com[i] = committed;
         }
         otk_wipe(&set, sizeof set);
-        if (st == OTK_ERR_STORAGE)
-            return st;
+        /* A read that fails (ECC on a unit a power cut tore) is an invalid slot too. */
         if (st != OTK_OK)
             ks->invalid |= (uint8_t)(1u << i);
     }
@@ -241,7 +262,7 @@ static otk_status program_record(otk_keystore *ks, uint8_t format, uint32_t vers
     uint8_t slot;
     int committed = 0;
     otk_status st;
-    if (len > rec_size || marker_len(p) + len > slot_size(p))
+    if (len > rec_size || 2u * marker_len(p) + len > slot_size(p))
         return OTK_ERR_BAD_LENGTH;
     otk_put_u32(rec, REC_MAGIC);
     rec[4] = format;
@@ -250,7 +271,7 @@ static otk_status program_record(otk_keystore *ks, uint8_t format, uint32_t vers
     otk_put_u32(rec + 8, version);
     otk_put_u32(rec + REC_HDR_LEN + body_len, otk_crc32(0, rec, REC_HDR_LEN + body_len));
     for (i = (uint32_t)(REC_HDR_LEN + body_len + 4u); i < len; i++)
-        rec[i] = 0xFF;
+        rec[i] = erased(p); /* padding leaves its bits as they are */
     slot = ks->active == OTK_SLOT_NONE ? (ks->staged == OTK_SLOT_NONE ? 0 : ks->staged)
                                        : (uint8_t)(1u - ks->active);
     /* From here the slot's old content is gone, whatever happens next. */
@@ -333,10 +354,10 @@ otk_status otk_ks_stage_record(otk_keystore *ks, uint32_t version, uint8_t *buf,
 
 otk_status otk_ks_commit(otk_keystore *ks, uint32_t version)
 {
-    static const uint8_t zeros[MARKER_MAX] = {0};
-    uint8_t back[MARKER_MAX];
+    uint8_t b[MARKER_MAX];
     const otk_port *p;
-    uint32_t base, m, j;
+    uint32_t off;
+    int k, ms;
     if (ks == NULL || !ks->mounted)
         return OTK_ERR_INVALID_ARGUMENT;
     if (ks->active != OTK_SLOT_NONE && version == ks->active_version && ks->staged == OTK_SLOT_NONE)
@@ -344,14 +365,21 @@ otk_status otk_ks_commit(otk_keystore *ks, uint32_t version)
     if (ks->staged == OTK_SLOT_NONE || ks->staged_version != version)
         return OTK_ERR_BAD_STATE;
     p = ks->port;
-    base = ks->staged * slot_size(p);
-    m = marker_len(p);
-    /* Programming zeros over a torn marker completes it (NOR clears bits). */
-    if (p->flash_prog(p->ctx, base, zeros, m) != 0 || p->flash_read(p->ctx, base, back, m) != 0)
+    memset(b, erased(p) ^ 0xFF, sizeof b);
+    /* The first marker, or the second if a power cut tore the first: never
+     * a unit programmed twice. Where the port allows it, a torn first
+     * marker is completed in place as a last resort (k = 2). */
+    for (k = 0; k < 3; k++) {
+        off = marker_off(p, ks->staged, k == 1);
+        ms = marker_state(p, off);
+        if (ms == 1)
+            break;
+        if ((ms == 0 || (k == 2 && (p->flash_flags & OTK_FLASH_REPROGRAM))) &&
+            p->flash_prog(p->ctx, off, b, marker_len(p)) == 0 && marker_state(p, off) == 1)
+            break;
+    }
+    if (k == 3)
         return OTK_ERR_STORAGE;
-    for (j = 0; j < m; j++)
-        if (back[j] != 0)
-            return OTK_ERR_STORAGE;
     ks->active = ks->staged;
     ks->active_version = ks->staged_version;
     ks->staged = OTK_SLOT_NONE;
@@ -402,32 +430,15 @@ static otk_status cert_place(const otk_keystore *ks, int staged, uint32_t *der_o
                              uint32_t *der_len, uint32_t *key_off)
 {
     otk_keyset set;
-    const otk_port *p;
-    uint8_t hdr[REC_HDR_LEN];
-    uint32_t base, want;
-    uint8_t slot;
-    int committed = 0;
-    otk_status st;
-    if (ks == NULL || !ks->mounted)
-        return OTK_ERR_INVALID_ARGUMENT;
-    slot = staged ? ks->staged : ks->active;
-    want = staged ? ks->staged_version : ks->active_version;
-    if (slot == OTK_SLOT_NONE)
-        return OTK_ERR_NO_KEYSET;
-    p = ks->port;
-    st = read_slot(p, slot, &set, &committed);
-    if (st == OTK_OK && set.version != want)
-        st = OTK_ERR_CORRUPT;
+    otk_status st = otk_ks_load(ks, staged, &set);
     if (st == OTK_OK && set.kind != OTK_KIND_CERT)
         st = OTK_ERR_BAD_STATE;
-    base = slot * slot_size(p) + marker_len(p);
-    if (st == OTK_OK && p->flash_read(p->ctx, base, hdr, REC_HDR_LEN) != 0)
-        st = OTK_ERR_STORAGE;
     if (st == OTK_OK) {
-        uint32_t body_len = otk_get_u16(hdr + 6);
-        *der_off = base + REC_HDR_LEN + 1u + OTK_AK_LEN + 7u + 1u + set.cloud.host_len + 2u;
+        /* The body's layout, as read_cert_body checked it against its length. */
+        *der_off = (staged ? ks->staged : ks->active) * slot_size(ks->port) + marker_len(ks->port) +
+                   REC_HDR_LEN + 1u + OTK_AK_LEN + 7u + 1u + set.cloud.host_len + 2u;
         *der_len = set.cert_len;
-        *key_off = base + REC_HDR_LEN + body_len - OTK_PRIV_LEN;
+        *key_off = *der_off + set.cert_len + OTK_PIN_LEN;
     }
     otk_wipe(&set, sizeof set);
     return st;
