@@ -966,6 +966,32 @@ static cJSON *last_view(const args *a, const otk_campaign_status *cs, int tty, f
     return o;
 }
 
+/* The campaign's final view: not watching, or it ended or paused. */
+static int campaign_settled(const args *a, const otk_campaign_status *cs)
+{
+    return !a->watch || cs->state == OTK_CAMP_DONE || cs->state == OTK_CAMP_ABORTED ||
+           cs->state == OTK_CAMP_PAUSED;
+}
+
+/* A list of campaigns: one JSON array (--json, printed by campaign_list_end), or a line each. */
+static void campaign_list_add(args *a, const otk_campaign_status *cs)
+{
+    if (!a->json) {
+        print_campaign(cs, 0, 0);
+        return;
+    }
+    if (a->arr == NULL)
+        a->arr = cJSON_CreateArray();
+    cJSON_AddItemToArray(a->arr, campaign_json(cs));
+}
+
+static void campaign_list_end(args *a)
+{
+    if (a->json)
+        json_out(a->arr ? a->arr : cJSON_CreateArray());
+    a->arr = NULL;
+}
+
 static int cmd_campaign_status(args *a)
 {
     otk_crypto c;
@@ -989,8 +1015,7 @@ static int cmd_campaign_status(args *a)
                 rc = EXIT_FAIL;
                 break;
             }
-            if (!a->watch || cs.state == OTK_CAMP_DONE || cs.state == OTK_CAMP_ABORTED ||
-                cs.state == OTK_CAMP_PAUSED) {
+            if (campaign_settled(a, &cs)) {
                 /* The last view lists the failures, each with its reason. */
                 failure_out fo;
                 cJSON *o = last_view(a, &cs, tty, &fo);
@@ -1004,19 +1029,11 @@ static int cmd_campaign_status(args *a)
             nanosleep(&(struct timespec){0, 200000000L}, NULL);
         }
     } else {
-        /* --json lists them as one array. */
         n = otk_store_campaign_list(r, ids, 256);
-        if (a->json)
-            a->arr = cJSON_CreateArray();
         for (i = 0; i < n; i++)
-            if (otk_store_campaign_get(r, ids[i], &cs) == OTK_OK) {
-                if (a->json)
-                    cJSON_AddItemToArray(a->arr, campaign_json(&cs));
-                else
-                    print_campaign(&cs, 0, 0);
-            }
-        if (a->json)
-            json_out(a->arr);
+            if (otk_store_campaign_get(r, ids[i], &cs) == OTK_OK)
+                campaign_list_add(a, &cs);
+        campaign_list_end(a);
     }
     otk_store_close(r);
     otk_crypto_openssl_free(&c);
@@ -1378,18 +1395,10 @@ static int remote_campaign_status(args *a, long id)
         cJSON *o = remote(a, "campaign status", "GET", "/v1/campaigns", NULL, 200), *it;
         if (o == NULL)
             return EXIT_FAIL;
-        if (a->json)
-            a->arr = cJSON_CreateArray();
-        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(o, "campaigns")) {
-            if (cli_api_campaign(it, &cs) != 0)
-                continue;
-            if (a->json)
-                cJSON_AddItemToArray(a->arr, campaign_json(&cs));
-            else
-                print_campaign(&cs, 0, 0);
-        }
-        if (a->json)
-            json_out(a->arr);
+        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(o, "campaigns"))
+            if (cli_api_campaign(it, &cs) == 0)
+                campaign_list_add(a, &cs);
+        campaign_list_end(a);
         cJSON_Delete(o);
         return 0;
     }
@@ -1403,8 +1412,7 @@ static int remote_campaign_status(args *a, long id)
             fprintf(stderr, "otakey: campaign %ld: the API's answer does not parse\n", id);
             return EXIT_FAIL;
         }
-        if (!a->watch || cs.state == OTK_CAMP_DONE || cs.state == OTK_CAMP_ABORTED ||
-            cs.state == OTK_CAMP_PAUSED) {
+        if (campaign_settled(a, &cs)) {
             failure_out fo;
             cJSON *out = last_view(a, &cs, tty, &fo);
             cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(o, "failures")) {
