@@ -163,7 +163,6 @@ start() {
       printf 'plugin_opt_spaces otakey/v1 bench/v1\n'
       printf 'plugin_opt_report_topic otakey/v1/broker/refused\nplugin_opt_report_ms %s\n' \
         "${LAB_REPORT_MS:-10000}"
-      printf 'plugin_opt_presence_topic otakey/v1/broker/presence\n'
       printf '\n# Agents and servers: a password each; one owner per topic space.\n'
       printf 'listener %s 127.0.0.1\n' "$ps"
       tls_lines
@@ -179,7 +178,6 @@ start() {
         printf 'require_certificate true\nuse_identity_as_username true\nuse_username_as_clientid true\n'
         printf 'plugin %s\nplugin_opt_role devices\nplugin_opt_identity certificate\n' "$otk_so"
         printf 'plugin_opt_spaces otakey/v1 bench/v1\nplugin_opt_crl %s\n' "$dir/devices-crl.pem"
-        printf 'plugin_opt_presence_topic otakey/v1/broker/presence\n'
       fi
     } > "$dir/agent-broker.conf"
     for c in $letters; do

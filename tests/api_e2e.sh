@@ -279,24 +279,6 @@ check "a switch to the reloaded cloud 4 finishes ($active devices)" \
   until_json 40 "/v1/campaigns/$c5" 'd["state"]=="done" and d["done"]=='"$active"' and d["failed"]==0'
 check "... and they are on cloud 4" until_json 5 "/v1/devices?cloud=4&state=active" 'len(d["devices"])=='"$active"
 
-# A device that sleeps is offered nothing (the broker reports it gone); its
-# next poll, when it wakes, gets the update.
-sleeper=$(device_id 5)
-pkill -f "otakey-device .*--id $sleeper" || true
-sleep 1
-skipped() { curl -sS --cacert "$API_CA" -H "Authorization: Bearer $API_READ_TOKEN" "$1/metrics" |
-  sed -n 's/^otakey_notifies_skipped_total //p'; }
-before=0; for u in "${urls[@]}"; do before=$((before + $(skipped "$u"))); done
-out=$(api POST /v1/campaigns '{"kind":"rotate","selector":"ids:'"$sleeper"'","rate":100}')
-c6=$(jget "$out" 'd["id"]')
-check "a device asleep (its broker session ended) is offered no update: NOTIFY skipped" \
-  bash -c "for _ in \$(seq 60); do n=0; for u in ${urls[*]}; do n=\$((n + \$(curl -sS --cacert '$API_CA' \
-    -H 'Authorization: Bearer $API_READ_TOKEN' \$u/metrics | sed -n 's/^otakey_notifies_skipped_total //p'))); done; \
-    [ \$n -gt $before ] && exit 0; sleep 0.1; done; exit 1"
-start_device "$sleeper"
-check "... and when it wakes its poll gets it: the campaign finishes" \
-  until_json 30 "/v1/campaigns/$c6" 'd["state"]=="done" and d["done"]==1'
-
 check "log_format = json: every line of the agent's log is a JSON object, one per commit at info" \
   python3 -c 'import json,sys
 rows=[json.loads(l) for l in open(sys.argv[1]) if l.strip()]

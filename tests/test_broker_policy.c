@@ -55,9 +55,6 @@ static void test_options(void)
     CHECK(otk_bp_option(&c, "report_ms", "50", err, sizeof err) != 0);
     CHECK(otk_bp_option(&c, "report_ms", "1000", err, sizeof err) == 0 && c.report_ms == 1000);
     CHECK(otk_bp_option(&c, "report_topic", "a/+", err, sizeof err) != 0);
-    CHECK(otk_bp_option(&c, "presence_topic", "a/#", err, sizeof err) != 0);
-    CHECK(otk_bp_option(&c, "presence_topic", "otakey/v1/broker/presence", err, sizeof err) == 0 &&
-          !strcmp(c.presence_topic, "otakey/v1/broker/presence"));
 }
 
 static void test_devices(void)

@@ -101,8 +101,6 @@ static int on_agent(parse_ctx *p, const char *s, const char *k, const char *v)
         return copy(p, s, k, c->certfile, sizeof c->certfile, v);
     if (!strcmp(k, "keyfile"))
         return copy(p, s, k, c->keyfile, sizeof c->keyfile, v);
-    if (!strcmp(k, "broker_presence_topic"))
-        return copy(p, s, k, c->presence_topic, sizeof c->presence_topic, v);
     if (!strcmp(k, "broker_report_topic")) {
         if (strchr(v, '+') || strchr(v, '#'))
             return fail(p, s, k, "must be a topic name (no wildcards)");
@@ -275,7 +273,6 @@ int otk_agentd_config_load(const char *path, otk_agentd_config *cfg, char *err, 
     cfg->broker_port = 8883;
     cfg->tls = 1;
     strcpy(cfg->report_topic, "otakey/v1/broker/refused");
-    strcpy(cfg->presence_topic, "otakey/v1/broker/presence");
     cfg->log_level = 2;
     cfg->notify_rate = 200;
     cfg->notify_resend_ms = 30000;

@@ -25,7 +25,6 @@ typedef struct otk_agentd_config {
     char certfile[256];    /* optional client certificate and key for the broker */
     char keyfile[256];
     char report_topic[128]; /* the broker plugin's refusal reports ("" none) */
-    char presence_topic[128]; /* the broker plugin's device presence ("" none) */
     char username[64];
     char password[128];
     char client_id[64];

@@ -24,7 +24,6 @@
 #include "agent_config.h"
 #include "api.h"
 #include "clouds.h"
-#include "presence.h"
 #include "otakey/dynsec.h"
 #include "otakey/pkcs11.h"
 #include "otakey/ratelimit.h"
@@ -110,7 +109,6 @@ typedef struct daemon_ctx {
     const char *config_path;
     otk_api *api;           /* the HTTP API ([api] listen), NULL when off */
     otk_agentd_config *next_cfg; /* SIGHUP's new cloud list, taken between batches */
-    otk_presence *presence;  /* devices the broker reported asleep (presence.h) */
     otk_api_metrics metrics; /* what /metrics reports */
     uint8_t answered[4096][OTK_DEVICE_ID_LEN + 5]; /* recent key sets answered (seen_before) */
 } daemon_ctx;
@@ -158,9 +156,6 @@ static void on_connect(struct mosquitto *m, void *ud, int rc, int flags, const m
     (void)p;
     d->conn_rc = rc;
     __atomic_store_n(&d->metrics.broker_connected, rc == 0, __ATOMIC_RELAXED);
-    /* Presence reports sent while this connection was down are lost: until
-     * the broker reports them again, no device counts as asleep. */
-    otk_presence_reset(d->presence);
     if (rc != 0) {
         logf_(0, "broker refused the connection: %s", mosquitto_reason_string(rc));
         return;
@@ -171,9 +166,6 @@ static void on_connect(struct mosquitto *m, void *ud, int rc, int flags, const m
     else if (d->cfg.report_topic[0] &&
              mosquitto_subscribe_v5(m, NULL, d->cfg.report_topic, 0, 0, NULL) != MOSQ_ERR_SUCCESS)
         logf_(1, "subscribe to %s failed", d->cfg.report_topic);
-    else if (d->cfg.presence_topic[0] &&
-             mosquitto_subscribe_v5(m, NULL, d->cfg.presence_topic, 0, 0, NULL) != MOSQ_ERR_SUCCESS)
-        logf_(1, "subscribe to %s failed", d->cfg.presence_topic);
     else
         logf_(2, "connected to %s:%u, subscribed to %s", d->cfg.broker_host, d->cfg.broker_port,
               d->sub);
@@ -303,12 +295,6 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
     uint64_t now = mono_ms();
     int client_known;
     (void)p;
-    if (d->cfg.presence_topic[0] && strcmp(msg->topic, d->cfg.presence_topic) == 0) {
-        if (msg->payloadlen > 0 &&
-            otk_presence_apply(d->presence, msg->payload, (size_t)msg->payloadlen) != 0)
-            logf_(3, "presence report not understood");
-        return;
-    }
     if (d->cfg.report_topic[0] && strcmp(msg->topic, d->cfg.report_topic) == 0) {
         broker_report(msg->payload, msg->payloadlen);
         return;
@@ -562,10 +548,6 @@ static int setup(daemon_ctx *d, const char *path)
     /* Certificate clouds: a fresh CRL now (the broker refuses one past its next update). */
     if (otk_clouds_refresh_crls(d->clouds) != OTK_OK)
         logf_(1, "certificate clouds: a CRL could not be written or its broker signalled");
-    if ((d->presence = otk_presence_new()) == NULL) {
-        fprintf(stderr, "otakey-agent: out of memory\n");
-        return 1;
-    }
     if (otk_rl_new(&d->cfg.ratelimit, &d->rl) != OTK_OK) {
         fprintf(stderr, "otakey-agent: invalid ratelimit_* settings\n");
         return 2;
@@ -627,14 +609,7 @@ static void push_notifications(daemon_ctx *d)
     n = otk_store_due_notifications(d->reg, ids, per_tick < TICK_MAX ? per_tick : TICK_MAX,
                                     d->cfg.notify_resend_ms);
     for (i = 0; i < n; i++) {
-        otk_status st;
-        /* A device the broker reported asleep is not offered its update: it
-         * polls when it wakes, and that poll gets it. */
-        if (otk_presence_asleep(d->presence, ids[i])) {
-            otk_api_add(&d->metrics.notify_skipped, 1);
-            continue;
-        }
-        st = otk_agent_notify(&d->agent, ids[i], out, sizeof out, &len);
+        otk_status st = otk_agent_notify(&d->agent, ids[i], out, sizeof out, &len);
         if (otk_store_release(d->reg) != OTK_OK)
             logf_(1, "database: a transaction did not commit");
         if (st != OTK_OK)
@@ -643,8 +618,6 @@ static void push_notifications(daemon_ctx *d)
         snprintf(topic, sizeof topic, DOWN_PREFIX "%s", hex);
         if (broker_publish(d->mosq, topic, len, out) != MOSQ_ERR_SUCCESS)
             logf_(1, "NOTIFY to %s not sent", hex);
-        else
-            otk_api_add(&d->metrics.notifies, 1);
     }
     if (n)
         logf_(3, "%zu update offers sent", n);
@@ -696,7 +669,6 @@ static void teardown(daemon_ctx *d)
 {
     otk_api_stop(d->api);
     free(d->next_cfg);
-    otk_presence_free(d->presence);
     otk_rl_free(d->rl);
     if (d->mosq) {
         mosquitto_disconnect(d->mosq);

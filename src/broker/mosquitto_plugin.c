@@ -19,14 +19,6 @@
  * lists is denied its next publish, subscription or delivery and
  * disconnected (the broker itself checks the CRL at the handshake only).
  *
- * A devices listener with plugin_opt_presence_topic TOPIC also publishes
- * "1 <id> <conn>" on TOPIC when a device is admitted (its password check,
- * and its subscription, which also shows a device a certificate admitted)
- * and "0 <id> <conn>" when that connection ends; <conn> (16 hex digits) names the connection,
- * so that the end of a connection a newer one took over is told apart from
- * the device leaving. The agent then offers no update to a device that
- * sleeps: it polls when it wakes.
- *
  * Denials are counted by reason; at most once per report_ms, at the first
  * broker event after the period ended (mosquitto 2.0 sends no timer ticks to
  * per-listener plugins), the counts of the period are logged and published
@@ -37,10 +29,8 @@
 #include <mosquitto_plugin.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
-#include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <sys/stat.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,35 +226,12 @@ static int on_reload(int event, void *event_data, void *userdata)
     return MOSQ_ERR_SUCCESS;
 }
 
-/*
- * presence_topic: a connection's name is its client object's address mixed
- * with a secret of this broker's run (the address itself stays private);
- * mosquitto holds the object from admission to departure.
- */
-static unsigned long long presence_key;
-
-static void presence(const plugin *p, const struct mosquitto *client, int up)
-{
-    char msg[2 + OTK_BP_NAME_MAX + 1 + 16 + 1];
-    const char *id = mosquitto_client_id(client);
-    unsigned long long conn = ((unsigned long long)(uintptr_t)client ^ presence_key) *
-                              0x9e3779b97f4a7c15ull;
-    int n;
-    if (!p->cfg.presence_topic[0] || id == NULL || !otk_bp_is_device_id(id))
-        return;
-    n = snprintf(msg, sizeof msg, "%d %s %016llx", up, id, conn ^ (conn >> 29));
-    if (n > 0 && (size_t)n < sizeof msg)
-        (void)mosquitto_broker_publish_copy(NULL, p->cfg.presence_topic, n, msg, 0, false, NULL);
-}
-
 static int on_disconnect(int event, void *event_data, void *userdata)
 {
     struct mosquitto_evt_disconnect *ed = event_data;
-    plugin *p = userdata;
     (void)event;
-    if (p->certs)
-        otk_bp_sessions_del(&sessions, mosquitto_client_id(ed->client));
-    presence(p, ed->client, 0);
+    (void)userdata;
+    otk_bp_sessions_del(&sessions, mosquitto_client_id(ed->client));
     return MOSQ_ERR_SUCCESS;
 }
 
@@ -315,8 +282,6 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
         v = OTK_BP_DENY;
         reason = OTK_BP_R_CLIENT_ID;
     }
-    if (v == OTK_BP_ALLOW && p->cfg.role == OTK_BP_DEVICES)
-        presence(p, ed->client, 1);
     return verdict(p, v, reason);
 }
 
@@ -341,12 +306,6 @@ static int on_acl_check(int event, void *event_data, void *userdata)
     }
     v = otk_bp_acl(&p->cfg, mosquitto_client_username(ed->client), mosquitto_client_id(ed->client),
                    access, ed->topic, ed->retain, &reason);
-    /* A device subscribes to its topic once per connection, right after it
-     * connected: its presence (a certificate listener asks no password, so
-     * this is where its connection shows; a takeover's old connection has
-     * ended by then). */
-    if (v == OTK_BP_ALLOW && access == OTK_BP_SUBSCRIBE && p->cfg.role == OTK_BP_DEVICES)
-        presence(p, ed->client, 1);
     v = verdict(p, v, reason);
     return v == MOSQ_ERR_AUTH ? MOSQ_ERR_ACL_DENIED : v;
 }
@@ -383,12 +342,6 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
         return MOSQ_ERR_INVAL;
     }
     p->certs = p->cfg.role == OTK_BP_CERTS || (p->cfg.cert_identity && p->cfg.crl[0]);
-    if (p->cfg.presence_topic[0] && presence_key == 0 &&
-        RAND_bytes((unsigned char *)&presence_key, sizeof presence_key) != 1) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, "otakey plugin: no randomness for presence_topic");
-        free(p);
-        return MOSQ_ERR_UNKNOWN;
-    }
     if (p->certs) {
         (void)each_crl(p, sig_of, p->crl_sig);
         p->crl_seen_ms = mono_ms();
@@ -399,9 +352,9 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
     }
     if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, p) ||
         mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, p) ||
-        (p->certs && mosquitto_callback_register(identifier, MOSQ_EVT_RELOAD, on_reload, NULL, p)) ||
-        ((p->certs || p->cfg.presence_topic[0]) &&
-         mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, p))) {
+        (p->certs &&
+         (mosquitto_callback_register(identifier, MOSQ_EVT_RELOAD, on_reload, NULL, p) ||
+          mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, p)))) {
         free(p->revoked);
         free(p);
         return MOSQ_ERR_UNKNOWN;
@@ -419,10 +372,9 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
         return MOSQ_ERR_SUCCESS;
     (void)mosquitto_callback_unregister(p->id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
     (void)mosquitto_callback_unregister(p->id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
-    if (p->certs || p->cfg.presence_topic[0])
-        (void)mosquitto_callback_unregister(p->id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
     if (p->certs) {
         (void)mosquitto_callback_unregister(p->id, MOSQ_EVT_RELOAD, on_reload, NULL);
+        (void)mosquitto_callback_unregister(p->id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
         otk_bp_sessions_free(&sessions);
     }
     free(p->revoked);

@@ -95,12 +95,6 @@ int otk_bp_option(otk_bp_config *c, const char *key, const char *value, char *er
         snprintf(c->report_topic, sizeof c->report_topic, "%s", value);
         return 0;
     }
-    if (!strcmp(key, "presence_topic")) {
-        if (strlen(value) >= sizeof c->presence_topic || strchr(value, '+') || strchr(value, '#'))
-            return set_err(err, err_size, "presence_topic: '%s' is no topic name", value);
-        snprintf(c->presence_topic, sizeof c->presence_topic, "%s", value);
-        return 0;
-    }
     if (!strcmp(key, "identity")) {
         if (strcmp(value, "certificate") != 0)
             return set_err(err, err_size, "identity: '%s' is not certificate", value);

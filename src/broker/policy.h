@@ -78,7 +78,6 @@ typedef struct otk_bp_config {
     otk_bp_space spaces[OTK_BP_MAX_SPACES];
     size_t n_spaces;
     char report_topic[128]; /* where aggregate refusal counts go ("" none) */
-    char presence_topic[128]; /* devices: "1 <id> <conn>" / "0 <id> <conn>" ("" none) */
     char crl[512];          /* certs, identity certificate: CRL files, space-separated */
     int cert_identity;      /* devices: plugin_opt_identity certificate */
     unsigned report_ms;     /* at most one report per period */
@@ -91,7 +90,6 @@ typedef struct otk_bp_config {
  *   crl     PATH [PATH...] (certs: required; devices with identity certificate)
  *   identity  certificate (devices: the certificate's CN is the user name)
  *   report_topic  TOPIC      report_ms  N (default 10000)
- *   presence_topic  TOPIC    (devices: each device's admission and departure)
  * Returns 0, or -1 with err set.
  */
 int otk_bp_option(otk_bp_config *c, const char *key, const char *value, char *err, size_t err_size);
