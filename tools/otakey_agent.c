@@ -284,8 +284,8 @@ static void count_message(daemon_ctx *d, uint8_t in_type, otk_status st, const u
 }
 
 /* Every inbound message: never trusted, never fatal. */
-static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg,
-                       const mosquitto_property *p)
+static void handle_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg,
+                           const mosquitto_property *p)
 {
     daemon_ctx *d = ud;
     uint8_t out[OTK_MSG_MAX_LEN], client[16];
@@ -377,6 +377,18 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
             logf_(1, "publish to %s failed", topic);
         }
     }
+}
+
+/*
+ * libmosquitto calls this in the middle of its read loop and reads on when
+ * it returns: what the handling left in OpenSSL's error queue (a token's
+ * signature) would fail that read (see broker_loop).
+ */
+static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg,
+                       const mosquitto_property *p)
+{
+    handle_message(m, ud, msg, p);
+    ERR_clear_error();
 }
 
 /*

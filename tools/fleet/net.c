@@ -13,6 +13,7 @@
 #include <linux/tcp.h>
 #include <mosquitto.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
@@ -366,7 +367,11 @@ void fl_close(fl_conn *c, fl_bytes *out)
 
 static void handle(fl_conn *c, uint32_t events)
 {
-    int rc = mosquitto_loop_read(c->m, 1);
+    int rc;
+    /* libmosquitto's TLS needs an empty OpenSSL error queue (the CSR
+     * baseline's signing runs in its callbacks). */
+    ERR_clear_error();
+    rc = mosquitto_loop_read(c->m, 1);
     if (rc == MOSQ_ERR_SUCCESS && !c->dead && (events & EPOLLOUT))
         rc = mosquitto_loop_write(c->m, 1);
     if (c->dead)
