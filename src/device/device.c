@@ -264,8 +264,9 @@ static otk_status stage_cert(otk_device *d, uint32_t version, uint8_t *scratch, 
     return otk_ks_stage_record(&d->ks, version, scratch, size, pt_len + OTK_PRIV_LEN);
 }
 
-/* CLAIM_RESP / UPDATE_RESP: open, check the version, stage. */
-static otk_status on_response(otk_device *d, const otk_msg *m, const uint8_t *in, size_t len,
+/* CLAIM_RESP / UPDATE_RESP: open, check the version, stage (its key set
+ * and AK stay off the NOTIFY path's stack). */
+static OTK_NOINLINE otk_status on_response(otk_device *d, const otk_msg *m, const uint8_t *in, size_t len,
                               uint8_t *scratch, size_t scratch_size)
 {
     otk_keyset set;
