@@ -89,7 +89,8 @@ while read -r prog core meter total deep; do
   esac
   printf '| %s | %d | %d | `%s` |\n' "$what" "$core" "$total" "$deep"
   [ "$core" -gt "$peak" ] && peak=$core
-done < <(sed -E 's/^([a-z_0-9]+): ([0-9]+) bytes core only .*<= ([0-9]+) the meter.*, ([0-9]+) bytes with crypto \(deepest: ([a-z_]+)\).*/\1 \2 \3 \4 \5/' "$B/stack.txt")
+done < <(grep -v ' heap: ' "$B/stack.txt" |
+         sed -E 's/^([a-z_0-9]+): ([0-9]+) bytes core only .*<= ([0-9]+) the meter.*, ([0-9]+) bytes with crypto \(deepest: ([a-z_]+)\).*/\1 \2 \3 \4 \5/')
 echo
 echo "Core only includes the flash port's callbacks and up to $frame bytes of the meter's own frame"
 echo "at a crypto call (an upper bound); with crypto adds the crypto port and mbedTLS."
@@ -98,3 +99,9 @@ if [ "$peak" -le 2048 ]; then
 else
   echo "Target: measured device core stack <= 2048 bytes: NOT met ($peak)."
 fi
+echo
+echo "Heap during the device's calls (calloc/malloc/free wrapped; peaks of bytes in use and blocks):"
+echo
+echo "| program | core only | mbedTLS crypto backend |"
+echo "|---|---|---|"
+sed -nE 's/^([a-z_0-9]+) heap: ([0-9]+) bytes in ([0-9]+) blocks core only, ([0-9]+) bytes in ([0-9]+) blocks in the crypto backend$/| \1 | \2 B (\3 blocks) | \4 B (\5 blocks) |/p' "$B/stack.txt"

@@ -99,7 +99,7 @@ done
 : > "$B/stack.txt"
 for t in test_flow test_v2; do
   [ -f "$B/$t.log" ] || continue
-  sed -n "s/^device stack peak: /$t: /p" "$B/$t.log" >> "$B/stack.txt"
+  sed -n "s/^device stack peak: /$t: /p; s/^device heap peak: /$t heap: /p" "$B/$t.log" >> "$B/stack.txt"
 done
 echo "== device core stack, measured on the board"
 cat "$B/stack.txt"

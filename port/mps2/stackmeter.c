@@ -14,6 +14,11 @@
  * figure includes the meter's own crypto call frame (at most `frame`
  * bytes, printed): an upper bound.
  *
+ * The heap the same way: calloc and free are wrapped (-Wl,--wrap), and
+ * what is allocated during a measured call counts for the core, or for the
+ * crypto backend when inside one of its calls; the peaks of bytes in use
+ * and of blocks are printed.
+ *
  * At exit it prints, per entry point, the calls and both peaks, and the
  * overall peaks (scripts/footprint.sh collects these lines).
  */
@@ -49,6 +54,74 @@ static uint32_t *win;         /* lowest painted word */
 static uintptr_t core_low;    /* lowest address the core alone used in this call */
 static uint32_t frame_max;    /* the meter's crypto call frame */
 static int overflow, registered;
+static int in_crypto;         /* inside a crypto backend call of a measured call */
+
+/* ---- heap: every block carries its size and whom it was counted for ---- */
+
+#define HEAP_MAGIC 0x48a70000u
+enum { H_NONE, H_CORE, H_CRYPTO };
+static unsigned long heap_now[3], heap_peak[3], blocks_now[3], blocks_peak[3];
+
+void *__real_calloc(size_t n, size_t size);
+void __real_free(void *p);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_malloc(size_t size);
+void *__wrap_realloc(void *p, size_t size);
+void __wrap_free(void *p);
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+    uint32_t *h;
+    int who = !active ? H_NONE : in_crypto ? H_CRYPTO : H_CORE;
+    if (size && n > (SIZE_MAX - 8) / size)
+        return NULL;
+    h = __real_calloc(1, n * size + 8);
+    if (h == NULL)
+        return NULL;
+    h[0] = (uint32_t)(n * size);
+    h[1] = HEAP_MAGIC | (uint32_t)who;
+    heap_now[who] += h[0];
+    if (heap_now[who] > heap_peak[who])
+        heap_peak[who] = heap_now[who];
+    if (++blocks_now[who] > blocks_peak[who])
+        blocks_peak[who] = blocks_now[who];
+    return h + 2;
+}
+
+void *__wrap_malloc(size_t size)
+{
+    return __wrap_calloc(1, size);
+}
+
+void *__wrap_realloc(void *p, size_t size)
+{
+    uint32_t *h = p ? (uint32_t *)p - 2 : NULL;
+    void *q;
+    if (h == NULL)
+        return __wrap_calloc(1, size);
+    q = __wrap_calloc(1, size);
+    if (q == NULL)
+        return NULL;
+    memcpy(q, p, h[0] < size ? h[0] : size);
+    __wrap_free(p);
+    return q;
+}
+
+void __wrap_free(void *p)
+{
+    uint32_t *h = p ? (uint32_t *)p - 2 : NULL;
+    int who;
+    if (h == NULL)
+        return;
+    if ((h[1] & 0xffff0000u) != HEAP_MAGIC) {
+        __real_free(p); /* a block the C library handed out itself (strdup, ...) */
+        return;
+    }
+    who = (int)(h[1] & 3u);
+    heap_now[who] -= h[0];
+    blocks_now[who]--;
+    __real_free(h);
+}
 
 static inline __attribute__((always_inline)) uintptr_t sp_now(void)
 {
@@ -99,6 +172,9 @@ static void report(void)
            "frame), %lu bytes with crypto (deepest: %s)%s\n",
            (unsigned long)core, (unsigned long)frame_max, (unsigned long)total, names[deep],
            overflow ? "; WINDOW EXCEEDED" : "");
+    printf("device heap peak: %lu bytes in %lu blocks core only, %lu bytes in %lu blocks in the "
+           "crypto backend\n",
+           heap_peak[H_CORE], blocks_peak[H_CORE], heap_peak[H_CRYPTO], blocks_peak[H_CRYPTO]);
 }
 
 /* Before a measured call: paint below the caller's stack pointer. */
@@ -170,6 +246,7 @@ static inline __attribute__((always_inline)) const otk_crypto *orig_of(void *ctx
 /* Around a crypto call: the core's depth so far, then the backend's use painted over. */
 #define PRE()                                                                                   \
     uintptr_t sp_ = sp_now(), cfa_ = (uintptr_t)__builtin_dwarf_cfa(), l_;                     \
+    in_crypto++;                                                                               \
     if (active) {                                                                              \
         l_ = low_water(sp_);                                                                   \
         if (l_ < core_low)                                                                     \
@@ -180,6 +257,7 @@ static inline __attribute__((always_inline)) const otk_crypto *orig_of(void *ctx
             frame_max = (uint32_t)(cfa_ - sp_);                                                \
     }
 #define POST()                                                                                 \
+    in_crypto--;                                                                               \
     if (active) {                                                                              \
         l_ = low_water(sp_);                                                                   \
         total_at(l_);                                                                          \
