@@ -63,6 +63,7 @@ enum { H_NONE, H_CORE, H_CRYPTO };
 static unsigned long heap_now[3], heap_peak[3], blocks_now[3], blocks_peak[3];
 
 void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t size);
 void __real_free(void *p);
 void *__wrap_calloc(size_t n, size_t size);
 void *__wrap_malloc(size_t size);
@@ -99,6 +100,8 @@ void *__wrap_realloc(void *p, size_t size)
     void *q;
     if (h == NULL)
         return __wrap_calloc(1, size);
+    if ((h[1] & 0xffff0000u) != HEAP_MAGIC)
+        return __real_realloc(p, size); /* a block the C library handed out itself */
     q = __wrap_calloc(1, size);
     if (q == NULL)
         return NULL;

@@ -60,6 +60,16 @@ static uint32_t marker_off(const otk_port *p, uint8_t i, int second)
 }
 
 /*
+ * A read, tried twice: a bus glitch passes the second time, a unit a power
+ * cut tore fails both (and is then taken as torn or invalid, not as an
+ * error of the whole store). 0 on success.
+ */
+static int rd(const otk_port *p, uint32_t off, uint8_t *buf, uint32_t len)
+{
+    return p->flash_read(p->ctx, off, buf, len) != 0 && p->flash_read(p->ctx, off, buf, len) != 0;
+}
+
+/*
  * A marker's state: 0 erased, 1 complete (every bit moved: 0x00 on 0xFF
  * flash), 2 anything else (torn by a power cut, or a read that failed on
  * it, as ECC flash reports a torn unit).
@@ -69,7 +79,7 @@ static int marker_state(const otk_port *p, uint32_t off)
     uint8_t b[MARKER_MAX];
     uint32_t j, m = marker_len(p), e = 0, c = 0;
     uint8_t v = erased(p), w = (uint8_t)(v ^ 0xFFu);
-    if (p->flash_read(p->ctx, off, b, m) != 0)
+    if (rd(p, off, b, m) != 0)
         return 2;
     for (j = 0; j < m; j++) {
         e += b[j] == v;
@@ -89,6 +99,7 @@ static otk_status check_geometry(const otk_port *p)
     s = slot_size(p);
     /* Two markers and the largest password record must fit in a slot. */
     if (p->flash_size % 2u || s < OTK_SLOT_MIN || s % p->sector_size ||
+        p->sector_size % p->prog_size ||
         s < 2u * marker_len(p) + round_up(REC_MAX, p->prog_size))
         return OTK_ERR_INVALID_ARGUMENT;
     return OTK_OK;
@@ -107,12 +118,12 @@ static otk_status crc_of(const otk_port *p, uint32_t off, const uint8_t hdr[REC_
     uint32_t done = 0, c = otk_crc32(0, hdr, REC_HDR_LEN);
     while (done < body_len) {
         uint32_t n = body_len - done < sizeof chunk ? body_len - done : (uint32_t)sizeof chunk;
-        if (p->flash_read(p->ctx, off + REC_HDR_LEN + done, chunk, n) != 0)
+        if (rd(p, off + REC_HDR_LEN + done, chunk, n) != 0)
             return OTK_ERR_STORAGE;
         c = otk_crc32(c, chunk, n);
         done += n;
     }
-    if (p->flash_read(p->ctx, off + REC_HDR_LEN + body_len, chunk, 4) != 0)
+    if (rd(p, off + REC_HDR_LEN + body_len, chunk, 4) != 0)
         return OTK_ERR_STORAGE;
     *crc = c;
     *stored = otk_get_u32(chunk);
@@ -132,7 +143,7 @@ static otk_status read_cert_body(const otk_port *p, uint32_t off, uint32_t body_
     uint32_t hl, cl, n = body_len < CERT_HEAD_MAX ? body_len : CERT_HEAD_MAX;
     otk_status st = OTK_ERR_CORRUPT;
     memset(set, 0, sizeof *set);
-    if (p->flash_read(p->ctx, off, head, n) != 0)
+    if (rd(p, off, head, n) != 0)
         return OTK_ERR_STORAGE;
     hl = head[1u + OTK_AK_LEN + 7u];
     if (head[0] != OTK_KIND_CERT || hl == 0 || hl > OTK_HOST_MAX ||
@@ -150,7 +161,7 @@ static otk_status read_cert_body(const otk_port *p, uint32_t off, uint32_t body_
     set->cloud.host_len = (uint8_t)hl;
     memcpy(set->cloud.host, head + 1u + OTK_AK_LEN + 8u, hl);
     set->cert_len = (uint16_t)cl;
-    if (p->flash_read(p->ctx, off + body_len - OTK_PRIV_LEN - OTK_PIN_LEN, set->ca_pin,
+    if (rd(p, off + body_len - OTK_PRIV_LEN - OTK_PIN_LEN, set->ca_pin,
                       OTK_PIN_LEN) != 0) {
         st = OTK_ERR_STORAGE;
         goto out;
@@ -169,7 +180,7 @@ static otk_status read_slot(const otk_port *p, uint8_t i, otk_keyset *set, int *
     uint32_t base = i * slot_size(p) + marker_len(p), body_len, crc = 0, stored = 1;
     otk_status st;
     int cert;
-    if (p->flash_read(p->ctx, base, rec, REC_HDR_LEN) != 0)
+    if (rd(p, base, rec, REC_HDR_LEN) != 0)
         return OTK_ERR_STORAGE;
     body_len = otk_get_u16(rec + 6);
     cert = rec[4] == REC_FORMAT2;
@@ -179,16 +190,22 @@ static otk_status read_slot(const otk_port *p, uint8_t i, otk_keyset *set, int *
               : rec[4] != REC_FORMAT || body_len < OTK_KEYSET_FIXED_LEN ||
                     body_len > OTK_KEYSET_MAX_LEN))
         return OTK_ERR_CORRUPT;
-    /* The CRC in pieces; a certificate set's body then stays in flash. */
-    st = crc_of(p, base, rec, body_len, &crc, &stored);
+    /* A certificate set is checked in pieces, its body left in flash; a
+     * password set is read once, and what the CRC checked is decoded. */
+    if (cert) {
+        st = crc_of(p, base, rec, body_len, &crc, &stored);
+    } else {
+        st = rd(p, base + REC_HDR_LEN, rec + REC_HDR_LEN, body_len + 4u) != 0 ? OTK_ERR_STORAGE
+                                                                            : OTK_OK;
+        crc = otk_crc32(0, rec, REC_HDR_LEN + body_len);
+        stored = otk_get_u32(rec + REC_HDR_LEN + body_len);
+    }
     if (st == OTK_OK && crc != stored)
         st = OTK_ERR_CORRUPT;
     if (st == OTK_OK)
         st = cert ? read_cert_body(p, base + REC_HDR_LEN, body_len, set)
-             : p->flash_read(p->ctx, base + REC_HDR_LEN, rec + REC_HDR_LEN, body_len) != 0
-                 ? OTK_ERR_STORAGE
-                 : otk_keyset_decode(rec + REC_HDR_LEN, body_len, set) != OTK_OK ? OTK_ERR_CORRUPT
-                                                                                : OTK_OK;
+             : otk_keyset_decode(rec + REC_HDR_LEN, body_len, set) != OTK_OK ? OTK_ERR_CORRUPT
+                                                                            : OTK_OK;
     if (st == OTK_OK) {
         set->version = otk_get_u32(rec + 8);
         /* Committed when either marker is complete; a torn one is not. */
@@ -374,7 +391,7 @@ otk_status otk_ks_commit(otk_keystore *ks, uint32_t version)
         ms = marker_state(p, off);
         if (ms == 1)
             break;
-        if ((ms == 0 || (k == 2 && (p->flash_flags & OTK_FLASH_REPROGRAM))) &&
+        if (((k < 2 && ms == 0) || (k == 2 && (p->flash_flags & OTK_FLASH_REPROGRAM))) &&
             p->flash_prog(p->ctx, off, b, marker_len(p)) == 0 && marker_state(p, off) == 1)
             break;
     }
@@ -423,23 +440,36 @@ otk_status otk_ks_load(const otk_keystore *ks, int staged, otk_keyset *out)
 }
 
 /*
- * Where a certificate set's certificate and key lie in flash: checks the
- * record again (CRC, layout) before reporting them.
+ * Reads a certificate set's certificate (key = 0) or private key (key = 1)
+ * from flash into out[size], after checking the record again (CRC,
+ * layout): *len is what was read. out is wiped when the read fails.
  */
-static otk_status cert_place(const otk_keystore *ks, int staged, uint32_t *der_off,
-                             uint32_t *der_len, uint32_t *key_off)
+static otk_status cert_read(const otk_keystore *ks, int staged, int key, uint8_t *out,
+                            size_t size, size_t *len)
 {
     otk_keyset set;
-    otk_status st = otk_ks_load(ks, staged, &set);
+    uint32_t off, n = 0;
+    otk_status st = out == NULL ? OTK_ERR_INVALID_ARGUMENT : otk_ks_load(ks, staged, &set);
     if (st == OTK_OK && set.kind != OTK_KIND_CERT)
         st = OTK_ERR_BAD_STATE;
     if (st == OTK_OK) {
         /* The body's layout, as read_cert_body checked it against its length. */
-        *der_off = (staged ? ks->staged : ks->active) * slot_size(ks->port) + marker_len(ks->port) +
-                   REC_HDR_LEN + 1u + OTK_AK_LEN + 7u + 1u + set.cloud.host_len + 2u;
-        *der_len = set.cert_len;
-        *key_off = *der_off + set.cert_len + OTK_PIN_LEN;
+        off = (staged ? ks->staged : ks->active) * slot_size(ks->port) + marker_len(ks->port) +
+              REC_HDR_LEN + 1u + OTK_AK_LEN + 7u + 1u + set.cloud.host_len + 2u;
+        n = set.cert_len;
+        if (key) {
+            off += n + OTK_PIN_LEN;
+            n = OTK_PRIV_LEN;
+        }
+        if (size < n)
+            st = OTK_ERR_BUFFER_TOO_SMALL;
+        else if (rd(ks->port, off, out, n) != 0)
+            st = OTK_ERR_STORAGE;
+        else
+            *len = n;
     }
+    if (st == OTK_ERR_STORAGE)
+        otk_wipe(out, n);
     otk_wipe(&set, sizeof set);
     return st;
 }
@@ -447,29 +477,14 @@ static otk_status cert_place(const otk_keystore *ks, int staged, uint32_t *der_o
 otk_status otk_ks_read_cert(const otk_keystore *ks, int staged, uint8_t *der, size_t der_size,
                             size_t *der_len)
 {
-    uint32_t off = 0, n = 0, key = 0;
-    if (der == NULL || der_len == NULL)
-        return OTK_ERR_INVALID_ARGUMENT;
-    OTK_TRY(cert_place(ks, staged, &off, &n, &key));
-    if (der_size < n)
-        return OTK_ERR_BUFFER_TOO_SMALL;
-    if (ks->port->flash_read(ks->port->ctx, off, der, n) != 0)
-        return OTK_ERR_STORAGE;
-    *der_len = n;
-    return OTK_OK;
+    return der_len == NULL ? OTK_ERR_INVALID_ARGUMENT
+                           : cert_read(ks, staged, 0, der, der_size, der_len);
 }
 
 otk_status otk_ks_read_key(const otk_keystore *ks, int staged, uint8_t priv[OTK_PRIV_LEN])
 {
-    uint32_t off = 0, n = 0, key = 0;
-    if (priv == NULL)
-        return OTK_ERR_INVALID_ARGUMENT;
-    OTK_TRY(cert_place(ks, staged, &off, &n, &key));
-    if (ks->port->flash_read(ks->port->ctx, key, priv, OTK_PRIV_LEN) != 0) {
-        otk_wipe(priv, OTK_PRIV_LEN);
-        return OTK_ERR_STORAGE;
-    }
-    return OTK_OK;
+    size_t n;
+    return cert_read(ks, staged, 1, priv, OTK_PRIV_LEN, &n);
 }
 
 uint32_t otk_ks_active_version(const otk_keystore *ks)

@@ -86,7 +86,7 @@ static int sim_read(void *ctx, uint32_t off, uint8_t *buf, uint32_t len)
     otk_flashsim *f = ctx;
     uint32_t u;
     f->reads++;
-    if (f->dead || off > f->size || len > f->size - off)
+    if (f->dead || off > f->size || len > f->size - off || f->reads == f->glitch_at)
         return -1;
     /* ECC flash (program-once) reports a torn unit as a read error. */
     for (u = off / f->prog_size; !f->reprogram && len && u <= (off + len - 1) / f->prog_size; u++)

@@ -34,6 +34,7 @@ typedef struct otk_flashsim {
     uint64_t rng;           /* tear pattern state */
     uint32_t now_ms;        /* simulated clock, advanced by the test */
     unsigned long reads;
+    unsigned long glitch_at; /* the read of this count fails once (a bus glitch); 0 never */
 } otk_flashsim;
 
 /* Creates an erased partition (size = 2 slots), 0xFF and program-once. Returns 0 or -1. */

@@ -153,6 +153,7 @@ static void on_connect(struct mosquitto *m, void *ud, int rc, int flags, const m
     c->reported = 1;
     if (c->cb->on_connect)
         c->cb->on_connect(c, c->ud, rc);
+    ERR_clear_error(); /* libmosquitto reads on after a callback (see handle) */
 }
 
 static void on_subscribe(struct mosquitto *m, void *ud, int mid, int n, const int *qos,
@@ -166,6 +167,7 @@ static void on_subscribe(struct mosquitto *m, void *ud, int mid, int n, const in
     (void)p;
     if (c->cb->on_subscribe && !c->dead)
         c->cb->on_subscribe(c, c->ud);
+    ERR_clear_error();
 }
 
 static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg,
@@ -181,6 +183,7 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
         c->b.mqtt_up += PUBACK_LEN;
     if (c->cb->on_message && !c->dead)
         c->cb->on_message(c, c->ud, msg->topic, msg->payload, n);
+    ERR_clear_error();
 }
 
 fl_loop *fl_loop_new(const char *cafile, const char *host)
@@ -324,6 +327,7 @@ int fl_publish(fl_conn *c, const char *topic, const void *p, size_t n)
 {
     if (c == NULL || c->dead || !c->connacked)
         return -1;
+    ERR_clear_error(); /* the write may go out now, through TLS (see handle) */
     if (mosquitto_publish_v5(c->m, NULL, topic, (int)n, p, 1, false, NULL) != MOSQ_ERR_SUCCESS)
         return -1;
     c->b.app_up += n;
@@ -372,6 +376,7 @@ static void handle(fl_conn *c, uint32_t events)
      * baseline's signing runs in its callbacks). */
     ERR_clear_error();
     rc = mosquitto_loop_read(c->m, 1);
+    ERR_clear_error();
     if (rc == MOSQ_ERR_SUCCESS && !c->dead && (events & EPOLLOUT))
         rc = mosquitto_loop_write(c->m, 1);
     if (c->dead)
