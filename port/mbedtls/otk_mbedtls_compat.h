@@ -1,15 +1,15 @@
 /*
- * otk_mbedtls_compat.h: builds src/common/crypto_mbedtls.c, written against
- * mbedTLS 2.28 (Debian 12, port/mps2), against the mbedTLS 3.x that the SDKs
- * ship (ESP-IDF 5.x, Zephyr 3.x and 4.x). The Zephyr module, the ESP-IDF
- * component and library.json force it in front of that file (-include);
- * with 2.28 it only checks the configuration.
+ * otk_mbedtls_compat.h: checks, before src/common/crypto_mbedtls.c is
+ * compiled against an SDK's mbedTLS (2.28 as on Debian 12 and port/mps2, or
+ * the 3.x of ESP-IDF 5.x and Zephyr 3.x and 4.x), that its version and
+ * configuration have what the port needs, with a message naming what is
+ * missing. The Zephyr module, the ESP-IDF component and library.json force
+ * it in front of that file (-include).
  *
- *  - mbedTLS 3 dropped the _ret suffix of the SHA-256 functions (same
- *    arguments, same results);
- *  - mbedTLS 3 made struct fields private; the port reads and writes the
- *    coordinates of an mbedtls_ecp_point, so it asks for the access that
- *    MBEDTLS_ALLOW_PRIVATE_ACCESS grants (defined before any mbedTLS header).
+ *  - the port itself handles what mbedTLS 3 renamed or made private (the
+ *    SHA-256 calls without _ret, MBEDTLS_ALLOW_PRIVATE_ACCESS); this header
+ *    defines MBEDTLS_ALLOW_PRIVATE_ACCESS too, so that it holds for every
+ *    mbedTLS header the -include brings in first;
  *
  * mbedTLS 4 (TF-PSA-Crypto: ESP-IDF 6) has none of the legacy API the port
  * uses: there the firmware passes a crypto table of its own, over PSA Crypto
@@ -25,10 +25,6 @@
 
 #if MBEDTLS_VERSION_MAJOR >= 4
 #error "otakey: the mbedTLS crypto port needs mbedTLS 2.28 or 3.x; with mbedTLS 4 pass a crypto table over PSA Crypto (docs/porting.md)"
-#elif MBEDTLS_VERSION_MAJOR == 3
-#define mbedtls_sha256_starts_ret mbedtls_sha256_starts
-#define mbedtls_sha256_update_ret mbedtls_sha256_update
-#define mbedtls_sha256_finish_ret mbedtls_sha256_finish
 #elif MBEDTLS_VERSION_MAJOR < 2 || (MBEDTLS_VERSION_MAJOR == 2 && MBEDTLS_VERSION_MINOR < 16)
 #error "otakey: the mbedTLS crypto port needs mbedTLS 2.28 or 3.x"
 #endif

@@ -1,9 +1,14 @@
 /*
- * Crypto port over mbedTLS 2.28 (what devices use). Everything lives in
+ * Crypto port over mbedTLS 2.28 or 3.x (what devices use). Everything lives in
  * the caller's state buffer; mbedTLS allocates its bignums internally.
  * The random source is the port's (a TRNG on a microcontroller); on Linux
  * hosts, passing none uses getrandom(2).
  */
+/* mbedTLS 3 made struct fields private (the port reads and writes a point's
+ * coordinates): asked for before any mbedTLS header. 2.28 ignores it. */
+#ifndef MBEDTLS_ALLOW_PRIVATE_ACCESS
+#define MBEDTLS_ALLOW_PRIVATE_ACCESS
+#endif
 #include "internal.h"
 
 #include <mbedtls/bignum.h>
@@ -14,6 +19,18 @@
 #include <mbedtls/hkdf.h>
 #include <mbedtls/md.h>
 #include <mbedtls/sha256.h>
+#include <mbedtls/version.h>
+
+/* mbedTLS 3 dropped the _ret suffix of the SHA-256 calls (same arguments and results). */
+#if MBEDTLS_VERSION_MAJOR >= 3
+#define sha256_starts mbedtls_sha256_starts
+#define sha256_update mbedtls_sha256_update
+#define sha256_finish mbedtls_sha256_finish
+#else
+#define sha256_starts mbedtls_sha256_starts_ret
+#define sha256_update mbedtls_sha256_update_ret
+#define sha256_finish mbedtls_sha256_finish_ret
+#endif
 
 #if defined(__linux__)
 #include <sys/random.h>
@@ -61,12 +78,12 @@ static otk_status mb_sha256(void *ctx, const otk_iov *parts, size_t n, uint8_t o
     int rc;
     (void)ctx;
     mbedtls_sha256_init(&h);
-    rc = mbedtls_sha256_starts_ret(&h, 0);
+    rc = sha256_starts(&h, 0);
     for (i = 0; rc == 0 && i < n; i++)
         if (parts[i].n)
-            rc = mbedtls_sha256_update_ret(&h, (const unsigned char *)parts[i].p, parts[i].n);
+            rc = sha256_update(&h, (const unsigned char *)parts[i].p, parts[i].n);
     if (rc == 0)
-        rc = mbedtls_sha256_finish_ret(&h, out);
+        rc = sha256_finish(&h, out);
     mbedtls_sha256_free(&h);
     return rc == 0 ? OTK_OK : OTK_ERR_CRYPTO;
 }
