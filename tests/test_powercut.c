@@ -367,28 +367,26 @@ int main(int argc, char **argv)
 #else
     int board = argc > 1 && strcmp(argv[1], "--board") == 0;
 #endif
-    if (board) {
+    /* Every unit programmed once between erases (ECC flash): 8-, 16- and
+     * 32-byte units on 0xFF flash, 4-byte units on 0x00 flash; --quick runs
+     * the first two. */
+    static const struct {
+        uint32_t sector, prog;
+        uint8_t erased;
+        int tear;
+    } parts[] = {{4096, 8, 0xFF, 0}, {4096, 8, 0xFF, 1}, {1024, 4, 0x00, 1},
+                 {512, 16, 0xFF, 1}, {512, 32, 0xFF, 1}};
+    size_t i, n = quick ? 2 : sizeof parts / sizeof parts[0];
+    if (board)
         printf("power-cut subset (the board's; the host cuts at every operation):\n");
-        points += sweep_subset(4096, 8, 0xFF, 0, &ops);
-        points += sweep_subset(4096, 8, 0xFF, 1, &ops);
-        if (!quick) {
-            points += sweep_subset(1024, 4, 0x00, 1, &ops);
-            points += sweep_subset(512, 16, 0xFF, 1, &ops);
-            points += sweep_subset(512, 32, 0xFF, 1, &ops);
-        }
+    for (i = 0; i < n; i++)
+        points += (board ? sweep_subset : sweep)(parts[i].sector, parts[i].prog, parts[i].erased,
+                                                 parts[i].tear, &ops);
+    if (board) {
         printf("power-cut subset over claim + rotation + switch: %lu cut points "
                "(of %lu flash operations in the uncut runs), clean and torn\n",
                points, ops);
         return CHECK_DONE();
-    }
-    /* Every unit programmed once between erases (ECC flash): 8-, 16- and
-     * 32-byte units on 0xFF flash, 4-byte units on 0x00 flash. */
-    points += sweep(4096, 8, 0xFF, 0, &ops);
-    points += sweep(4096, 8, 0xFF, 1, &ops);
-    if (!quick) {
-        points += sweep(1024, 4, 0x00, 1, &ops);
-        points += sweep(512, 16, 0xFF, 1, &ops);
-        points += sweep(512, 32, 0xFF, 1, &ops);
     }
     printf("power-cut sweep over claim + rotation + switch: %lu cut points "
            "(%lu flash operations in the uncut runs), clean and torn\n",

@@ -106,7 +106,7 @@ static otk_status check_geometry(const otk_port *p)
 }
 
 /*
- * Reads and verifies slot i. Returns OTK_OK with *set and *committed,
+ * Reads and verifies slot i. Returns OTK_OK with *set and (when not NULL) *committed,
  * OTK_ERR_CORRUPT when the slot holds no valid record, OTK_ERR_STORAGE
  * when the flash read fails.
  */
@@ -206,9 +206,11 @@ static otk_status read_slot(const otk_port *p, uint8_t i, otk_keyset *set, int *
         st = cert ? read_cert_body(p, base + REC_HDR_LEN, body_len, set)
              : otk_keyset_decode(rec + REC_HDR_LEN, body_len, set) != OTK_OK ? OTK_ERR_CORRUPT
                                                                             : OTK_OK;
-    if (st == OTK_OK) {
+    if (st == OTK_OK)
         set->version = otk_get_u32(rec + 8);
-        /* Committed when either marker is complete; a torn one is not. */
+    /* Committed when either marker is complete; a torn one is not (not read
+     * when the caller does not ask: a load knows the slot's state). */
+    if (st == OTK_OK && committed != NULL) {
         *committed = marker_state(p, marker_off(p, i, 0)) == 1 ||
                      marker_state(p, marker_off(p, i, 1)) == 1;
     }
@@ -423,7 +425,6 @@ otk_status otk_ks_load(const otk_keystore *ks, int staged, otk_keyset *out)
 {
     uint8_t slot;
     uint32_t want;
-    int committed = 0;
     otk_status st;
     if (ks == NULL || out == NULL || !ks->mounted)
         return OTK_ERR_INVALID_ARGUMENT;
@@ -431,7 +432,7 @@ otk_status otk_ks_load(const otk_keystore *ks, int staged, otk_keyset *out)
     want = staged ? ks->staged_version : ks->active_version;
     if (slot == OTK_SLOT_NONE)
         return OTK_ERR_NO_KEYSET;
-    st = read_slot(ks->port, slot, out, &committed);
+    st = read_slot(ks->port, slot, out, NULL);
     if (st == OTK_OK && out->version != want)
         st = OTK_ERR_CORRUPT;
     if (st != OTK_OK)
