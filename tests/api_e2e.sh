@@ -116,12 +116,21 @@ check "the next page holds the other 2" test "$(jget "$out" 'len(d["devices"]), 
 
 # A rotation with an error threshold: two devices are revoked under it
 # (injected failures) before their turn comes (one device a second, in the
-# order listed); it pauses itself, then resumes and finishes.
+# order listed); it pauses itself, then resumes and finishes. The operator
+# pauses it first, so that the two revoked are surely ones it has not
+# started, however slow the machine.
 sel=ids:$(for i in $(seq $ndev); do printf '%s,' "$(device_id "$i")"; done | sed 's/,$//')
 out=$(api POST /v1/campaigns '{"kind":"rotate","selector":"'"$sel"'","rate":1,"max_failures":2}')
 c1=$(jget "$out" 'd["id"]')
 check "POST /v1/campaigns starts a rotation of $ndev devices (201)" test "$(jget "$out" 'd["total"]')" = $ndev
-for i in 2 3; do api POST "/v1/devices/$(device_id $i)/revoke" > /dev/null; done
+out=$(api POST "/v1/campaigns/$c1/pause")
+check "pause (200)" test "$(jget "$out" 'd["state"]')" = paused
+k=$(jget "$out" 'd["started"]')
+check "the operator's pause came before the fifth device ($k started)" test "$k" -le 4
+for i in $((k + 1)) $((k + 2)); do api POST "/v1/devices/$(device_id $i)/revoke" > /dev/null; done
+live=()  # the 4 devices left active, in order
+for i in $(seq $ndev); do [ $i = $((k + 1)) ] || [ $i = $((k + 2)) ] || live+=("$(device_id $i)"); done
+check "resume (200)" test "$(jget "$(api POST "/v1/campaigns/$c1/resume")" 'd["state"]')" = running
 check "the campaign pauses itself at 2 failures (error_threshold)" \
   until_json 30 "/v1/campaigns/$c1" 'd["state"]=="paused" and d["pause_reason"]=="error_threshold" and d["failed"]==2'
 out=$(api GET "/v1/campaigns/$c1")
@@ -165,7 +174,7 @@ check "the canary keeps working on its old cloud (it aborted the staged set)" \
   wait_all after-abort '"state":"ready","version":3,"cloud":2' 4
 
 # A revocation: refused from then on, its credentials deleted by the agent.
-v=$(device_id 4)
+v=${live[1]}
 out=$(api POST "/v1/devices/$v/revoke")
 check "POST /v1/devices/ID/revoke: the device reads revoked" test "$(jget "$out" 'd["state"]')" = revoked
 check "... and the agent deletes its cloud credentials (want none) within 5 s" \
@@ -197,7 +206,7 @@ check "the revocations are audited with actor api:ops" \
   test "$(jget "$out" 'sorted(set(r["actor"] for r in d["rows"])), len(d["rows"])')" = "(['api:ops'], 3)"
 out=$(api GET "/v1/audit?kind=campaign&limit=1000")
 check "campaign state changes are audit rows (paused, running, done ...)" \
-  test "$(jget "$out" '",".join(r["code"] for r in d["rows"] if r["version"]=='"$c1"')')" = "running,paused,running,done"
+  test "$(jget "$out" '",".join(r["code"] for r in d["rows"] if r["version"]=='"$c1"')')" = "running,paused,running,paused,running,done"
 check "the event stream carried the campaign's pause" grep -q '"kind":"campaign","msg_type":null,"device":null,"version":'"$c1"',"code":"paused"' "$work/events.txt"
 check "the event stream resumes after a given id (Last-Event-ID): the next event is id+1" \
   bash -c "timeout 2 curl -sS -N --cacert '$API_CA' -H 'Authorization: Bearer $API_TOKEN' -H 'Last-Event-ID: 5' \
@@ -227,7 +236,7 @@ for c in "product list" "product list --json" "device list" "device list --json"
 done
 check "otakey device show of an unknown device: exit 1 both ways" \
   same "show unknown" device show ffffffffffffffffffffffffffffffff
-out=$(cli campaign start --rotate --devices "$(device_id 5),$(device_id 6)" --rate 1 --json)
+out=$(cli campaign start --rotate --devices "${live[2]},${live[3]}" --rate 1 --json)
 c4=$(jget "$out" 'd["campaign"]')
 check "otakey campaign start --url: a campaign of 2 devices" test "$(jget "$out" 'd["devices"]')" = 2
 # (2 devices at 1 a second: the campaign may end before the pause arrives,
@@ -243,10 +252,10 @@ check "otakey product create --url writes the PK (0600) the API returned" \
   bash -c "'$bin/otakey' product create --batch 00000003000000bb --name three --pk-out '$work/pk3' --url '$API_URL' \
     --token-file '$work/token' --cafile '$API_CA' && [ \$(stat -c %a '$work/pk3') = 600 ] && [ \$(tr -d '\n' < '$work/pk3' | wc -c) = 64 ]"
 check "otakey device revoke --url waits for the agent's deletions" \
-  bash -c "'$bin/otakey' device revoke $(device_id 6) --url '$API_URL' --token-file '$work/token' --cafile '$API_CA' | \
+  bash -c "'$bin/otakey' device revoke ${live[3]} --url '$API_URL' --token-file '$work/token' --cafile '$API_CA' | \
     grep -q 'credentials are deleted'"
 check "OTAKEY_URL and OTAKEY_TOKEN stand for --url and --token-file" \
-  bash -c "OTAKEY_URL='$API_URL' OTAKEY_TOKEN='$API_TOKEN' OTAKEY_CAFILE='$API_CA' '$bin/otakey' device list | grep -q $(device_id 5)"
+  bash -c "OTAKEY_URL='$API_URL' OTAKEY_TOKEN='$API_TOKEN' OTAKEY_CAFILE='$API_CA' '$bin/otakey' device list | grep -q ${live[2]}"
 check "a read token through the CLI: listing works, a campaign is refused (exit 1, FORBIDDEN)" \
   bash -c "OTAKEY_TOKEN='$API_READ_TOKEN' '$bin/otakey' device list --url '$API_URL' --cafile '$API_CA' >/dev/null && \
     ! OTAKEY_TOKEN='$API_READ_TOKEN' '$bin/otakey' campaign start --rotate --all --url '$API_URL' --cafile '$API_CA' 2> '$work/ro.err' && \
