@@ -151,6 +151,18 @@ start_device() {
   pids+=($!)
 }
 
+# wait_for SECONDS COMMAND...: until COMMAND succeeds (tried every 0.1 s), for
+# SECONDS at most; 1 when it never did. For what happens in its own time
+# (a device's next poll, the agent's next pass, a broker's reload): on a
+# loaded machine it can take several times what it takes on an idle one.
+wait_for() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@"; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.1
+  done
+}
+
 # wait_all WHAT REGEX COUNT: until COUNT status files match REGEX (60 s at most).
 wait_all() {
   local what=$1 re=$2 want=$3 deadline=$((SECONDS + 60)) ok
