@@ -84,8 +84,8 @@ why=
 # The campaign itself, as the registry keeps it, ended with every device done
 # (the engine counts outcomes about once a second once all are started).
 campaign_done() {
-  local i
-  for i in $(seq 30); do
+  local deadline=$((SECONDS + 60))
+  while [ $SECONDS -lt $deadline ]; do
     "$bin/otakey" campaign status --db "$w/registry.db" 1 --json |
       grep -q "\"state\":\"done\",\"total\":$n,\"started\":$n,\"done\":$n,\"failed\":0" && return 0
     sleep 0.1
