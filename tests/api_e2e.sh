@@ -75,9 +75,7 @@ api() {
   curl -sS --cacert "$API_CA" -H "Authorization: Bearer $API_TOKEN" -X "$1" \
     ${3:+-H 'Content-Type: application/json' --data "$3"} "$url$2"
 }
-for u in "${urls[@]}"; do
-  for _ in $(seq 50); do curl -fsS --cacert "$API_CA" "$u/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-done
+for u in "${urls[@]}"; do wait_for 60 curl -fsS --cacert "$API_CA" "$u/healthz" >/dev/null 2>&1 || true; done
 check "every agent's API answers /healthz over TLS" \
   bash -c "for u in ${urls[*]}; do curl -fsS --cacert '$API_CA' \$u/healthz | grep -q true || exit 1; done"
 
@@ -105,8 +103,8 @@ for i in $(seq $ndev); do start_device "$(device_id "$i")"; done
 t0=$(date +%s.%N)
 check "$ndev devices claim from the API's batch" wait_all claim '"state":"ready","version":1' $ndev
 check "the claims arrive as events (claim_issued and commit, one per device)" \
-  bash -c "for _ in \$(seq 50); do [ \$(grep -c '^event: commit' '$work/events.txt') -ge $ndev ] && \
-    [ \$(grep -c '^event: claim_issued' '$work/events.txt') -ge $ndev ] && exit 0; sleep 0.1; done; exit 1"
+  wait_for 30 bash -c "[ \$(grep -c '^event: commit' '$work/events.txt') -ge $ndev ] && \
+    [ \$(grep -c '^event: claim_issued' '$work/events.txt') -ge $ndev ]"
 out=$(api GET "/v1/devices?state=active&batch=$batch&limit=4")
 check "devices filtered by state and batch, a page of 4 with a next cursor" \
   test "$(jget "$out" 'len(d["devices"]), d["next"] is not None')" = "(4, True)"
@@ -177,8 +175,8 @@ check "the canary keeps working on its old cloud (it aborted the staged set)" \
 v=${live[1]}
 out=$(api POST "/v1/devices/$v/revoke")
 check "POST /v1/devices/ID/revoke: the device reads revoked" test "$(jget "$out" 'd["state"]')" = revoked
-check "... and the agent deletes its cloud credentials (want none) within 5 s" \
-  until_json 5 "/v1/devices/$v" 'd["want"]=="none"'
+check "... and the agent deletes its cloud credentials (want none; it takes such devices 4 times a second)" \
+  until_json 30 "/v1/devices/$v" 'd["want"]=="none"'
 check "an unknown device is 404, a malformed id 400" \
   test "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$API_CA" -H "Authorization: Bearer $API_TOKEN" \
     "$API_URL/v1/devices/ffffffffffffffffffffffffffffffff")$(curl -s -o /dev/null -w '%{http_code}' \
@@ -208,9 +206,19 @@ out=$(api GET "/v1/audit?kind=campaign&limit=1000")
 check "campaign state changes are audit rows (paused, running, done ...)" \
   test "$(jget "$out" '",".join(r["code"] for r in d["rows"] if r["version"]=='"$c1"')')" = "running,paused,running,paused,running,done"
 check "the event stream carried the campaign's pause" grep -q '"kind":"campaign","msg_type":null,"device":null,"version":'"$c1"',"code":"paused"' "$work/events.txt"
+# first_id_after ID: the first event id the stream sends to a client that saw ID
+# (read from a file as it arrives: no fixed time for a TLS handshake to fit in).
+first_id_after() {
+  local pid
+  : > "$work/resume.txt"
+  curl -sS -N --cacert "$API_CA" -H "Authorization: Bearer $API_TOKEN" -H "Last-Event-ID: $1" \
+    "$API_URL/v1/events" > "$work/resume.txt" 2>/dev/null & pid=$!
+  wait_for 30 grep -q '^id:' "$work/resume.txt" || true
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+  grep -m1 '^id:' "$work/resume.txt"
+}
 check "the event stream resumes after a given id (Last-Event-ID): the next event is id+1" \
-  bash -c "timeout 2 curl -sS -N --cacert '$API_CA' -H 'Authorization: Bearer $API_TOKEN' -H 'Last-Event-ID: 5' \
-    '$API_URL/v1/events' | grep -m1 '^id:' | grep -qx 'id: 6'"
+  test "$(first_id_after 5)" = "id: 6"
 
 # The CLI as the API's client: --url prints what --db prints.
 db=${FLEET_DB:-$work/registry.db}
@@ -246,13 +254,13 @@ check "otakey campaign pause/resume --url (or: it had ended already)" \
     '$bin/otakey' campaign resume $c4 --url '$API_URL' --token-file '$work/token' --cafile '$API_CA' >/dev/null; } || \
     '$bin/otakey' campaign status $c4 --json --url '$API_URL' --token-file '$work/token' --cafile '$API_CA' | grep -q '\"state\":\"done\"'"
 check "... and it finishes (campaign status --watch --url)" \
-  bash -c "timeout 30 '$bin/otakey' campaign status $c4 --watch --json --url '$API_URL' --token-file '$work/token' \
+  bash -c "timeout 120 '$bin/otakey' campaign status $c4 --watch --json --url '$API_URL' --token-file '$work/token' \
     --cafile '$API_CA' | tail -1 | grep -q '\"state\":\"done\"'"
 check "otakey product create --url writes the PK (0600) the API returned" \
   bash -c "'$bin/otakey' product create --batch 00000003000000bb --name three --pk-out '$work/pk3' --url '$API_URL' \
     --token-file '$work/token' --cafile '$API_CA' && [ \$(stat -c %a '$work/pk3') = 600 ] && [ \$(tr -d '\n' < '$work/pk3' | wc -c) = 64 ]"
 check "otakey device revoke --url waits for the agent's deletions" \
-  bash -c "'$bin/otakey' device revoke ${live[3]} --url '$API_URL' --token-file '$work/token' --cafile '$API_CA' | \
+  bash -c "'$bin/otakey' device revoke ${live[3]} --wait 60 --url '$API_URL' --token-file '$work/token' --cafile '$API_CA' | \
     grep -q 'credentials are deleted'"
 check "OTAKEY_URL and OTAKEY_TOKEN stand for --url and --token-file" \
   bash -c "OTAKEY_URL='$API_URL' OTAKEY_TOKEN='$API_TOKEN' OTAKEY_CAFILE='$API_CA' '$bin/otakey' device list | grep -q ${live[2]}"
@@ -278,9 +286,10 @@ for f in "$work/agent.ini" ${agent2_pid:+"$work/agent2.ini"}; do
 done
 kill -HUP "$agent_pid" ${agent2_pid:+"$agent2_pid"}
 check "SIGHUP: every agent's API lists cloud 4" \
-  bash -c "for _ in \$(seq 50); do n=0; for u in ${urls[*]}; do curl -fsS --cacert '$API_CA' -H 'Authorization: Bearer $API_TOKEN' \
-    \$u/v1/clouds | grep -q '\"id\":4,' && n=\$((n + 1)); done; [ \$n = ${#urls[@]} ] && exit 0; sleep 0.1; done; exit 1"
-check "... and the agent says so in its log" grep -q 'reloaded the clouds: 4' "$work/agent.log"
+  wait_for 60 bash -c "n=0; for u in ${urls[*]}; do curl -fsS --cacert '$API_CA' -H 'Authorization: Bearer $API_TOKEN' \
+    \$u/v1/clouds | grep -q '\"id\":4,' && n=\$((n + 1)); done; [ \$n = ${#urls[@]} ]"
+# (the agent logs the reload just after its API lists the new clouds)
+check "... and the agent says so in its log" wait_for 10 grep -q 'reloaded the clouds: 4' "$work/agent.log"
 active=$(jget "$(api GET '/v1/devices?state=active')" 'len(d["devices"])')
 out=$(api POST /v1/campaigns '{"kind":"switch","target_cloud":4,"selector":"all","rate":100}')
 c5=$(jget "$out" 'd["id"]')
