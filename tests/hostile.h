@@ -42,6 +42,7 @@ typedef struct hx_capture {
     hx_seen *msgs; /* HX_CAPTURE_MAX entries, allocated by hx_capture_start */
     size_t n;
     struct mosquitto *m;
+    int subscribed; /* the SUBACK arrived (atomic) */
 } hx_capture;
 
 uint64_t hx_now_ms(void);

@@ -49,7 +49,8 @@ victim=$(device_id 9001)
   > "$work/attacks.out" 2>&1 &
 hpid=$!
 pids+=($hpid)
-for _ in $(seq 100); do [ -e "$work/hostile.ready" ] && break; sleep 0.1; done
+# The victim starts once the attacker's capture is subscribed: it must see the claim.
+wait_for 60 bash -c "[ -e '$work/hostile.ready' ] || ! kill -0 $hpid 2>/dev/null" || true
 start_device "$victim" victim
 set +e; wait "$hpid"; rc=$?; set -e
 cat "$work/attacks.out"

@@ -49,7 +49,7 @@ struct mosquitto *hx_connect(const hx_broker *b, const char *client_id, const ch
         mosquitto_destroy(m);
         return NULL;
     }
-    deadline = hx_now_ms() + 10000;
+    deadline = hx_now_ms() + 30000; /* a TLS handshake on a loaded machine */
     while (__atomic_load_n(&state, __ATOMIC_ACQUIRE) == 0 && hx_now_ms() < deadline)
         hx_sleep_ms(5);
     mosquitto_connect_v5_callback_set(m, NULL);
@@ -97,8 +97,21 @@ static void on_capture(struct mosquitto *m, void *ud, const struct mosquitto_mes
     pthread_mutex_unlock(&c->lock);
 }
 
+static void on_capture_subscribed(struct mosquitto *m, void *ud, int mid, int n, const int *qos,
+                                  const mosquitto_property *p)
+{
+    hx_capture *c = ud;
+    (void)m;
+    (void)mid;
+    (void)n;
+    (void)qos;
+    (void)p;
+    __atomic_store_n(&c->subscribed, 1, __ATOMIC_RELEASE);
+}
+
 int hx_capture_start(hx_capture *c, const hx_broker *b)
 {
+    uint64_t deadline;
     char id[48];
     static char *const subs[] = {"otakey/v1/up/+", "otakey/v1/down/+"};
     memset(c, 0, sizeof *c);
@@ -111,10 +124,14 @@ int hx_capture_start(hx_capture *c, const hx_broker *b)
     if (c->m == NULL)
         return -1;
     mosquitto_message_v5_callback_set(c->m, on_capture);
+    mosquitto_subscribe_v5_callback_set(c->m, on_capture_subscribed);
     if (mosquitto_subscribe_multiple(c->m, NULL, 2, subs, 1, 0, NULL) != MOSQ_ERR_SUCCESS)
         return -1;
-    hx_sleep_ms(300); /* the SUBACK: nothing before it would be seen */
-    return 0;
+    /* The SUBACK: nothing before it would be seen. */
+    deadline = hx_now_ms() + 30000;
+    while (!__atomic_load_n(&c->subscribed, __ATOMIC_ACQUIRE) && hx_now_ms() < deadline)
+        hx_sleep_ms(10);
+    return __atomic_load_n(&c->subscribed, __ATOMIC_ACQUIRE) ? 0 : -1;
 }
 
 void hx_capture_stop(hx_capture *c)
