@@ -121,7 +121,7 @@ static size_t build_claim(ctx *c, const uint8_t id[16], const uint8_t batch[8], 
     memcpy(m.device_id, id, 16);
     memcpy(m.batch_id, batch, 8);
     rnd(c, m.nonce, sizeof m.nonce);
-    if (c->crypto.ec_keygen(c->crypto.ctx, priv, m.epub) != OTK_OK ||
+    if (c->crypto.ec_keygen(c->crypto.ctx, OTK_KEY_EPHEMERAL, priv, m.epub) != OTK_OK ||
         otk_msg_encode(&m, out, OTK_MSG_MAX_LEN, &len) != OTK_OK)
         abort();
     otk_wipe(priv, sizeof priv);
@@ -144,7 +144,7 @@ static size_t build_update_req(ctx *c, const uint8_t id[16], uint32_t version, c
     memcpy(m.device_id, id, 16);
     m.version = version;
     rnd(c, m.nonce, sizeof m.nonce);
-    if (c->crypto.ec_keygen(c->crypto.ctx, priv, m.epub) != OTK_OK ||
+    if (c->crypto.ec_keygen(c->crypto.ctx, OTK_KEY_EPHEMERAL, priv, m.epub) != OTK_OK ||
         otk_msg_encode(&m, out, OTK_MSG_MAX_LEN, &len) != OTK_OK)
         abort();
     otk_wipe(priv, sizeof priv);

@@ -322,7 +322,7 @@ static void kat_rfc6979(backend *b)
         digest[0] ^= 1;
         CHECK_ST(b->c.ecdsa_verify(b->c.ctx, q, digest, sig), OTK_ERR_BAD_SIGNATURE);
         digest[0] ^= 1;
-        CHECK_OK(b->c.ec_keygen(b->c.ctx, priv, other));
+        CHECK_OK(b->c.ec_keygen(b->c.ctx, OTK_KEY_EPHEMERAL, priv, other));
         CHECK_ST(b->c.ecdsa_verify(b->c.ctx, other, digest, sig), OTK_ERR_BAD_SIGNATURE);
         /* r = 0, s = 0, s = n: out of range. */
         memset(sig, 0, 32);
@@ -345,12 +345,12 @@ static void kat_rfc6979(backend *b)
             void *align;
         } st;
         CHECK_OK(otk_crypto_mbedtls_init(&c, st.b, sizeof st.b, fixed_rng, NULL));
-        CHECK_OK(c.ec_keygen(c.ctx, priv, pub));
+        CHECK_OK(c.ec_keygen(c.ctx, OTK_KEY_EPHEMERAL, priv, pub));
         otk_crypto_mbedtls_free(&c);
     } else {
 #ifndef OTK_TEST_BOARD
         CHECK_OK(otk_crypto_openssl_init(&c, fixed_rng, NULL));
-        CHECK_OK(c.ec_keygen(c.ctx, priv, pub));
+        CHECK_OK(c.ec_keygen(c.ctx, OTK_KEY_EPHEMERAL, priv, pub));
         otk_crypto_openssl_free(&c);
 #endif
     }
@@ -385,7 +385,7 @@ static void failures(backend *b)
     CHECK_OK(c->ccm_decrypt(c->ctx, key, iv, aad, sizeof aad, ct, sizeof pt, tag, out));
     CHECK(memcmp(out, pt, sizeof pt) == 0);
 
-    CHECK_OK(c->ec_keygen(c->ctx, priv, pub));
+    CHECK_OK(c->ec_keygen(c->ctx, OTK_KEY_EPHEMERAL, priv, pub));
     memcpy(bad, pub, 64);
     bad[63] ^= 1; /* off the curve */
     CHECK_ST(c->ecdh(c->ctx, priv, bad, ss), OTK_ERR_INVALID_ARGUMENT);
@@ -417,8 +417,8 @@ static void cross(void)
         (void)otk_testrng_fill(&r, aad, sizeof aad);
         (void)otk_testrng_fill(&r, pt, sizeof pt);
         if (i < CROSS_EC) { /* public-key operations are slow; fewer of them */
-            CHECK_OK(x->c.ec_keygen(x->c.ctx, a, A));
-            CHECK_OK(y->c.ec_keygen(y->c.ctx, b, B));
+            CHECK_OK(x->c.ec_keygen(x->c.ctx, OTK_KEY_EPHEMERAL, a, A));
+            CHECK_OK(y->c.ec_keygen(y->c.ctx, OTK_KEY_EPHEMERAL, b, B));
             CHECK_OK(x->c.ecdh(x->c.ctx, a, B, s1));
             CHECK_OK(y->c.ecdh(y->c.ctx, b, A, s2));
             CHECK(memcmp(s1, s2, 32) == 0);
@@ -445,8 +445,8 @@ static void cross(void)
         uint8_t p1[32], q1[64], p2[32], q2[64];
         otk_testrng_seed(&rng_m, 5);
         otk_testrng_seed(&rng_o, 5);
-        CHECK_OK(be[0].c.ec_keygen(be[0].c.ctx, p1, q1));
-        CHECK_OK(be[1].c.ec_keygen(be[1].c.ctx, p2, q2));
+        CHECK_OK(be[0].c.ec_keygen(be[0].c.ctx, OTK_KEY_EPHEMERAL, p1, q1));
+        CHECK_OK(be[1].c.ec_keygen(be[1].c.ctx, OTK_KEY_EPHEMERAL, p2, q2));
         CHECK(memcmp(p1, p2, 32) == 0 && memcmp(q1, q2, 64) == 0);
     }
 }

@@ -450,7 +450,7 @@ static int write_vector(const scenario *sc, const char *dir, uint64_t seed)
     v.claim_cloud = sc->claim_cloud;
     /* The agent's signing key, from its own stream. */
     if (otk_crypto_openssl_init(&verify, otk_testrng_fill, &keys) != OTK_OK ||
-        verify.ec_keygen(verify.ctx, v.agent_priv, v.agent_pub) != OTK_OK)
+        verify.ec_keygen(verify.ctx, OTK_KEY_EPHEMERAL, v.agent_priv, v.agent_pub) != OTK_OK)
         return -1;
     snprintf(path, sizeof path, "%s/%s.txt", dir, sc->name);
     if ((f = fopen(path, "w")) == NULL || dev_open(&d, &v) != 0 || agent_open(&a, &v) != 0)

@@ -68,7 +68,7 @@ int main(void)
     }
     /* Issue for a device key. */
     memset(id, 0xab, sizeof id);
-    CHECK_OK(cr.ec_keygen(cr.ctx, priv, pub));
+    CHECK_OK(cr.ec_keygen(cr.ctx, OTK_KEY_EPHEMERAL, priv, pub));
     CHECK_OK(otk_x509_issue_cert(x, id, 3, pub, der, sizeof der, &len, serial, pin));
     CHECK_ST(otk_x509_issue_cert(x, id, 4, pub, der, sizeof der, &len2, serial2, pin),
              OTK_ERR_INVALID_ARGUMENT); /* another cloud's */

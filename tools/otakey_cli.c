@@ -292,7 +292,7 @@ static int cmd_keygen(args *a)
     FILE *f;
     if (a->npos != 2)
         return usage_error("%s", "keygen needs exactly one OUT file");
-    if (otk_crypto_openssl_init(&c, NULL, NULL) != OTK_OK || c.ec_keygen(c.ctx, priv, pub) != OTK_OK)
+    if (otk_crypto_openssl_init(&c, NULL, NULL) != OTK_OK || c.ec_keygen(c.ctx, OTK_KEY_EPHEMERAL, priv, pub) != OTK_OK)
         return EXIT_FAIL;
     otk_crypto_openssl_free(&c);
     f = otk_create_secret_file(a->pos[1], 1); /* 0600: the agent refuses a key others may read */

@@ -6,6 +6,13 @@
  * Suite (docs/protocol.md §3): P-256 ECDH, ECDSA P-256/SHA-256,
  * HKDF-SHA256, HMAC-SHA256, AES-128-CCM with a 16-byte tag.
  *
+ * Private keys are passed as 32-byte key references: for the raw-key
+ * backends (mbedTLS, OpenSSL) the big-endian scalar itself; for a backend
+ * whose keys live in a key store (PSA Crypto, a secure element) an opaque
+ * reference that ec_keygen wrote, while the key never leaves that store.
+ * Every backend also accepts a raw scalar wherever it takes a reference
+ * (known-answer tests, the agent's signing key).
+ *
  * Conventions for every function:
  *  - returns OTK_OK, or OTK_ERR_BAD_MAC / OTK_ERR_BAD_SIGNATURE for a
  *    failed check, OTK_ERR_INVALID_ARGUMENT for malformed keys or points,
@@ -28,6 +35,10 @@ typedef struct otk_iov {
     const void *p;
     size_t n;
 } otk_iov;
+
+/* Purposes of ec_keygen and key_destroy. */
+#define OTK_KEY_EPHEMERAL 0u
+#define OTK_KEY_SLOT0 1u /* + slot index: the device key of a certificate set */
 
 typedef struct otk_crypto {
     void *ctx; /* backend state; passed back as the first argument */
@@ -60,8 +71,18 @@ typedef struct otk_crypto {
                               const uint8_t *aad, size_t aad_len, const uint8_t *ct,
                               size_t len, const uint8_t tag[16], uint8_t *pt);
 
-    /* New P-256 key pair from the backend's RNG. */
-    otk_status (*ec_keygen)(void *ctx, uint8_t priv[32], uint8_t pub[64]);
+    /* New P-256 key pair from the backend's RNG, for purpose (OTK_KEY_*):
+     * an ephemeral ECDH key, or the signing key of the set to be staged in
+     * key-store slot 0 or 1, which a key-store backend keeps across power
+     * cycles (replacing the slot's previous key). priv receives the key's
+     * reference. */
+    otk_status (*ec_keygen)(void *ctx, uint8_t purpose, uint8_t priv[32], uint8_t pub[64]);
+
+    /* Destroys the backend's key of purpose (the last ephemeral key, or a
+     * slot's signing key) if it holds one; nothing to do for raw-key
+     * backends. Called when the key is no longer needed: the request is
+     * over, the set holding it is retired or discarded. */
+    void (*key_destroy)(void *ctx, uint8_t purpose);
 
     /* ECDH: x-coordinate of priv * peer; rejects points not on the curve. */
     otk_status (*ecdh)(void *ctx, const uint8_t priv[32], const uint8_t peer[64],
@@ -73,6 +94,9 @@ typedef struct otk_crypto {
     otk_status (*ecdsa_verify)(void *ctx, const uint8_t pub[64], const uint8_t digest[32],
                                const uint8_t sig[64]);
 } otk_crypto;
+
+/* key_destroy of a raw-key backend: its keys are the caller's bytes. */
+void otk_key_destroy_none(void *ctx, uint8_t purpose);
 
 /*
  * Random source for a backend: fills out and returns 0, non-zero on failure.

@@ -84,12 +84,13 @@ typedef struct otk_device {
     uint32_t backoff_ms;
     uint32_t retries;
     otk_device_config cfg;
+    uint8_t want_key;         /* version 2: the next UPDATE_REQ carries a new key */
+    /* The request in flight, from here to the end (wiped as one). */
     uint8_t eph_priv[OTK_PRIV_LEN];
     uint8_t eph_pub[OTK_PUB_LEN];
     uint8_t nonce[OTK_NONCE_LEN];
     uint8_t th[OTK_HASH_LEN]; /* transcript hash of the request in flight */
     /* version 2: the certificate key of the request in flight (keyed requests) */
-    uint8_t want_key;         /* the next UPDATE_REQ carries a new key */
     uint8_t keyed;            /* the request in flight carries dev_pub */
     uint8_t dev_priv[OTK_PRIV_LEN];
     uint8_t dev_pub[OTK_PUB_LEN];

@@ -113,6 +113,8 @@ OTK_CHECK_RETURN otk_status otk_ks_read_key(const otk_keystore *ks, int staged,
                                             uint8_t priv[OTK_PRIV_LEN]);
 
 /* Versions (0 when none). */
+/* The slot the next set will be staged in (0 or 1). */
+uint8_t otk_ks_next_slot(const otk_keystore *ks);
 uint32_t otk_ks_active_version(const otk_keystore *ks);
 uint32_t otk_ks_staged_version(const otk_keystore *ks);
 

@@ -337,11 +337,11 @@ static otk_status m_ccm_dec(void *ctx, const uint8_t key[16], const uint8_t iv[1
     return st;
 }
 
-static otk_status m_keygen(void *ctx, uint8_t priv[32], uint8_t pub[64])
+static otk_status m_keygen(void *ctx, uint8_t purpose, uint8_t priv[32], uint8_t pub[64])
 {
     otk_status st;
     PRE();
-    st = orig_of(ctx)->ec_keygen(ctx, priv, pub);
+    st = orig_of(ctx)->ec_keygen(ctx, purpose, priv, pub);
     POST();
     return st;
 }

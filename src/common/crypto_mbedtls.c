@@ -184,12 +184,13 @@ static otk_status load_keys(mbedtls_ecp_group *g, mbedtls_mpi *d, const uint8_t 
     return OTK_OK;
 }
 
-static otk_status mb_ec_keygen(void *ctx, uint8_t priv[32], uint8_t pub[64])
+static otk_status mb_ec_keygen(void *ctx, uint8_t purpose, uint8_t priv[32], uint8_t pub[64])
 {
     mbedtls_ecp_group g;
     mbedtls_mpi d;
     mbedtls_ecp_point q;
     otk_status st;
+    (void)purpose; /* raw keys: the caller keeps them */
     mbedtls_ecp_group_init(&g);
     mbedtls_mpi_init(&d);
     mbedtls_ecp_point_init(&q);
@@ -301,6 +302,7 @@ otk_status otk_crypto_mbedtls_init(otk_crypto *c, void *state, size_t state_size
     c->ccm_encrypt = mb_ccm_encrypt;
     c->ccm_decrypt = mb_ccm_decrypt;
     c->ec_keygen = mb_ec_keygen;
+    c->key_destroy = otk_key_destroy_none;
     c->ecdh = mb_ecdh;
     c->ecdsa_sign = mb_ecdsa_sign;
     c->ecdsa_verify = mb_ecdsa_verify;

@@ -199,13 +199,14 @@ static int write_point(os_state *s, const EC_POINT *q, uint8_t out[64])
     return ok;
 }
 
-static otk_status os_ec_keygen(void *ctx, uint8_t priv[32], uint8_t pub[64])
+static otk_status os_ec_keygen(void *ctx, uint8_t purpose, uint8_t priv[32], uint8_t pub[64])
 {
     os_state *s = (os_state *)ctx;
     BIGNUM *d = NULL;
     EC_POINT *q = NULL;
     otk_status st;
     int tries;
+    (void)purpose; /* raw keys: the caller keeps them */
     /* Draw the scalar from the instance's random source (reproducible in tests). */
     for (tries = 0; tries < 16 && d == NULL; tries++) {
         st = os_random(ctx, priv, 32);
@@ -427,6 +428,7 @@ otk_status otk_crypto_openssl_init(otk_crypto *c, otk_rng_fn rng, void *rng_ctx)
     c->ccm_encrypt = os_ccm_encrypt;
     c->ccm_decrypt = os_ccm_decrypt;
     c->ec_keygen = os_ec_keygen;
+    c->key_destroy = otk_key_destroy_none;
     c->ecdh = os_ecdh;
     c->ecdsa_sign = os_ecdsa_sign;
     c->ecdsa_verify = os_ecdsa_verify;

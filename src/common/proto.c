@@ -176,7 +176,7 @@ otk_status otk_resp_build_v(const otk_crypto *c, uint8_t proto, uint8_t type,
     proto = proto == OTK_PROTO_V2 ? OTK_PROTO_V2 : OTK_PROTO_VERSION;
     st = otk_keyset_encode_v(ks, proto, pt, sizeof pt, &pt_len);
     if (st == OTK_OK)
-        st = c->ec_keygen(c->ctx, e_priv, m.epub);
+        st = c->ec_keygen(c->ctx, OTK_KEY_EPHEMERAL, e_priv, m.epub);
     if (st == OTK_OK)
         st = c->ecdh(c->ctx, e_priv, dev_epub, ss);
     if (st == OTK_OK)

@@ -30,19 +30,32 @@ static uint8_t proto(const otk_device *d)
     return d->cfg.proto == OTK_PROTO_V2 ? OTK_PROTO_V2 : OTK_PROTO_VERSION;
 }
 
+/*
+ * Has the crypto backend destroy a key (a no-op for raw keys): the
+ * request's ephemeral key, or the certificate key of the slot the
+ * next set goes to, once the set there is retired or discarded. A key made
+ * for a request that ended without a set stays until then, or until the
+ * next request replaces it: no key outlives its slot's set.
+ */
+static void drop_key(const otk_device *d, uint8_t purpose)
+{
+    cry(d)->key_destroy(cry(d)->ctx, purpose);
+}
+
+static OTK_NOINLINE void drop_slot_key(const otk_device *d)
+{
+    drop_key(d, (uint8_t)(OTK_KEY_SLOT0 + otk_ks_next_slot(&d->ks)));
+}
+
+/* The request's ephemeral key goes with it. */
 static void forget_request(otk_device *d)
 {
-    otk_wipe(d->eph_priv, sizeof d->eph_priv);
-    otk_wipe(d->eph_pub, sizeof d->eph_pub);
-    otk_wipe(d->nonce, sizeof d->nonce);
-    otk_wipe(d->th, sizeof d->th);
-    otk_wipe(d->dev_priv, sizeof d->dev_priv);
-    otk_wipe(d->dev_pub, sizeof d->dev_pub);
-    d->keyed = 0;
+    drop_key(d, OTK_KEY_EPHEMERAL);
+    otk_wipe(d->eph_priv, sizeof *d - offsetof(otk_device, eph_priv));
 }
 
 /* Enters a state whose message (type) is sent by otk_device_next. */
-static void expect(otk_device *d, uint8_t state, uint8_t outbound)
+static OTK_NOINLINE void expect(otk_device *d, uint8_t state, uint8_t outbound)
 {
     d->state = state;
     d->outbound = outbound;
@@ -65,7 +78,8 @@ static void settle(otk_device *d)
 otk_status otk_device_init(otk_device *d, const otk_port *port, const otk_device_config *cfg)
 {
     otk_status st;
-    if (d == NULL || port == NULL || cfg == NULL || port->crypto == NULL)
+    if (d == NULL || port == NULL || cfg == NULL || port->crypto == NULL ||
+        port->crypto->key_destroy == NULL)
         return OTK_ERR_INVALID_ARGUMENT;
     memset(d, 0, sizeof *d);
     d->cfg = *cfg;
@@ -89,7 +103,7 @@ otk_dev_state otk_device_state(const otk_device *d)
     return d ? (otk_dev_state)d->state : OTK_DEV_UNINIT;
 }
 
-static void header(const otk_device *d, otk_msg *m, uint8_t type)
+static OTK_NOINLINE void header(const otk_device *d, otk_msg *m, uint8_t type)
 {
     memset(m, 0, sizeof *m);
     m->proto = proto(d);
@@ -129,9 +143,11 @@ static otk_status new_request(otk_device *d, int claim)
     forget_request(d);
     st = c->random(c->ctx, d->nonce, sizeof d->nonce);
     if (st == OTK_OK)
-        st = c->ec_keygen(c->ctx, d->eph_priv, d->eph_pub);
+        st = c->ec_keygen(c->ctx, OTK_KEY_EPHEMERAL, d->eph_priv, d->eph_pub);
     if (st == OTK_OK && proto(d) == OTK_PROTO_V2 && (claim || d->want_key)) {
-        st = c->ec_keygen(c->ctx, d->dev_priv, d->dev_pub);
+        /* For the slot its set will be staged in (the active one stays). */
+        st = c->ec_keygen(c->ctx, (uint8_t)(OTK_KEY_SLOT0 + otk_ks_next_slot(&d->ks)), d->dev_priv,
+                          d->dev_pub);
         d->keyed = st == OTK_OK;
     }
     if (st != OTK_OK)
@@ -144,9 +160,21 @@ static otk_status new_request(otk_device *d, int claim)
  * identical on every call (same nonce and key), so a retransmission is
  * recognised by the agent and answered from its cache.
  */
-static otk_status build(otk_device *d, uint8_t *out, size_t out_size, size_t *out_len)
+/* The AK of the active (staged = 0) or staged set; a failed load is fatal. */
+static OTK_NOINLINE otk_status load_ak(otk_device *d, int staged, uint8_t ak[OTK_AK_LEN])
 {
     otk_keyset ks;
+    otk_status st = otk_ks_load(&d->ks, staged, &ks);
+    if (st != OTK_OK)
+        return fatal(d, st);
+    memcpy(ak, ks.ak, OTK_AK_LEN);
+    otk_wipe(&ks, sizeof ks);
+    return OTK_OK;
+}
+
+static otk_status build(otk_device *d, uint8_t *out, size_t out_size, size_t *out_len)
+{
+    uint8_t ak[OTK_AK_LEN];
     otk_msg m;
     otk_status st;
     switch (d->outbound) {
@@ -162,11 +190,12 @@ static otk_status build(otk_device *d, uint8_t *out, size_t out_size, size_t *ou
     case OTK_MSG_CONFIRM:
     case OTK_MSG_ABORT:
         /* UPDATE_REQ is MACed with the active AK, CONFIRM/ABORT with the staged one. */
-        st = otk_ks_load(&d->ks, d->outbound != OTK_MSG_UPDATE_REQ, &ks);
+        st = load_ak(d, d->outbound != OTK_MSG_UPDATE_REQ, ak);
         if (st != OTK_OK)
-            return fatal(d, st);
+            return st;
         header(d, &m, d->outbound);
-        m.version = ks.version;
+        m.version = d->outbound == OTK_MSG_UPDATE_REQ ? otk_ks_active_version(&d->ks)
+                                                     : otk_ks_staged_version(&d->ks);
         m.code = d->abort_reason;
         memcpy(m.nonce, d->nonce, OTK_NONCE_LEN);
         memcpy(m.epub, d->eph_pub, OTK_PUB_LEN);
@@ -174,8 +203,8 @@ static otk_status build(otk_device *d, uint8_t *out, size_t out_size, size_t *ou
             m.has_key = 1;
             memcpy(m.dpub, d->dev_pub, OTK_PUB_LEN);
         }
-        st = seal(d, &m, ks.ak, out, out_size, out_len);
-        otk_wipe(&ks, sizeof ks);
+        st = seal(d, &m, ak, out, out_size, out_len);
+        otk_wipe(ak, sizeof ak);
         break;
     default:
         return OTK_ERR_INTERNAL;
@@ -283,14 +312,8 @@ static OTK_NOINLINE otk_status on_response(otk_device *d, const otk_msg *m, cons
     if (scratch_size < need)
         return OTK_ERR_BUFFER_TOO_SMALL;
     memset(&set, 0, sizeof set);
-    if (update) {
-        /* The active set's AK keys the response; one keyset on the stack at a time. */
-        st = otk_ks_load(&d->ks, 0, &set);
-        memcpy(ak, set.ak, OTK_AK_LEN);
-        otk_wipe(&set, sizeof set);
-        if (st != OTK_OK)
-            return fatal(d, st);
-    }
+    if (update) /* the active set's AK keys the response */
+        OTK_TRY(load_ak(d, 0, ak));
     /* The plaintext goes to the caller's buffer, where its record is built. */
     st = otk_resp_open_pt(cry(d), in, len, m, d->th, d->eph_priv, update ? ak : NULL, d->cfg.agent_pub, pt,
                           need - OTK_KS_BODY_OFF, &pt_len);
@@ -325,13 +348,11 @@ static OTK_NOINLINE otk_status on_response(otk_device *d, const otk_msg *m, cons
 static otk_status check_mac(otk_device *d, int staged, const uint8_t *in, size_t len,
                             const uint8_t *extra, size_t extra_len)
 {
-    otk_keyset ks;
-    otk_status st = otk_ks_load(&d->ks, staged, &ks);
-    if (st != OTK_OK)
-        return fatal(d, st);
-    st = otk_mac_check(cry(d), ks.ak, OTK_AK_LEN, in, otk_msg_auth_offset(in[1], len), extra,
-                       extra_len);
-    otk_wipe(&ks, sizeof ks);
+    uint8_t ak[OTK_AK_LEN];
+    otk_status st;
+    OTK_TRY(load_ak(d, staged, ak));
+    st = otk_mac_check(cry(d), ak, OTK_AK_LEN, in, otk_msg_auth_offset(in[1], len), extra, extra_len);
+    otk_wipe(ak, sizeof ak);
     return st;
 }
 
@@ -345,6 +366,7 @@ static otk_status on_ack(otk_device *d, const otk_msg *m, const uint8_t *in, siz
         st = otk_ks_commit(&d->ks, m->version);
         if (st != OTK_OK)
             return fatal(d, st);
+        drop_slot_key(d); /* the retired set's certificate key, if it had one */
         d->abort_reason = 0;
         settle(d);
         return OTK_OK;
@@ -370,6 +392,7 @@ static otk_status on_nack(otk_device *d, const otk_msg *m, const uint8_t *in)
     st = otk_ks_discard(&d->ks, m->version);
     if (st != OTK_OK)
         return fatal(d, st);
+    drop_slot_key(d); /* the discarded set's */
     d->last_remote = m->code;
     d->abort_reason = 0;
     settle(d);
@@ -471,27 +494,34 @@ static otk_status load_set(const otk_device *d, int which, otk_keyset *ks)
     return otk_ks_load(&d->ks, which == OTK_SET_STAGED, ks);
 }
 
-otk_status otk_device_cloud(const otk_device *d, int which, otk_cloud *out)
+/* Copies n bytes at off of the set (a certificate set's, if cert). */
+static OTK_NOINLINE otk_status set_field(const otk_device *d, int which, size_t off, size_t n, void *out,
+                            int cert)
 {
     otk_keyset ks;
     otk_status st;
-    if (d == NULL || out == NULL || (which != OTK_SET_ACTIVE && which != OTK_SET_STAGED))
+    if (out == NULL || (which != OTK_SET_ACTIVE && which != OTK_SET_STAGED))
         return OTK_ERR_INVALID_ARGUMENT;
     st = load_set(d, which, &ks);
+    if (st == OTK_OK && cert && ks.kind != OTK_KIND_CERT)
+        st = OTK_ERR_BAD_STATE;
     if (st == OTK_OK)
-        *out = ks.cloud;
+        memcpy(out, (const uint8_t *)&ks + off, n);
     otk_wipe(&ks, sizeof ks);
     return st;
 }
 
+otk_status otk_device_cloud(const otk_device *d, int which, otk_cloud *out)
+{
+    return set_field(d, which, offsetof(otk_keyset, cloud), sizeof *out, out, 0);
+}
+
 uint8_t otk_device_kind(const otk_device *d, int which)
 {
-    otk_keyset ks;
     uint8_t kind = 0;
-    if (load_set(d, which, &ks) == OTK_OK)
-        kind = ks.kind ? ks.kind : OTK_KIND_PASSWORD;
-    otk_wipe(&ks, sizeof ks);
-    return kind;
+    if (set_field(d, which, offsetof(otk_keyset, kind), 1, &kind, 0) != OTK_OK)
+        return 0;
+    return kind ? kind : OTK_KIND_PASSWORD;
 }
 
 otk_status otk_device_cert(const otk_device *d, int which, uint8_t *der, size_t der_size,
@@ -511,14 +541,7 @@ otk_status otk_device_cert_key(const otk_device *d, int which, uint8_t priv[OTK_
 
 otk_status otk_device_ca_pin(const otk_device *d, int which, uint8_t pin[OTK_PIN_LEN])
 {
-    otk_keyset k;
-    otk_status st = load_set(d, which, &k);
-    if (st == OTK_OK && k.kind != OTK_KIND_CERT)
-        st = OTK_ERR_BAD_STATE;
-    if (st == OTK_OK)
-        memcpy(pin, k.ca_pin, OTK_PIN_LEN);
-    otk_wipe(&k, sizeof k);
-    return st;
+    return set_field(d, which, offsetof(otk_keyset, ca_pin), OTK_PIN_LEN, pin, 1);
 }
 
 uint32_t otk_device_version(const otk_device *d, int which)

@@ -291,8 +291,7 @@ static otk_status program_record(otk_keystore *ks, uint8_t format, uint32_t vers
     otk_put_u32(rec + REC_HDR_LEN + body_len, otk_crc32(0, rec, REC_HDR_LEN + body_len));
     for (i = (uint32_t)(REC_HDR_LEN + body_len + 4u); i < len; i++)
         rec[i] = erased(p); /* padding leaves its bits as they are */
-    slot = ks->active == OTK_SLOT_NONE ? (ks->staged == OTK_SLOT_NONE ? 0 : ks->staged)
-                                       : (uint8_t)(1u - ks->active);
+    slot = otk_ks_next_slot(ks);
     /* From here the slot's old content is gone, whatever happens next. */
     ks->staged = OTK_SLOT_NONE;
     ks->staged_version = 0;
@@ -486,6 +485,12 @@ otk_status otk_ks_read_key(const otk_keystore *ks, int staged, uint8_t priv[OTK_
 {
     size_t n;
     return cert_read(ks, staged, 1, priv, OTK_PRIV_LEN, &n);
+}
+
+uint8_t otk_ks_next_slot(const otk_keystore *ks)
+{
+    return ks->active == OTK_SLOT_NONE ? (ks->staged == OTK_SLOT_NONE ? 0 : ks->staged)
+                                       : (uint8_t)(1u - ks->active);
 }
 
 uint32_t otk_ks_active_version(const otk_keystore *ks)

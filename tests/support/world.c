@@ -28,7 +28,7 @@ static int init(world *w, uint64_t seed, const char *path)
 #endif
     (void)otk_testrng_fill(&w->agent_rng, w->pk, sizeof w->pk);
     memcpy(w->batch, "\x00\x00\x00\x01\x00\x00\x00\x07", OTK_BATCH_ID_LEN);
-    if (w->agent_crypto.ec_keygen(w->agent_crypto.ctx, w->cfg.sign_priv, w->cfg.sign_pub) != OTK_OK)
+    if (w->agent_crypto.ec_keygen(w->agent_crypto.ctx, OTK_KEY_EPHEMERAL, w->cfg.sign_priv, w->cfg.sign_pub) != OTK_OK)
         return -1;
     for (i = 0; i < 2; i++) {
         w->cfg.clouds[i].cloud_id = (uint32_t)(i + 1);
