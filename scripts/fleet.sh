@@ -129,11 +129,17 @@ fleet_token() {
   done
 }
 
+# start_agent: the agent daemon, its log appended to $work/agent.log; returns
+# once it has subscribed to the device topics (a claim sent before that is
+# only answered at the device's next retry, seconds later), or has exited.
 start_agent() {
+  local before
+  before=$(grep -c 'subscribed to' "$work/agent.log" 2>/dev/null || true)
   "$bin/otakey-agent" -c "$work/agent.ini" 2>> "$work/agent.log" &
   agent_pid=$!
   pids+=($agent_pid)
-  sleep 0.3
+  wait_for 60 bash -c "[ \"\$(grep -c 'subscribed to' '$work/agent.log' 2>/dev/null)\" -gt ${before:-0} ] ||
+    ! kill -0 $agent_pid 2>/dev/null" || true
 }
 
 device_id() { printf 'd0d0d0d0d0d0d0d0d0d0d0d0%08x' "$1"; }
