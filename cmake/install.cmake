@@ -38,7 +38,8 @@ install(TARGETS otakey-agent RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR})
 install(TARGETS otakey_mosquitto LIBRARY DESTINATION ${OTK_INSTALL_PLUGINDIR})
 
 # --- the device core as an installable library: libotakey-device.a ---
-# The same sources as otk_common + otk_device + otk_crypto_mbedtls, in one
+# The same sources as otk_common + otk_device + the mbedTLS and PSA crypto
+# ports, in one
 # archive with position-independent code (a host integration may link it into
 # a shared object). Static only: the core is made to be compiled into
 # firmware, and its contexts (otk_device, otk_port) are caller-allocated
@@ -50,7 +51,8 @@ add_library(otk_device_install STATIC
   src/common/proto.c
   src/device/keystore.c
   src/device/device.c
-  src/common/crypto_mbedtls.c)
+  src/common/crypto_mbedtls.c
+  src/common/crypto_psa.c)
 set_target_properties(otk_device_install PROPERTIES
   OUTPUT_NAME otakey-device
   EXPORT_NAME device
@@ -70,7 +72,7 @@ add_library(otakey::device ALIAS otk_device_install)
 # (common, keystore, port, crypto), wire.h (message sizes such as
 # OTK_MSG_MAX_LEN, the codec) and proto.h (the key schedule). The agent's
 # headers (agent.h, store.h, ...) describe libraries that are not installed.
-set(OTK_DEVICE_HEADERS common crypto device keystore port proto wire)
+set(OTK_DEVICE_HEADERS common crypto crypto_psa device keystore port proto wire)
 list(TRANSFORM OTK_DEVICE_HEADERS PREPEND include/otakey/)
 list(TRANSFORM OTK_DEVICE_HEADERS APPEND .h)
 install(TARGETS otk_device_install EXPORT otakeyTargets

@@ -283,8 +283,10 @@ def main():
     check(len(core) >= 6 and all((ROOT / c).is_file() for c in core),
           "CMakeLists.txt: otk_common, otk_device and otk_crypto_mbedtls name existing sources")
     installed = sorted(cmake_library((ROOT / "cmake" / "install.cmake").read_text(), "otk_device_install"))
-    check(installed == core, "cmake/install.cmake: libotakey-device.a has the same sources",
-          f"{installed} != {core}")
+    psa = cmake_library(top, "otk_crypto_psa")
+    check(installed == sorted(core + psa),
+          "cmake/install.cmake: libotakey-device.a has the same sources, and the PSA crypto port",
+          f"{installed} != {sorted(core + psa)}")
     core_only = [c for c in core if not c.endswith("crypto_mbedtls.c")]
     crypto_port = [c for c in core if c.endswith("crypto_mbedtls.c")]
     compat = ROOT / "port" / "mbedtls" / "otk_mbedtls_compat.h"

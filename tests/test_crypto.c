@@ -1,9 +1,12 @@
 /*
- * Crypto port tests, run against both backends (mbedTLS and OpenSSL):
+ * Crypto port tests, run against every backend (mbedTLS, OpenSSL, PSA):
  * known answers from published vectors (RFC 4231, RFC 5869, FIPS 180-2,
  * RFC 6979 and Project Wycheproof files under tests/vectors/), failure
  * cases with their expected errors, and cross tests where one backend
- * seals, signs or agrees and the other opens, verifies or agrees.
+ * seals, signs or agrees and the other opens, verifies or agrees. The PSA
+ * backend's keys by reference: made inside PSA, never exportable, kept
+ * across a restart of the PSA implementation when persistent, gone once
+ * destroyed, and no volatile key left behind by any operation.
  *
  * Built with OTK_TEST_BOARD (the emulated Cortex-M4, port/mps2): mbedTLS
  * only, as the device uses it (no OpenSSL on a microcontroller), the
@@ -18,6 +21,12 @@
 #include "testrng.h"
 
 #include "otakey/crypto.h"
+#include "otakey/crypto_psa.h"
+
+#ifndef OTK_TEST_BOARD
+#include <psa/crypto.h>
+#include <unistd.h>
+#endif
 
 #define MAXB 8192
 
@@ -27,7 +36,7 @@
 /* port/mps2/vectors.c: a vector file's text, built into the image. */
 const char *otk_board_vectors(const char *name, size_t *len);
 #else
-#define N_BACKENDS 2
+#define N_BACKENDS 3 /* mbedTLS, OpenSSL, PSA */
 #define CROSS_EC 40
 #endif
 
@@ -36,7 +45,13 @@ typedef struct backend {
     otk_crypto c;
 } backend;
 
-static backend be[2];
+static backend be[3];
+#ifndef OTK_TEST_BOARD
+static union {
+    uint8_t b[OTK_CRYPTO_PSA_STATE_SIZE];
+    void *align;
+} pstate;
+#endif
 static otk_testrng rng_m, rng_o;
 static union {
     uint8_t b[OTK_CRYPTO_MBEDTLS_STATE_SIZE];
@@ -339,7 +354,12 @@ static void kat_rfc6979(backend *b)
     /* The public key of the RFC's scalar, through keygen with a fixed rng, and
      * ECDH(d, G) = x(d * G). */
     fixed_scalar = d;
-    if (b == &be[0]) {
+    if (b == &be[2]) {
+        /* PSA draws from its own generator: the scalar's point is checked
+         * by the agreement with G below. */
+        memcpy(priv, d, 32);
+        memcpy(pub, q, 64);
+    } else if (b == &be[0]) {
         union {
             uint8_t b[OTK_CRYPTO_MBEDTLS_STATE_SIZE];
             void *align;
@@ -400,14 +420,14 @@ static void failures(backend *b)
 }
 
 /* What one backend makes, the other accepts; both compute the same values. */
-static void cross(void)
+static void cross(backend *p, backend *q)
 {
     otk_testrng r;
     int i;
     otk_testrng_seed(&r, 77);
     for (i = 0; i < 200; i++) {
-        backend *x = &be[i & 1], *y = &be[1 - (i & 1)];
-        uint8_t a[32], A[64], b[32], B[64], s1[32], s2[32], d[32], sig[64];
+        backend *x = i & 1 ? q : p, *y = i & 1 ? p : q;
+        uint8_t a[32], A[64], b[32], B[64], s1[32], s2[32], d[32], sig[64], k[32], K[64];
         uint8_t key[16], iv[13], aad[40], pt[120], ct[120], tag[16], out[120], h1[64], h2[64];
         size_t n = (size_t)(otk_testrng_u64(&r) % sizeof pt);
         otk_iov io;
@@ -422,8 +442,10 @@ static void cross(void)
             CHECK_OK(x->c.ecdh(x->c.ctx, a, B, s1));
             CHECK_OK(y->c.ecdh(y->c.ctx, b, A, s2));
             CHECK(memcmp(s1, s2, 32) == 0);
-            CHECK_OK(x->c.ecdsa_sign(x->c.ctx, a, d, sig));
-            CHECK_OK(y->c.ecdsa_verify(y->c.ctx, A, d, sig));
+            /* A signing key is a slot's (PSA: ECDH and ECDSA keys apart). */
+            CHECK_OK(x->c.ec_keygen(x->c.ctx, OTK_KEY_SLOT0, k, K));
+            CHECK_OK(x->c.ecdsa_sign(x->c.ctx, k, d, sig));
+            CHECK_OK(y->c.ecdsa_verify(y->c.ctx, K, d, sig));
         }
         CHECK_OK(x->c.ccm_encrypt(x->c.ctx, key, iv, aad, sizeof aad, pt, n, ct, tag));
         CHECK_OK(y->c.ccm_decrypt(y->c.ctx, key, iv, aad, sizeof aad, ct, n, tag, out));
@@ -440,8 +462,8 @@ static void cross(void)
         CHECK_OK(y->c.hkdf_expand(y->c.ctx, h2, iv, sizeof iv, h2 + 32, 29));
         CHECK(memcmp(h1 + 32, h2 + 32, 29) == 0);
     }
-    /* Same seed, same key pair on both backends. */
-    {
+    /* Same seed, same key pair on both backends (the two seeded ones). */
+    if (p == &be[0] && q == &be[1]) {
         uint8_t p1[32], q1[64], p2[32], q2[64];
         otk_testrng_seed(&rng_m, 5);
         otk_testrng_seed(&rng_o, 5);
@@ -450,6 +472,82 @@ static void cross(void)
         CHECK(memcmp(p1, p2, 32) == 0 && memcmp(q1, q2, 64) == 0);
     }
 }
+
+#ifndef OTK_TEST_BOARD
+static size_t volatile_keys(void)
+{
+    mbedtls_psa_stats_t st;
+    mbedtls_psa_get_stats(&st);
+    return st.volatile_slots;
+}
+
+/*
+ * Keys by reference: what ec_keygen returns is a reference, the key under
+ * it signs and agrees but is not exportable, a persistent slot key
+ * survives a restart of PSA (its storage in a directory of its own), a
+ * destroyed one is gone, and a new key for a slot replaces the old.
+ */
+static void psa_refs(const otk_crypto *c)
+{
+    uint8_t ref[32], ref2[32], pub[64], pub2[64], other[32], opub[64], s1[32], s2[32];
+    uint8_t digest[32] = {7}, sig[64], out[200];
+    psa_key_attributes_t a = PSA_KEY_ATTRIBUTES_INIT;
+    uint32_t id = 0, id2 = 0;
+    size_t n = 0;
+    char dir[] = "/tmp/otk-psa-XXXXXX", here[512];
+    CHECK(getcwd(here, sizeof here) != NULL && mkdtemp(dir) != NULL && chdir(dir) == 0);
+    /* The ephemeral key: a reference, agreeing with a raw key of OpenSSL. */
+    CHECK_OK(c->ec_keygen(c->ctx, OTK_KEY_EPHEMERAL, ref, pub));
+    CHECK(otk_crypto_psa_ref(ref, &id) && id != 0);
+    CHECK(volatile_keys() == 1);
+    CHECK_OK(be[1].c.ec_keygen(be[1].c.ctx, OTK_KEY_EPHEMERAL, other, opub));
+    CHECK_OK(c->ecdh(c->ctx, ref, opub, s1));
+    CHECK_OK(be[1].c.ecdh(be[1].c.ctx, other, pub, s2));
+    CHECK(memcmp(s1, s2, 32) == 0);
+    CHECK(psa_export_key((psa_key_id_t)id, out, sizeof out, &n) == PSA_ERROR_NOT_PERMITTED);
+    /* A new ephemeral key replaces it (PSA may reuse the id); key_destroy
+     * drops the last. */
+    CHECK_OK(c->ec_keygen(c->ctx, OTK_KEY_EPHEMERAL, ref2, pub2));
+    CHECK(volatile_keys() == 1 && memcmp(pub, pub2, 64) != 0);
+    CHECK_OK(c->ecdh(c->ctx, ref2, opub, s1));
+    CHECK_OK(be[1].c.ecdh(be[1].c.ctx, other, pub2, s2));
+    CHECK(memcmp(s1, s2, 32) == 0);
+    c->key_destroy(c->ctx, OTK_KEY_EPHEMERAL);
+    CHECK(volatile_keys() == 0);
+    CHECK_ST(c->ecdh(c->ctx, ref2, opub, s1), OTK_ERR_CRYPTO);
+    /* A slot key: persistent, signs, not exportable, not for ECDH. */
+    CHECK_OK(c->ec_keygen(c->ctx, OTK_KEY_SLOT0 + 1, ref, pub));
+    CHECK(otk_crypto_psa_ref(ref, &id) && id == 0x004f5401u + 1);
+    CHECK(psa_get_key_attributes((psa_key_id_t)id, &a) == PSA_SUCCESS &&
+          PSA_KEY_LIFETIME_IS_VOLATILE(psa_get_key_lifetime(&a)) == 0 &&
+          (psa_get_key_usage_flags(&a) & PSA_KEY_USAGE_EXPORT) == 0);
+    psa_reset_key_attributes(&a);
+    CHECK(psa_export_key((psa_key_id_t)id, out, sizeof out, &n) == PSA_ERROR_NOT_PERMITTED);
+    CHECK_OK(c->ecdsa_sign(c->ctx, ref, digest, sig));
+    CHECK_OK(be[1].c.ecdsa_verify(be[1].c.ctx, pub, digest, sig));
+    CHECK(c->ecdh(c->ctx, ref, opub, s1) != OTK_OK);
+    /* It survives a restart of PSA (a reboot); a raw scalar is not a reference. */
+    mbedtls_psa_crypto_free();
+    CHECK(psa_crypto_init() == PSA_SUCCESS);
+    CHECK_OK(c->ecdsa_sign(c->ctx, ref, digest, sig));
+    CHECK_OK(be[1].c.ecdsa_verify(be[1].c.ctx, pub, digest, sig));
+    CHECK(!otk_crypto_psa_ref(other, NULL));
+    /* A new key for the slot replaces it; destroyed, it is gone. */
+    CHECK_OK(c->ec_keygen(c->ctx, OTK_KEY_SLOT0 + 1, ref2, pub2));
+    CHECK(memcmp(ref, ref2, 32) == 0 && memcmp(pub, pub2, 64) != 0);
+    CHECK_OK(c->ecdsa_sign(c->ctx, ref2, digest, sig));
+    CHECK_ST(be[1].c.ecdsa_verify(be[1].c.ctx, pub, digest, sig), OTK_ERR_BAD_SIGNATURE);
+    c->key_destroy(c->ctx, OTK_KEY_SLOT0 + 1);
+    CHECK(psa_get_key_attributes((psa_key_id_t)id, &a) != PSA_SUCCESS);
+    psa_reset_key_attributes(&a);
+    CHECK_ST(c->ecdsa_sign(c->ctx, ref2, digest, sig), OTK_ERR_CRYPTO);
+    c->key_destroy(c->ctx, OTK_KEY_SLOT0); /* none there: nothing happens */
+    CHECK_ST(c->ec_keygen(c->ctx, OTK_KEY_SLOT0 + 2, ref, pub), OTK_ERR_INVALID_ARGUMENT);
+    CHECK(volatile_keys() == 0); /* nothing left behind by any operation */
+    (void)id2;
+    CHECK(chdir(here) == 0 && rmdir(dir) == 0); /* empty: every key file went */
+}
+#endif
 
 int main(void)
 {
@@ -467,6 +565,12 @@ int main(void)
 #endif
     CHECK_ST(otk_crypto_mbedtls_init(&be[0].c, mstate.b, 4, NULL, NULL), OTK_ERR_BUFFER_TOO_SMALL);
     CHECK_OK(otk_crypto_mbedtls_init(&be[0].c, mstate.b, sizeof mstate.b, otk_testrng_fill, &rng_m));
+#ifndef OTK_TEST_BOARD
+    be[2].name = "psa";
+    CHECK_ST(otk_crypto_psa_init(&be[2].c, pstate.b, 4, 0), OTK_ERR_BUFFER_TOO_SMALL);
+    CHECK_ST(otk_crypto_psa_init(&be[2].c, pstate.b, sizeof pstate.b, 0x7fffffffu), OTK_ERR_INVALID_ARGUMENT);
+    CHECK_OK(otk_crypto_psa_init(&be[2].c, pstate.b, sizeof pstate.b, 0));
+#endif
     for (i = 0; i < N_BACKENDS; i++) {
         unsigned before = check_failed_;
         kat_rfc(&be[i]);
@@ -479,8 +583,21 @@ int main(void)
         failures(&be[i]);
         printf("%s: %s\n", be[i].name, check_failed_ == before ? "all vectors pass" : "FAILURES");
     }
-    cross();
+    cross(&be[0], &be[1]);
     printf("cross tests: %s <-> %s\n", be[0].name, be[1].name);
+#ifndef OTK_TEST_BOARD
+    cross(&be[2], &be[1]);
+    printf("cross tests: %s <-> %s\n", be[2].name, be[1].name);
+    /* Left: the last ephemeral key and slot 0's (volatile here); nothing else. */
+    CHECK(volatile_keys() == 2);
+    otk_crypto_psa_free(&be[2].c);
+    CHECK(volatile_keys() == 0);
+    CHECK_OK(otk_crypto_psa_init(&be[2].c, pstate.b, sizeof pstate.b, 0x004f5401u));
+    psa_refs(&be[2].c);
+    printf("psa: keys by reference %s\n", check_failed_ ? "FAILED" : "pass");
+    otk_crypto_psa_free(&be[2].c);
+    mbedtls_psa_crypto_free();
+#endif
     otk_crypto_mbedtls_free(&be[0].c);
 #ifdef OTK_TEST_BOARD
     otk_crypto_mbedtls_free(&be[1].c);

@@ -11,7 +11,9 @@
  * whose keys live in a key store (PSA Crypto, a secure element) an opaque
  * reference that ec_keygen wrote, while the key never leaves that store.
  * Every backend also accepts a raw scalar wherever it takes a reference
- * (known-answer tests, the agent's signing key).
+ * (known-answer tests, the agent's signing key). A key-store backend may
+ * hold one ephemeral key at a time (a new one replaces it) and may restrict
+ * each key to its use: ephemeral keys to ECDH, slot keys to ECDSA.
  *
  * Conventions for every function:
  *  - returns OTK_OK, or OTK_ERR_BAD_MAC / OTK_ERR_BAD_SIGNATURE for a
