@@ -2,11 +2,13 @@
  * The device core over the PSA crypto port (otakey/crypto_psa.h), end to
  * end in one process: a version 2 device claims, moves to a certificate
  * cloud and rotates its certificate with every private key made inside
- * PSA. Checked: the key store holds a reference, the key under it is
- * persistent and not exportable, its public key is the certificate's, a
- * retired set's key is destroyed, no ephemeral key outlives its request,
- * and after a reboot (PSA restarted from its key storage, the core from
- * flash) the device still logs in with its key.
+ * PSA, and every AK imported into PSA when its set is opened. Checked: the
+ * key store holds references, the keys under them are persistent and not
+ * exportable, the certificate holds the key's public half, neither the
+ * flash nor the device context ever holds the AK the agent issued (its
+ * bytes appear nowhere), a retired set's keys are destroyed, no ephemeral
+ * key outlives its request, and after a reboot (PSA restarted from its key
+ * storage, the core from flash) the device still logs in and rotates.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,13 +22,44 @@
 #include "otakey/crypto_psa.h"
 
 #define STEPS 64
-#define BASE 0x00057a00u /* the two persistent ids: BASE (slot 0), BASE + 1 (slot 1) */
+/* The persistent ids: certificate keys BASE (slot 0) and BASE + 1, AKs BASE + 2 and + 3. */
+#define BASE 0x00057a00u
 
 static size_t volatile_keys(void)
 {
     mbedtls_psa_stats_t st;
     mbedtls_psa_get_stats(&st);
     return st.volatile_slots;
+}
+
+static int contains(const uint8_t *hay, size_t n, const uint8_t *needle, size_t k)
+{
+    size_t i;
+    for (i = 0; i + k <= n; i++)
+        if (memcmp(hay + i, needle, k) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * The AKs the agent issued for the device (committed and pending) appear
+ * nowhere in its flash or its context; the active set's AK is a reference
+ * to the slot's PSA key.
+ */
+static void check_no_ak_bytes(world *w, wdev *d, uint32_t want_ak_id)
+{
+    otk_agent_device rec;
+    otk_keyset ks;
+    uint32_t id = 0;
+    CHECK_OK(world_record(w, d, &rec));
+    CHECK(rec.has_committed);
+    CHECK(!contains(d->flash.mem, d->flash.size, rec.committed.ak, OTK_AK_LEN));
+    CHECK(!contains((const uint8_t *)&d->dev, sizeof d->dev, rec.committed.ak, OTK_AK_LEN));
+    if (rec.has_pending)
+        CHECK(!contains(d->flash.mem, d->flash.size, rec.pending.ak, OTK_AK_LEN));
+    CHECK_OK(otk_ks_load(&d->dev.ks, 0, &ks));
+    CHECK(otk_crypto_psa_ref(ks.ak, &id) && id == want_ak_id);
+    otk_wipe(&ks, sizeof ks);
 }
 
 static int key_exists(uint32_t id)
@@ -80,20 +113,23 @@ int main(void)
     CHECK_OK(world_settle(&w, &d, STEPS));
     CHECK(otk_device_version(&d.dev, OTK_SET_ACTIVE) == 1);
     CHECK(volatile_keys() == 0); /* the request's ephemeral key went with it */
+    check_no_ak_bytes(&w, &d, BASE + 2);
     /* The switch to B: a certificate for a new key in slot 1. */
     CHECK_OK(world_request(&w, &d, OTK_WANT_SWITCH, WORLD_CLOUD_B));
     CHECK_OK(world_settle(&w, &d, STEPS));
     CHECK(otk_device_version(&d.dev, OTK_SET_ACTIVE) == 2 &&
           otk_device_kind(&d.dev, OTK_SET_ACTIVE) == OTK_KIND_CERT);
     check_active_key(&d, BASE + 1);
-    CHECK(!key_exists(BASE)); /* slot 0's set retired: its key destroyed */
+    check_no_ak_bytes(&w, &d, BASE + 3);
+    CHECK(!key_exists(BASE) && !key_exists(BASE + 2)); /* slot 0's set retired: its keys destroyed */
     CHECK(world_cert_login(&w, &d, OTK_SET_ACTIVE) == OTK_PROOF_OK);
     /* A rotation: a new key in slot 0, the one of slot 1 destroyed. */
     CHECK_OK(world_request(&w, &d, OTK_WANT_ROTATE, 0));
     CHECK_OK(world_settle(&w, &d, STEPS));
     CHECK(otk_device_version(&d.dev, OTK_SET_ACTIVE) == 3);
     check_active_key(&d, BASE);
-    CHECK(!key_exists(BASE + 1));
+    check_no_ak_bytes(&w, &d, BASE + 2);
+    CHECK(!key_exists(BASE + 1) && !key_exists(BASE + 3));
     CHECK(world_cert_login(&w, &d, OTK_SET_ACTIVE) == OTK_PROOF_OK);
     CHECK(volatile_keys() == 0);
 
@@ -110,7 +146,8 @@ int main(void)
     CHECK_OK(world_settle(&w, &d, STEPS));
     CHECK(otk_device_version(&d.dev, OTK_SET_ACTIVE) == 4);
     check_active_key(&d, BASE + 1);
-    CHECK(!key_exists(BASE));
+    check_no_ak_bytes(&w, &d, BASE + 3);
+    CHECK(!key_exists(BASE) && !key_exists(BASE + 2));
     CHECK(world_cert_login(&w, &d, OTK_SET_ACTIVE) == OTK_PROOF_OK);
 
     /* Back to passwords on A: the certificate set's key goes at commit. */
@@ -118,15 +155,18 @@ int main(void)
     CHECK_OK(world_settle(&w, &d, STEPS));
     CHECK(otk_device_version(&d.dev, OTK_SET_ACTIVE) == 5 &&
           otk_device_kind(&d.dev, OTK_SET_ACTIVE) == OTK_KIND_PASSWORD);
-    CHECK(!key_exists(BASE + 1));
-    printf("psa device: claim, switch to certificates, 3 rotations and a reboot with keys in PSA\n");
+    CHECK(!key_exists(BASE + 1) && !key_exists(BASE + 3));
+    check_no_ak_bytes(&w, &d, BASE + 2);
+    printf("psa device: claim, switch to certificates, 3 rotations and a reboot with keys and AKs in PSA\n");
 
     wdev_free(&d);
     otk_crypto_psa_free(&w.dev_crypto);
     w.dev_crypto = mbed;
     world_free(&w);
-    /* Every persistent key was destroyed with its set: the storage is empty. */
-    CHECK(!key_exists(BASE) && !key_exists(BASE + 1));
+    /* Every retired set's keys were destroyed with it: only the live AK is
+     * left in the storage (the device's, destroyed here to clean up). */
+    CHECK(!key_exists(BASE) && !key_exists(BASE + 1) && !key_exists(BASE + 3) && key_exists(BASE + 2));
+    CHECK(psa_destroy_key((psa_key_id_t)(BASE + 2)) == PSA_SUCCESS);
     CHECK(chdir(here) == 0 && rmdir(dir) == 0);
     mbedtls_psa_crypto_free();
     return CHECK_DONE();

@@ -86,6 +86,13 @@ typedef struct otk_crypto {
      * over, the set holding it is retired or discarded. */
     void (*key_destroy)(void *ctx, uint8_t purpose);
 
+    /* Takes the AK of the set to be staged in key-store slot purpose -
+     * OTK_KEY_SLOT0 (an HMAC-SHA256 key, protocol version 2) into the
+     * backend and replaces its 32 bytes with a reference, which
+     * hmac_sha256 then accepts as its key (key_len 32); key_destroy of the
+     * slot destroys it too. Raw-key backends keep the bytes as they are. */
+    otk_status (*ak_import)(void *ctx, uint8_t purpose, uint8_t ak[32]);
+
     /* ECDH: x-coordinate of priv * peer; rejects points not on the curve. */
     otk_status (*ecdh)(void *ctx, const uint8_t priv[32], const uint8_t peer[64],
                        uint8_t shared[32]);
@@ -96,9 +103,6 @@ typedef struct otk_crypto {
     otk_status (*ecdsa_verify)(void *ctx, const uint8_t pub[64], const uint8_t digest[32],
                                const uint8_t sig[64]);
 } otk_crypto;
-
-/* key_destroy of a raw-key backend: its keys are the caller's bytes. */
-void otk_key_destroy_none(void *ctx, uint8_t purpose);
 
 /*
  * Random source for a backend: fills out and returns 0, non-zero on failure.

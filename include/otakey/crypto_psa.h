@@ -6,12 +6,13 @@
  * never leave it: ec_keygen writes a reference (crypto.h), not a scalar.
  * The ephemeral ECDH key of a request is a volatile key; the certificate
  * key of key-store slot i is the persistent key key_base + i, made for the
- * set to be staged there and destroyed when that set is retired or
- * discarded (the device core calls key_destroy). The key store then holds
- * the reference, not the key. The keys are created without
- * PSA_KEY_USAGE_EXPORT: no call returns them.
+ * set to be staged there, and the set's AK (protocol version 2) the
+ * persistent HMAC key key_base + 2 + i, imported when the set is opened;
+ * both are destroyed when that set is retired or discarded (the device
+ * core calls key_destroy). The key store then holds references, not keys.
+ * The keys are created without PSA_KEY_USAGE_EXPORT: no call returns them.
  *
- * key_base: the first of two persistent key ids in the application's range
+ * key_base: the first of four persistent key ids in the application's range
  * (PSA_KEY_ID_USER_MIN..MAX); 0 makes the slot keys volatile, for parts
  * without PSA key storage (they do not survive a reset: only for tests).
  * PSA's own random generator is used (on a part, its entropy source or

@@ -24,6 +24,7 @@ extern "C" {
 #define OTK_LABEL_SIG_RESP2 "otakey v2 resp"
 #define OTK_LABEL_SIG_NACK2 "otakey v2 nack"
 #define OTK_LABEL_POP "otakey v2 pop"
+#define OTK_LABEL_AK2 "otakey v2 ak"
 
 /*
  * mac = HMAC-SHA256(key, msg[0..auth_off))[0..16) written at msg+auth_off;

@@ -184,6 +184,21 @@ static otk_status load_keys(mbedtls_ecp_group *g, mbedtls_mpi *d, const uint8_t 
     return OTK_OK;
 }
 
+/* Raw keys: the caller holds them; there is nothing to destroy or import. */
+static void mb_key_destroy(void *ctx, uint8_t purpose)
+{
+    (void)ctx;
+    (void)purpose;
+}
+
+static otk_status mb_ak_import(void *ctx, uint8_t purpose, uint8_t ak[32])
+{
+    (void)ctx;
+    (void)purpose;
+    (void)ak;
+    return OTK_OK;
+}
+
 static otk_status mb_ec_keygen(void *ctx, uint8_t purpose, uint8_t priv[32], uint8_t pub[64])
 {
     mbedtls_ecp_group g;
@@ -302,7 +317,8 @@ otk_status otk_crypto_mbedtls_init(otk_crypto *c, void *state, size_t state_size
     c->ccm_encrypt = mb_ccm_encrypt;
     c->ccm_decrypt = mb_ccm_decrypt;
     c->ec_keygen = mb_ec_keygen;
-    c->key_destroy = otk_key_destroy_none;
+    c->key_destroy = mb_key_destroy;
+    c->ak_import = mb_ak_import;
     c->ecdh = mb_ecdh;
     c->ecdsa_sign = mb_ecdsa_sign;
     c->ecdsa_verify = mb_ecdsa_verify;

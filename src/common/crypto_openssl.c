@@ -199,6 +199,21 @@ static int write_point(os_state *s, const EC_POINT *q, uint8_t out[64])
     return ok;
 }
 
+/* Raw keys: the caller holds them; there is nothing to destroy or import. */
+static void os_key_destroy(void *ctx, uint8_t purpose)
+{
+    (void)ctx;
+    (void)purpose;
+}
+
+static otk_status os_ak_import(void *ctx, uint8_t purpose, uint8_t ak[32])
+{
+    (void)ctx;
+    (void)purpose;
+    (void)ak;
+    return OTK_OK;
+}
+
 static otk_status os_ec_keygen(void *ctx, uint8_t purpose, uint8_t priv[32], uint8_t pub[64])
 {
     os_state *s = (os_state *)ctx;
@@ -428,7 +443,8 @@ otk_status otk_crypto_openssl_init(otk_crypto *c, otk_rng_fn rng, void *rng_ctx)
     c->ccm_encrypt = os_ccm_encrypt;
     c->ccm_decrypt = os_ccm_decrypt;
     c->ec_keygen = os_ec_keygen;
-    c->key_destroy = otk_key_destroy_none;
+    c->key_destroy = os_key_destroy;
+    c->ak_import = os_ak_import;
     c->ecdh = os_ecdh;
     c->ecdsa_sign = os_ecdsa_sign;
     c->ecdsa_verify = os_ecdsa_verify;

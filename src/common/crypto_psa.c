@@ -4,7 +4,8 @@
  * keys are made inside the PSA implementation and never leave it: the
  * ephemeral ECDH key is a volatile key, the certificate key of each
  * key-store slot a persistent key (ids key_base and key_base + 1) that
- * survives power cycles, and the core holds only 32-byte references to
+ * survives power cycles, and so is the AK of each slot's set (key_base + 2
+ * and + 3, protocol version 2); the core holds only 32-byte references to
  * them (crypto.h). Keys given as bytes (HMAC, AES-CCM, a raw scalar in a
  * known-answer test) are imported as volatile keys for the one operation.
  */
@@ -17,7 +18,7 @@
 typedef struct psa_state {
     psa_key_id_t key_base;   /* 0: slot keys are volatile (no key storage) */
     psa_key_id_t eph;        /* the live ephemeral key, or 0 */
-    psa_key_id_t vslot[2];   /* volatile slot keys when key_base is 0 */
+    psa_key_id_t vslot[4];   /* volatile slot keys when key_base is 0: keys, then AKs */
 } psa_state;
 
 typedef char psa_state_fits[sizeof(psa_state) <= OTK_CRYPTO_PSA_STATE_SIZE ? 1 : -1];
@@ -99,6 +100,8 @@ static otk_status p_hmac(void *ctx, const uint8_t *key, size_t key_len, const ot
     psa_key_id_t id = 0;
     psa_status_t s;
     size_t i, len = 0;
+    uint32_t ref = 0;
+    int temp = !(key_len == 32 && otk_crypto_psa_ref(key, &ref)); /* an AK by reference */
     (void)ctx;
     /* HMAC pads its key with zeros: an empty key is the same as 32 zero
      * bytes, which PSA (no empty keys) can import. */
@@ -106,8 +109,10 @@ static otk_status p_hmac(void *ctx, const uint8_t *key, size_t key_len, const ot
         key = zero;
         key_len = sizeof zero;
     }
-    s = import(PSA_KEY_TYPE_HMAC, PSA_KEY_USAGE_SIGN_MESSAGE, PSA_ALG_HMAC(PSA_ALG_SHA_256), key,
-               key_len, &id);
+    id = (psa_key_id_t)ref;
+    s = temp ? import(PSA_KEY_TYPE_HMAC, PSA_KEY_USAGE_SIGN_MESSAGE, PSA_ALG_HMAC(PSA_ALG_SHA_256),
+                      key, key_len, &id)
+             : PSA_SUCCESS;
     if (s == PSA_SUCCESS)
         s = psa_mac_sign_setup(&op, id, PSA_ALG_HMAC(PSA_ALG_SHA_256));
     for (i = 0; s == PSA_SUCCESS && i < n; i++)
@@ -117,7 +122,8 @@ static otk_status p_hmac(void *ctx, const uint8_t *key, size_t key_len, const ot
         s = psa_mac_sign_finish(&op, out, 32, &len);
     if (s != PSA_SUCCESS)
         (void)psa_mac_abort(&op);
-    (void)psa_destroy_key(id);
+    if (temp)
+        (void)psa_destroy_key(id);
     return s == PSA_SUCCESS ? OTK_OK : OTK_ERR_CRYPTO;
 }
 
@@ -222,12 +228,22 @@ static otk_status p_ccm_decrypt(void *ctx, const uint8_t key[16], const uint8_t 
     return s == PSA_ERROR_INVALID_SIGNATURE ? OTK_ERR_BAD_MAC : OTK_ERR_CRYPTO;
 }
 
-/* The slot's persistent key id, or its volatile key's. */
-static psa_key_id_t slot_id(const psa_state *s, uint8_t slot)
+/* Key k of the slots (0, 1: certificate keys; 2, 3: AKs): its persistent
+ * id, or its volatile key's. */
+static psa_key_id_t slot_id(const psa_state *s, unsigned k)
 {
-    return s->key_base ? s->key_base + slot : s->vslot[slot];
+    return s->key_base ? s->key_base + k : s->vslot[k];
 }
 
+static void drop(psa_state *s, unsigned k)
+{
+    /* A persistent id with no key is fine: nothing to destroy. */
+    if (slot_id(s, k))
+        (void)psa_destroy_key(slot_id(s, k));
+    s->vslot[k] = 0;
+}
+
+/* A slot's keys go together: its set is retired or discarded. */
 static void p_key_destroy(void *ctx, uint8_t purpose)
 {
     psa_state *s = (psa_state *)ctx;
@@ -237,11 +253,36 @@ static void p_key_destroy(void *ctx, uint8_t purpose)
             (void)psa_destroy_key(s->eph);
         s->eph = 0;
     } else if (slot < 2) {
-        /* A persistent id with no key is fine: nothing to destroy. */
-        if (slot_id(s, slot))
-            (void)psa_destroy_key(slot_id(s, slot));
-        s->vslot[slot] = 0;
+        drop(s, slot);
+        drop(s, 2u + slot);
     }
+}
+
+static otk_status p_ak_import(void *ctx, uint8_t purpose, uint8_t ak[32])
+{
+    psa_state *s = (psa_state *)ctx;
+    psa_key_attributes_t a = PSA_KEY_ATTRIBUTES_INIT;
+    uint8_t slot = (uint8_t)(purpose - OTK_KEY_SLOT0);
+    psa_key_id_t id = 0;
+    psa_status_t st;
+    if (purpose == OTK_KEY_EPHEMERAL || slot >= 2)
+        return OTK_ERR_INVALID_ARGUMENT;
+    drop(s, 2u + slot); /* the AK this one replaces */
+    psa_set_key_type(&a, PSA_KEY_TYPE_HMAC);
+    psa_set_key_usage_flags(&a, PSA_KEY_USAGE_SIGN_MESSAGE);
+    psa_set_key_algorithm(&a, PSA_ALG_HMAC(PSA_ALG_SHA_256));
+    if (s->key_base) {
+        psa_set_key_id(&a, s->key_base + 2u + slot);
+        psa_set_key_lifetime(&a, PSA_KEY_LIFETIME_PERSISTENT);
+    }
+    st = psa_import_key(&a, ak, 32, &id);
+    psa_reset_key_attributes(&a);
+    if (st != PSA_SUCCESS)
+        return OTK_ERR_CRYPTO;
+    if (!s->key_base)
+        s->vslot[2u + slot] = id;
+    ref_write(ak, id); /* the bytes are gone from the caller's buffer */
+    return OTK_OK;
 }
 
 static otk_status p_ec_keygen(void *ctx, uint8_t purpose, uint8_t priv[32], uint8_t pub[64])
@@ -256,7 +297,10 @@ static otk_status p_ec_keygen(void *ctx, uint8_t purpose, uint8_t priv[32], uint
     if (purpose != OTK_KEY_EPHEMERAL && slot >= 2)
         return OTK_ERR_INVALID_ARGUMENT;
     /* The key this one replaces goes first. */
-    p_key_destroy(ctx, purpose);
+    if (purpose == OTK_KEY_EPHEMERAL)
+        p_key_destroy(ctx, purpose);
+    else
+        drop(s, slot);
     psa_set_key_type(&a, PSA_KEY_TYPE_ECC_KEY_PAIR(PSA_ECC_FAMILY_SECP_R1));
     psa_set_key_bits(&a, 256);
     if (purpose == OTK_KEY_EPHEMERAL) {
@@ -375,9 +419,9 @@ otk_status otk_crypto_psa_init(otk_crypto *c, void *state, size_t state_size, ui
         return OTK_ERR_INVALID_ARGUMENT;
     if (state_size < sizeof *s)
         return OTK_ERR_BUFFER_TOO_SMALL;
-    /* Two persistent ids in the application's range (PSA_KEY_ID_USER_*). */
+    /* Four persistent ids in the application's range (PSA_KEY_ID_USER_*). */
     if (key_base != 0 &&
-        (key_base < PSA_KEY_ID_USER_MIN || key_base > PSA_KEY_ID_USER_MAX - 1u))
+        (key_base < PSA_KEY_ID_USER_MIN || key_base > PSA_KEY_ID_USER_MAX - 3u))
         return OTK_ERR_INVALID_ARGUMENT;
     if (psa_crypto_init() != PSA_SUCCESS)
         return OTK_ERR_CRYPTO;
@@ -394,6 +438,7 @@ otk_status otk_crypto_psa_init(otk_crypto *c, void *state, size_t state_size, ui
     c->ccm_decrypt = p_ccm_decrypt;
     c->ec_keygen = p_ec_keygen;
     c->key_destroy = p_key_destroy;
+    c->ak_import = p_ak_import;
     c->ecdh = p_ecdh;
     c->ecdsa_sign = p_ecdsa_sign;
     c->ecdsa_verify = p_ecdsa_verify;

@@ -20,4 +20,15 @@
             return otk_try_;          \
     } while (0)
 
+/*
+ * Keeps a function out of line: a handler's frame out of its caller's (the
+ * caller's other paths then do not carry it on the stack), or one copy of
+ * a helper several callers share (code size on the device).
+ */
+#if defined(__GNUC__) || defined(__clang__)
+#define OTK_NOINLINE __attribute__((noinline))
+#else
+#define OTK_NOINLINE
+#endif
+
 #endif

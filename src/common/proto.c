@@ -76,13 +76,22 @@ otk_status otk_resp_keys_v(const otk_crypto *c, uint8_t proto, const uint8_t th[
     if (c == NULL || th == NULL || ss == NULL || agent_epub == NULL || key == NULL || iv == NULL)
         return OTK_ERR_INVALID_ARGUMENT;
     memcpy(ikm, ss, 32);
+    st = OTK_OK;
     if (ak != NULL) {
-        memcpy(ikm + 32, ak, OTK_AK_LEN);
+        /* Version 2 mixes in HMAC(AK, label || th), not the AK itself:
+         * the AK may then be a key a crypto port holds and never hands out. */
+        static const char aklabel[] = OTK_LABEL_AK2;
+        if (proto == OTK_PROTO_V2)
+            st = mac_compute(c, ak, OTK_AK_LEN, (const uint8_t *)aklabel, sizeof aklabel - 1, th,
+                             32, ikm + 32);
+        else
+            memcpy(ikm + 32, ak, OTK_AK_LEN);
         ikm_len += OTK_AK_LEN;
     }
     memcpy(info, label, sizeof label1 - 1);
     memcpy(info + sizeof label1 - 1, agent_epub, OTK_PUB_LEN);
-    st = c->hkdf_extract(c->ctx, th, 32, ikm, ikm_len, prk);
+    if (st == OTK_OK)
+        st = c->hkdf_extract(c->ctx, th, 32, ikm, ikm_len, prk);
     if (st == OTK_OK)
         st = c->hkdf_expand(c->ctx, prk, info, sizeof info, okm, sizeof okm);
     if (st == OTK_OK) {

@@ -47,12 +47,6 @@ void otk_wipe(void *p, size_t n)
         *v++ = 0;
 }
 
-void otk_key_destroy_none(void *ctx, uint8_t purpose)
-{
-    (void)ctx;
-    (void)purpose;
-}
-
 int otk_ct_compare(const void *a, const void *b, size_t n)
 {
     const uint8_t *x = (const uint8_t *)a, *y = (const uint8_t *)b;

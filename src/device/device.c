@@ -78,8 +78,7 @@ static void settle(otk_device *d)
 otk_status otk_device_init(otk_device *d, const otk_port *port, const otk_device_config *cfg)
 {
     otk_status st;
-    if (d == NULL || port == NULL || cfg == NULL || port->crypto == NULL ||
-        port->crypto->key_destroy == NULL)
+    if (d == NULL || port == NULL || cfg == NULL || port->crypto == NULL)
         return OTK_ERR_INVALID_ARGUMENT;
     memset(d, 0, sizeof *d);
     d->cfg = *cfg;
@@ -161,15 +160,35 @@ static otk_status new_request(otk_device *d, int claim)
  * recognised by the agent and answered from its cache.
  */
 /* The AK of the active (staged = 0) or staged set; a failed load is fatal. */
-static OTK_NOINLINE otk_status load_ak(otk_device *d, int staged, uint8_t ak[OTK_AK_LEN])
+/* The active or staged set, for the accessors below. */
+static otk_status load_set(const otk_device *d, int which, otk_keyset *ks)
+{
+    if (d == NULL || d->state == OTK_DEV_UNINIT)
+        return OTK_ERR_BAD_STATE;
+    return otk_ks_load(&d->ks, which == OTK_SET_STAGED, ks);
+}
+
+/* Copies n bytes at off of the set (a certificate set's, if cert). */
+static OTK_NOINLINE otk_status set_field(const otk_device *d, int which, size_t off, size_t n, void *out,
+                            int cert)
 {
     otk_keyset ks;
-    otk_status st = otk_ks_load(&d->ks, staged, &ks);
-    if (st != OTK_OK)
-        return fatal(d, st);
-    memcpy(ak, ks.ak, OTK_AK_LEN);
+    otk_status st;
+    if (out == NULL || (which != OTK_SET_ACTIVE && which != OTK_SET_STAGED))
+        return OTK_ERR_INVALID_ARGUMENT;
+    st = load_set(d, which, &ks);
+    if (st == OTK_OK && cert && ks.kind != OTK_KIND_CERT)
+        st = OTK_ERR_BAD_STATE;
+    if (st == OTK_OK)
+        memcpy(out, (const uint8_t *)&ks + off, n);
     otk_wipe(&ks, sizeof ks);
-    return OTK_OK;
+    return st;
+}
+
+static OTK_NOINLINE otk_status load_ak(otk_device *d, int staged, uint8_t ak[OTK_AK_LEN])
+{
+    /* (fatal passes OTK_OK and every non-fatal status through) */
+    return fatal(d, set_field(d, staged, offsetof(otk_keyset, ak), OTK_AK_LEN, ak, 0));
 }
 
 static otk_status build(otk_device *d, uint8_t *out, size_t out_size, size_t *out_len)
@@ -277,16 +296,13 @@ otk_status otk_device_poll(otk_device *d)
 static otk_status stage_cert(otk_device *d, uint32_t version, uint8_t *scratch, size_t size,
                              size_t pt_len, const otk_keyset *set)
 {
-    uint8_t point[1 + OTK_PUB_LEN];
     size_t i;
     int found = 0;
     if (!d->keyed || set->cert == NULL || pt_len + OTK_PRIV_LEN + OTK_KS_BODY_OFF > size)
         return OTK_ERR_BAD_VALUE;
     /* The SubjectPublicKeyInfo holds the point uncompressed: 0x04 || X || Y. */
-    point[0] = 0x04;
-    memcpy(point + 1, d->dev_pub, OTK_PUB_LEN);
-    for (i = 0; !found && i + sizeof point <= set->cert_len; i++)
-        found = memcmp(set->cert + i, point, sizeof point) == 0;
+    for (i = 1; !found && i + OTK_PUB_LEN <= set->cert_len; i++)
+        found = set->cert[i - 1] == 0x04 && memcmp(set->cert + i, d->dev_pub, OTK_PUB_LEN) == 0;
     if (!found)
         return OTK_ERR_BAD_VALUE;
     memcpy(scratch + OTK_KS_BODY_OFF + pt_len, d->dev_priv, OTK_PRIV_LEN);
@@ -321,6 +337,9 @@ static OTK_NOINLINE otk_status on_response(otk_device *d, const otk_msg *m, cons
         st = otk_keyset_decode_v(pt, pt_len, m->proto, &set);
     if (st == OTK_OK && (set.version = m->version) <= otk_ks_active_version(&d->ks))
         st = OTK_ERR_ROLLBACK;
+    /* Version 2: the AK goes into the crypto port, the set keeps its reference. */
+    if (st == OTK_OK && m->proto == OTK_PROTO_V2)
+        st = cry(d)->ak_import(cry(d)->ctx, (uint8_t)(OTK_KEY_SLOT0 + otk_ks_next_slot(&d->ks)), pt + 1);
     if (st == OTK_OK) {
         if (set.kind == OTK_KIND_CERT) {
             st = stage_cert(d, m->version, scratch, scratch_size, pt_len, &set);
@@ -484,31 +503,6 @@ otk_status otk_device_proof(otk_device *d, otk_proof result, uint8_t *out, size_
         return OTK_ERR_INVALID_ARGUMENT;
     }
     return send_now(d, out, out_size, out_len);
-}
-
-/* The active or staged set, for the accessors below. */
-static otk_status load_set(const otk_device *d, int which, otk_keyset *ks)
-{
-    if (d == NULL || d->state == OTK_DEV_UNINIT)
-        return OTK_ERR_BAD_STATE;
-    return otk_ks_load(&d->ks, which == OTK_SET_STAGED, ks);
-}
-
-/* Copies n bytes at off of the set (a certificate set's, if cert). */
-static OTK_NOINLINE otk_status set_field(const otk_device *d, int which, size_t off, size_t n, void *out,
-                            int cert)
-{
-    otk_keyset ks;
-    otk_status st;
-    if (out == NULL || (which != OTK_SET_ACTIVE && which != OTK_SET_STAGED))
-        return OTK_ERR_INVALID_ARGUMENT;
-    st = load_set(d, which, &ks);
-    if (st == OTK_OK && cert && ks.kind != OTK_KIND_CERT)
-        st = OTK_ERR_BAD_STATE;
-    if (st == OTK_OK)
-        memcpy(out, (const uint8_t *)&ks + off, n);
-    otk_wipe(&ks, sizeof ks);
-    return st;
 }
 
 otk_status otk_device_cloud(const otk_device *d, int which, otk_cloud *out)

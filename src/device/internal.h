@@ -25,14 +25,4 @@
 #define OTK_RETRY_MAX_MS 300000u
 #endif
 
-/*
- * Keeps a handler's frame out of its caller's: the caller's other paths
- * (a NOTIFY answered at once) then do not carry it on the stack.
- */
-#if defined(__GNUC__) || defined(__clang__)
-#define OTK_NOINLINE __attribute__((noinline))
-#else
-#define OTK_NOINLINE
-#endif
-
 #endif
