@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 B=build/mps2
 [ "${1:-}" = --build-dir ] && B=$2
 mkdir -p "$B"
-if ! bash scripts/qemu.sh --build-dir "$B" --only "test_flow test_v2" > "$B/stack-run.log" 2>&1; then
+if ! bash scripts/qemu.sh --build-dir "$B" --only "test_flow test_v2 test_psa" > "$B/stack-run.log" 2>&1; then
   cat "$B/stack-run.log" >&2
   exit 1
 fi
@@ -76,7 +76,7 @@ echo
 echo "Measured on the board (qemu-system-arm, Cortex-M4; the stack painted around each call of"
 echo "otakey/device.h, port/mps2/stackmeter.c; bytes below the caller's stack pointer):"
 echo
-echo "| program | core only | with mbedTLS crypto | deepest entry point |"
+echo "| program | core only | with its crypto backend | deepest entry point |"
 echo "|---|---|---|---|"
 peak=0
 frame=0
@@ -85,6 +85,7 @@ while read -r prog core meter total deep; do
   case $prog in
     test_flow) what="test_flow (claim, rotation, switch, refusals; password sets)" ;;
     test_v2) what="test_v2 (certificate sets beside password sets)" ;;
+    test_psa) what="test_psa (certificate sets, keys and AKs in PSA: mbedTLS's PSA layer)" ;;
     *) what=$prog ;;
   esac
   printf '| %s | %d | %d | `%s` |\n' "$what" "$core" "$total" "$deep"
@@ -93,7 +94,8 @@ done < <(grep -v ' heap: ' "$B/stack.txt" |
          sed -E 's/^([a-z_0-9]+): ([0-9]+) bytes core only .*<= ([0-9]+) the meter.*, ([0-9]+) bytes with crypto \(deepest: ([a-z_]+)\).*/\1 \2 \3 \4 \5/')
 echo
 echo "Core only includes the flash port's callbacks and up to $frame bytes of the meter's own frame"
-echo "at a crypto call (an upper bound); with crypto adds the crypto port and mbedTLS."
+echo "at a crypto call (an upper bound); with crypto adds the crypto port and mbedTLS (test_flow,"
+echo "test_v2: the raw-key mbedTLS port; test_psa: the PSA port)."
 if [ "$peak" -le 2048 ]; then
   echo "Target: measured device core stack <= 2048 bytes: met ($peak)."
 else
@@ -102,6 +104,6 @@ fi
 echo
 echo "Heap during the device's calls (calloc/malloc/free wrapped; peaks of bytes in use and blocks):"
 echo
-echo "| program | core only | mbedTLS crypto backend |"
+echo "| program | core only | crypto backend (test_psa: PSA, the others: mbedTLS) |"
 echo "|---|---|---|"
 sed -nE 's/^([a-z_0-9]+) heap: ([0-9]+) bytes in ([0-9]+) blocks core only, ([0-9]+) bytes in ([0-9]+) blocks in the crypto backend$/| \1 | \2 B (\3 blocks) | \4 B (\5 blocks) |/p' "$B/stack.txt"

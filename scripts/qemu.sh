@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_only=0 B=build/mps2
-programs="test_powercut test_crypto test_v2 test_flow test_agent test_keystore test_ratelimit firmware test_wire"
+programs="test_powercut test_crypto test_v2 test_flow test_psa test_agent test_keystore test_ratelimit firmware test_wire"
 while [ $# -gt 0 ]; do
   case $1 in
     --build-only) build_only=1 ;;
@@ -97,7 +97,7 @@ for t in $programs; do
 done
 # The device core's measured stack (stackmeter.c), for footprint.sh and the docs.
 : > "$B/stack.txt"
-for t in test_flow test_v2; do
+for t in test_flow test_v2 test_psa; do
   [ -f "$B/$t.log" ] || continue
   sed -n "s/^device stack peak: /$t: /p; s/^device heap peak: /$t heap: /p" "$B/$t.log" >> "$B/stack.txt"
 done

@@ -27,6 +27,8 @@
 #define MBEDTLS_ASN1_PARSE_C
 #define MBEDTLS_ASN1_WRITE_C
 
+#ifndef OTK_MBEDTLS_CONFIG_M4_NO_CHECK /* mbedtls_config_m4_psa.h adds to this one */
 #include "mbedtls/check_config.h"
+#endif
 
 #endif

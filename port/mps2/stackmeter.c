@@ -346,6 +346,22 @@ static otk_status m_keygen(void *ctx, uint8_t purpose, uint8_t priv[32], uint8_t
     return st;
 }
 
+static void m_destroy(void *ctx, uint8_t purpose)
+{
+    PRE();
+    orig_of(ctx)->key_destroy(ctx, purpose);
+    POST();
+}
+
+static otk_status m_ak_import(void *ctx, uint8_t purpose, uint8_t ak[32])
+{
+    otk_status st;
+    PRE();
+    st = orig_of(ctx)->ak_import(ctx, purpose, ak);
+    POST();
+    return st;
+}
+
 static otk_status m_ecdh(void *ctx, const uint8_t priv[32], const uint8_t peer[64],
                          uint8_t shared[32])
 {
@@ -402,6 +418,8 @@ static void install(const otk_port *port)
     shown->ccm_encrypt = m_ccm_enc;
     shown->ccm_decrypt = m_ccm_dec;
     shown->ec_keygen = m_keygen;
+    shown->key_destroy = m_destroy;
+    shown->ak_import = m_ak_import;
     shown->ecdh = m_ecdh;
     shown->ecdsa_sign = m_sign;
     shown->ecdsa_verify = m_verify;
