@@ -297,11 +297,13 @@ check "a switch to the reloaded cloud 4 finishes ($active devices)" \
   until_json 40 "/v1/campaigns/$c5" 'd["state"]=="done" and d["done"]=='"$active"' and d["failed"]==0'
 check "... and they are on cloud 4" until_json 5 "/v1/devices?cloud=4&state=active" 'len(d["devices"])=='"$active"
 
-check "log_format = json: every line of the agent's log is a JSON object, one per commit at info" \
+# (with two agents, the commits are shared between their logs)
+check "log_format = json: every line of the agents' logs is a JSON object, one per commit at info" \
   python3 -c 'import json,sys
-rows=[json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rows=[json.loads(l) for f in sys.argv[1:] for l in open(f) if l.strip()]
 assert all({"ts","level","msg","program"} <= set(r) for r in rows)
-assert sum(1 for r in rows if r["level"]=="info" and r["msg"].endswith("committed")) >= 6' "$work/agent.log"
+assert sum(1 for r in rows if r["level"]=="info" and r["msg"].endswith("committed")) >= 6' \
+  "$work/agent.log" ${agent2_pid:+"$work/agent2.log"}
 
 # Metrics, and the server against its OpenAPI document.
 out=$(curl -sS --cacert "$API_CA" -H "Authorization: Bearer $API_READ_TOKEN" "$API_URL/metrics")
