@@ -317,8 +317,8 @@ def main():
     check(all((ROOT / p).exists() for p in zsrc + zinc),
           "zephyr/CMakeLists.txt: every source, include directory and header it names exists",
           " ".join(p for p in zsrc + zinc if not (ROOT / p).exists()))
-    check(sorted(p for p in zsrc if not p.startswith("port/zephyr/")) == core,
-          "zephyr/CMakeLists.txt builds exactly the project's core, codec and crypto port",
+    check(sorted(p for p in zsrc if not p.startswith("port/zephyr/")) == sorted(core + psa),
+          "zephyr/CMakeLists.txt builds exactly the project's core, codec and crypto ports (mbedTLS, PSA)",
           f"{zsrc}")
     for ov in sorted((ROOT / "samples" / "zephyr").rglob("*.overlay")):
         t = ov.read_text()
@@ -425,6 +425,13 @@ def main():
     if rc == 0:
         rc, out = run([str(exe)])
         check(rc == 0, "zephyr_port_check: " + out.strip().splitlines()[-1], out[-3000:])
+    # The PSA variant: CONFIG_OTAKEY_CRYPTO_PSA instead of the mbedTLS port.
+    zpsa = [d for d in zdefs if not d.startswith("-DCONFIG_OTAKEY_CRYPTO_MBEDTLS=")] + \
+        ["-DCONFIG_OTAKEY_CRYPTO_PSA=1", "-DCONFIG_OTAKEY_PSA_KEY_BASE=" + zsyms["OTAKEY_PSA_KEY_BASE"]["default"]]
+    rc, out = run(["gcc"] + WARN + ["-D_POSIX_C_SOURCE=200809L"] + zpsa +
+                  ["-I", str(ROOT / "include"), "-I", str(ROOT / "port/zephyr"), "-I", str(STUBS / "zephyr"),
+                   "-c", str(ROOT / "port/zephyr/otakey_zephyr.c"), "-o", str(work / "zephyr_psa.o")])
+    check(rc == 0, "port/zephyr/otakey_zephyr.c compiles with CONFIG_OTAKEY_CRYPTO_PSA", out[:3000])
     rc, out = run(["gcc"] + WARN + ["-D_POSIX_C_SOURCE=200809L"] + zdefs +
                   ["-I", str(ROOT / "include"), "-I", str(ROOT / "port/zephyr"), "-I", str(STUBS / "zephyr"),
                    "-c", str(ROOT / "samples/zephyr/claim/src/main.c"), "-o", str(work / "zephyr_sample.o")])

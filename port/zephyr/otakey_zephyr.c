@@ -119,6 +119,14 @@ int otk_zephyr_init(struct otk_zephyr *z, uint8_t area_id, const otk_crypto *cry
     }
     z->port.crypto = &z->crypto;
     return 0;
+#elif defined(CONFIG_OTAKEY_CRYPTO_PSA)
+    if (otk_crypto_psa_init(&z->crypto, z->crypto_state.b, sizeof z->crypto_state.b,
+                            CONFIG_OTAKEY_PSA_KEY_BASE) != OTK_OK) {
+        rc = -EIO;
+        goto fail;
+    }
+    z->port.crypto = &z->crypto;
+    return 0;
 #else
     rc = -EINVAL;
 #endif
@@ -135,6 +143,9 @@ void otk_zephyr_deinit(struct otk_zephyr *z)
 #if defined(CONFIG_OTAKEY_CRYPTO_MBEDTLS)
     if (z->port.crypto == &z->crypto)
         otk_crypto_mbedtls_free(&z->crypto);
+#elif defined(CONFIG_OTAKEY_CRYPTO_PSA)
+    if (z->port.crypto == &z->crypto)
+        otk_crypto_psa_free(&z->crypto);
 #endif
     flash_area_close(z->fa);
     memset(z, 0, sizeof *z);

@@ -8,7 +8,9 @@
  * erased value (flash_area_erased_val: 0xFF, or 0x00 for
  * OTK_FLASH_ERASED_ZERO). The clock is k_uptime_get_32. With
  * CONFIG_OTAKEY_CRYPTO_MBEDTLS the crypto table is the mbedTLS port with
- * sys_csrand_get as its random source.
+ * sys_csrand_get as its random source; with CONFIG_OTAKEY_CRYPTO_PSA the
+ * PSA port (keys by reference, persistent ids from
+ * CONFIG_OTAKEY_PSA_KEY_BASE).
  *
  *   static struct otk_zephyr z;
  *   static otk_device dev;
@@ -23,6 +25,9 @@
 #include <zephyr/storage/flash_map.h>
 
 #include "otakey/device.h"
+#if defined(CONFIG_OTAKEY_CRYPTO_PSA)
+#include "otakey/crypto_psa.h"
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -40,10 +45,14 @@ extern "C" {
 struct otk_zephyr {
     otk_port port; /* for otk_device_init */
     const struct flash_area *fa;
-#if defined(CONFIG_OTAKEY_CRYPTO_MBEDTLS)
+#if defined(CONFIG_OTAKEY_CRYPTO_MBEDTLS) || defined(CONFIG_OTAKEY_CRYPTO_PSA)
     otk_crypto crypto;
     union {
+#if defined(CONFIG_OTAKEY_CRYPTO_MBEDTLS)
         uint8_t b[OTK_CRYPTO_MBEDTLS_STATE_SIZE];
+#else
+        uint8_t b[OTK_CRYPTO_PSA_STATE_SIZE];
+#endif
         void *p;
         uint64_t u;
     } crypto_state;
@@ -52,12 +61,13 @@ struct otk_zephyr {
 
 /*
  * Opens flash area area_id and fills z->port. crypto: a table of the
- * firmware's own, or NULL for the mbedTLS port (CONFIG_OTAKEY_CRYPTO_MBEDTLS).
+ * firmware's own, or NULL for the configured port (CONFIG_OTAKEY_CRYPTO_MBEDTLS
+ * or CONFIG_OTAKEY_CRYPTO_PSA).
  * Returns 0, or a negative errno: flash_area_open's, -ENODEV (device not
  * ready), -ENOMEM (more than CONFIG_OTAKEY_MAX_SECTORS sectors), -ENOTSUP
  * (sectors of different sizes, a write block that is not a power of two up
  * to 32, an erased value other than 0xFF and 0x00), -ENOSPC (fewer than two
- * sectors), -EINVAL (no crypto table), -EIO (the mbedTLS port refused).
+ * sectors), -EINVAL (no crypto table), -EIO (the crypto port refused).
  */
 int otk_zephyr_init(struct otk_zephyr *z, uint8_t area_id, const otk_crypto *crypto);
 
