@@ -178,6 +178,15 @@ wait_all() {
     if [ $SECONDS -ge $deadline ]; then
       echo "fleet: $what: only $ok of $want devices got there; see $work (KEEP=1 keeps it)" >&2
       tail -5 "$work/agent.log" >&2
+      # Each device that did not: its status, its log, what the agent said of it.
+      local f id
+      for f in "$work"/dev/*.json; do
+        grep -qE "$re" "$f" 2>/dev/null && continue
+        id=$(basename "$f" .json)
+        echo "  $id: $(cat "$f" 2>/dev/null)" >&2
+        tail -3 "${f%.json}.log" 2>/dev/null | sed 's/^/    device: /' >&2
+        grep -h "$id" "$work"/agent*.log 2>/dev/null | tail -3 | sed 's/^/    agent: /' >&2
+      done
       return 1
     fi
     sleep 0.1
