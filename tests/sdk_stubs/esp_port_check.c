@@ -18,19 +18,10 @@
 #include "otakey/device.h"
 #include "otakey/keystore.h"
 #include "otakey/wire.h"
+#include "../support/check.h" /* the suite's CHECK and CHECK_DONE */
 #include "port_exercise.h"
 #include "otakey_esp.h"
 
-static int passed, failed;
-#define CHECK(c)                                                        \
-    do {                                                                \
-        if (c)                                                          \
-            passed++;                                                   \
-        else {                                                          \
-            failed++;                                                   \
-            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #c);     \
-        }                                                               \
-    } while (0)
 
 #define SECTOR 4096u
 static esp_partition_t part = {NULL, ESP_PARTITION_TYPE_DATA, ESP_PARTITION_SUBTYPE_DATA_UNDEFINED,
@@ -174,6 +165,5 @@ int main(void)
     CHECK(otk_esp_init(&e, CONFIG_OTAKEY_PARTITION_LABEL, NULL) == ESP_ERR_INVALID_SIZE);
     reset(2 * SECTOR, false, false);
     CHECK(otk_esp_init(&e, "nvs", NULL) == ESP_ERR_NOT_FOUND);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return CHECK_DONE();
 }

@@ -12,19 +12,10 @@
 #include "otakey/device.h"
 #include "otakey/keystore.h"
 #include "otakey/wire.h"
+#include "../support/check.h" /* the suite's CHECK and CHECK_DONE */
 #include "port_exercise.h"
 #include "otakey_zephyr.h"
 
-static int passed, failed;
-#define CHECK(c)                                                        \
-    do {                                                                \
-        if (c)                                                          \
-            passed++;                                                   \
-        else {                                                          \
-            failed++;                                                   \
-            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #c);     \
-        }                                                               \
-    } while (0)
 
 /* The simulated flash device and its one partition (flash area 3). */
 static struct device dev = {"flash-sim"};
@@ -207,6 +198,5 @@ int main(void)
     CHECK(otk_zephyr_init(&z, OTK_ZEPHYR_PARTITION_ID, NULL) == -ENOSPC);
     geometry(1024, 8, 4, 0xff);
     CHECK(otk_zephyr_init(&z, 9, NULL) == -ENOENT);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return CHECK_DONE();
 }
