@@ -364,7 +364,7 @@ static otk_status p_ecdh(void *ctx, const uint8_t priv[32], const uint8_t peer[6
     memcpy(point + 1, peer, 64);
     s = key_of(priv, PSA_KEY_USAGE_DERIVE, PSA_ALG_ECDH, &id, &temp);
     if (s != PSA_SUCCESS)
-        return s == PSA_ERROR_INVALID_ARGUMENT ? OTK_ERR_INVALID_ARGUMENT : OTK_ERR_CRYPTO;
+        return map(s);
     s = psa_raw_key_agreement(PSA_ALG_ECDH, id, point, sizeof point, shared, 32, &n);
     if (temp)
         (void)psa_destroy_key(id);
@@ -372,8 +372,7 @@ static otk_status p_ecdh(void *ctx, const uint8_t priv[32], const uint8_t peer[6
         s = PSA_ERROR_GENERIC_ERROR;
     if (s != PSA_SUCCESS)
         otk_wipe(shared, 32);
-    return s == PSA_SUCCESS ? OTK_OK : s == PSA_ERROR_INVALID_ARGUMENT ? OTK_ERR_INVALID_ARGUMENT
-                                                                      : OTK_ERR_CRYPTO;
+    return map(s);
 }
 
 static otk_status p_ecdsa_sign(void *ctx, const uint8_t priv[32], const uint8_t digest[32],
@@ -386,7 +385,7 @@ static otk_status p_ecdsa_sign(void *ctx, const uint8_t priv[32], const uint8_t 
     (void)ctx;
     s = key_of(priv, PSA_KEY_USAGE_SIGN_HASH, PSA_ALG_ECDSA(PSA_ALG_SHA_256), &id, &temp);
     if (s != PSA_SUCCESS)
-        return s == PSA_ERROR_INVALID_ARGUMENT ? OTK_ERR_INVALID_ARGUMENT : OTK_ERR_CRYPTO;
+        return map(s);
     s = psa_sign_hash(id, PSA_ALG_ECDSA(PSA_ALG_SHA_256), digest, 32, sig, 64, &n);
     if (temp)
         (void)psa_destroy_key(id);
@@ -405,7 +404,7 @@ static otk_status p_ecdsa_verify(void *ctx, const uint8_t pub[64], const uint8_t
     s = import(PSA_KEY_TYPE_ECC_PUBLIC_KEY(PSA_ECC_FAMILY_SECP_R1), PSA_KEY_USAGE_VERIFY_HASH,
                PSA_ALG_ECDSA(PSA_ALG_SHA_256), point, sizeof point, &id);
     if (s != PSA_SUCCESS)
-        return s == PSA_ERROR_INVALID_ARGUMENT ? OTK_ERR_INVALID_ARGUMENT : OTK_ERR_CRYPTO;
+        return map(s);
     s = psa_verify_hash(id, PSA_ALG_ECDSA(PSA_ALG_SHA_256), digest, 32, sig, 64);
     (void)psa_destroy_key(id);
     return s == PSA_SUCCESS ? OTK_OK : s == PSA_ERROR_INVALID_SIGNATURE ? OTK_ERR_BAD_SIGNATURE
