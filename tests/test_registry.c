@@ -598,6 +598,43 @@ static void store_outcomes(const char *db)
     CHECK(f.n == 1 && f.reason[0] == OTK_ERR_BAD_STATE);
     CHECK_OK(otk_store_campaign_get(st, ca, &cs)); /* still as decided */
     CHECK(cs.done == 2 && cs.failed == 1);
+    /* E: a switch campaign created and started while the device's rotation
+     * is pending: the rotation's commit neither ends the campaign's request
+     * nor counts as its outcome; the switch follows. */
+    {
+        otk_agent_device rec;
+        int64_t ce;
+        uint32_t v;
+        CHECK_OK(world_request(&w, &d[1], OTK_WANT_ROTATE, 0));
+        CHECK_OK(otk_store_release(st));
+        CHECK(otk_device_state(&d[1].dev) == OTK_DEV_PROVE);
+        CHECK_OK(world_record(&w, &d[1], &rec));
+        CHECK(rec.has_pending && rec.want == OTK_WANT_NONE); /* issued: the request is answered */
+        CHECK_OK(otk_store_release(st));
+        v = rec.pending.version;
+        snprintf(one, sizeof one, "ids:%.32s", sel + 4 + 33);
+        CHECK_OK(otk_store_campaign_create(st, OTK_WANT_SWITCH, WORLD_CLOUD_B, one, 1000, 0, 0, &ce,
+                                           &total));
+        nap_ms(10);
+        (void)otk_store_campaign_step(st, &w.agent);
+        CHECK_OK(world_settle(&w, &d[1], STEPS)); /* the rotation commits */
+        CHECK_OK(otk_store_release(st));
+        CHECK(otk_device_version(&d[1].dev, OTK_SET_ACTIVE) == v);
+        CHECK_OK(world_record(&w, &d[1], &rec));
+        CHECK(rec.want == OTK_WANT_SWITCH && rec.want_cloud == WORLD_CLOUD_B);
+        CHECK_OK(otk_store_release(st));
+        nap_ms(1100); /* past OUTCOME_MS: the step counts outcomes */
+        (void)otk_store_campaign_step(st, &w.agent);
+        CHECK_OK(otk_store_campaign_get(st, ce, &cs));
+        CHECK(cs.state == OTK_CAMP_RUNNING && cs.done == 0 && cs.failed == 0);
+        CHECK(otk_store_due_notifications(st, due, 8, 0) == 1 && !memcmp(due[0], d[1].cfg.device_id, 16));
+        CHECK_OK(notify_and_settle(&w, st, &d[1]));
+        check_agree(&w, &d[1], WORLD_CLOUD_B);
+        CHECK_OK(otk_store_release(st));
+        CHECK(otk_device_version(&d[1].dev, OTK_SET_ACTIVE) == v + 1);
+        step_until_not(st, &w, ce, OTK_CAMP_RUNNING, &cs);
+        CHECK(cs.state == OTK_CAMP_DONE && cs.done == 1 && cs.failed == 0);
+    }
     for (i = 0; i < 3; i++)
         wdev_free(&d[i]);
     world_free(&w);

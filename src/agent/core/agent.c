@@ -273,6 +273,12 @@ static otk_status issue(otk_agent *a, otk_agent_device *rec, uint8_t resp_type, 
         next->pending_resp_len = (uint16_t)len;
         if (claim)
             next->proto = proto_of(req->proto);
+        /* The request is answered by this set: a request made while it is
+         * pending (a campaign started meanwhile) is a new one and stays. */
+        if (!claim && next->want != OTK_WANT_CLEANUP) {
+            next->want = OTK_WANT_NONE;
+            next->want_cloud = 0;
+        }
         st = put(a, next, claim ? OTK_AUD_CLAIM_ISSUED : OTK_AUD_UPDATE_ISSUED,
                  claim ? OTK_MSG_CLAIM : OTK_MSG_UPDATE_REQ, ks.version, OTK_OK);
     }
@@ -501,7 +507,6 @@ static otk_status on_confirm(otk_agent *a, const otk_msg *m, const uint8_t *in, 
     next.pending_claim = 0;
     next.pending_resp_len = 0;
     memset(&next.pending, 0, sizeof next.pending);
-    next.want = OTK_WANT_NONE;
     next.state = OTK_DS_ACTIVE;
     next.reclaim_allowed = 0;
     st = put(a, &next, OTK_AUD_COMMIT, OTK_MSG_CONFIRM, m->version, OTK_OK);
@@ -529,7 +534,8 @@ static otk_status on_abort(otk_agent *a, const otk_msg *m, const uint8_t *in, si
         rec->pending_claim = 0;
         rec->pending_resp_len = 0;
         memset(&rec->pending, 0, sizeof rec->pending);
-        rec->want = OTK_WANT_NONE; /* a set the cloud refused is not retried blindly */
+        /* Not retried blindly: the request it answered ended with it (only
+         * one made since, if any, is still wanted). */
         OTK_TRY(put(a, rec, OTK_AUD_ABORT, OTK_MSG_ABORT, m->version, m->code));
         return nack(a, m->proto, rec->id, m->version, OTK_ERR_PROOF_FAILED, out, out_size, out_len);
     }

@@ -47,7 +47,7 @@ typedef struct add_ctx {
 } add_ctx;
 
 #define ADD_SQL                                                                          \
-    "INSERT INTO campaign_devices(campaign, device, base_version) SELECT $1, id, c_version" \
+    "INSERT INTO campaign_devices(campaign, device, base_version) SELECT $1, id, issued" \
     " FROM devices WHERE state = 2 AND c_version IS NOT NULL"
 
 static otk_status add_one(void *user, const uint8_t id[16])
@@ -363,7 +363,8 @@ size_t pgc_list(void *impl, int64_t *ids, size_t max)
     return n;
 }
 
-/* 1 when the device was already asked, is on its way, or is past base. */
+/* 1 when the device was already asked, or a set was issued to it since the
+ * campaign was created (base: the last one issued then): a crashed step's. */
 static int already_started(pgstore *s, const uint8_t id[16], int64_t base)
 {
     pgq q = {0};
@@ -372,7 +373,7 @@ static int already_started(pgstore *s, const uint8_t id[16], int64_t base)
     pq_blob(&q, id, 16);
     pq_int(&q, base);
     r = pg_run(&s->db,
-               "SELECT want <> 0 OR p_version IS NOT NULL OR coalesce(c_version, 0) > $2"
+               "SELECT want <> 0 OR coalesce(p_version, 0) > $2 OR coalesce(c_version, 0) > $2"
                " FROM devices WHERE id = $1",
                &q);
     if (r && PQntuples(r) == 1)

@@ -7,7 +7,9 @@
 
 /*
  * A started device's outcome, decided from its record (campaign_devices cd
- * joined with devices d): done once its committed version passed its base,
+ * joined with devices d): done once its committed version passed its base
+ * (the last version issued to it when the campaign was created: a set
+ * pending then, committed later, is not this campaign's),
  * failed once nothing is requested or pending for it any more, or it was
  * revoked. settle() records it in cd.finished (1 done, 2 failed) with the
  * reason, and it never changes after that: a later campaign that moves the
@@ -75,7 +77,7 @@ otk_status otk_campaign_create(otk_sqlreg *r, int kind, uint32_t target_cloud,
     sqlite3_finalize(s);
     s = NULL;
     cid = sqlite3_last_insert_rowid(db);
-#define ADD "INSERT OR IGNORE INTO campaign_devices(campaign, device, base_version) SELECT ?1, id, c_version" \
+#define ADD "INSERT OR IGNORE INTO campaign_devices(campaign, device, base_version) SELECT ?1, id, issued" \
             " FROM devices WHERE state = 2 AND c_version IS NOT NULL"
     if (!strcmp(selector, "all")) {
         if (sqlite3_prepare_v2(db, ADD, -1, &s, NULL) != SQLITE_OK)

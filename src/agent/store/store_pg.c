@@ -97,6 +97,10 @@ static const char *const migrations[] = {
     " ADD COLUMN pause_reason bigint, ADD COLUMN failures_base bigint NOT NULL DEFAULT 0;",
     /* 6: a polling device's campaign, found by the device (pgc_poll). */
     "CREATE INDEX campaign_devices_todo ON campaign_devices(device) WHERE started IS NULL;",
+    /* 7: a request is answered (want 0) when its set is issued, no longer
+     * when it is committed, so that one made while a set is pending stays;
+     * the requests of sets pending now were answered. */
+    "UPDATE devices SET want = 0, want_cloud = 0 WHERE p_version IS NOT NULL AND want IN (1, 2);",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
