@@ -43,7 +43,10 @@ expect() { # expect DESCRIPTION COMMAND...: the attack must be refused (COMMAND 
 }
 control() { # control DESCRIPTION COMMAND...: what must work still works
   local what=$1; shift
-  if "$@"; then echo "control ok: $what"; else fails=$((fails + 1)); echo "CONTROL FAILED: $what"; fi
+  if "$@"; then echo "control ok: $what"; else
+    fails=$((fails + 1)); echo "CONTROL FAILED: $what"
+    echo "  (the client said: $(head -c 400 <<< "${out:-}"))"
+  fi
 }
 has() { grep -q -- "$2" <<< "$1"; }
 lacks() { ! grep -q -- "$2" <<< "$1"; }
@@ -152,10 +155,22 @@ cloud_login() {
   timeout 30 mosquitto_pub "${tls[@]}" -h "$host" -p "$port" -i "$cid" -u "$user" -P "$secret" -q 1 \
     -t "devices/$cid/telemetry" -m x "$@" 2>&1 || true
 }
+# cloud_works FIELDS CLIENT_ID: a login that must succeed, tried up to 5
+# times: the device itself holds that client id on the cloud and takes it
+# back within a second (a session takeover), which can cut a test login
+# short on a loaded machine. Leaves the last attempt's output in $out.
+cloud_works() {
+  local i
+  for i in 1 2 3 4 5; do
+    out=$(cloud_login "$@")
+    [ -z "$out" ] && return 0
+    sleep 0.5
+  done
+  return 1
+}
 creds=$("$bin/otakey-flashdump" "$work/dev/victim.flash" | awk '$1 == "active"')
 control "the victim's flash holds its version 2 set" test "$(echo "$creds" | cut -d' ' -f2)" = 2
-out=$(cloud_login "$creds" "$victim")
-control "the victim's credentials work under its own id" test -z "$out"
+control "the victim's credentials work under its own id" cloud_works "$creds" "$victim"
 out=$(cloud_login "$creds" "$other")
 expect "a device's valid credentials under another device's client id" has "$out" "Not authorized\|not authorised\|Bad user"
 out=$(cloud_login "$creds" otakey-agent)
@@ -174,8 +189,7 @@ wait_all "switch to cloud B" '"state":"ready","version":3,"cloud":2' 2
 out=$(cloud_login "$creds" "$victim")
 expect "switched-away credentials (version 2, cloud A) after the switch" has "$out" "Not authorized\|Bad user"
 creds=$("$bin/otakey-flashdump" "$work/dev/victim.flash" | awk '$1 == "active"')
-out=$(cloud_login "$creds" "$victim")
-control "the victim's version 3 works on cloud B" test -z "$out"
+control "the victim's version 3 works on cloud B" cloud_works "$creds" "$victim"
 r0=$(date +%s.%N)
 "$bin/otakey" device revoke --config "$work/agent.ini" "$victim"
 refused=
@@ -190,8 +204,8 @@ echo "revoked credentials refused after ${refused:-never} s"
 # room for a loaded one with the sanitizer build)
 expect "revoked credentials are refused within 15 s of 'otakey device revoke'" \
   test -n "$refused" -a "$(echo "${refused:-99} <= 15" | bc)" = 1
-out=$(cloud_login "$("$bin/otakey-flashdump" "$work/dev/other.flash" | awk '$1 == "active"')" "$other")
-control "the other device is untouched by the revocation" test -z "$out"
+control "the other device is untouched by the revocation" \
+  cloud_works "$("$bin/otakey-flashdump" "$work/dev/other.flash" | awk '$1 == "active"')" "$other"
 
 echo "== TLS fails closed"
 "$bin/otakey-recorder" "$work/rec.port" "$work/rec.bytes" & bg+=($!)
