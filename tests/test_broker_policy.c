@@ -204,11 +204,22 @@ static void test_sessions(void)
     sn.len = 3;
     memcpy(sn.b, "\xab\xcd\xef", 3);
     CHECK(otk_bp_sessions_put(&s, id, &sn) == 0 && s.n == 3000);
+    /* The end of a connection whose session a newer login (serial abcdef)
+     * took over forgets nothing. */
+    snprintf(id, sizeof id, "%032x", 5u * 7919u);
+    sn.len = 2;
+    sn.b[0] = 0;
+    sn.b[1] = 5;
+    otk_bp_sessions_del(&s, id, &sn);
+    CHECK(s.n == 3000 && otk_bp_sessions_has(&s, id));
     for (i = 0; i < 3000; i += 2) { /* every even one disconnects */
         snprintf(id, sizeof id, "%032x", i * 7919u);
-        otk_bp_sessions_del(&s, id);
+        sn.len = 2;
+        sn.b[0] = (unsigned char)(i >> 8);
+        sn.b[1] = (unsigned char)i;
+        otk_bp_sessions_del(&s, id, i % 4 ? &sn : NULL);
     }
-    otk_bp_sessions_del(&s, id); /* twice: nothing */
+    otk_bp_sessions_del(&s, id, NULL); /* twice: nothing */
     CHECK(s.n == 1500);
     /* The CRL lists the serials of session 5 (replaced) and 7 (written 00 07). */
     revoked[0].len = 3;

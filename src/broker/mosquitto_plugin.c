@@ -192,7 +192,7 @@ static void refresh(plugin *p, int force)
     /* Collected first: a kick may remove its session from the table. */
     n = otk_bp_sessions_revoked(&sessions, p->revoked, p->n_revoked, ids, sessions.n);
     for (i = 0; i < n; i++) {
-        otk_bp_sessions_del(&sessions, ids[i]);
+        otk_bp_sessions_del(&sessions, ids[i], NULL);
         kick(p, ids[i]);
     }
     free(ids);
@@ -229,9 +229,18 @@ static int on_reload(int event, void *event_data, void *userdata)
 static int on_disconnect(int event, void *event_data, void *userdata)
 {
     struct mosquitto_evt_disconnect *ed = event_data;
+    X509 *cert = mosquitto_client_certificate(ed->client);
+    otk_bp_serial sn;
     (void)event;
     (void)userdata;
-    otk_bp_sessions_del(&sessions, mosquitto_client_id(ed->client));
+    if (cert == NULL)
+        return MOSQ_ERR_SUCCESS; /* not a session of the table */
+    put_serial(&sn, X509_get0_serialNumber(cert));
+    X509_free(cert);
+    /* A login with a new certificate under the same id (a device after a
+     * commit) can be seen before the old connection's end: that end must
+     * not forget the new session. */
+    otk_bp_sessions_del(&sessions, mosquitto_client_id(ed->client), &sn);
     return MOSQ_ERR_SUCCESS;
 }
 

@@ -377,13 +377,15 @@ int otk_bp_sessions_has(const otk_bp_sessions *s, const char *id)
     return s->t[find(s, id)].id[0] != '\0';
 }
 
-void otk_bp_sessions_del(otk_bp_sessions *s, const char *id)
+void otk_bp_sessions_del(otk_bp_sessions *s, const char *id, const otk_bp_serial *sn)
 {
     size_t i, j;
     if (s == NULL || s->cap == 0 || id == NULL || !otk_bp_is_device_id(id))
         return;
     i = find(s, id);
     if (!s->t[i].id[0])
+        return;
+    if (sn != NULL && (sn->len != s->t[i].sn.len || memcmp(sn->b, s->t[i].sn.b, sn->len) != 0))
         return;
     memset(&s->t[i], 0, sizeof s->t[i]);
     s->n--;

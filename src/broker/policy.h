@@ -136,7 +136,9 @@ typedef struct otk_bp_sessions {
 } otk_bp_sessions;
 /* 0, or -1 (no memory; the session is then not tracked). id: a device id. */
 int otk_bp_sessions_put(otk_bp_sessions *s, const char *id, const otk_bp_serial *sn);
-void otk_bp_sessions_del(otk_bp_sessions *s, const char *id);
+/* Forgets id's session; with sn, only if it logged in with that serial (the
+ * client that ends may be one whose session a newer login took over). */
+void otk_bp_sessions_del(otk_bp_sessions *s, const char *id, const otk_bp_serial *sn);
 int otk_bp_sessions_has(const otk_bp_sessions *s, const char *id);
 /* Writes up to max ids of sessions whose serial is in the sorted list; returns how many. */
 size_t otk_bp_sessions_revoked(const otk_bp_sessions *s, const otk_bp_serial *sorted, size_t n,

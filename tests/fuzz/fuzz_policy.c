@@ -26,7 +26,8 @@ static const char *field(char **p, const char *end)
     return s;
 }
 
-/* Each pair of bytes: an operation (put, delete, look up) and one of 32 ids. */
+/* Each pair of bytes: an operation (put, delete, delete if its serial is
+ * another id's, look up) and one of 32 ids. */
 static void sessions(const uint8_t *data, size_t size)
 {
     otk_bp_sessions t;
@@ -37,7 +38,7 @@ static void sessions(const uint8_t *data, size_t size)
     char ids[32][33];
     memset(&t, 0, sizeof t);
     for (i = 0; i + 1 < size; i += 2) {
-        int op = data[i] % 3, which = data[i + 1] % 32;
+        int op = data[i] % 4, which = data[i + 1] % 32;
         snprintf(id, sizeof id, "%032x", (unsigned)which * 2654435761u);
         sn.b[0] = (uint8_t)which;
         if (op == 0) {
@@ -46,9 +47,12 @@ static void sessions(const uint8_t *data, size_t size)
             n += !present[which];
             present[which] = 1;
         } else if (op == 1) {
-            otk_bp_sessions_del(&t, id);
+            otk_bp_sessions_del(&t, id, data[i] & 4 ? &sn : NULL);
             n -= present[which];
             present[which] = 0;
+        } else if (op == 2) { /* the end of a connection a newer login took over */
+            otk_bp_serial other = {1, {(uint8_t)(which + 1)}};
+            otk_bp_sessions_del(&t, id, &other);
         }
         if (otk_bp_sessions_has(&t, id) != present[which] || t.n != n)
             abort();
