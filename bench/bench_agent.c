@@ -15,8 +15,6 @@
  * does (its begin and commit are timed with the agent).
  * Usage: bench_agent [devices] [--sqlite FILE [--pragma SQL]...] [--x509]
  */
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,100 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "otakey/x509cloud.h"
 #include "sqlreg_internal.h"
-#include "testca.h"
 #include "world.h"
-
-/* --x509: the clouds' CAs; certificate sets are issued and revoked there. */
-static otk_x509 *xcloud[2];
-static X509 *xca[2];
-static otk_cloud_adapter inner;
-
-static otk_x509 *x_of(uint32_t cloud_id)
-{
-    return cloud_id == WORLD_CLOUD_A ? xcloud[0] : cloud_id == WORLD_CLOUD_B ? xcloud[1] : NULL;
-}
-
-static otk_status x_issue(void *ctx, const uint8_t id[16], uint32_t cloud_id, const uint8_t dpub[64],
-                          uint8_t *der, size_t der_size, size_t *der_len, char serial[OTK_USER_MAX + 1],
-                          uint8_t pin[OTK_PIN_LEN])
-{
-    (void)ctx;
-    return otk_x509_issue_cert(x_of(cloud_id), id, cloud_id, dpub, der, der_size, der_len, serial,
-                               pin);
-}
-
-static otk_status x_remove(void *ctx, uint32_t cloud_id, const char *serial)
-{
-    (void)ctx;
-    return otk_x509_remove(x_of(cloud_id), cloud_id, serial);
-}
-
-static otk_status x_create(void *ctx, const uint8_t id[16], const otk_cloud *c)
-{
-    (void)ctx;
-    return inner.create(inner.ctx, id, c);
-}
-
-static int x_setup(world *w, const char *dir)
-{
-    int i;
-    for (i = 0; i < 2; i++) {
-        otk_x509_cloud cfg;
-        char err[256];
-        FILE *f;
-        memset(&cfg, 0, sizeof cfg);
-        cfg.cloud_id = i ? WORLD_CLOUD_B : WORLD_CLOUD_A;
-        snprintf(cfg.ca_cert, sizeof cfg.ca_cert, "%s/ca%d.crt", dir, i);
-        snprintf(cfg.ca_key, sizeof cfg.ca_key, "%s/ca%d.key", dir, i);
-        snprintf(cfg.crl_file, sizeof cfg.crl_file, "%s/crl%d.pem", dir, i);
-        if (otk_test_make_ca(cfg.ca_cert, cfg.ca_key, i ? "bench-cloud-b" : "bench-cloud-a") != 0 ||
-            otk_x509_open(&cfg, &xcloud[i], err, sizeof err) != OTK_OK ||
-            (f = fopen(cfg.ca_cert, "r")) == NULL)
-            return -1;
-        xca[i] = PEM_read_X509(f, NULL, NULL, NULL);
-        fclose(f);
-        if (xca[i] == NULL)
-            return -1;
-        w->cfg.clouds[i].kind = OTK_KIND_CERT;
-    }
-    inner = w->cloudif;
-    w->cloudif.ctx = NULL;
-    w->cloudif.create = x_create;
-    w->cloudif.remove = x_remove;
-    w->cloudif.ensure = NULL;
-    w->cloudif.issue_cert = x_issue;
-    return world_restart_agent(w);
-}
-
-/* The staged certificate: signed by its cloud's CA, for the device's key. */
-static otk_proof x_login(world *w, const wdev *d)
-{
-    uint8_t der[OTK_CERT_MAX], priv[OTK_PRIV_LEN];
-    const unsigned char *p = der;
-    size_t n = 0;
-    otk_cloud c;
-    X509 *cert = NULL;
-    otk_proof r = OTK_PROOF_REFUSED;
-    if (otk_device_cloud(&d->dev, OTK_SET_STAGED, &c) == OTK_OK && x_of(c.cloud_id) != NULL &&
-        otk_device_cert(&d->dev, OTK_SET_STAGED, der, sizeof der, &n) == OTK_OK &&
-        otk_device_cert_key(&d->dev, OTK_SET_STAGED, priv) == OTK_OK &&
-        (cert = d2i_X509(NULL, &p, (long)n)) != NULL &&
-        X509_verify(cert, X509_get0_pubkey(xca[c.cloud_id == WORLD_CLOUD_B])) == 1) {
-        EVP_PKEY *k = X509_get0_pubkey(cert);
-        uint8_t pt[65], digest[32] = {1}, sig[64];
-        size_t pl = 0;
-        /* Possession: a signature by the device's key verifies under the certificate's. */
-        if (EVP_PKEY_get_octet_string_param(k, "pub", pt, sizeof pt, &pl) == 1 && pl == 65 &&
-            w->dev_crypto.ecdsa_sign(w->dev_crypto.ctx, priv, digest, sig) == OTK_OK &&
-            w->agent_crypto.ecdsa_verify(w->agent_crypto.ctx, pt + 1, digest, sig) == OTK_OK)
-            r = OTK_PROOF_OK;
-    }
-    X509_free(cert);
-    otk_wipe(priv, sizeof priv);
-    return r;
-}
+#include "xclouds.h"
 
 static double cpu_s(void)
 {
@@ -145,8 +52,8 @@ static int run(world *w, wdev *d)
             return 0;
         if (n != 0) {
             /* (a NOTIFY of kind 2 is answered with a keyed request at once) */
-        } else if (s == OTK_DEV_PROVE && xcloud[0] != NULL) {
-            if (otk_device_proof(&d->dev, x_login(w, d), out, sizeof out, &n) != OTK_OK)
+        } else if (s == OTK_DEV_PROVE && xclouds_of(WORLD_CLOUD_A) != NULL) {
+            if (otk_device_proof(&d->dev, xclouds_login(w, d), out, sizeof out, &n) != OTK_OK)
                 return -1;
         } else if (s == OTK_DEV_PROVE) {
             if (otk_device_cloud(&d->dev, OTK_SET_STAGED, &c) != OTK_OK ||
@@ -211,7 +118,7 @@ int main(int argc, char **argv)
             return 1;
         }
     snprintf(dir, sizeof dir, "/tmp/otk-bench-x509-%d", (int)getpid());
-    if (x509 && (mkdir(dir, 0700) != 0 || x_setup(&w, dir) != 0)) {
+    if (x509 && (mkdir(dir, 0700) != 0 || xclouds_setup(&w, dir) != 0)) {
         fprintf(stderr, "bench_agent: certificate clouds: setup failed\n");
         return 1;
     }
@@ -274,10 +181,9 @@ int main(int argc, char **argv)
         char cmd[96];
         for (a = 0; a < 2; a++) {
             printf("%scloud %c: %zu retired certificates queued for its CRL\n", a ? "" : "\n", 'A' + a,
-                   otk_x509_pending(xcloud[a]));
-            otk_x509_close(xcloud[a]);
-            X509_free(xca[a]);
+                   otk_x509_pending(xclouds_of(a ? WORLD_CLOUD_B : WORLD_CLOUD_A)));
         }
+        xclouds_close();
         snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
         if (system(cmd) != 0)
             return 1;
