@@ -254,7 +254,7 @@ check "otakey campaign pause/resume --url (or: it had ended already)" \
     '$bin/otakey' campaign resume $c4 --url '$API_URL' --token-file '$work/token' --cafile '$API_CA' >/dev/null; } || \
     '$bin/otakey' campaign status $c4 --json --url '$API_URL' --token-file '$work/token' --cafile '$API_CA' | grep -q '\"state\":\"done\"'"
 check "... and it finishes (campaign status --watch --url)" \
-  bash -c "timeout 120 '$bin/otakey' campaign status $c4 --watch --json --url '$API_URL' --token-file '$work/token' \
+  bash -c "timeout -k 5 120 '$bin/otakey' campaign status $c4 --watch --json --url '$API_URL' --token-file '$work/token' \
     --cafile '$API_CA' | tail -1 | grep -q '\"state\":\"done\"'"
 check "otakey product create --url writes the PK (0600) the API returned" \
   bash -c "'$bin/otakey' product create --batch 00000003000000bb --name three --pk-out '$work/pk3' --url '$API_URL' \

@@ -70,36 +70,36 @@ wait_all "claim" '"state":"ready","version":1,' 2
 echo "== agent broker ($LAB_AGENT_PORT devices, $LAB_SERVER_PORT servers)"
 # (mosquitto_sub ends at the broker's refusal; -W only bounds a broker that
 # never answers, and must leave room for a TLS handshake on a loaded machine)
-out=$(timeout 30 mosquitto_sub "${tls[@]}" "${dev[@]}" -i "$(rand_id)" -t '$share/otakey/otakey/v1/up/+' -W 20 2>&1 || true)
+out=$(timeout -k 5 30 mosquitto_sub "${tls[@]}" "${dev[@]}" -i "$(rand_id)" -t '$share/otakey/otakey/v1/up/+' -W 20 2>&1 || true)
 expect "anonymous client joins the agents' share group" has "$out" "subscription requests were denied"
-out=$(timeout 30 mosquitto_sub "${tls[@]}" "${dev[@]}" -i "$(rand_id)" -t 'otakey/v1/up/+' -t '#' -t '$SYS/#' -W 20 2>&1 || true)
+out=$(timeout -k 5 30 mosquitto_sub "${tls[@]}" "${dev[@]}" -i "$(rand_id)" -t 'otakey/v1/up/+' -t '#' -t '$SYS/#' -W 20 2>&1 || true)
 expect "anonymous client reads every up topic, # and \$SYS" has "$out" "subscription requests were denied"
-out=$(timeout 30 mosquitto_sub "${tls[@]}" "${dev[@]}" -i "$(rand_id)" -t "otakey/v1/down/$victim" -W 20 2>&1 || true)
+out=$(timeout -k 5 30 mosquitto_sub "${tls[@]}" "${dev[@]}" -i "$(rand_id)" -t "otakey/v1/down/$victim" -W 20 2>&1 || true)
 expect "anonymous client reads another device's down topic" has "$out" "subscription requests were denied"
-out=$(timeout 30 mosquitto_sub "${tls[@]}" "${dev[@]}" -i otakey-agent -t x -W 20 2>&1 || true)
+out=$(timeout -k 5 30 mosquitto_sub "${tls[@]}" "${dev[@]}" -i otakey-agent -t x -W 20 2>&1 || true)
 expect "anonymous client takes the agent's client id" has "$out" "Not authorized"
-out=$(timeout 30 mosquitto_sub "${tls[@]}" -p "$LAB_SERVER_PORT" -i otakey-agent -t x -W 20 2>&1 || true)
+out=$(timeout -k 5 30 mosquitto_sub "${tls[@]}" -p "$LAB_SERVER_PORT" -i otakey-agent -t x -W 20 2>&1 || true)
 expect "anonymous client on the servers' listener" has "$out" "Not authorized"
-out=$(timeout 30 mosquitto_sub "${tls[@]}" -p "$LAB_SERVER_PORT" -i otakey-agent -u otakey-agent -P wrong -t x -W 20 2>&1 || true)
+out=$(timeout -k 5 30 mosquitto_sub "${tls[@]}" -p "$LAB_SERVER_PORT" -i otakey-agent -u otakey-agent -P wrong -t x -W 20 2>&1 || true)
 expect "agent id with a wrong password" has "$out" "Not authorized"
-out=$(timeout 30 mosquitto_sub "${tls[@]}" "${dev[@]}" -i "$(rand_id)" -u otakey-agent -P "$LAB_AGENT_PASSWORD" -t x -W 20 2>&1 || true)
+out=$(timeout -k 5 30 mosquitto_sub "${tls[@]}" "${dev[@]}" -i "$(rand_id)" -u otakey-agent -P "$LAB_AGENT_PASSWORD" -t x -W 20 2>&1 || true)
 expect "a user name (even the agent's) on the device listener" has "$out" "Not authorized"
 me=$(rand_id)
-out=$(timeout 30 mosquitto_pub "${tls[@]}" "${dev[@]}" -i "$me" -q 1 -t "otakey/v1/up/$victim" -m forged 2>&1 || true)
+out=$(timeout -k 5 30 mosquitto_pub "${tls[@]}" "${dev[@]}" -i "$me" -q 1 -t "otakey/v1/up/$victim" -m forged 2>&1 || true)
 expect "publishing on another device's up topic" has "$out" "Not authorized"
-out=$(timeout 30 mosquitto_pub "${tls[@]}" "${dev[@]}" -i "$me" -q 1 -r -t "otakey/v1/up/$me" -m stays 2>&1 || true)
+out=$(timeout -k 5 30 mosquitto_pub "${tls[@]}" "${dev[@]}" -i "$me" -q 1 -r -t "otakey/v1/up/$me" -m stays 2>&1 || true)
 expect "a retained message on its own up topic" has "$out" "Not authorized"
-out=$(timeout 30 mosquitto_pub "${tls[@]}" "${dev[@]}" -i "$me" -q 1 -t "otakey/v1/down/$victim" -m forged 2>&1 || true)
+out=$(timeout -k 5 30 mosquitto_pub "${tls[@]}" "${dev[@]}" -i "$me" -q 1 -t "otakey/v1/down/$victim" -m forged 2>&1 || true)
 expect "publishing on another device's down topic" has "$out" "Not authorized"
 
 # Ten share-group hijackers and an agent-id takeover loop while both devices
 # rotate: the rotation completes, the hijackers receive nothing.
 for i in $(seq 10); do
-  ( while :; do timeout 5 mosquitto_sub "${tls[@]}" "${dev[@]}" -i "$(rand_id)" -t '$share/otakey/otakey/v1/up/+' \
+  ( while :; do timeout -k 5 5 mosquitto_sub "${tls[@]}" "${dev[@]}" -i "$(rand_id)" -t '$share/otakey/otakey/v1/up/+' \
       -W 3 >> "$work/hijack-$i.out" 2>/dev/null || true; sleep 0.1; done ) 2>/dev/null &
   bg+=($!)
 done
-( while :; do timeout 5 mosquitto_sub "${tls[@]}" "${dev[@]}" -i otakey-agent -t 'otakey/v1/up/+' -W 1 \
+( while :; do timeout -k 5 5 mosquitto_sub "${tls[@]}" "${dev[@]}" -i otakey-agent -t 'otakey/v1/up/+' -W 1 \
     >> "$work/takeover.out" 2>/dev/null || true; sleep 0.1; done ) 2>/dev/null &
 bg+=($!)
 sleep 1
@@ -141,7 +141,7 @@ if [ "$clouds" = dynsec ]; then
   kill "$ca_pid" 2>/dev/null; wait "$ca_pid" 2>/dev/null || true
   control "an agent logs in with a client certificate (CN as user) and subscribes" \
     grep -q "subscribed to" "$work/cert-agent.log"
-  out=$(timeout 10 mosquitto_sub "${tls[@]}" -p "$cport" -i otakey-agent -t 'otakey/v1/up/+' -W 2 2>&1 || true)
+  out=$(timeout -k 5 10 mosquitto_sub "${tls[@]}" -p "$cport" -i otakey-agent -t 'otakey/v1/up/+' -W 2 2>&1 || true)
   expect "the certificate listener without a certificate" bash -c "! grep -q otakey/v1 <<< '$out' && [ -n '$out' ]"
 fi
 
@@ -152,7 +152,7 @@ cloud_login() {
   local line=$1 cid=$2; shift 2
   set -- $line "$cid" "$@"
   local host=$4 port=$5 user=$6 secret=$7; shift 8
-  timeout 30 mosquitto_pub "${tls[@]}" -h "$host" -p "$port" -i "$cid" -u "$user" -P "$secret" -q 1 \
+  timeout -k 5 30 mosquitto_pub "${tls[@]}" -h "$host" -p "$port" -i "$cid" -u "$user" -P "$secret" -q 1 \
     -t "devices/$cid/telemetry" -m x "$@" 2>&1 || true
 }
 # cloud_works FIELDS CLIENT_ID: a login that must succeed, tried up to 5
@@ -176,11 +176,11 @@ expect "a device's valid credentials under another device's client id" has "$out
 out=$(cloud_login "$creds" otakey-agent)
 expect "a device's valid credentials under a server's client id" has "$out" "Not authorized\|Bad user"
 set -- $creds
-out=$(timeout 30 mosquitto_pub "${tls[@]}" -p "$5" -i "$victim" -u "$6" -P "$7" -q 1 -t "devices/$other/telemetry" -m forged 2>&1 || true)
+out=$(timeout -k 5 30 mosquitto_pub "${tls[@]}" -p "$5" -i "$victim" -u "$6" -P "$7" -q 1 -t "devices/$other/telemetry" -m forged 2>&1 || true)
 expect "publishing on another device's cloud topics with valid credentials" has "$out" "Not authorized"
-timeout 4 mosquitto_sub "${tls[@]}" -p "$5" -i "$victim" -u "$6" -P "$7" -t "devices/$other/#" -W 3 > "$work/cross-sub.out" 2>&1 || true
+timeout -k 5 4 mosquitto_sub "${tls[@]}" -p "$5" -i "$victim" -u "$6" -P "$7" -t "devices/$other/#" -W 3 > "$work/cross-sub.out" 2>&1 || true
 expect "reading another device's cloud topics with valid credentials" bash -c "! grep -q key_version '$work/cross-sub.out'"
-out=$(timeout 30 mosquitto_pub "${tls[@]}" -p "$5" -i "$(rand_id)" -q 1 -t "devices/$other/telemetry" -m x 2>&1 || true)
+out=$(timeout -k 5 30 mosquitto_pub "${tls[@]}" -p "$5" -i "$(rand_id)" -q 1 -t "devices/$other/telemetry" -m x 2>&1 || true)
 expect "an anonymous client on the cloud" has "$out" "Not authorized\|not authorised"
 out=$(cloud_login "$creds_v1" "$victim")
 expect "rotated credentials (version 1) after the rotation" has "$out" "Not authorized\|Bad user"
@@ -225,7 +225,7 @@ expect "otakey-device against a plain-TCP listener: a TLS ClientHello and nothin
   bash -c "[ \"\$(head -c1 '$work/rec.bytes' | od -An -tx1 | tr -d ' ')\" = 16 ]"
 expect "otakey-device sends nothing in clear" clear_text
 sed -e "s/^broker_port = .*/broker_port = $rport/" "$work/agent.ini" > "$work/t-agent.ini"
-timeout 3 "$bin/otakey-agent" -c "$work/t-agent.ini" 2> "$work/t.err" || true
+timeout -k 5 3 "$bin/otakey-agent" -c "$work/t-agent.ini" 2> "$work/t.err" || true
 expect "otakey-agent against a plain-TCP listener sends nothing in clear" clear_text
 sed -e "s|^cafile = .*|cafile = /nonexistent/ca.crt|" "$work/agent.ini" > "$work/t-agent.ini"
 rc=0; "$bin/otakey-agent" -c "$work/t-agent.ini" 2> "$work/t.err" || rc=$?
@@ -237,15 +237,15 @@ if [ "$clouds" = dynsec ]; then
   # The clouds' admin connections (agent and CLI) pointed at the recorder.
   awk -v p="$rport" '/^\[cloud\./ { print; print "admin_port = " p; next } { print }' \
     "$work/agent.ini" > "$work/t-agent.ini"
-  rc=0; timeout 90 "$bin/otakey-agent" -c "$work/t-agent.ini" 2> "$work/t.err" || rc=$?
+  rc=0; timeout -k 5 90 "$bin/otakey-agent" -c "$work/t-agent.ini" 2> "$work/t.err" || rc=$?
   expect "otakey-agent's cloud admin link: no answer over TLS, exit 1, nothing in clear" \
     bash -c "[ $rc = 1 ] && ! grep -aq -e MQTT -e '$LAB_CLOUD_PASSWORD' '$work/rec.bytes'"
-  timeout 30 "$bin/otakey" device revoke --config "$work/t-agent.ini" --wait 0 "$other" > /dev/null 2>&1 || true
+  timeout -k 5 30 "$bin/otakey" device revoke --config "$work/t-agent.ini" --wait 0 "$other" > /dev/null 2>&1 || true
   expect "the CLI's cloud admin link sends nothing in clear" clear_text
 fi
 sed -e "s/^LAB_AGENT_PORT=.*/LAB_AGENT_PORT=$rport/" -e "s/^LAB_SERVER_PORT=.*/LAB_SERVER_PORT=$rport/" \
   "$LAB_DIR/lab.env" > "$work/t-lab.env"
-timeout 30 "$bin/otakey-fleet" --lab-env "$work/t-lab.env" --batch $batch --pk "$work/batch.pk" \
+timeout -k 5 30 "$bin/otakey-fleet" --lab-env "$work/t-lab.env" --batch $batch --pk "$work/batch.pk" \
   --agent-pub "$pub" --devices 3 --schemes ota --timeout 2 > /dev/null 2>&1 || true
 expect "otakey-fleet against a plain-TCP listener sends nothing in clear" clear_text
 expect "the recorder did receive connections (the checks above saw traffic)" test -s "$work/rec.bytes"

@@ -31,10 +31,10 @@ json_valid() { [ "$(sqlite3 :memory: "SELECT json_valid(readfile('$1'))")" = 1 ]
 db0=$work/empty.db
 "$bin/otakey" product create --db "$db0" --batch 00000009000000ff --name 'say "hi" \ bye' \
   --pk-out "$work/empty.pk" > /dev/null
-rc=0; out=$(timeout 20 "$bin/otakey" device update --db "$db0" --rotate --all 2>&1) || rc=$?
+rc=0; out=$(timeout -k 5 20 "$bin/otakey" device update --db "$db0" --rotate --all 2>&1) || rc=$?
 check "device update --rotate --all with no device: exit 0, 0 requested" \
   is_rc_with "$rc" 0 'update requested for 0 devices, 0 failed' "$out"
-rc=0; timeout 20 "$bin/otakey" device update --db "$db0" --switch-to 9 --all > /dev/null 2>&1 || rc=$?
+rc=0; timeout -k 5 20 "$bin/otakey" device update --db "$db0" --switch-to 9 --all > /dev/null 2>&1 || rc=$?
 check "device update --switch-to 9 --all on an empty registry returns" test "$rc" = 0
 "$bin/otakey" product list --db "$db0" --json > "$work/products.json"
 check "product list --json is valid JSON with quotes and backslashes in a name" json_valid "$work/products.json"
@@ -58,12 +58,12 @@ done
 # ---- the agent over the lab ----
 fleet_setup
 sed -e "s|^database = .*|database = $work/misspelt.db|" "$work/agent.ini" > "$work/bad-db.ini"
-rc=0; timeout 20 "$bin/otakey-agent" -c "$work/bad-db.ini" 2> "$work/bad-db.log" || rc=$?
+rc=0; timeout -k 5 20 "$bin/otakey-agent" -c "$work/bad-db.ini" 2> "$work/bad-db.log" || rc=$?
 check "otakey-agent with a mistyped database path: exit 1, says so" \
   is_rc_with "$rc" 1 'no registry at' "$(cat "$work/bad-db.log")"
 check "... and creates nothing" test ! -e "$work/misspelt.db"
 sed -e "s|^password = .*|password = wrong|" "$work/agent.ini" > "$work/bad-pw.ini"
-rc=0; timeout 30 "$bin/otakey-agent" -c "$work/bad-pw.ini" 2> "$work/bad-pw.log" || rc=$?
+rc=0; timeout -k 5 30 "$bin/otakey-agent" -c "$work/bad-pw.ini" 2> "$work/bad-pw.log" || rc=$?
 check "otakey-agent with a wrong broker password: exit 1, says the broker refused it" \
   is_rc_with "$rc" 1 'refused the agent' "$(cat "$work/bad-pw.log")"
 start_agent

@@ -345,7 +345,7 @@ mapfile -t flags < <(chrome_flags live)
 HOME=$work/home-live setsid "$chrome" "${flags[@]}" --ignore-certificate-errors-spki-list="$spki" \
   --remote-debugging-port=0 "$page" 2>> "$work/chrome-live.log" &
 chrome_pids+=($!)
-cdp() { timeout 120 python3 "$work/cdp.py" "$prof" "$@"; }
+cdp() { timeout -k 5 120 python3 "$work/cdp.py" "$prof" "$@"; }
 # q ATTR=VALUE [ATTR2]: a JS expression for the text (or ATTR2) of that element, or null.
 q() {
   local k=${1%%=*} v=${1#*=}

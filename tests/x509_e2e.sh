@@ -57,13 +57,13 @@ check "version 1 devices claim onto password cloud 3 (claim_cloud_v1)" \
 # a refusal is a TLS handshake that fails.)
 pub_once() {
   local id=$3
-  timeout 10 mosquitto_pub -h 127.0.0.1 -p "$2" --cafile "$LAB_CA" --cert "$1.crt" --key "$1.key" \
+  timeout -k 5 10 mosquitto_pub -h 127.0.0.1 -p "$2" --cafile "$LAB_CA" --cert "$1.crt" --key "$1.key" \
     -i "$id-probe" -V mqttv5 -q 1 -t "${4:-devices/$id/probe}" -m probe 2>> "$work/pub.err"
 }
 pub_as() { pub_once "$@" || { sleep 0.2; pub_once "$@"; } || { sleep 0.2; pub_once "$@"; }; }
 refused() { # no CONNACK accepting the login (TLS 1.3 reports a refused certificate late)
   local out id=$3
-  out=$(timeout 10 mosquitto_pub -d -h 127.0.0.1 -p "$2" --cafile "$LAB_CA" --cert "$1.crt" \
+  out=$(timeout -k 5 10 mosquitto_pub -d -h 127.0.0.1 -p "$2" --cafile "$LAB_CA" --cert "$1.crt" \
     --key "$1.key" -i "$id-probe" -V mqttv5 -q 1 -t "devices/$id/probe" -m probe 2>&1) || true
   echo "$out" >> "$work/pub.err"
   ! grep -q "received CONNACK (0)" <<< "$out"
@@ -103,7 +103,7 @@ check "stock mosquitto_pub logs in to cloud 1 with it" pub_as "$work/d1-v1" "$A"
 acl_says() { # acl_says TOPIC: what a publish there with device 1's certificate is answered
   local i out
   for i in 1 2 3 4 5; do
-    out=$(timeout 10 mosquitto_pub -h 127.0.0.1 -p "$A" --cafile "$LAB_CA" --cert "$work/d1-v1.crt" \
+    out=$(timeout -k 5 10 mosquitto_pub -h 127.0.0.1 -p "$A" --cafile "$LAB_CA" --cert "$work/d1-v1.crt" \
       --key "$work/d1-v1.key" -V mqttv5 -q 1 -t "$1" -m x 2>&1) && { echo "${out:-accepted}"; return; }
     sleep 0.2
   done
@@ -113,14 +113,14 @@ check "its own topics are allowed" test "$(acl_says "devices/$id1/x")" = accepte
 check "but not another device's (ACL devices/%u/#)" bash -c "[[ '$(acl_says "devices/$id2/x")' == *'Not authorized'* ]]"
 check "it is refused by cloud 2 (another CA)" refused "$work/d1-v1" "$B" "$id1"
 check "a login without a certificate is refused" bash -c \
-  "! timeout 10 mosquitto_pub -h 127.0.0.1 -p $A --cafile '$LAB_CA' -i $id1 -t devices/$id1/x -m x 2>/dev/null"
+  "! timeout -k 5 10 mosquitto_pub -h 127.0.0.1 -p $A --cafile '$LAB_CA' -i $id1 -t devices/$id1/x -m x 2>/dev/null"
 
 # The agent broker: a device holding a certificate set talks to the agent
 # logged in with it, and an anonymous client cannot take its id.
 check "devices with a certificate set use the agent broker's certificate listener" \
   grep -q "as $id1 (p5, c1, k30, u'$id1')" "$LAB_DIR/agent-broker.log"
 anon() { # anon ID: an anonymous publish on the devices listener under client id ID
-  timeout 10 mosquitto_pub -h 127.0.0.1 -p "$LAB_AGENT_PORT" --cafile "$LAB_CA" -i "$1" -V mqttv5 \
+  timeout -k 5 10 mosquitto_pub -h 127.0.0.1 -p "$LAB_AGENT_PORT" --cafile "$LAB_CA" -i "$1" -V mqttv5 \
     -q 1 -t "otakey/v1/up/$1" -m hijack 2>> "$work/pub.err"
 }
 check "an anonymous client may use a free device id there (control)" anon "$(device_id 99)"
@@ -143,7 +143,7 @@ s=$(until_refused "$work/d1-v1" "$A" "$id1") || true
 echo "retired certificate refused after the rotation's commit in $s s"
 check "the retired certificate is refused by cloud 1 within $prompt s" bash -c "[ '$s' != never ] && (( \$(echo '$s < $prompt' | bc) ))"
 check "the retired certificate is refused by the agent broker too" bash -c \
-  "deadline=\$((SECONDS + 60)); while [ \$SECONDS -lt \$deadline ]; do ! timeout 10 mosquitto_pub -h 127.0.0.1 -p $LAB_AGENT_CERTS_PORT \
+  "deadline=\$((SECONDS + 60)); while [ \$SECONDS -lt \$deadline ]; do ! timeout -k 5 10 mosquitto_pub -h 127.0.0.1 -p $LAB_AGENT_CERTS_PORT \
      --cafile '$LAB_CA' --cert '$work/d1-v1.crt' --key '$work/d1-v1.key' -V mqttv5 -q 1 \
      -t otakey/v1/up/$id1 -m x 2>/dev/null && exit 0; sleep 0.1; done; exit 1"
 dump 1 d1-v2
@@ -180,13 +180,13 @@ echo "revoked device's certificate refused $s s after 'otakey device revoke' sta
 check "a revoked device's certificate is refused within $prompt s" bash -c "(( \$(echo '$s < $prompt' | bc) ))"
 check "the other devices' certificates still log in" bash -c \
   "'$bin/otakey-flashdump' '$work/dev/$id3.flash' --pem '$work/d3' >/dev/null &&
-   timeout 10 mosquitto_pub -h 127.0.0.1 -p $B --cafile '$LAB_CA' --cert '$work/d3.active.crt' \
+   timeout -k 5 10 mosquitto_pub -h 127.0.0.1 -p $B --cafile '$LAB_CA' --cert '$work/d3.active.crt' \
      --key '$work/d3.active.key' -i p3 -V mqttv5 -q 1 -t devices/$id3/p -m p"
 # A session opened before its certificate was revoked ends at the CRL reload
 # (the broker checks the CRL at the handshake only; the plugin ends it).
 pkill -f "otakey-device .*--id $id3" || true
 sleep 0.3
-timeout 30 mosquitto_sub -h 127.0.0.1 -p $B --cafile "$LAB_CA" --cert "$work/d3.active.crt" \
+timeout -k 5 30 mosquitto_sub -h 127.0.0.1 -p $B --cafile "$LAB_CA" --cert "$work/d3.active.crt" \
   --key "$work/d3.active.key" -V mqttv5 -t "devices/$id3/#" -d > "$work/live.out" 2>&1 &
 live=$!
 for i in $(seq 50); do grep -q 'SUBACK' "$work/live.out" && break; sleep 0.1; done
