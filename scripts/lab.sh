@@ -28,6 +28,7 @@
 #        scripts/lab.sh stop DIR
 # The plugin is $OTK_MOSQUITTO_PLUGIN, or else the newest build/*/otakey_mosquitto.so.
 # LAB_REPORT_MS (default 10000): period of the plugin's refusal reports.
+# LAB_MAX_QUEUED: the agent broker's max_queued_messages (mosquitto's default when unset).
 set -euo pipefail
 umask 077
 cmd=${1:-}; dir=${2:-}; clouds=${3:-dynsec}
@@ -156,6 +157,9 @@ start() {
     # Nagle's algorithm rather than the protocols (a block stream slows 100x).
     {
       printf 'user root\npersistence false\nset_tcp_nodelay true\nper_listener_settings true\n'
+      # LAB_MAX_QUEUED: messages the broker queues for a client (the agents)
+      # before it drops (mosquitto's default, 1000, when unset).
+      [ -z "${LAB_MAX_QUEUED:-}" ] || printf 'max_queued_messages %s\n' "$LAB_MAX_QUEUED"
       printf '\n# Devices: anonymous, client id = device id, their own topics only.\n'
       printf 'listener %s 127.0.0.1\n' "$pa"
       tls_lines
