@@ -635,6 +635,28 @@ static void store_outcomes(const char *db)
         step_until_not(st, &w, ce, OTK_CAMP_RUNNING, &cs);
         CHECK(cs.state == OTK_CAMP_DONE && cs.done == 1 && cs.failed == 0);
     }
+    /* F (SQLite): the count of started devices kept with a campaign, lost
+     * (a step cut short), is counted again, and the campaign ends. */
+    if (otk_store_kind(st) == OTK_STORE_SQLITE) {
+        sqlite3 *h = NULL;
+        int64_t cf;
+        snprintf(one, sizeof one, "ids:%.32s", sel + 4);
+        CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, one, 1000, 0, 0, &cf, &total));
+        (void)otk_store_campaign_step(st, &w.agent);
+        CHECK_OK(otk_store_campaign_get(st, cf, &cs));
+        CHECK(cs.started == 1);
+        CHECK(sqlite3_open(db, &h) == SQLITE_OK &&
+              sqlite3_exec(h, "UPDATE campaigns SET n_started = 0", NULL, NULL, NULL) == SQLITE_OK);
+        sqlite3_close(h);
+        CHECK_OK(otk_store_campaign_get(st, cf, &cs));
+        CHECK(cs.started == 0);
+        (void)otk_store_campaign_step(st, &w.agent);
+        CHECK_OK(otk_store_campaign_get(st, cf, &cs));
+        CHECK(cs.started == 1);
+        CHECK_OK(notify_and_settle(&w, st, &d[0]));
+        step_until_not(st, &w, cf, OTK_CAMP_RUNNING, &cs);
+        CHECK(cs.state == OTK_CAMP_DONE && cs.done == 1 && cs.failed == 0);
+    }
     for (i = 0; i < 3; i++)
         wdev_free(&d[i]);
     world_free(&w);

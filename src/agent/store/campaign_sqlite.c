@@ -182,7 +182,7 @@ static otk_status get_status(otk_sqlreg *r, int64_t id, otk_campaign_status *st,
     memset(st, 0, sizeof *st);
     if (sqlite3_prepare_v2(db,
                            "SELECT kind, target_cloud, selector, rate, canary, state, total, created,"
-                           " max_failures, coalesce(pause_reason, 0), failures_base"
+                           " max_failures, coalesce(pause_reason, 0), failures_base, n_started"
                            " FROM campaigns WHERE id = ?1",
                            -1, &s, NULL) != SQLITE_OK)
         return OTK_ERR_STORAGE;
@@ -200,13 +200,12 @@ static otk_status get_status(otk_sqlreg *r, int64_t id, otk_campaign_status *st,
         st->max_failures = (uint32_t)sqlite3_column_int64(s, 8);
         st->pause_reason = st->state == OTK_CAMP_PAUSED ? sqlite3_column_int(s, 9) : 0;
         st->failures_base = (uint64_t)sqlite3_column_int64(s, 10);
+        st->started = (uint64_t)sqlite3_column_int64(s, 11);
         rc = OTK_OK;
     }
     sqlite3_finalize(s);
     if (rc != OTK_OK)
         return rc;
-    st->started = count(db, "SELECT count(*) FROM campaign_devices WHERE campaign = ?1"
-                            " AND started IS NOT NULL", id);
     if (!outcomes)
         return OTK_OK;
     /* Recorded outcomes, plus those decided since the last step settled. */
@@ -370,6 +369,26 @@ size_t otk_campaign_list(otk_sqlreg *r, int64_t *ids, size_t max)
     return n;
 }
 
+/* Adds n to campaign id's count of started devices; n < 0 counts them again. */
+static void add_started(sqlite3 *db, int64_t id, int64_t n)
+{
+    sqlite3_stmt *s = NULL;
+    if (n == 0)
+        return;
+    if (sqlite3_prepare_v2(db,
+                           n > 0 ? "UPDATE campaigns SET n_started = n_started + ?2 WHERE id = ?1"
+                                 : "UPDATE campaigns SET n_started = (SELECT count(*) FROM"
+                                   " campaign_devices WHERE campaign = ?1 AND started IS NOT NULL)"
+                                   " WHERE id = ?1",
+                           -1, &s, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, id);
+        if (n > 0)
+            sqlite3_bind_int64(s, 2, n);
+        (void)sqlite3_step(s);
+    }
+    sqlite3_finalize(s);
+}
+
 /* Starts up to want devices of campaign c; returns how many started. */
 static size_t start_devices(otk_sqlreg *r, otk_agent *a, const otk_campaign_status *c, uint64_t want)
 {
@@ -413,6 +432,9 @@ static size_t start_devices(otk_sqlreg *r, otk_agent *a, const otk_campaign_stat
             started++;
     }
     sqlite3_finalize(u);
+    /* The count kept with the campaign; counted again when it says devices
+     * are left that the table does not have (a step cut short by a crash). */
+    add_started(db, c->id, n == 0 && c->started < c->total ? -1 : (int64_t)started);
     return started;
 }
 
@@ -549,7 +571,12 @@ int otk_campaign_poll(otk_sqlreg *r, otk_agent *a, const uint8_t id[16])
         sqlite3_bind_blob(s, 2, id, 16, SQLITE_STATIC);
         sqlite3_bind_int64(s, 3, otk_wall_ms());
         sqlite3_bind_int(s, 4, rs);
-        started = sqlite3_step(s) == SQLITE_DONE && sqlite3_changes(db) == 1 && rs == OTK_OK;
+        if (sqlite3_step(s) == SQLITE_DONE && sqlite3_changes(db) == 1) {
+            started = rs == OTK_OK;
+            sqlite3_finalize(s);
+            s = NULL;
+            add_started(db, cid, 1);
+        }
     }
     sqlite3_finalize(s);
     return started;

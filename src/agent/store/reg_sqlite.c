@@ -78,6 +78,11 @@ static const char *const migrations[] = {
      * when it is committed, so that one made while a set is pending stays;
      * the requests of sets pending now were answered. */
     "UPDATE devices SET want = 0, want_cloud = 0 WHERE p_version IS NOT NULL AND want IN (1, 2);",
+    /* 10: how many of a campaign's devices are started, kept with it (a
+     * count over its devices at every engine step grew with the fleet). */
+    "ALTER TABLE campaigns ADD COLUMN n_started INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE campaigns SET n_started = (SELECT count(*) FROM campaign_devices"
+    "  WHERE campaign = campaigns.id AND started IS NOT NULL);",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
