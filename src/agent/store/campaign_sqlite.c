@@ -170,7 +170,9 @@ otk_status otk_campaign_get(otk_sqlreg *r, int64_t id, otk_campaign_status *st)
     return get_status(r, id, st, 1);
 }
 
-/* outcomes 0: done and failed are left 0 (they cost a pass over the campaign). */
+/* outcomes 0: done and failed are left 0; 2: only those recorded (right
+ * after settle(): an index count); 1: the recorded ones and those decided
+ * since (a pass over the devices in flight). */
 static otk_status get_status(otk_sqlreg *r, int64_t id, otk_campaign_status *st, int outcomes)
 {
     sqlite3 *db;
@@ -210,31 +212,65 @@ static otk_status get_status(otk_sqlreg *r, int64_t id, otk_campaign_status *st,
         return OTK_OK;
     /* Recorded outcomes, plus those decided since the last step settled. */
     st->done = count(db, "SELECT count(*) FROM campaign_devices WHERE campaign = ?1 AND finished = 1",
-                     id) +
-               count(db, "SELECT count(*) FROM campaign_devices cd JOIN devices d ON d.id = cd.device"
+                     id);
+    st->failed = count(db, "SELECT count(*) FROM campaign_devices WHERE campaign = ?1 AND finished = 2",
+                       id);
+    if (outcomes == 2)
+        return OTK_OK;
+    st->done += count(db, "SELECT count(*) FROM campaign_devices cd JOIN devices d ON d.id = cd.device"
                          " WHERE cd.campaign = ?1 AND cd.started IS NOT NULL AND cd.finished IS NULL"
                          " AND " DONE_COND, id);
-    st->failed = count(db, "SELECT count(*) FROM campaign_devices WHERE campaign = ?1 AND finished = 2",
-                       id) +
-                 count(db, "SELECT count(*) FROM campaign_devices cd JOIN devices d ON d.id = cd.device"
-                           " WHERE cd.campaign = ?1 AND cd.started IS NOT NULL AND cd.finished IS NULL"
-                           " AND NOT coalesce(" DONE_COND ", 0) AND " FAILED_COND, id);
+    st->failed += count(db, "SELECT count(*) FROM campaign_devices cd JOIN devices d ON d.id = cd.device"
+                            " WHERE cd.campaign = ?1 AND cd.started IS NOT NULL AND cd.finished IS NULL"
+                            " AND NOT coalesce(" DONE_COND ", 0) AND " FAILED_COND, id);
     return OTK_OK;
 }
 
-/* Records the outcomes decided since the last call (in-flight devices only). */
+/*
+ * Records the outcomes decided since the last call (in-flight devices only).
+ * Every change that decides one (a commit, an abort, a revocation, a
+ * request dropped) is audited with its device, so a pass looks only at the
+ * devices audited since the campaign's settled_seq, not at every device in
+ * flight (at a million devices, mostly asleep, that was a scan a second).
+ */
 static void settle(sqlite3 *db, int64_t id)
 {
     sqlite3_stmt *s = NULL;
+    int64_t since = -1, top = -1;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT settled_seq, (SELECT coalesce(max(seq), 0) FROM audit)"
+                           " FROM campaigns WHERE id = ?1",
+                           -1, &s, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, id);
+        if (sqlite3_step(s) == SQLITE_ROW) {
+            since = sqlite3_column_int64(s, 0);
+            top = sqlite3_column_int64(s, 1);
+        }
+    }
+    sqlite3_finalize(s);
+    s = NULL;
+    if (top < 0 || top == since)
+        return;
     if (sqlite3_prepare_v2(db,
                            "UPDATE campaign_devices AS cd SET"
                            " finished = CASE WHEN " DONE_COND " THEN 1 ELSE 2 END,"
                            " reason = CASE WHEN " DONE_COND " THEN NULL ELSE " REASON_SQL " END"
                            " FROM devices AS d WHERE d.id = cd.device AND cd.campaign = ?1"
+                           " AND cd.device IN (SELECT device FROM audit WHERE seq > ?2)"
                            " AND cd.started IS NOT NULL AND cd.finished IS NULL"
                            " AND (" DONE_COND " OR " FAILED_COND ")",
-                           -1, &s, NULL) == SQLITE_OK) {
+                           -1, &s, NULL) != SQLITE_OK ||
+        (sqlite3_bind_int64(s, 1, id), sqlite3_bind_int64(s, 2, since), sqlite3_step(s)) !=
+            SQLITE_DONE) {
+        sqlite3_finalize(s);
+        return; /* settled_seq stays: the next pass looks again */
+    }
+    sqlite3_finalize(s);
+    s = NULL;
+    if (sqlite3_prepare_v2(db, "UPDATE campaigns SET settled_seq = ?2 WHERE id = ?1", -1, &s,
+                           NULL) == SQLITE_OK) {
         sqlite3_bind_int64(s, 1, id);
+        sqlite3_bind_int64(s, 2, top);
         (void)sqlite3_step(s);
     }
     sqlite3_finalize(s);
@@ -460,13 +496,12 @@ size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a)
             continue;
         if (c.state == OTK_CAMP_CANARY) {
             settle(otk_sqlreg_handle(r), c.id);
-            if (get_status(r, ids[i], &c, 1) != OTK_OK)
+            if (get_status(r, ids[i], &c, 2) != OTK_OK)
                 continue;
         } else if (c.started < c.total) {
             /* Running, still starting devices: outcomes decide nothing yet
              * (but the error threshold) and are recorded as they come, at
-             * most every OUTCOME_MS (each costs a pass over the devices in
-             * flight). */
+             * most every OUTCOME_MS. */
             int64_t now = otk_wall_ms();
             if (now - settle_at[i % 32] >= OUTCOME_MS || settle_id[i % 32] != c.id) {
                 settle_at[i % 32] = now;
@@ -487,7 +522,7 @@ size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a)
             outcome_at[i % 32] = now;
             outcome_id[i % 32] = c.id;
             settle(otk_sqlreg_handle(r), c.id);
-            if (get_status(r, ids[i], &c, 1) != OTK_OK)
+            if (get_status(r, ids[i], &c, 2) != OTK_OK)
                 continue;
         }
         if (c.done + c.failed >= c.total) {

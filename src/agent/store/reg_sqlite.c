@@ -79,10 +79,15 @@ static const char *const migrations[] = {
      * the requests of sets pending now were answered. */
     "UPDATE devices SET want = 0, want_cloud = 0 WHERE p_version IS NOT NULL AND want IN (1, 2);",
     /* 10: how many of a campaign's devices are started, kept with it (a
-     * count over its devices at every engine step grew with the fleet). */
+     * count over its devices at every engine step grew with the fleet);
+     * the audit row up to which its outcomes are recorded (each pass looks
+     * at the devices audited since, not at every device in flight); its
+     * recorded outcomes counted from an index. */
     "ALTER TABLE campaigns ADD COLUMN n_started INTEGER NOT NULL DEFAULT 0;"
     "UPDATE campaigns SET n_started = (SELECT count(*) FROM campaign_devices"
-    "  WHERE campaign = campaigns.id AND started IS NOT NULL);",
+    "  WHERE campaign = campaigns.id AND started IS NOT NULL);"
+    "ALTER TABLE campaigns ADD COLUMN settled_seq INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX campaign_devices_finished ON campaign_devices(campaign, finished);",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
