@@ -188,7 +188,10 @@ static void decode_campaign_at(const PGresult *r, int col, int64_t id, otk_campa
 /*
  * Fills started, done and failed: the counters plus the devices that
  * finished since the last step. settle (inside a step's transaction) also
- * records those outcomes and moves them into the counters.
+ * records those outcomes and moves them into the counters; it looks only at
+ * the devices audited since the campaign's settled_seq (every change that
+ * decides an outcome is audited with its device; appends commit in their
+ * order, the chain's head being locked until then).
  */
 static otk_status counts(pgconn *c, otk_campaign_status *st, int settle)
 {
@@ -196,15 +199,18 @@ static otk_status counts(pgconn *c, otk_campaign_status *st, int settle)
     PGresult *r;
     pq_int(&q, st->id);
     r = pg_run(c, settle
-                      ? "WITH f AS (SELECT cd.device, " OUTCOME_SQL " AS outcome, " REASON_SQL
-                        " AS reason" INFLIGHT_SQL "),"
+                      ? "WITH t AS (SELECT seq AS top FROM audit_head),"
+                        " f AS (SELECT cd.device, " OUTCOME_SQL " AS outcome, " REASON_SQL
+                        " AS reason" INFLIGHT_SQL " AND cd.device IN (SELECT device FROM audit"
+                        " WHERE seq > (SELECT settled_seq FROM campaigns WHERE id = $1))),"
                         " u AS (UPDATE campaign_devices cd SET finished = f.outcome,"
                         " reason = CASE WHEN f.outcome = 2 THEN f.reason END FROM f"
                         " WHERE cd.campaign = $1 AND cd.device = f.device AND f.outcome IS NOT NULL"
                         " RETURNING f.outcome)"
                         " UPDATE campaigns SET"
                         " n_done = n_done + (SELECT count(*) FROM u WHERE outcome = 1),"
-                        " n_failed = n_failed + (SELECT count(*) FROM u WHERE outcome = 2)"
+                        " n_failed = n_failed + (SELECT count(*) FROM u WHERE outcome = 2),"
+                        " settled_seq = (SELECT top FROM t)"
                         " WHERE id = $1 RETURNING n_started, n_done, n_failed"
                       : "SELECT n_started, n_done + (SELECT count(*)" INFLIGHT_SQL
                         " AND d.c_version > cd.base_version), n_failed + (SELECT count(*)"
@@ -389,7 +395,7 @@ static size_t start_devices(pgstore *s, otk_agent *a, const otk_campaign_status 
     PGresult *r, *u;
     uint8_t out[OTK_MSG_MAX_LEN];
     size_t started = 0, len;
-    int i;
+    int i, unaudited = 0;
     pq_int(&q, c->id);
     pq_int(&q, (int64_t)(want > OTK_CAMPAIGN_STEP_MAX ? OTK_CAMPAIGN_STEP_MAX : want));
     r = pg_run(&s->work,
@@ -406,6 +412,8 @@ static size_t start_devices(pgstore *s, otk_agent *a, const otk_campaign_status 
         otk_status rs = OTK_OK;
         if (!already_started(s, id, pg_int(r, i, 1)))
             rs = otk_agent_request_update(a, id, c->kind, c->target_cloud, out, sizeof out, &len);
+        else
+            unaudited = 1; /* no audit row of this start: its outcome may be decided already */
         (void)pg_release(s);
         memset(&q, 0, sizeof q);
         pq_int(&q, c->id);
@@ -425,6 +433,11 @@ static size_t start_devices(pgstore *s, otk_agent *a, const otk_campaign_status 
         PQclear(u);
     }
     PQclear(r);
+    if (unaudited) { /* the next settle looks at every device in flight once */
+        memset(&q, 0, sizeof q);
+        pq_int(&q, c->id);
+        PQclear(pg_run(&s->work, "UPDATE campaigns SET settled_seq = 0 WHERE id = $1", &q));
+    }
     return started;
 }
 
