@@ -346,8 +346,18 @@ static otk_status os_ecdsa_verify(void *ctx, const uint8_t pub[64], const uint8_
     int der_len;
     otk_status st = OTK_ERR_BAD_SIGNATURE;
     if (s->verify_key == NULL || memcmp(s->verify_pub, pub, 64) != 0) {
-        EVP_PKEY_free(s->verify_key);
-        s->verify_key = import_key(s, NULL, pub);
+        /* A new key: its point checked, then set into the cached key (an
+         * import from parameters costs OpenSSL 3 a curve lookup each time). */
+        EC_POINT *q = read_point(s, pub);
+        uint8_t oct[65];
+        oct[0] = 0x04;
+        memcpy(oct + 1, pub, 64);
+        if (q == NULL || s->verify_key == NULL ||
+            EVP_PKEY_set1_encoded_public_key(s->verify_key, oct, sizeof oct) != 1) {
+            EVP_PKEY_free(s->verify_key);
+            s->verify_key = q != NULL ? import_key(s, NULL, pub) : NULL;
+        }
+        EC_POINT_free(q);
         if (s->verify_key != NULL)
             memcpy(s->verify_pub, pub, 64);
     }
