@@ -24,6 +24,7 @@
  * peak RSS (the sample's device cores included; their share is measured
  * before the claims) and the registry file's size.
  * Usage: bench_scale SIZES [--sample K]     e.g. bench_scale 10000,100000,1000000
+ * (bench/scale.sh builds it in Release and runs it.)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,8 +203,10 @@ static int campaign(world *w, wdev *sample, long k, long n, int kind, figures *f
         if (m == 0)
             break;
     }
-    if (offers != n)
+    if (offers != n) {
         fprintf(stderr, "bench_scale: %ld update offers for %ld devices\n", offers, n);
+        return -1;
+    }
     f->offer_us = agent_cpu / (double)n * 1e6;
     /* The sample wakes up, asks and confirms (the offer itself went to sleepers too). */
     agent_cpu = 0;
