@@ -273,9 +273,10 @@ static otk_status issue(otk_agent *a, otk_agent_device *rec, uint8_t resp_type, 
         next->pending_resp_len = (uint16_t)len;
         if (claim)
             next->proto = proto_of(req->proto);
-        /* The request is answered by this set: a request made while it is
-         * pending (a campaign started meanwhile) is a new one and stays. */
-        if (!claim && next->want != OTK_WANT_CLEANUP) {
+        /* The request is answered by this set (not by one that replaces a
+         * pending set for a new key): a request made while it is pending (a
+         * campaign started meanwhile) is a new one and stays. */
+        if (!claim && !rec->has_pending && next->want != OTK_WANT_CLEANUP) {
             next->want = OTK_WANT_NONE;
             next->want_cloud = 0;
         }

@@ -206,6 +206,7 @@ static otk_status counts(pgconn *c, otk_campaign_status *st, int settle)
                         " u AS (UPDATE campaign_devices cd SET finished = f.outcome,"
                         " reason = CASE WHEN f.outcome = 2 THEN f.reason END FROM f"
                         " WHERE cd.campaign = $1 AND cd.device = f.device AND f.outcome IS NOT NULL"
+                        " AND cd.finished IS NULL"
                         " RETURNING f.outcome)"
                         " UPDATE campaigns SET"
                         " n_done = n_done + (SELECT count(*) FROM u WHERE outcome = 1),"
@@ -326,20 +327,19 @@ otk_status pgc_set_state(void *impl, int64_t id, int state)
          * BAD_STATE: withdrawn). */
         if (counts(&s->db, &cur, 1) != OTK_OK)
             goto fail;
+        /* (want set: not issued yet, an older set may be pending; it
+         * finishes.) Other campaigns that started the same devices look at
+         * all theirs again once: no audit row tells them of the withdrawal. */
         pq_int(&q, id);
-        r = pg_run(&s->db,
-                   "UPDATE devices SET want = 0, want_cloud = 0 WHERE state = 2 AND p_version IS NULL"
-                   " AND id IN (SELECT device FROM campaign_devices WHERE campaign = $1"
-                   " AND started IS NOT NULL AND finished IS NULL)",
-                   &q);
-        if (r == NULL)
-            goto fail;
-        PQclear(r);
         r = pg_run(&s->db,
                    "WITH c AS (UPDATE campaign_devices cd SET finished = 2, reason = -2"
                    " FROM devices d WHERE d.id = cd.device AND cd.campaign = $1"
                    " AND cd.started IS NOT NULL AND cd.finished IS NULL"
-                   " AND d.want = 0 AND d.p_version IS NULL RETURNING 1)"
+                   " AND d.state = 2 AND d.want IN (1, 2) RETURNING cd.device),"
+                   " w AS (UPDATE devices SET want = 0, want_cloud = 0"
+                   " WHERE id IN (SELECT device FROM c) RETURNING 1),"
+                   " o AS (UPDATE campaigns SET settled_seq = 0 WHERE id <> $1 AND state IN (1, 2, 3)"
+                   " RETURNING 1)"
                    " UPDATE campaigns SET n_failed = n_failed + (SELECT count(*) FROM c) WHERE id = $1",
                    &q);
         if (r == NULL)
@@ -379,7 +379,7 @@ static int already_started(pgstore *s, const uint8_t id[16], int64_t base)
     pq_blob(&q, id, 16);
     pq_int(&q, base);
     r = pg_run(&s->db,
-               "SELECT want <> 0 OR coalesce(p_version, 0) > $2 OR coalesce(c_version, 0) > $2"
+               "SELECT want <> 0 OR issued > $2"
                " FROM devices WHERE id = $1",
                &q);
     if (r && PQntuples(r) == 1)

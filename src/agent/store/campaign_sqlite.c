@@ -364,26 +364,28 @@ otk_status otk_campaign_set_state(otk_sqlreg *r, int64_t id, int state)
     }
     if (state == OTK_CAMP_ABORTED)
         settle(db, id); /* what is decided stays decided */
-    if (state == OTK_CAMP_ABORTED &&
-        sqlite3_prepare_v2(db,
-                           "UPDATE devices SET want = 0, want_cloud = 0 WHERE state = 2"
-                           " AND p_version IS NULL AND id IN (SELECT device FROM campaign_devices"
-                           " WHERE campaign = ?1 AND started IS NOT NULL AND finished IS NULL)",
-                           -1, &s, NULL) == SQLITE_OK) {
-        /* Withdraw what is requested but not issued yet; issued sets finish. */
-        sqlite3_bind_int64(s, 1, id);
-        (void)sqlite3_step(s);
-        sqlite3_finalize(s);
-        s = NULL;
-        /* The withdrawn ones failed, for that reason (-2 BAD_STATE). */
-        if (sqlite3_prepare_v2(db,
-                               "UPDATE campaign_devices AS cd SET finished = 2, reason = -2"
-                               " FROM devices AS d WHERE d.id = cd.device AND cd.campaign = ?1"
-                               " AND cd.started IS NOT NULL AND cd.finished IS NULL"
-                               " AND d.want = 0 AND d.p_version IS NULL",
-                               -1, &s, NULL) == SQLITE_OK) {
-            sqlite3_bind_int64(s, 1, id);
-            (void)sqlite3_step(s);
+    if (state == OTK_CAMP_ABORTED) {
+        /* Withdraw what is requested but not issued yet (want set: an older
+         * set may be pending, it finishes); issued sets finish. The withdrawn
+         * fail, for that reason (-2 BAD_STATE). Other campaigns that started
+         * the same devices look at all theirs again once (no audit row tells
+         * them of the withdrawal). */
+        static const char *const sql[3] = {
+            "UPDATE campaign_devices AS cd SET finished = 2, reason = -2"
+            " FROM devices AS d WHERE d.id = cd.device AND cd.campaign = ?1"
+            " AND cd.started IS NOT NULL AND cd.finished IS NULL AND d.state = 2 AND d.want IN (1, 2)",
+            "UPDATE devices SET want = 0, want_cloud = 0 WHERE state = 2 AND want IN (1, 2)"
+            " AND id IN (SELECT device FROM campaign_devices WHERE campaign = ?1"
+            " AND finished = 2 AND reason = -2)",
+            "UPDATE campaigns SET settled_seq = 0 WHERE id != ?1 AND state IN (1, 2, 3)"};
+        int k;
+        for (k = 0; k < 3; k++) {
+            if (sqlite3_prepare_v2(db, sql[k], -1, &s, NULL) == SQLITE_OK) {
+                sqlite3_bind_int64(s, 1, id);
+                (void)sqlite3_step(s);
+            }
+            sqlite3_finalize(s);
+            s = NULL;
         }
     }
     sqlite3_finalize(s);
