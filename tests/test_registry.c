@@ -635,6 +635,36 @@ static void store_outcomes(const char *db)
         step_until_not(st, &w, ce, OTK_CAMP_RUNNING, &cs);
         CHECK(cs.state == OTK_CAMP_DONE && cs.done == 1 && cs.failed == 0);
     }
+    /* G: a campaign aborted while the request it made waits behind an older
+     * pending set: the request is withdrawn (the device failed, withdrawn),
+     * the older set still commits, and nothing follows it. */
+    {
+        otk_agent_device rec;
+        int64_t cg;
+        CHECK_OK(world_request(&w, &d[1], OTK_WANT_ROTATE, 0));
+        CHECK_OK(otk_store_release(st));
+        CHECK(otk_device_state(&d[1].dev) == OTK_DEV_PROVE);
+        snprintf(one, sizeof one, "ids:%.32s", sel + 4 + 33);
+        CHECK_OK(otk_store_campaign_create(st, OTK_WANT_SWITCH, WORLD_CLOUD_A, one, 1000, 0, 0, &cg,
+                                           &total));
+        nap_ms(10);
+        (void)otk_store_campaign_step(st, &w.agent);
+        CHECK_OK(world_record(&w, &d[1], &rec));
+        CHECK(rec.has_pending && rec.want == OTK_WANT_SWITCH);
+        CHECK_OK(otk_store_release(st));
+        CHECK_OK(otk_store_campaign_set_state(st, cg, OTK_CAMP_ABORTED));
+        CHECK_OK(otk_store_campaign_get(st, cg, &cs));
+        CHECK(cs.state == OTK_CAMP_ABORTED && cs.failed == 1 && cs.done == 0);
+        memset(&f, 0, sizeof f);
+        CHECK_OK(otk_store_campaign_failures(st, cg, add_failure, &f));
+        CHECK(f.n == 1 && f.reason[0] == OTK_ERR_BAD_STATE);
+        CHECK_OK(world_record(&w, &d[1], &rec));
+        CHECK(rec.has_pending && rec.want == OTK_WANT_NONE);
+        CHECK_OK(otk_store_release(st));
+        CHECK_OK(world_settle(&w, &d[1], STEPS)); /* the older set commits */
+        CHECK_OK(otk_store_release(st));
+        CHECK(otk_store_due_notifications(st, due, 8, 0) == 0); /* nothing follows */
+    }
     /* F (SQLite): the count of started devices kept with a campaign, lost
      * (a step cut short), is counted again, and the campaign ends. */
     if (otk_store_kind(st) == OTK_STORE_SQLITE) {
