@@ -275,6 +275,78 @@ static void test_restarts(void)
     world_free(&w);
 }
 
+/* One poll of a ready device: its UPDATE_REQ (decoded into m) and the agent's answer type. */
+static uint8_t poll_once(world *w, wdev *d, otk_msg *m, size_t *req_len)
+{
+    uint8_t req[OTK_MSG_MAX_LEN], resp[OTK_MSG_MAX_LEN], back[OTK_MSG_MAX_LEN];
+    size_t rn = 0, pn = 0, bn = 0;
+    CHECK_OK(otk_device_poll(&d->dev));
+    CHECK_OK(otk_device_next(&d->dev, req, sizeof req, &rn));
+    CHECK(rn > 0 && req[1] == OTK_MSG_UPDATE_REQ);
+    CHECK_OK(otk_msg_decode(req, rn, m));
+    *req_len = rn;
+    CHECK_OK(otk_agent_handle(&w->agent, req, rn, resp, sizeof resp, &pn));
+    CHECK(pn > 1);
+    CHECK_OK(otk_device_receive(&d->dev, resp, pn, back, sizeof back, &bn));
+    return resp[1];
+}
+
+/*
+ * A device on a certificate set polls with a key (§11.2): a certificate
+ * set waiting at the agent comes in the poll's answer, without a NOTIFY
+ * first; the key is made once per update (kept by polls answered
+ * "nothing") and is the key of the certificate issued.
+ */
+static void test_keyed_poll(void)
+{
+    world w;
+    wdev d;
+    otk_msg m;
+    uint8_t first[OTK_PUB_LEN], der[OTK_CERT_MAX], notify[OTK_MSG_MAX_LEN];
+    size_t rn = 0, len = 0, nn = 0;
+    unlink(path);
+    CHECK(world_init_sqlite(&w, 25, path) == 0);
+    make_b_cert(&w);
+    v2_device(&w, &d, 7);
+    CHECK_OK(world_settle(&w, &d, STEPS));
+    /* On a password set a poll carries no key. */
+    CHECK(poll_once(&w, &d, &m, &rn) == OTK_MSG_STATUS);
+    CHECK(rn == OTK_UPDATE_REQ2_LEN && !m.has_key);
+    CHECK_OK(world_request(&w, &d, OTK_WANT_SWITCH, WORLD_CLOUD_B));
+    CHECK_OK(world_settle(&w, &d, STEPS));
+    CHECK(otk_device_kind(&d.dev, OTK_SET_ACTIVE) == OTK_KIND_CERT);
+    /* On a certificate set: keyed, and the same key while nothing is issued. */
+    CHECK(poll_once(&w, &d, &m, &rn) == OTK_MSG_STATUS);
+    CHECK(rn == OTK_UPDATE_REQ2_KEY_LEN && m.has_key);
+    memcpy(first, m.dpub, sizeof first);
+    CHECK(poll_once(&w, &d, &m, &rn) == OTK_MSG_STATUS);
+    CHECK(m.has_key && memcmp(m.dpub, first, sizeof first) == 0);
+    CHECK(otk_device_state(&d.dev) == OTK_DEV_READY);
+    /* A rotation wanted (its NOTIFY lost): the poll's answer is the set itself. */
+    CHECK_OK(otk_agent_request_update(&w.agent, d.cfg.device_id, OTK_WANT_ROTATE, 0, notify,
+                                      sizeof notify, &nn));
+    CHECK(poll_once(&w, &d, &m, &rn) == OTK_MSG_UPDATE_RESP);
+    CHECK(memcmp(m.dpub, first, sizeof first) == 0);
+    CHECK(otk_device_state(&d.dev) == OTK_DEV_PROVE);
+    CHECK_OK(world_settle(&w, &d, STEPS));
+    CHECK(otk_device_version(&d.dev, OTK_SET_ACTIVE) == 3);
+    CHECK(world_cert_login(&w, &d, OTK_SET_ACTIVE) == OTK_PROOF_OK);
+    /* The certificate is for the key the polls offered. */
+    CHECK_OK(otk_device_cert(&d.dev, OTK_SET_ACTIVE, der, sizeof der, &len));
+    {
+        size_t i;
+        int found = 0;
+        for (i = 0; i + OTK_PUB_LEN <= len && !found; i++)
+            found = memcmp(der + i, first, OTK_PUB_LEN) == 0;
+        CHECK(found);
+    }
+    /* That key is spent: the next poll offers a new one. */
+    CHECK(poll_once(&w, &d, &m, &rn) == OTK_MSG_STATUS);
+    CHECK(m.has_key && memcmp(m.dpub, first, sizeof first) != 0);
+    wdev_free(&d);
+    world_free(&w);
+}
+
 int main(void)
 {
     snprintf(path, sizeof path, "/tmp/otk-test-v2-%d.db", (int)getpid());
@@ -283,6 +355,7 @@ int main(void)
     test_refusals();
     test_cert_claim();
     test_restarts();
+    test_keyed_poll();
     unlink(path);
     return CHECK_DONE();
 }

@@ -84,16 +84,19 @@ typedef struct otk_device {
     uint32_t backoff_ms;
     uint32_t retries;
     otk_device_config cfg;
-    uint8_t want_key;         /* version 2: the next UPDATE_REQ carries a new key */
+    uint8_t want_key;         /* version 2: the next UPDATE_REQ carries a key */
+    /* version 2: a certificate key made for the next slot and not staged
+     * yet, kept across requests (a device that polls with a key makes one
+     * per update, not one per poll) */
+    uint8_t slot_key;         /* dev_priv / dev_pub hold it */
+    uint8_t dev_priv[OTK_PRIV_LEN];
+    uint8_t dev_pub[OTK_PUB_LEN];
     /* The request in flight, from here to the end (wiped as one). */
     uint8_t eph_priv[OTK_PRIV_LEN];
     uint8_t eph_pub[OTK_PUB_LEN];
     uint8_t nonce[OTK_NONCE_LEN];
     uint8_t th[OTK_HASH_LEN]; /* transcript hash of the request in flight */
-    /* version 2: the certificate key of the request in flight (keyed requests) */
     uint8_t keyed;            /* the request in flight carries dev_pub */
-    uint8_t dev_priv[OTK_PRIV_LEN];
-    uint8_t dev_pub[OTK_PUB_LEN];
 } otk_device;
 
 /*
@@ -116,7 +119,12 @@ otk_dev_state otk_device_state(const otk_device *d);
 OTK_CHECK_RETURN otk_status otk_device_next(otk_device *d, uint8_t *out, size_t out_size,
                                             size_t *out_len);
 
-/* Asks for an update check: in READY, the next otk_device_next sends an UPDATE_REQ. */
+/*
+ * Asks for an update check: in READY, the next otk_device_next sends an
+ * UPDATE_REQ. A version 2 device on a certificate set sends it with a key
+ * for its next set (docs/protocol.md §11.2), so that a certificate set
+ * waiting at the agent comes in the answer to the poll.
+ */
 OTK_CHECK_RETURN otk_status otk_device_poll(otk_device *d);
 
 /*

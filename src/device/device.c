@@ -42,8 +42,17 @@ static void drop_key(const otk_device *d, uint8_t purpose)
     cry(d)->key_destroy(cry(d)->ctx, purpose);
 }
 
-static OTK_NOINLINE void drop_slot_key(const otk_device *d)
+/* The kept key of the next slot (if any) is no longer one to offer. */
+static void forget_slot_key(otk_device *d)
 {
+    d->slot_key = 0;
+    otk_wipe(d->dev_priv, sizeof d->dev_priv);
+    otk_wipe(d->dev_pub, sizeof d->dev_pub);
+}
+
+static OTK_NOINLINE void drop_slot_key(otk_device *d)
+{
+    forget_slot_key(d);
     drop_key(d, (uint8_t)(OTK_KEY_SLOT0 + otk_ks_next_slot(&d->ks)));
 }
 
@@ -144,10 +153,16 @@ static otk_status new_request(otk_device *d, int claim)
     if (st == OTK_OK)
         st = c->ec_keygen(c->ctx, OTK_KEY_EPHEMERAL, d->eph_priv, d->eph_pub);
     if (st == OTK_OK && proto(d) == OTK_PROTO_V2 && (claim || d->want_key)) {
-        /* For the slot its set will be staged in (the active one stays). */
-        st = c->ec_keygen(c->ctx, (uint8_t)(OTK_KEY_SLOT0 + otk_ks_next_slot(&d->ks)), d->dev_priv,
-                          d->dev_pub);
-        d->keyed = st == OTK_OK;
+        /* For the slot its set will be staged in (the active one stays); a
+         * key made for an earlier request that staged nothing is offered
+         * again (it never left the device, and no set holds it). */
+        if (!d->slot_key || claim) {
+            forget_slot_key(d);
+            st = c->ec_keygen(c->ctx, (uint8_t)(OTK_KEY_SLOT0 + otk_ks_next_slot(&d->ks)),
+                              d->dev_priv, d->dev_pub);
+            d->slot_key = st == OTK_OK;
+        }
+        d->keyed = d->slot_key;
     }
     if (st != OTK_OK)
         forget_request(d);
@@ -283,8 +298,14 @@ otk_status otk_device_poll(otk_device *d)
         return d->sticky;
     if (d->state != OTK_DEV_READY && d->state != OTK_DEV_UPDATING)
         return OTK_ERR_BAD_STATE;
-    if (d->state == OTK_DEV_READY)
+    if (d->state == OTK_DEV_READY) {
         d->poll_wanted = 1;
+        /* On a certificate set the next set is most likely one too: the
+         * poll carries its key, or the agent would answer it with a NOTIFY
+         * asking for one (a round trip more per update). */
+        if (proto(d) == OTK_PROTO_V2 && otk_device_kind(d, OTK_SET_ACTIVE) == OTK_KIND_CERT)
+            d->want_key = 1;
+    }
     return OTK_OK;
 }
 
@@ -351,6 +372,7 @@ static OTK_NOINLINE otk_status on_response(otk_device *d, const otk_msg *m, cons
         }
         if (st == OTK_OK) {
             forget_request(d);
+            forget_slot_key(d); /* the staged set holds it now */
             d->want_key = 0;
             expect(d, OTK_DEV_PROVE, 0);
         } else if (st != OTK_ERR_BAD_VALUE) {

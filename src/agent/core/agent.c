@@ -411,7 +411,8 @@ static otk_status on_update_req(otk_agent *a, const otk_msg *m, const uint8_t *i
         return OTK_ERR_ROLLBACK;
     if (m->version > rec->committed.version)
         return OTK_ERR_STALE;
-    OTK_TRY(check_pop(a, m, in, len));
+    /* A key's proof of possession is checked where a certificate is at
+     * stake: a poll with a key answered "nothing" costs no verification. */
     rec->proto = proto; /* stored with the next write */
     OTK_TRY(otk_transcript(a->crypto, in, len, th));
     if (rec->has_pending && !rec->pending_claim) {
@@ -426,6 +427,7 @@ static otk_status on_update_req(otk_agent *a, const otk_msg *m, const uint8_t *i
             return mac_reply_kind(a, proto, OTK_MSG_NOTIFY, rec->id, rec->committed.version,
                                   OTK_OK, OTK_KIND_CERT, rec->committed.ak, NULL, 0, out,
                                   out_size, out_len);
+        OTK_TRY(check_pop(a, m, in, len));
         if (memcmp(m->dpub, rec->pending_dpub, OTK_PUB_LEN) == 0)
             return resend_pending(a, m, rec, th, out, out_size, out_len);
         if (cloud_remove(a, &rec->pending.cloud) != OTK_OK)
@@ -444,8 +446,10 @@ static otk_status on_update_req(otk_agent *a, const otk_msg *m, const uint8_t *i
                 return mac_reply_kind(a, proto, OTK_MSG_NOTIFY, rec->id, rec->committed.version,
                                       OTK_OK, OTK_KIND_CERT, rec->committed.ak, NULL, 0, out,
                                       out_size, out_len);
-            if (proto == OTK_PROTO_V2)
+            if (proto == OTK_PROTO_V2) {
+                OTK_TRY(check_pop(a, m, in, len));
                 return issue(a, rec, OTK_MSG_UPDATE_RESP, cloud, m, th, out, out_size, out_len);
+            }
             why = OTK_ERR_UNKNOWN_VERSION; /* a version 1 device on a certificate cloud */
         }
         /* A request this agent cannot serve (its configuration changed, or
