@@ -58,7 +58,8 @@ OTK_CHECK_RETURN otk_status otk_sqlreg_audit_verify(otk_sqlreg *r, uint64_t *row
 
 /*
  * Up to max devices with a requested update not offered yet, or an issued
- * update not confirmed yet, not notified in the last resend_ms: their ids
+ * update not confirmed yet, not notified in the last resend_ms (issuing a
+ * set counts as offering it: its device has just been answered): their ids
  * go to ids and they are marked as notified now. The daemon sends each a
  * NOTIFY (otk_agent_notify); formal/atomic.pml shows why the resend of an
  * issued update matters (a device may have missed its response).

@@ -115,7 +115,8 @@ static const char *const queries[Q_COUNT] = {
     " stale_user = excluded.stale_user, updated = excluded.updated,"
     " proto = excluded.proto, c_kind = excluded.c_kind, p_kind = excluded.p_kind,"
     " p_dpub = excluded.p_dpub, p_serial = excluded.p_serial,"
-    " notified_at = CASE WHEN excluded.want = want THEN notified_at END",
+    " notified_at = CASE WHEN excluded.p_version IS NOT NULL AND p_version IS NULL"
+    "   THEN excluded.updated WHEN excluded.want = want THEN notified_at END",
     "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
     "INSERT INTO audit(seq, ts, kind, msg_type, device, version, code, hash, actor)"
     " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",

@@ -564,7 +564,8 @@ static otk_status write_device(pgstore *s, const otk_agent_device *d)
                    " stale_cloud = excluded.stale_cloud, stale_user = excluded.stale_user,"
                    " updated = excluded.updated, proto = excluded.proto, c_kind = excluded.c_kind,"
                    " p_kind = excluded.p_kind, p_dpub = excluded.p_dpub, p_serial = excluded.p_serial,"
-                   " notified_at = CASE WHEN excluded.want = o.want THEN o.notified_at END",
+                   " notified_at = CASE WHEN excluded.p_version IS NOT NULL AND o.p_version IS NULL"
+                   "   THEN excluded.updated WHEN excluded.want = o.want THEN o.notified_at END",
                    &q);
         st = r ? OTK_OK : OTK_ERR_STORAGE;
         PQclear(r);
