@@ -104,6 +104,7 @@ typedef struct daemon_ctx {
     unsigned long handled, refused;
     unsigned long flushes;  /* cloud flushes and group commits: how batched the work was */
     double flush_ms;        /* time spent waiting for the clouds to take their changes */
+    uint64_t crl_due_ms;    /* revocations wait for this time to be written (crl_next) */
     otk_rl *rl; /* admission control in front of the core */
     int conn_rc; /* the last CONNACK's reason, -1 before the first */
     const char *config_path;
@@ -139,6 +140,20 @@ static uint64_t mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/*
+ * When the next CRL may be written, for one that took t0..t1 to write: a
+ * second later, or later still for a CRL so long that writing it (and the
+ * brokers' reload of it) would take more than 1/CRL_SHARE_INV of the time
+ * (at 100,000 entries, about every 4 s); at most CRL_GAP_MAX_MS later.
+ */
+#define CRL_SHARE_INV 20u
+#define CRL_GAP_MAX_MS 30000u
+static uint64_t crl_next(uint64_t t0, uint64_t t1)
+{
+    uint64_t gap = (t1 - t0) * CRL_SHARE_INV;
+    return t0 + (gap < 1000 ? 1000 : gap > CRL_GAP_MAX_MS ? CRL_GAP_MAX_MS : gap);
 }
 
 static void on_signal(int sig)
@@ -958,10 +973,13 @@ int main(int argc, char **argv)
                 push_notifications(&d);
                 if (++ticks % 5 == 0) /* four times a second */
                     finish_revocations(&d);
-                if (ticks % TICKS_PER_S == 0 && otk_clouds_revocations(d.clouds) &&
-                    otk_clouds_flush_crls(d.clouds) != OTK_OK) /* once a second */
-                    logf_(1, "certificate clouds: %zu revocations not yet in a CRL (retrying)",
-                          otk_clouds_revocations(d.clouds));
+                if (otk_clouds_revocations(d.clouds) && mono_ms() >= d.crl_due_ms) {
+                    uint64_t began = mono_ms();
+                    if (otk_clouds_flush_crls(d.clouds) != OTK_OK)
+                        logf_(1, "certificate clouds: %zu revocations not yet in a CRL (retrying)",
+                              otk_clouds_revocations(d.clouds));
+                    d.crl_due_ms = crl_next(began, mono_ms());
+                }
                 if (ticks % (TICKS_PER_S * 86400UL) == 0 &&
                     otk_clouds_refresh_crls(d.clouds) != OTK_OK) /* once a day */
                     logf_(1, "certificate clouds: a CRL could not be signed again");
