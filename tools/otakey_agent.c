@@ -146,9 +146,11 @@ static uint64_t mono_ms(void)
  * When the next CRL may be written, for one that took t0..t1 to write: a
  * second later, or later still for a CRL so long that writing it (and the
  * brokers' reload of it) would take more than 1/CRL_SHARE_INV of the time
- * (at 100,000 entries, about every 4 s); at most CRL_GAP_MAX_MS later.
+ * (at 100,000 entries, about every 20 s); at most CRL_GAP_MAX_MS later.
+ * This paces the certificates that commits retire; a device's revocation
+ * is written at once (finish_revocations).
  */
-#define CRL_SHARE_INV 20u
+#define CRL_SHARE_INV 100u
 #define CRL_GAP_MAX_MS 30000u
 static uint64_t crl_next(uint64_t t0, uint64_t t1)
 {
@@ -669,6 +671,8 @@ static void finish_revocations(daemon_ctx *d)
         if (otk_store_release(d->reg) != OTK_OK)
             logf_(1, "database: a transaction did not commit");
         otk_hex_encode(ids[i], 16, hex);
+        /* An operator's revocation goes into the CRL at the next tick, unpaced. */
+        d->crl_due_ms = 0;
         if (st == OTK_OK)
             logf_(2, "revoked device %s: its cloud credentials are deleted", hex);
         else
