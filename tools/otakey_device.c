@@ -425,6 +425,10 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    /* A broker that closes a TLS connection while the device writes to it
+     * (a reload, a kick) is a dropped link, reconnected: not a silent end
+     * of the process. */
+    signal(SIGPIPE, SIG_IGN);
     snprintf(d.broker_host, sizeof d.broker_host, "%s", host);
     d.broker_port = port;
     if (agent_link(&d) != 0)
