@@ -671,14 +671,15 @@ static void finish_revocations(daemon_ctx *d)
         if (otk_store_release(d->reg) != OTK_OK)
             logf_(1, "database: a transaction did not commit");
         otk_hex_encode(ids[i], 16, hex);
-        /* An operator's revocation goes into the CRL at the next tick, unpaced. */
-        d->crl_due_ms = 0;
         if (st == OTK_OK)
             logf_(2, "revoked device %s: its cloud credentials are deleted", hex);
         else
             logf_(1, "revoked device %s: cloud credentials not deleted yet (%s); retrying",
                   hex, otk_strerror(st));
     }
+    /* An operator's revocation goes into the CRL at the next tick, unpaced. */
+    if (n)
+        d->crl_due_ms = 0;
 }
 
 /* The rate limiter's aggregate: one audit row and one log line per period with drops. */
@@ -929,6 +930,7 @@ int main(int argc, char **argv)
     if (rc == 0) {
         logf_(2, "running (database %s, %zu clouds)", d.cfg.database, d.cfg.n_clouds);
         struct timespec last = {0, 0}, last_flush = {0, 0}, now;
+        uint64_t now_ms;
         unsigned long ticks = 0;
         while (!stopping) {
             int lrc = broker_loop(d.mosq, 100);
@@ -977,17 +979,17 @@ int main(int argc, char **argv)
                 push_notifications(&d);
                 if (++ticks % 5 == 0) /* four times a second */
                     finish_revocations(&d);
-                if (otk_clouds_revocations(d.clouds) && mono_ms() >= d.crl_due_ms) {
-                    uint64_t began = mono_ms();
+                now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+                if (otk_clouds_revocations(d.clouds) && now_ms >= d.crl_due_ms) {
                     if (otk_clouds_flush_crls(d.clouds) != OTK_OK)
                         logf_(1, "certificate clouds: %zu revocations not yet in a CRL (retrying)",
                               otk_clouds_revocations(d.clouds));
-                    d.crl_due_ms = crl_next(began, mono_ms());
+                    d.crl_due_ms = crl_next(now_ms, mono_ms());
                 }
                 if (ticks % (TICKS_PER_S * 86400UL) == 0 &&
                     otk_clouds_refresh_crls(d.clouds) != OTK_OK) /* once a day */
                     logf_(1, "certificate clouds: a CRL could not be signed again");
-                report_drops(&d, (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u);
+                report_drops(&d, now_ms);
             }
             if (lrc != MOSQ_ERR_SUCCESS && !stopping) {
                 logf_(1, "broker connection lost (%s); reconnecting", mosquitto_strerror(lrc));
