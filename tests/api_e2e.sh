@@ -43,6 +43,8 @@ printf '\n[cloud.3]\nhost = 127.0.0.1\nport = %s\nadmin_host = 127.0.0.1\nadmin_
   "$LAB_CLOUD_A_PORT" "$LAB_CLOUD_B_PORT" "$LAB_CA" "$LAB_CLOUD_ADMIN" "$LAB_CLOUD_PASSWORD" >> "$work/agent.ini"
 fleet_api
 sed -i '/^\[agent\]/a log_format = json' "$work/agent.ini"
+# Offers are repeated after 1 s (the sleeper below is offered nothing more).
+sed -i '/^\[agent\]/a notify_resend_ms = 1000' "$work/agent.ini"
 urls=("$API_URL")
 # Bad [api] settings stop the agent at once (exit 2), saying why.
 cp "$LAB_DIR/server.key" "$work/open.key"; chmod 644 "$work/open.key"
@@ -296,6 +298,32 @@ c5=$(jget "$out" 'd["id"]')
 check "a switch to the reloaded cloud 4 finishes ($active devices)" \
   until_json 40 "/v1/campaigns/$c5" 'd["state"]=="done" and d["done"]=='"$active"' and d["failed"]==0'
 check "... and they are on cloud 4" until_json 5 "/v1/devices?cloud=4&state=active" 'len(d["devices"])=='"$active"
+
+# A device that sleeps: the broker has no subscriber for its update offer
+# (PUBACK "no matching subscribers"), so the agent offers it nothing more
+# for notify_asleep_ms (10 min) though offers are repeated every second here;
+# its poll when it wakes gets the update.
+metric() { local n=0 u; for u in "${urls[@]}"; do
+  n=$((n + $(curl -sS --cacert "$API_CA" -H "Authorization: Bearer $API_READ_TOKEN" "$u/metrics" |
+    sed -n "s/^$1 //p"))); done; echo "$n"; }
+sleeper=$(jget "$(api GET '/v1/devices?state=active')" 'd["devices"][0]["id"]')
+for p in $(pgrep -f "otakey-device .*--id $sleeper"); do
+  kill "$p"; while kill -0 "$p" 2> /dev/null; do sleep 0.1; done
+done
+asleep0=$(metric otakey_notifies_asleep_total)
+out=$(api POST /v1/campaigns '{"kind":"rotate","selector":"ids:'"$sleeper"'","rate":100}')
+c6=$(jget "$out" 'd["id"]')
+for _ in $(seq 50); do [ "$(metric otakey_notifies_asleep_total)" -gt "$asleep0" ] && break; sleep 0.2; done
+asleep1=$(metric otakey_notifies_asleep_total)
+check "an offer to a sleeping device finds no subscriber: counted asleep ($asleep0, then $asleep1)" \
+  test "$asleep1" -gt "$asleep0"
+sleep 3.5
+asleep2=$(metric otakey_notifies_asleep_total)
+check "... and offered nothing more in 3.5 s (resend 1 s): $asleep0, $asleep1, $asleep2 asleep" \
+  test "$asleep2" = "$asleep1" -a "$asleep1" = "$((asleep0 + 1))"
+start_device "$sleeper"
+check "... its poll when it wakes gets the update: the campaign finishes" \
+  until_json 30 "/v1/campaigns/$c6" 'd["state"]=="done" and d["done"]==1'
 
 # (with two agents, the commits are shared between their logs)
 check "log_format = json: every line of the agents' logs is a JSON object, one per commit at info" \

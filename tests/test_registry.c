@@ -342,8 +342,25 @@ static void store_suite(const char *db)
     CHECK(cs.started == SUITE_DEVS && cs.done == 0 && cs.state == OTK_CAMP_RUNNING);
     CHECK(otk_store_due_notifications(st, due, 16, 60000) == SUITE_DEVS);
     CHECK(otk_store_due_notifications(st, due, 16, 60000) == 0); /* marked: not again yet */
-    for (i = 0; i < SUITE_DEVS; i++)
-        CHECK_OK(notify_and_settle(&w, st, &d[i]));
+    {
+        /* Offers the broker had no subscriber for (the devices sleep): the
+         * next is due after the hold, not after the resend period. */
+        uint8_t held[2][16];
+        size_t k;
+        memcpy(held[0], d[0].cfg.device_id, 16);
+        memcpy(held[1], d[1].cfg.device_id, 16);
+        CHECK(otk_store_hold_offers(st, (const uint8_t(*)[16])held, 2, 50, 60000) == 2);
+        CHECK(otk_store_hold_offers(st, (const uint8_t(*)[16])held, 2, 50, 60000) == 0);
+        nap_ms(80);
+        n = otk_store_due_notifications(st, due, 16, 50);
+        CHECK(n == SUITE_DEVS - 2);
+        for (k = 0; k < n; k++)
+            CHECK(memcmp(due[k], held[0], 16) != 0 && memcmp(due[k], held[1], 16) != 0);
+        for (i = 0; i < SUITE_DEVS; i++)
+            CHECK_OK(notify_and_settle(&w, st, &d[i]));
+        /* Updated and committed: no offer pending, nothing to hold. */
+        CHECK(otk_store_hold_offers(st, (const uint8_t(*)[16])held, 2, 50, 60000) == 0);
+    }
     CHECK(otk_store_campaign_step(st, &w.agent) == 0);
     CHECK_OK(otk_store_campaign_get(st, cid, &cs));
     CHECK(cs.done == SUITE_DEVS && cs.failed == 0 && cs.state == OTK_CAMP_DONE);

@@ -126,6 +126,8 @@ static int on_agent(parse_ctx *p, const char *s, const char *k, const char *v)
         return number(p, s, k, v, 1, 100000, &x) && (c->notify_rate = (unsigned)x, 1);
     if (!strcmp(k, "notify_resend_ms"))
         return number(p, s, k, v, 100, 86400000, &x) && (c->notify_resend_ms = (unsigned)x, 1);
+    if (!strcmp(k, "notify_asleep_ms"))
+        return number(p, s, k, v, 100, 86400000, &x) && (c->notify_asleep_ms = (unsigned)x, 1);
     if (!strncmp(k, "ratelimit_", 10))
         return on_ratelimit(p, s, k, v);
     if (!strcmp(k, "log_format")) {
@@ -276,6 +278,7 @@ int otk_agentd_config_load(const char *path, otk_agentd_config *cfg, char *err, 
     cfg->log_level = 2;
     cfg->notify_rate = 200;
     cfg->notify_resend_ms = 30000;
+    cfg->notify_asleep_ms = 600000;
     cfg->api_tls = 1;
     otk_rl_defaults(&cfg->ratelimit);
     p.cfg = cfg;

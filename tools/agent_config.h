@@ -37,6 +37,7 @@ typedef struct otk_agentd_config {
     int log_json;  /* log_format = json: one JSON object per line */
     unsigned notify_rate;      /* NOTIFY messages per second at most */
     unsigned notify_resend_ms; /* offer a requested update again after this */
+    unsigned notify_asleep_ms; /* ... or after this, when its broker found the device asleep */
     otk_rl_config ratelimit;   /* ratelimit_* keys (include/otakey/ratelimit.h) */
     otk_cloud_endpoint clouds[OTK_AGENT_MAX_CLOUDS]; /* what devices are told */
     otk_dynsec_cloud admin[OTK_AGENT_MAX_CLOUDS];    /* how the agent administers them */

@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <mosquitto.h>
+#include <mqtt_protocol.h>
 #include <openssl/err.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -36,6 +37,9 @@
  * at most TICK_MAX offers a tick (so notify_rate up to 5,120 a second). */
 #define TICKS_PER_S 20
 #define TICK_MAX 256
+/* Update offers whose PUBACK is awaited, by message id (libmosquitto counts
+ * them up one by one, so this holds the last OFFER_TRACK published). */
+#define OFFER_TRACK 8192
 /* Group commit: a batch of messages is read for at most BATCH_MS (and at
  * most BATCH_MAX of them) before its commit, cloud flush and replies. */
 #define BATCH_MS 25
@@ -112,6 +116,13 @@ typedef struct daemon_ctx {
     otk_agentd_config *next_cfg; /* SIGHUP's new cloud list, taken between batches */
     otk_api_metrics metrics; /* what /metrics reports */
     uint8_t answered[4096][OTK_DEVICE_ID_LEN + 5]; /* recent key sets answered (seen_before) */
+    struct {
+        uint16_t mid;
+        uint8_t used;
+        uint8_t id[16];
+    } offers[OFFER_TRACK];               /* NOTIFYs awaiting their PUBACK, by message id */
+    uint8_t asleep[TICK_MAX][16];        /* offers the broker had no subscriber for */
+    size_t n_asleep;
 } daemon_ctx;
 
 /*
@@ -129,10 +140,11 @@ static int broker_loop(struct mosquitto *m, int timeout_ms)
     return mosquitto_loop(m, timeout_ms, 1);
 }
 
-static int broker_publish(struct mosquitto *m, const char *topic, size_t len, const void *msg)
+static int broker_publish(struct mosquitto *m, int *mid, const char *topic, size_t len,
+                          const void *msg)
 {
     ERR_clear_error();
-    return mosquitto_publish_v5(m, NULL, topic, (int)len, msg, 1, false, NULL);
+    return mosquitto_publish_v5(m, mid, topic, (int)len, msg, 1, false, NULL);
 }
 
 static uint64_t mono_ms(void)
@@ -158,6 +170,28 @@ static uint64_t crl_next(uint64_t t0, uint64_t t1)
     return t0 + (gap < 1000 ? 1000 : gap > CRL_GAP_MAX_MS ? CRL_GAP_MAX_MS : gap);
 }
 
+/*
+ * A PUBACK. Each device subscribes to its own topic while it is connected
+ * (its session ends with its connection), so a broker (MQTT 5) that had no
+ * subscriber for an update offer says the device sleeps: no more offers go
+ * to it for notify_asleep_ms; its own poll, when it wakes, gets the update.
+ */
+static void on_publish(struct mosquitto *m, void *ud, int mid, int rc, const mosquitto_property *p)
+{
+    daemon_ctx *d = ud;
+    unsigned slot = (unsigned)mid & (OFFER_TRACK - 1);
+    (void)m;
+    (void)p;
+    if (!d->offers[slot].used || d->offers[slot].mid != (uint16_t)mid)
+        return; /* not an offer */
+    d->offers[slot].used = 0;
+    if (rc != MQTT_RC_NO_MATCHING_SUBSCRIBERS)
+        return;
+    otk_api_add(&d->metrics.notifies_asleep, 1);
+    if (d->n_asleep < TICK_MAX)
+        memcpy(d->asleep[d->n_asleep++], d->offers[slot].id, 16);
+}
+
 static void on_signal(int sig)
 {
     if (sig == SIGHUP)
@@ -177,6 +211,7 @@ static void on_connect(struct mosquitto *m, void *ud, int rc, int flags, const m
         logf_(0, "broker refused the connection: %s", mosquitto_reason_string(rc));
         return;
     }
+    memset(d->offers, 0, sizeof d->offers); /* the PUBACKs of the last connection are gone */
     ERR_clear_error(); /* see broker_loop */
     if (mosquitto_subscribe_v5(m, NULL, d->sub, 1, 0, NULL) != MOSQ_ERR_SUCCESS)
         logf_(0, "subscribe to %s failed", d->sub);
@@ -389,7 +424,7 @@ static void handle_message(struct mosquitto *m, void *ud, const struct mosquitto
         snprintf(topic, sizeof topic, DOWN_PREFIX "%s", msg->topic + strlen(UP_PREFIX));
         if (d->in_batch || otk_clouds_have_files(d->clouds)) {
             hold(d, topic, out, n);
-        } else if (broker_publish(m, topic, n, out) !=
+        } else if (broker_publish(m, NULL, topic, n, out) !=
                    MOSQ_ERR_SUCCESS) {
             logf_(1, "publish to %s failed", topic);
         }
@@ -445,7 +480,7 @@ static void flush_replies(daemon_ctx *d)
         return;
     }
     for (i = 0; i < d->n_held; i++) {
-        if (broker_publish(d->mosq, d->held[i].topic, d->held[i].len, d->held[i].msg) != MOSQ_ERR_SUCCESS)
+        if (broker_publish(d->mosq, NULL, d->held[i].topic, d->held[i].len, d->held[i].msg) != MOSQ_ERR_SUCCESS)
             logf_(1, "publish to %s failed", d->held[i].topic);
         otk_wipe(d->held[i].msg, d->held[i].len);
     }
@@ -591,6 +626,7 @@ static int setup(daemon_ctx *d, const char *path)
     mosquitto_int_option(d->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
     mosquitto_connect_v5_callback_set(d->mosq, on_connect);
     mosquitto_message_v5_callback_set(d->mosq, on_message);
+    mosquitto_publish_v5_callback_set(d->mosq, on_publish);
     mosquitto_reconnect_delay_set(d->mosq, 1, 10, true);
     if (d->cfg.username[0] &&
         mosquitto_username_pw_set(d->mosq, d->cfg.username, d->cfg.password) != MOSQ_ERR_SUCCESS) {
@@ -634,7 +670,15 @@ static void push_notifications(daemon_ctx *d)
     uint8_t out[OTK_MSG_MAX_LEN];
     char topic[64], hex[33];
     size_t n, i, len;
+    int mid;
+    unsigned slot;
     unsigned per_tick = d->cfg.notify_rate / TICKS_PER_S ? d->cfg.notify_rate / TICKS_PER_S : 1;
+    if (d->n_asleep) {
+        n = otk_store_hold_offers(d->reg, (const uint8_t(*)[16])d->asleep, d->n_asleep,
+                                  d->cfg.notify_resend_ms, d->cfg.notify_asleep_ms);
+        logf_(3, "%zu devices asleep: their next offer in %u ms", n, d->cfg.notify_asleep_ms);
+        d->n_asleep = 0;
+    }
     n = otk_store_due_notifications(d->reg, ids, per_tick < TICK_MAX ? per_tick : TICK_MAX,
                                     d->cfg.notify_resend_ms);
     for (i = 0; i < n; i++) {
@@ -645,8 +689,15 @@ static void push_notifications(daemon_ctx *d)
             continue;
         otk_hex_encode(ids[i], 16, hex);
         snprintf(topic, sizeof topic, DOWN_PREFIX "%s", hex);
-        if (broker_publish(d->mosq, topic, len, out) != MOSQ_ERR_SUCCESS)
+        if (broker_publish(d->mosq, &mid, topic, len, out) != MOSQ_ERR_SUCCESS) {
             logf_(1, "NOTIFY to %s not sent", hex);
+            continue;
+        }
+        otk_api_add(&d->metrics.notifies, 1);
+        slot = (unsigned)mid & (OFFER_TRACK - 1);
+        d->offers[slot].mid = (uint16_t)mid;
+        d->offers[slot].used = 1;
+        memcpy(d->offers[slot].id, ids[i], 16);
     }
     if (n)
         logf_(3, "%zu update offers sent", n);
@@ -752,11 +803,12 @@ static void reload(daemon_ctx *d)
     d->cfg.ratelimit = n.ratelimit;
     d->cfg.notify_rate = n.notify_rate;
     d->cfg.notify_resend_ms = n.notify_resend_ms;
+    d->cfg.notify_asleep_ms = n.notify_asleep_ms;
     d->cfg.log_level = log_level = n.log_level;
     d->cfg.log_json = log_json = n.log_json;
-    logf_(2, "SIGHUP: reloaded log_level, log_format, notify_rate %u/s, notify_resend_ms %u, ratelimit "
-             "(client %u/s, refusals %u/s)",
-          n.notify_rate, n.notify_resend_ms, n.ratelimit.client_rate, n.ratelimit.refusal_rate);
+    logf_(2, "SIGHUP: reloaded log_level, log_format, notify_rate %u/s, notify_resend_ms %u, notify_asleep_ms %u, "
+             "ratelimit (client %u/s, refusals %u/s)",
+          n.notify_rate, n.notify_resend_ms, n.notify_asleep_ms, n.ratelimit.client_rate, n.ratelimit.refusal_rate);
     if (d->api) {
         if (otk_api_reload_tokens(d->api, err, sizeof err) == 0)
             logf_(2, "SIGHUP: reloaded the API tokens from %s", d->cfg.api_tokens);

@@ -67,6 +67,8 @@ OTK_CHECK_RETURN otk_status otk_sqlreg_audit_verify(otk_sqlreg *r, uint64_t *row
 size_t otk_sqlreg_due_cleanups(otk_sqlreg *r, uint8_t (*ids)[16], size_t max, unsigned retry_ms);
 size_t otk_sqlreg_due_notifications(otk_sqlreg *r, uint8_t (*ids)[16], size_t max,
                                     unsigned resend_ms);
+size_t otk_sqlreg_hold_offers(otk_sqlreg *r, const uint8_t (*ids)[16], size_t n,
+                              unsigned resend_ms, unsigned hold_ms);
 
 /* Number of audit rows of a kind (0: all). */
 uint64_t otk_sqlreg_audit_count(otk_sqlreg *r, int kind);

@@ -154,6 +154,17 @@ size_t otk_store_due_notifications(otk_store *s, uint8_t (*ids)[16], size_t max,
                                    unsigned resend_ms);
 
 /*
+ * The broker had no subscriber for these devices' update offers: they
+ * sleep (a device subscribes to its topic on each connection). Their next
+ * offer is due hold_ms from now instead of resend_ms (at least resend_ms);
+ * meanwhile a device's own poll gets its update, and a request that changes
+ * its row (its update issued) ends the wait. Devices with no offer pending
+ * are left alone. Returns how many were held (0 on a database error).
+ */
+size_t otk_store_hold_offers(otk_store *s, const uint8_t (*ids)[16], size_t n, unsigned resend_ms,
+                             unsigned hold_ms);
+
+/*
  * Claims up to max revoked devices whose cloud clients are still to delete
  * (want OTK_WANT_CLEANUP) and not tried in the last retry_ms, and marks them
  * tried now; the caller runs otk_agent_cleanup on each. Returns the count

@@ -1272,6 +1272,9 @@ static MHD_Result_t metrics(req_ctx *c)
     COUNTER("otakey_aborts_total", aborts, "Key sets aborted by their device.");
     COUNTER("otakey_campaign_poll_starts_total", poll_starts,
             "Campaign devices started by their own poll (within the campaign's rate).");
+    COUNTER("otakey_notifies_total", notifies, "Update offers (NOTIFY) sent.");
+    COUNTER("otakey_notifies_asleep_total", notifies_asleep,
+            "Update offers the broker had no subscriber for: the device sleeps.");
     COUNTER("otakey_ratelimit_drops_total", ratelimit_drops,
             "Messages dropped by the agent's rate limits.");
 #undef COUNTER

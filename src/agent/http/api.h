@@ -26,6 +26,8 @@ typedef struct otk_api_metrics {
     uint64_t claims, updates_issued, commits, aborts, ratelimit_drops;
     uint64_t resent; /* a key set answered again to a repeated request */
     uint64_t poll_starts; /* campaign devices started by their own poll */
+    uint64_t notifies;       /* update offers (NOTIFY) sent */
+    uint64_t notifies_asleep; /* ... that the broker had no subscriber for */
     uint64_t flush_le[OTK_API_FLUSH_BUCKETS]; /* cloud flush waits, cumulative buckets */
     uint64_t flush_count, flush_us;
     uint64_t broker_connected;               /* 0 or 1 */

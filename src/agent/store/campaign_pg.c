@@ -586,6 +586,35 @@ size_t pgc_due(void *impl, uint8_t (*ids)[16], size_t max, unsigned resend_ms)
                      ids, max, resend_ms);
 }
 
+/* Offers the brokers found no subscriber for (store.h otk_store_hold_offers). */
+size_t pgc_hold_offers(void *impl, const uint8_t (*ids)[16], size_t n, unsigned resend_ms,
+                       unsigned hold_ms)
+{
+    pgstore *s = impl;
+    int64_t now = wall_ms();
+    size_t held = 0, i;
+    if (pg_release(s) != OTK_OK)
+        return 0;
+    if (hold_ms < resend_ms)
+        hold_ms = resend_ms;
+    for (i = 0; i < n; i++) {
+        pgq q = {0};
+        PGresult *r;
+        pq_int(&q, now + (int64_t)hold_ms - (int64_t)resend_ms);
+        pq_blob(&q, ids[i], 16);
+        pq_int(&q, now);
+        r = pg_run(&s->db,
+                   "UPDATE devices SET notified_at = $1 WHERE id = $2 AND state = 2"
+                   " AND ((want <> 0 AND p_version IS NULL) OR (p_version IS NOT NULL"
+                   " AND p_claim = 0)) AND notified_at <= $3",
+                   &q);
+        if (r)
+            held += (size_t)strtoull(PQcmdTuples(r), NULL, 10);
+        PQclear(r);
+    }
+    return held;
+}
+
 /* Revoked devices whose cloud clients are still to delete: want 3 (OTK_WANT_CLEANUP). */
 size_t pgc_due_cleanups(void *impl, uint8_t (*ids)[16], size_t max, unsigned retry_ms)
 {

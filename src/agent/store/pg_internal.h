@@ -76,5 +76,7 @@ size_t pgc_list(void *impl, int64_t *ids, size_t max);
 size_t pgc_due(void *impl, uint8_t (*ids)[16], size_t max, unsigned resend_ms);
 otk_status pgc_failures(void *impl, int64_t id, otk_campaign_failure_fn fn, void *user);
 size_t pgc_due_cleanups(void *impl, uint8_t (*ids)[16], size_t max, unsigned retry_ms);
+size_t pgc_hold_offers(void *impl, const uint8_t (*ids)[16], size_t n, unsigned resend_ms,
+                       unsigned hold_ms);
 
 #endif

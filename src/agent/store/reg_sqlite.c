@@ -687,6 +687,38 @@ size_t otk_sqlreg_due_notifications(otk_sqlreg *r, uint8_t (*ids)[16], size_t ma
     return claim_due(r, sql, 2, ids, max, resend_ms);
 }
 
+size_t otk_sqlreg_hold_offers(otk_sqlreg *r, const uint8_t (*ids)[16], size_t n,
+                              unsigned resend_ms, unsigned hold_ms)
+{
+    sqlite3_stmt *u = NULL;
+    int64_t now = now_ms();
+    size_t held = 0, i;
+    if (r == NULL || ids == NULL || n == 0 || exec(r, "BEGIN IMMEDIATE") != OTK_OK)
+        return 0;
+    if (hold_ms < resend_ms)
+        hold_ms = resend_ms;
+    /* Due again at now + hold: notified_at is "told at", due after resend. */
+    if (sqlite3_prepare_v2(r->db,
+                           "UPDATE devices SET notified_at = ?1 WHERE id = ?2 AND state = 2"
+                           " AND ((want != 0 AND p_version IS NULL)"
+                           " OR (p_version IS NOT NULL AND p_claim = 0)) AND notified_at <= ?3",
+                           -1, &u, NULL) == SQLITE_OK)
+        for (i = 0; i < n; i++) {
+            sqlite3_reset(u);
+            sqlite3_bind_int64(u, 1, now + (int64_t)hold_ms - (int64_t)resend_ms);
+            sqlite3_bind_blob(u, 2, ids[i], 16, SQLITE_STATIC);
+            sqlite3_bind_int64(u, 3, now);
+            if (sqlite3_step(u) == SQLITE_DONE)
+                held += (size_t)sqlite3_changes(r->db);
+        }
+    sqlite3_finalize(u);
+    if (exec(r, "COMMIT") != OTK_OK) {
+        (void)exec(r, "ROLLBACK");
+        held = 0;
+    }
+    return held;
+}
+
 uint64_t otk_sqlreg_audit_count(otk_sqlreg *r, int kind)
 {
     sqlite3_stmt *s = NULL;

@@ -178,6 +178,14 @@ otk_status otk_store_campaign_failures(otk_store *s, int64_t id, otk_campaign_fa
     return s->ops->campaign_failures(s->impl, id, fn, user);
 }
 
+size_t otk_store_hold_offers(otk_store *s, const uint8_t (*ids)[16], size_t n, unsigned resend_ms,
+                             unsigned hold_ms)
+{
+    if (s == NULL || ids == NULL || n == 0)
+        return 0;
+    return s->ops->hold_offers(s->impl, ids, n, resend_ms, hold_ms);
+}
+
 size_t otk_store_due_cleanups(otk_store *s, uint8_t (*ids)[16], size_t max, unsigned retry_ms)
 {
     if (s == NULL || ids == NULL || max == 0)

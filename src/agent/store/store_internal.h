@@ -31,6 +31,8 @@ typedef struct otk_store_ops {
     int (*campaign_poll)(void *impl, otk_agent *a, const uint8_t id[16]);
     /* Who the audit rows written from now on name ("" none; copied). */
     void (*set_actor)(void *impl, const char *actor);
+    size_t (*hold_offers)(void *impl, const uint8_t (*ids)[16], size_t n, unsigned resend_ms,
+                          unsigned hold_ms);
 } otk_store_ops;
 
 /* Backend openers: on success *impl and *ops are set. */

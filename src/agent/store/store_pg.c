@@ -901,7 +901,7 @@ static const otk_store_ops pg_ops = {
     p_list_devices, p_audit_verify, p_audit_count, p_audit_list, pgc_due,
     pgc_create,     pgc_step,       pgc_get,       pgc_set_state, pgc_list,
     NULL, /* each device's writes commit with its lock */
-    pgc_due_cleanups, pgc_failures, pgc_poll, p_set_actor,
+    pgc_due_cleanups, pgc_failures, pgc_poll, p_set_actor, pgc_hold_offers,
 };
 
 static otk_status fail(pgstore *s, char *err, size_t err_size, const char *what)

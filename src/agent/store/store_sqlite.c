@@ -197,6 +197,12 @@ static size_t s_due_cleanups(void *impl, uint8_t (*ids)[16], size_t max, unsigne
     return otk_sqlreg_due_cleanups(impl, ids, max, retry_ms);
 }
 
+static size_t s_hold_offers(void *impl, const uint8_t (*ids)[16], size_t n, unsigned resend_ms,
+                            unsigned hold_ms)
+{
+    return otk_sqlreg_hold_offers(impl, ids, n, resend_ms, hold_ms);
+}
+
 static otk_status s_batch(void *impl, int begin)
 {
     return begin ? otk_sqlreg_batch_begin(impl) : otk_sqlreg_batch_end(impl);
@@ -207,6 +213,7 @@ static const otk_store_ops sqlite_ops = {
     s_list_devices, s_audit_verify, s_audit_count, s_audit_list,  s_due,
     s_camp_create,  s_camp_step,   s_camp_get,     s_camp_set,    s_camp_list,
     s_batch,        s_due_cleanups, s_camp_failures, s_camp_poll, s_set_actor,
+    s_hold_offers,
 };
 
 otk_status otk_store_sqlite_open(const char *path, const otk_crypto *crypto, int create,
