@@ -1051,7 +1051,9 @@ int main(int argc, char **argv)
             }
         }
         logf_(2, "shutting down: %lu messages handled, %lu refused; %lu batches, %.1f ms waiting "
-                 "for clouds", d.handled, d.refused, d.flushes, d.flush_ms);
+                 "for clouds; %llu update offers, %llu to devices asleep", d.handled, d.refused,
+              d.flushes, d.flush_ms, (unsigned long long)d.metrics.notifies,
+              (unsigned long long)d.metrics.notifies_asleep);
     }
     teardown(&d);
     mosquitto_lib_cleanup();
