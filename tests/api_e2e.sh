@@ -325,6 +325,18 @@ start_device "$sleeper"
 check "... its poll when it wakes gets the update: the campaign finishes" \
   until_json 30 "/v1/campaigns/$c6" 'd["state"]=="done" and d["done"]==1'
 
+# A device whose agent link drops (here another client takes its id for a
+# second) polls when the link is back: an offer sent meanwhile found no
+# subscriber, and the agent holds the next one.
+awake=$(jget "$(api GET '/v1/devices?state=active')" '[x["id"] for x in d["devices"] if x["id"]!="'"$sleeper"'"][0]')
+up_bytes() { sed -nE 's/.*"agent_bytes_up":([0-9]+).*/\1/p' "$work/dev/$awake.json"; }
+up0=$(up_bytes)
+timeout -k 5 5 mosquitto_sub -h 127.0.0.1 -p "$LAB_AGENT_PORT" --cafile "$LAB_CA" -i "$awake" \
+  -t "otakey/v1/down/$awake" -C 1 -W 1 > /dev/null 2>&1 || true
+for _ in $(seq 50); do [ "$(up_bytes)" -gt "$up0" ] && break; sleep 0.2; done
+check "a device whose agent link dropped polls when it is back ($up0, then $(up_bytes) bytes up)" \
+  test "$(up_bytes)" -gt "$up0"
+
 # (with two agents, the commits are shared between their logs)
 check "log_format = json: every line of the agents' logs is a JSON object, one per commit at info" \
   python3 -c 'import json,sys

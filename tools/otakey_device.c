@@ -55,6 +55,7 @@ typedef struct dev_ctx {
     uint32_t boot_active, boot_staged; /* what the key partition held at boot */
     unsigned long telemetry_sent, telemetry_acked, up_bytes, down_bytes;
     int agent_connected;
+    int relinked; /* the agent link dropped and is being opened again: poll once it is up */
 } dev_ctx;
 
 static void on_signal(int s)
@@ -447,6 +448,7 @@ int main(int argc, char **argv)
         ERR_clear_error(); /* libmosquitto's TLS needs an empty OpenSSL error queue */
         if (mosquitto_loop(d.agent, 20, 1) != MOSQ_ERR_SUCCESS && t >= next_reconnect) {
             d.agent_connected = 0;
+            d.relinked = 1;
             next_reconnect = t + 1000;
             (void)mosquitto_reconnect(d.agent);
         }
@@ -459,6 +461,13 @@ int main(int argc, char **argv)
             if (otk_device_proof(&d.dev, r, out, sizeof out, &n) == OTK_OK)
                 publish_up(&d, out, n);
             write_status(&d);
+        }
+        /* An update offer sent while the link was down found no subscriber,
+         * and the agent holds the next one (notify_asleep_ms): ask now. */
+        if (d.agent_connected && d.relinked) {
+            d.relinked = 0;
+            if (otk_device_state(&d.dev) == OTK_DEV_READY && otk_device_poll(&d.dev) != OTK_OK)
+                fprintf(stderr, "otakey-device %s: poll refused\n", d.hex);
         }
         if (d.agent_connected && otk_device_next(&d.dev, out, sizeof out, &n) == OTK_OK && n)
             publish_up(&d, out, n);

@@ -17,6 +17,8 @@
  *       otk_device_proof(&d, r, out, sizeof out, &n); publish if n;
  *     }
  *     use otk_device_cloud(&d, OTK_SET_ACTIVE, ...) for telemetry.
+ *     at boot, every few hours, and when the agent link is back after a
+ *     drop: otk_device_poll(&d) (then otk_device_next sends it).
  *   }
  *
  * Every function returns OTK_OK or a negative otk_status. Bad input from
