@@ -27,6 +27,20 @@ static double cpu_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The process's peak resident set so far (VmHWM), KiB; -1 unknown. */
+static long peak_kib(void)
+{
+    char line[128];
+    long v = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            v = strtol(line + 6, NULL, 10);
+    if (f != NULL)
+        fclose(f);
+    return v;
+}
+
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -73,8 +87,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_crl: setup failed: %s\n", err);
         return 1;
     }
-    printf("| CRL entries | flush to this size (s) | one more revocation: min / median / max (ms) | CRL file (KiB) |\n");
-    printf("|---:|---:|---|---:|\n");
+    printf("| CRL entries | flush to this size (s) | one more revocation: min / median / max (ms) | CRL file (KiB) | peak RSS (MiB) |\n");
+    printf("|---:|---:|---|---:|---:|\n");
     have = 0;
     for (size = 1000; size <= max; size *= 10) {
         double t0, grow, t[100];
@@ -100,8 +114,9 @@ int main(int argc, char **argv)
                     otk_x509_crl_entries(x), have);
             return 1;
         }
-        printf("| %ld | %.3f | %.1f / %.1f / %.1f | %.0f |\n", have, grow, t[0] * 1e3,
-               t[runs / 2] * 1e3, t[runs - 1] * 1e3, (double)st.st_size / 1024.0);
+        printf("| %ld | %.3f | %.1f / %.1f / %.1f | %.0f | %.1f |\n", have, grow, t[0] * 1e3,
+               t[runs / 2] * 1e3, t[runs - 1] * 1e3, (double)st.st_size / 1024.0,
+               (double)peak_kib() / 1024.0);
         fflush(stdout);
     }
     otk_x509_close(x);

@@ -452,19 +452,28 @@ otk_status otk_x509_flush(otk_x509 *x)
     now = X509_gmtime_adj(NULL, 0);
     next = X509_gmtime_adj(NULL, (long)(x->cfg.validity_days + 30u) * 86400L);
     horizon = X509_gmtime_adj(NULL, -(long)(x->cfg.validity_days + 1u) * 86400L);
-    if ((crl = X509_CRL_new()) == NULL || now == NULL || next == NULL || horizon == NULL ||
+    /* The CRL read is the one written: its entries stay where they are (a
+     * copy would double the memory a long CRL takes, some 200 bytes an
+     * entry), those past the horizon dropped. */
+    crl = old != NULL ? old : X509_CRL_new();
+    old = NULL;
+    if (crl == NULL || now == NULL || next == NULL || horizon == NULL ||
         X509_CRL_set_version(crl, 1) != 1 ||
         X509_CRL_set_issuer_name(crl, X509_get_subject_name(x->ca)) != 1 ||
         X509_CRL_set1_lastUpdate(crl, now) != 1 || X509_CRL_set1_nextUpdate(crl, next) != 1)
         goto out;
-    if (old != NULL) {
-        STACK_OF(X509_REVOKED) *rs = X509_CRL_get_REVOKED(old);
+    {
+        STACK_OF(X509_REVOKED) *rs = X509_CRL_get_REVOKED(crl);
+        int kept = 0;
         for (k = 0; k < sk_X509_REVOKED_num(rs); k++) {
-            const X509_REVOKED *r = sk_X509_REVOKED_value(rs, k);
-            if (ASN1_TIME_compare(X509_REVOKED_get0_revocationDate(r), horizon) > 0 &&
-                !add_revoked(crl, X509_REVOKED_get0_serialNumber(r), X509_REVOKED_get0_revocationDate(r)))
-                goto out;
+            X509_REVOKED *r = sk_X509_REVOKED_value(rs, k);
+            if (ASN1_TIME_compare(X509_REVOKED_get0_revocationDate(r), horizon) > 0)
+                (void)sk_X509_REVOKED_set(rs, kept++, r);
+            else
+                X509_REVOKED_free(r);
         }
+        while (rs != NULL && sk_X509_REVOKED_num(rs) > kept)
+            (void)sk_X509_REVOKED_pop(rs);
     }
     if (!fresh_serials(x, crl, &fresh, &n_fresh))
         goto out;
