@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-all=(fuzz_wire fuzz_keyset fuzz_keystore fuzz_device fuzz_agent fuzz_config fuzz_dynsec fuzz_policy fuzz_api)
+all=(fuzz_wire fuzz_keyset fuzz_keystore fuzz_device fuzz_agent fuzz_config fuzz_dynsec fuzz_policy fuzz_api fuzz_crl)
 seconds=60
 runs=
 targets=()

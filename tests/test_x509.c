@@ -6,6 +6,7 @@
  * is on disk and drops entries older than the longest validity; a CA key
  * others can read is refused.
  */
+#include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -193,7 +194,77 @@ int main(void)
         CHECK(otk_x509_crl_entries(x) == 3);
         CHECK_OK(otk_x509_flush(y)); /* its own queue: listed already */
         CHECK(otk_x509_crl_entries(y) == 3);
+        /* What the other agent wrote (its revocation flushed, the queue
+         * emptied) is read back, not written over. */
+        CHECK_OK(otk_x509_issue_cert(y, id, 3, pub, der, sizeof der, &l3, serial3, pin));
+        CHECK_OK(otk_x509_remove(y, 3, serial3));
+        CHECK_OK(otk_x509_flush(y));
+        CHECK(otk_x509_crl_entries(y) == 4);
+        CHECK_OK(otk_x509_remove(x, 3, serial)); /* listed already */
+        CHECK_OK(otk_x509_flush(x));
+        CHECK(otk_x509_crl_entries(x) == 4);
         otk_x509_close(y);
+        /* A file that holds no CRL is not written over (its revocations
+         * would be lost): the flush fails, the revocation stays queued. */
+        {
+            char b[32] = {0};
+            FILE *g = fopen(crl, "w");
+            fputs("not a CRL\n", g);
+            fclose(g);
+            CHECK_OK(otk_x509_remove(x, 3, serial2));
+            CHECK_ST(otk_x509_flush(x), OTK_ERR_STORAGE);
+            g = fopen(crl, "r");
+            CHECK(g != NULL && fread(b, 1, sizeof b - 1, g) == 10 && strcmp(b, "not a CRL\n") == 0);
+            if (g)
+                fclose(g);
+            CHECK(otk_x509_pending(x) >= 1);
+        }
+        /* A CRL OpenSSL wrote: an entry with a reason code and a serial
+         * whose top bit is set (a leading zero) is kept, and found. */
+        {
+            X509_CRL *o = X509_CRL_new(), *back = NULL;
+            X509_REVOKED *r = X509_REVOKED_new(), *found = NULL;
+            ASN1_INTEGER *sn = NULL;
+            ASN1_ENUMERATED *why = ASN1_ENUMERATED_new();
+            ASN1_TIME *t = X509_gmtime_adj(NULL, 0);
+            BIGNUM *bn = NULL;
+            uint8_t hb[16];
+            EVP_PKEY *k;
+            FILE *g = fopen(ca_key, "r");
+            k = PEM_read_PrivateKey(g, NULL, NULL, NULL);
+            fclose(g);
+            memset(hb, 0xc3, sizeof hb);
+            bn = BN_bin2bn(hb, sizeof hb, NULL);
+            sn = BN_to_ASN1_INTEGER(bn, NULL);
+            ASN1_ENUMERATED_set(why, 1); /* keyCompromise */
+            X509_REVOKED_set_serialNumber(r, sn);
+            X509_REVOKED_set_revocationDate(r, t);
+            X509_REVOKED_add1_ext_i2d(r, NID_crl_reason, why, 0, 0);
+            X509_CRL_set_version(o, 1);
+            X509_CRL_set_issuer_name(o, X509_get_subject_name(ca));
+            X509_CRL_set1_lastUpdate(o, t);
+            X509_CRL_add0_revoked(o, r);
+            X509_CRL_sign(o, k, EVP_sha256());
+            g = fopen(crl, "w");
+            PEM_write_X509_CRL(g, o);
+            fclose(g);
+            CHECK_OK(otk_x509_flush(x)); /* serial2, queued above */
+            CHECK(otk_x509_crl_entries(x) == 2);
+            g = fopen(crl, "r");
+            back = g ? PEM_read_X509_CRL(g, NULL, NULL, NULL) : NULL;
+            if (g)
+                fclose(g);
+            CHECK(back != NULL && X509_CRL_verify(back, X509_get0_pubkey(ca)) == 1);
+            CHECK(back != NULL && X509_CRL_get0_by_serial(back, &found, sn) == 1);
+            CHECK(back != NULL && sk_X509_REVOKED_num(X509_CRL_get_REVOKED(back)) == 2);
+            X509_CRL_free(back);
+            X509_CRL_free(o);
+            ASN1_INTEGER_free(sn);
+            ASN1_ENUMERATED_free(why);
+            ASN1_TIME_free(t);
+            BN_free(bn);
+            EVP_PKEY_free(k);
+        }
         unlink(q);
     }
     X509_free(c);

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "otakey/crl.h"
 #include "otakey/pkcs11.h"
 #include "otakey/x509cloud.h"
 
@@ -37,6 +38,9 @@ struct otk_x509 {
     char (*queue)[2 * SERIAL_LEN + 1];
     size_t pending, cap;
     size_t entries;
+    otk_crl_list crl;    /* the CRL as this agent last wrote or read it */
+    int crl_known;       /* ... and crl_st says which file that was */
+    struct stat crl_st;
     int journal;  /* "<crl_file>.queue": revocations not yet in the CRL, one serial a line */
     int unsynced; /* appended since the last otk_x509_sync */
 };
@@ -152,6 +156,7 @@ void otk_x509_close(otk_x509 *x)
     if (x->journal >= 0)
         close(x->journal);
     free(x->queue);
+    otk_crl_clear(&x->crl);
     otk_wipe(x, sizeof *x);
     free(x);
 }
@@ -343,19 +348,6 @@ size_t otk_x509_crl_entries(const otk_x509 *x)
     return x ? x->entries : 0;
 }
 
-static ASN1_INTEGER *serial_of(const char *hex)
-{
-    uint8_t sn[SERIAL_LEN];
-    BIGNUM *bn;
-    ASN1_INTEGER *ai = NULL;
-    if (otk_hex_decode(hex, sn, sizeof sn) != 0)
-        return NULL;
-    if ((bn = BN_bin2bn(sn, sizeof sn, NULL)) != NULL)
-        ai = BN_to_ASN1_INTEGER(bn, NULL);
-    BN_free(bn);
-    return ai;
-}
-
 /* Serials in hex of one length: text order is numeric order. */
 static int cmp_serial(const void *a, const void *b)
 {
@@ -363,74 +355,70 @@ static int cmp_serial(const void *a, const void *b)
 }
 
 /*
- * The queued serials the CRL does not list yet, each once: the queue
- * sorted, and each looked up in the CRL's entries (sorted once, then
- * binary searches), so a flush costs O((N + P) log N), not O(N * P).
- * *out gets an array of *n serials (freed by the caller with free_serials).
+ * The queued serials the CRL does not list yet, each once, in order, as
+ * SERIAL_LEN octets each: the queue sorted, each looked up in the list.
+ * *out (freed by the caller) gets *n of them.
  */
-static int fresh_serials(otk_x509 *x, X509_CRL *crl, ASN1_INTEGER ***out, size_t *n)
+static int fresh_serials(otk_x509 *x, uint8_t **out, size_t *n)
 {
-    STACK_OF(X509_REVOKED) *rs = X509_CRL_get_REVOKED(crl);
-    X509_REVOKED *probe = X509_REVOKED_new();
     size_t i;
     *n = 0;
-    *out = calloc(x->pending ? x->pending : 1, sizeof **out);
-    if (probe == NULL || *out == NULL) {
-        X509_REVOKED_free(probe);
+    if ((*out = malloc((x->pending ? x->pending : 1) * SERIAL_LEN)) == NULL)
         return 0;
-    }
     if (x->pending > 1)
         qsort(x->queue, x->pending, sizeof *x->queue, cmp_serial);
     for (i = 0; i < x->pending; i++) {
-        ASN1_INTEGER *sn;
+        uint8_t *sn = *out + *n * SERIAL_LEN;
         if (i > 0 && strcmp(x->queue[i], x->queue[i - 1]) == 0)
             continue;
-        if ((sn = serial_of(x->queue[i])) == NULL ||
-            X509_REVOKED_set_serialNumber(probe, sn) != 1) {
-            ASN1_INTEGER_free(sn);
-            X509_REVOKED_free(probe);
+        if (otk_hex_decode(x->queue[i], sn, SERIAL_LEN) != 0)
             return 0;
-        }
-        if (rs != NULL && sk_X509_REVOKED_find(rs, probe) >= 0)
-            ASN1_INTEGER_free(sn);
-        else
-            (*out)[(*n)++] = sn;
+        /* (a serial with its top bit set is listed with a leading zero) */
+        if (!otk_crl_has(&x->crl, sn, SERIAL_LEN))
+            (*n)++;
     }
-    X509_REVOKED_free(probe);
     return 1;
 }
 
-static void free_serials(ASN1_INTEGER **s, size_t n)
+/* The CRL file as this agent left it, or read again: another agent (or an
+ * operator) wrote it since. A file that holds no CRL this can read stops
+ * the flush: writing over it would drop the revocations it lists. */
+static int load_crl(otk_x509 *x)
 {
-    size_t i;
-    for (i = 0; s != NULL && i < n; i++)
-        ASN1_INTEGER_free(s[i]);
-    free(s);
-}
-
-/* Adds a revoked serial with a revocation date. */
-static int add_revoked(X509_CRL *crl, const ASN1_INTEGER *sn, const ASN1_TIME *when)
-{
-    X509_REVOKED *r = X509_REVOKED_new();
-    if (r == NULL || X509_REVOKED_set_serialNumber(r, (ASN1_INTEGER *)sn) != 1 ||
-        X509_REVOKED_set_revocationDate(r, (ASN1_TIME *)when) != 1 || X509_CRL_add0_revoked(crl, r) != 1) {
-        X509_REVOKED_free(r);
+    struct stat st;
+    FILE *f;
+    int rc;
+    if (stat(x->cfg.crl_file, &st) != 0) {
+        if (errno != ENOENT)
+            return -1;
+        x->crl.n = 0; /* none yet */
         return 0;
     }
-    return 1;
+    if (x->crl_known && st.st_ino == x->crl_st.st_ino && st.st_dev == x->crl_st.st_dev &&
+        st.st_size == x->crl_st.st_size && st.st_mtim.tv_sec == x->crl_st.st_mtim.tv_sec &&
+        st.st_mtim.tv_nsec == x->crl_st.st_mtim.tv_nsec)
+        return 0;
+    x->crl_known = 0;
+    if (st.st_size == 0) {
+        x->crl.n = 0; /* an empty placeholder */
+        return 0;
+    }
+    if ((f = fopen(x->cfg.crl_file, "r")) == NULL)
+        return -1;
+    rc = otk_crl_read(f, &x->crl);
+    fclose(f);
+    return rc;
 }
 
 otk_status otk_x509_flush(otk_x509 *x)
 {
     char lock_path[300], tmp[300];
-    X509_CRL *old = NULL, *crl = NULL;
     ASN1_TIME *now = NULL, *next = NULL, *horizon = NULL;
-    ASN1_INTEGER **fresh = NULL;
+    uint8_t *fresh = NULL;
     size_t n_fresh = 0;
     int journal_locked = 0;
     FILE *f;
     otk_status st = OTK_ERR_STORAGE;
-    size_t i;
     int lock = -1, fd, k;
     long pid = 0;
     if (x == NULL)
@@ -442,45 +430,18 @@ otk_status otk_x509_flush(otk_x509 *x)
     if (lock < 0 || flock(lock, LOCK_EX) != 0 || flock(x->journal, LOCK_EX) != 0)
         goto out;
     journal_locked = 1;
-    if (read_journal(x) != 0)
+    if (read_journal(x) != 0 || load_crl(x) != 0)
         goto out;
-    if ((f = fopen(x->cfg.crl_file, "r")) != NULL) {
-        old = PEM_read_X509_CRL(f, NULL, NULL, NULL);
-        fclose(f);
-    }
     /* A revocation older than the longest validity names an expired certificate. */
     now = X509_gmtime_adj(NULL, 0);
     next = X509_gmtime_adj(NULL, (long)(x->cfg.validity_days + 30u) * 86400L);
     horizon = X509_gmtime_adj(NULL, -(long)(x->cfg.validity_days + 1u) * 86400L);
-    /* The CRL read is the one written: its entries stay where they are (a
-     * copy would double the memory a long CRL takes, some 200 bytes an
-     * entry), those past the horizon dropped. */
-    crl = old != NULL ? old : X509_CRL_new();
-    old = NULL;
-    if (crl == NULL || now == NULL || next == NULL || horizon == NULL ||
-        X509_CRL_set_version(crl, 1) != 1 ||
-        X509_CRL_set_issuer_name(crl, X509_get_subject_name(x->ca)) != 1 ||
-        X509_CRL_set1_lastUpdate(crl, now) != 1 || X509_CRL_set1_nextUpdate(crl, next) != 1)
+    if (now == NULL || next == NULL || horizon == NULL || !fresh_serials(x, &fresh, &n_fresh))
         goto out;
-    {
-        STACK_OF(X509_REVOKED) *rs = X509_CRL_get_REVOKED(crl);
-        int kept = 0;
-        for (k = 0; k < sk_X509_REVOKED_num(rs); k++) {
-            X509_REVOKED *r = sk_X509_REVOKED_value(rs, k);
-            if (ASN1_TIME_compare(X509_REVOKED_get0_revocationDate(r), horizon) > 0)
-                (void)sk_X509_REVOKED_set(rs, kept++, r);
-            else
-                X509_REVOKED_free(r);
-        }
-        while (rs != NULL && sk_X509_REVOKED_num(rs) > kept)
-            (void)sk_X509_REVOKED_pop(rs);
-    }
-    if (!fresh_serials(x, crl, &fresh, &n_fresh))
-        goto out;
-    for (i = 0; i < n_fresh; i++)
-        if (!add_revoked(crl, fresh[i], now))
-            goto out;
-    if (X509_CRL_sort(crl) != 1 || X509_CRL_sign(crl, x->ca_key, EVP_sha256()) <= 0)
+    /* From here the list may hold what the file does not: read it again
+     * next time unless it is written. */
+    x->crl_known = 0;
+    if (otk_crl_update(&x->crl, horizon, fresh, n_fresh, SERIAL_LEN, now) != 0)
         goto out;
     /* A CRL is public: the broker (maybe another user) reads it. */
     (void)unlink(tmp);
@@ -490,12 +451,14 @@ otk_status otk_x509_flush(otk_x509 *x)
             close(fd);
         goto out;
     }
-    k = PEM_write_X509_CRL(f, crl) == 1 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    k = otk_crl_write(f, &x->crl, x->ca, x->ca_key, now, next) == 0 && fflush(f) == 0 &&
+        fsync(fileno(f)) == 0;
     if (fclose(f) != 0 || !k || rename(tmp, x->cfg.crl_file) != 0) {
         unlink(tmp);
         goto out;
     }
-    x->entries = (size_t)sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl));
+    x->crl_known = stat(x->cfg.crl_file, &x->crl_st) == 0;
+    x->entries = x->crl.n;
     x->pending = 0;
     st = OTK_OK;
     /* Everything the journal held is in the CRL now. (Should emptying it
@@ -515,9 +478,7 @@ out:
         (void)flock(x->journal, LOCK_UN);
     if (lock >= 0)
         close(lock);
-    free_serials(fresh, n_fresh);
-    X509_CRL_free(old);
-    X509_CRL_free(crl);
+    free(fresh);
     ASN1_TIME_free(now);
     ASN1_TIME_free(next);
     ASN1_TIME_free(horizon);

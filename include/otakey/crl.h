@@ -1,0 +1,71 @@
+/*
+ * A certificate cloud's CRL kept as a compact list (about 40 bytes an entry)
+ * instead of OpenSSL's objects (some 170 bytes an entry, and twice that
+ * while one is read and another written): read from its PEM file by walking
+ * the DER, written by encoding the list behind a header OpenSSL made and
+ * signing it once. At a million entries the list is 40 MB.
+ *
+ * An entry holds a serial (the INTEGER's content octets) and the
+ * revocation date (its UTCTime or GeneralizedTime, DER); entries carry no
+ * extensions. The list is sorted by serial, numeric order (the order
+ * X509_CRL_sort gives), each serial once.
+ */
+#ifndef OTK_CRL_H
+#define OTK_CRL_H
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define OTK_CRL_SN_MAX 21  /* 20 octets (RFC 5280), and a leading zero */
+#define OTK_CRL_TIME_MAX 17 /* a GeneralizedTime "YYYYMMDDHHMMSSZ", DER */
+
+typedef struct otk_crl_entry {
+    uint8_t sn_len, t_len;
+    uint8_t sn[OTK_CRL_SN_MAX];
+    uint8_t t[OTK_CRL_TIME_MAX];
+} otk_crl_entry;
+
+typedef struct otk_crl_list {
+    otk_crl_entry *e;
+    size_t n, cap;
+} otk_crl_list;
+
+/* Frees the entries; the list is empty again. */
+void otk_crl_clear(otk_crl_list *l);
+
+/*
+ * Reads the CRL in PEM file f (its first "X509 CRL" block) into l, which
+ * it replaces. 0 on success; -1 when f holds no CRL or one this list cannot
+ * hold (an entry with extensions is read without them; a serial or a date
+ * longer than an entry holds is an error), l then empty. The signature is
+ * not checked: the file is the agent's own.
+ */
+int otk_crl_read(FILE *f, otk_crl_list *l);
+
+/* The same from the CRL's DER (len bytes at der). */
+int otk_crl_parse(const unsigned char *der, long len, otk_crl_list *l);
+
+/* 1 when serial sn (an unsigned big-endian number of len octets) is listed. */
+int otk_crl_has(const otk_crl_list *l, const uint8_t *sn, size_t len);
+
+/*
+ * Drops the entries revoked at or before horizon (an ASN1_TIME), then
+ * merges fresh serials (n of them, each an unsigned big-endian number of
+ * sn_len octets, in increasing order, each once, none listed) revoked at
+ * `when`.
+ * 0, or -1 (out of memory, or a date it cannot encode: l unchanged).
+ */
+int otk_crl_update(otk_crl_list *l, const ASN1_TIME *horizon, const uint8_t *fresh, size_t n,
+                   size_t sn_len, const ASN1_TIME *when);
+
+/*
+ * Writes l as a version 2 CRL by issuer ca, signed with key (SHA-256),
+ * lastUpdate now and nextUpdate next, PEM, to f. 0 or -1.
+ */
+int otk_crl_write(FILE *f, const otk_crl_list *l, X509 *ca, EVP_PKEY *key, const ASN1_TIME *now,
+                  const ASN1_TIME *next);
+
+#endif
