@@ -32,6 +32,37 @@ static X509_CRL *read_crl(void)
     return c;
 }
 
+/* Writes a CRL of one entry as OpenSSL makes it (signed with the CA key
+ * file), with a reason code when reason >= 0. */
+static void openssl_crl(const char *path, X509 *issuer, const char *key_path, const ASN1_INTEGER *sn,
+                        const ASN1_TIME *t, int reason)
+{
+    X509_CRL *o = X509_CRL_new();
+    X509_REVOKED *r = X509_REVOKED_new();
+    ASN1_ENUMERATED *why = ASN1_ENUMERATED_new();
+    EVP_PKEY *k;
+    FILE *f = fopen(key_path, "r");
+    k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    X509_REVOKED_set_serialNumber(r, (ASN1_INTEGER *)sn);
+    X509_REVOKED_set_revocationDate(r, (ASN1_TIME *)t);
+    if (reason >= 0 && ASN1_ENUMERATED_set(why, reason) == 1)
+        X509_REVOKED_add1_ext_i2d(r, NID_crl_reason, why, 0, 0);
+    X509_CRL_set_version(o, 1);
+    X509_CRL_set_issuer_name(o, X509_get_subject_name(issuer));
+    X509_CRL_set1_lastUpdate(o, t);
+    X509_CRL_add0_revoked(o, r);
+    X509_CRL_sign(o, k, EVP_sha256());
+    if ((f = fopen(path, "w")) != NULL) {
+        PEM_write_X509_CRL(f, o);
+        fclose(f);
+    }
+    X509_CRL_free(o);
+    ASN1_ENUMERATED_free(why);
+    EVP_PKEY_free(k);
+}
+
 int main(void)
 {
     otk_x509_cloud cfg;
@@ -134,32 +165,15 @@ int main(void)
     X509_CRL_free(cl);
     /* Entries older than the longest validity are dropped (their certificates expired). */
     {
-        X509_CRL *old = X509_CRL_new();
-        X509_REVOKED *r = X509_REVOKED_new();
         ASN1_INTEGER *sn = ASN1_INTEGER_new();
         ASN1_TIME *t = X509_gmtime_adj(NULL, -100L * 86400L);
-        EVP_PKEY *k;
-        f = fopen(ca_key, "r");
-        k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-        fclose(f);
         ASN1_INTEGER_set(sn, 77);
-        X509_REVOKED_set_serialNumber(r, sn);
-        X509_REVOKED_set_revocationDate(r, t);
-        X509_CRL_set_version(old, 1);
-        X509_CRL_set_issuer_name(old, X509_get_subject_name(ca));
-        X509_CRL_set1_lastUpdate(old, t);
-        X509_CRL_add0_revoked(old, r);
-        X509_CRL_sign(old, k, EVP_sha256());
-        f = fopen(crl, "w");
-        PEM_write_X509_CRL(f, old);
-        fclose(f);
+        openssl_crl(crl, ca, ca_key, sn, t, -1);
         CHECK_OK(otk_x509_remove(x, 3, serial));
         CHECK_OK(otk_x509_flush(x));
         CHECK(otk_x509_crl_entries(x) == 1); /* 77 dropped, serial kept */
-        X509_CRL_free(old);
         ASN1_INTEGER_free(sn);
         ASN1_TIME_free(t);
-        EVP_PKEY_free(k);
     }
     {
         struct stat st;
@@ -222,32 +236,17 @@ int main(void)
         /* A CRL OpenSSL wrote: an entry with a reason code and a serial
          * whose top bit is set (a leading zero) is kept, and found. */
         {
-            X509_CRL *o = X509_CRL_new(), *back = NULL;
-            X509_REVOKED *r = X509_REVOKED_new(), *found = NULL;
+            X509_CRL *back = NULL;
+            X509_REVOKED *found = NULL;
             ASN1_INTEGER *sn = NULL;
-            ASN1_ENUMERATED *why = ASN1_ENUMERATED_new();
             ASN1_TIME *t = X509_gmtime_adj(NULL, 0);
             BIGNUM *bn = NULL;
             uint8_t hb[16];
-            EVP_PKEY *k;
-            FILE *g = fopen(ca_key, "r");
-            k = PEM_read_PrivateKey(g, NULL, NULL, NULL);
-            fclose(g);
+            FILE *g;
             memset(hb, 0xc3, sizeof hb);
             bn = BN_bin2bn(hb, sizeof hb, NULL);
             sn = BN_to_ASN1_INTEGER(bn, NULL);
-            ASN1_ENUMERATED_set(why, 1); /* keyCompromise */
-            X509_REVOKED_set_serialNumber(r, sn);
-            X509_REVOKED_set_revocationDate(r, t);
-            X509_REVOKED_add1_ext_i2d(r, NID_crl_reason, why, 0, 0);
-            X509_CRL_set_version(o, 1);
-            X509_CRL_set_issuer_name(o, X509_get_subject_name(ca));
-            X509_CRL_set1_lastUpdate(o, t);
-            X509_CRL_add0_revoked(o, r);
-            X509_CRL_sign(o, k, EVP_sha256());
-            g = fopen(crl, "w");
-            PEM_write_X509_CRL(g, o);
-            fclose(g);
+            openssl_crl(crl, ca, ca_key, sn, t, 1); /* keyCompromise */
             CHECK_OK(otk_x509_flush(x)); /* serial2, queued above */
             CHECK(otk_x509_crl_entries(x) == 2);
             g = fopen(crl, "r");
@@ -258,12 +257,9 @@ int main(void)
             CHECK(back != NULL && X509_CRL_get0_by_serial(back, &found, sn) == 1);
             CHECK(back != NULL && sk_X509_REVOKED_num(X509_CRL_get_REVOKED(back)) == 2);
             X509_CRL_free(back);
-            X509_CRL_free(o);
             ASN1_INTEGER_free(sn);
-            ASN1_ENUMERATED_free(why);
             ASN1_TIME_free(t);
             BN_free(bn);
-            EVP_PKEY_free(k);
         }
         unlink(q);
     }

@@ -232,6 +232,14 @@ otk_status otk_clouds_flush_crls(otk_clouds *c)
     return st;
 }
 
+size_t otk_clouds_crl_entries(const otk_clouds *c)
+{
+    size_t i, n = 0;
+    for (i = 0; c != NULL && i < c->n_x509; i++)
+        n += otk_x509_crl_entries(c->x509[i]);
+    return n;
+}
+
 otk_status otk_clouds_flush(otk_clouds *c, unsigned timeout_ms)
 {
     size_t i;

@@ -25,12 +25,14 @@ size_t otk_clouds_pending(const otk_clouds *c);
 /*
  * Certificate revocations queued for the clouds' CRLs (retired and revoked
  * certificates; no reply waits for them), and their flush. The daemon
- * writes a CRL at most once a second: each write signs the whole list
- * (bench/crl.sh: ~0.2 s of CPU at 100,000 entries), so a campaign's
- * revocations go out together.
+ * writes a CRL at most once a second, less often for a long one (each
+ * write, and each broker's reload, handles the whole list: bench/crl.sh),
+ * so a campaign's revocations go out together.
  */
 size_t otk_clouds_revocations(const otk_clouds *c);
 otk_status otk_clouds_flush_crls(otk_clouds *c);
+/* Entries of the clouds' CRLs as last written. */
+size_t otk_clouds_crl_entries(const otk_clouds *c);
 /* Makes the queued revocations durable (before the registry forgets the
  * certificates they retire). */
 otk_status otk_clouds_sync_revocations(otk_clouds *c);

@@ -155,18 +155,25 @@ static uint64_t mono_ms(void)
 }
 
 /*
- * When the next CRL may be written, for one that took t0..t1 to write: a
- * second later, or later still for a CRL so long that writing it (and the
- * brokers' reload of it) would take more than 1/CRL_SHARE_INV of the time
- * (at 100,000 entries, about every 20 s); at most CRL_GAP_MAX_MS later.
- * This paces the certificates that commits retire; a device's revocation
- * is written at once (finish_revocations).
+ * When the next CRL may be written, for one of `entries` entries that took
+ * t0..t1 to write: a second later, or later still for a long CRL, so that
+ * neither the agent's write nor the brokers' reload of it (each broker
+ * parses the whole file: bench/crl.sh measures ~0.7 us an entry, and two
+ * brokers reload it, the cloud's and the agent broker's certificate
+ * listener) takes more than about 1/CRL_SHARE_INV of a core: at least 100
+ * times the write, and CRL_GAP_US_PER_ENTRY an entry (10 s at 100,000
+ * entries); at most CRL_GAP_MAX_MS later. This paces the certificates that
+ * commits retire; a device's revocation is written at once
+ * (finish_revocations).
  */
 #define CRL_SHARE_INV 100u
+#define CRL_GAP_US_PER_ENTRY 100u
 #define CRL_GAP_MAX_MS 30000u
-static uint64_t crl_next(uint64_t t0, uint64_t t1)
+static uint64_t crl_next(uint64_t t0, uint64_t t1, size_t entries)
 {
-    uint64_t gap = (t1 - t0) * CRL_SHARE_INV;
+    uint64_t gap = (t1 - t0) * CRL_SHARE_INV, by_size = (uint64_t)entries * CRL_GAP_US_PER_ENTRY / 1000u;
+    if (gap < by_size)
+        gap = by_size;
     return t0 + (gap < 1000 ? 1000 : gap > CRL_GAP_MAX_MS ? CRL_GAP_MAX_MS : gap);
 }
 
@@ -1036,7 +1043,7 @@ int main(int argc, char **argv)
                     if (otk_clouds_flush_crls(d.clouds) != OTK_OK)
                         logf_(1, "certificate clouds: %zu revocations not yet in a CRL (retrying)",
                               otk_clouds_revocations(d.clouds));
-                    d.crl_due_ms = crl_next(now_ms, mono_ms());
+                    d.crl_due_ms = crl_next(now_ms, mono_ms(), otk_clouds_crl_entries(d.clouds));
                 }
                 if (ticks % (TICKS_PER_S * 86400UL) == 0 &&
                     otk_clouds_refresh_crls(d.clouds) != OTK_OK) /* once a day */
