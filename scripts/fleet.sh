@@ -157,6 +157,19 @@ start_device() {
   pids+=($!)
 }
 
+# device_state ID: whether device ID's process runs, and if so where it
+# waits (its kernel stack, and its threads' stacks when gdb is there).
+device_state() {
+  local pid
+  pid=$(pgrep -f "otakey-device .*--id $1" | head -1 || true)
+  if [ -z "$pid" ]; then echo "    process: gone"; return 0; fi
+  echo "    process: $(ps -o pid=,stat=,etime=,wchan:32= -p "$pid" 2>/dev/null)"
+  sed 's/^/    kernel: /' "/proc/$pid/stack" 2>/dev/null | head -8 || true
+  if command -v gdb > /dev/null; then
+    timeout 30 gdb -p "$pid" -batch -ex 'thread apply all bt 12' 2>/dev/null | grep '^#' | sed 's/^/    gdb: /' || true
+  fi
+}
+
 # wait_for SECONDS COMMAND...: until COMMAND succeeds (tried every 0.1 s), for
 # SECONDS at most; 1 when it never did. For what happens in its own time
 # (a device's next poll, the agent's next pass, a broker's reload): on a
@@ -186,6 +199,7 @@ wait_all() {
         echo "  $id: $(cat "$f" 2>/dev/null)" >&2
         tail -3 "${f%.json}.log" 2>/dev/null | sed 's/^/    device: /' >&2
         grep -h "$id" "$work"/agent*.log 2>/dev/null | tail -3 | sed 's/^/    agent: /' >&2
+        device_state "$id" >&2
       done
       return 1
     fi

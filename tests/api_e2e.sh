@@ -310,6 +310,7 @@ sleeper=$(jget "$(api GET '/v1/devices?state=active')" 'd["devices"][0]["id"]')
 for p in $(pgrep -f "otakey-device .*--id $sleeper"); do
   kill "$p"; while kill -0 "$p" 2> /dev/null; do sleep 0.1; done
 done
+sleep 5.5 # (an offer within 5 s of a device's last message is not taken for sleep)
 asleep0=$(metric otakey_notifies_asleep_total)
 out=$(api POST /v1/campaigns '{"kind":"rotate","selector":"ids:'"$sleeper"'","rate":100}')
 c6=$(jget "$out" 'd["id"]')

@@ -218,20 +218,22 @@ int main(void)
         CHECK_OK(otk_x509_flush(x));
         CHECK(otk_x509_crl_entries(x) == 4);
         otk_x509_close(y);
-        /* A file that holds no CRL is not written over (its revocations
+        /* A CRL file this cannot read is not written over (its revocations
          * would be lost): the flush fails, the revocation stays queued. */
         {
-            char b[32] = {0};
+            static const char bad[] = "-----BEGIN X509 CRL-----\nMIIBAAAA\n-----END X509 CRL-----\n";
+            char b[128] = {0};
             FILE *g = fopen(crl, "w");
-            fputs("not a CRL\n", g);
+            fputs(bad, g);
             fclose(g);
             CHECK_OK(otk_x509_remove(x, 3, serial2));
             CHECK_ST(otk_x509_flush(x), OTK_ERR_STORAGE);
+            CHECK_ST(otk_x509_flush(x), OTK_ERR_STORAGE); /* again: the queue does not grow */
+            CHECK(otk_x509_pending(x) == 1);
             g = fopen(crl, "r");
-            CHECK(g != NULL && fread(b, 1, sizeof b - 1, g) == 10 && strcmp(b, "not a CRL\n") == 0);
+            CHECK(g != NULL && fread(b, 1, sizeof b - 1, g) == strlen(bad) && strcmp(b, bad) == 0);
             if (g)
                 fclose(g);
-            CHECK(otk_x509_pending(x) >= 1);
         }
         /* A CRL OpenSSL wrote: an entry with a reason code and a serial
          * whose top bit is set (a leading zero) is kept, and found. */
@@ -260,6 +262,15 @@ int main(void)
             ASN1_INTEGER_free(sn);
             ASN1_TIME_free(t);
             BN_free(bn);
+        }
+        /* A placeholder without a PEM block (a blank file) lists nothing: written over. */
+        {
+            FILE *g = fopen(crl, "w");
+            fputs("\n", g);
+            fclose(g);
+            CHECK_OK(otk_x509_remove(x, 3, serial));
+            CHECK_OK(otk_x509_flush(x));
+            CHECK(otk_x509_crl_entries(x) == 1);
         }
         unlink(q);
     }

@@ -247,9 +247,6 @@ otk_status otk_clouds_flush(otk_clouds *c, unsigned timeout_ms)
     for (i = 0; i < c->n_pw; i++)
         if (otk_pwfile_pending(c->pw[i]) && otk_pwfile_flush(c->pw[i], timeout_ms) != OTK_OK)
             st = OTK_ERR_CLOUD;
-    /* Revocations: into each CRL, and the broker reloads it. */
-    if (otk_clouds_flush_crls(c) != OTK_OK)
-        st = OTK_ERR_CLOUD;
     return st;
 }
 

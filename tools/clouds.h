@@ -45,7 +45,9 @@ otk_status otk_clouds_sync_revocations(otk_clouds *c);
  */
 long otk_clouds_reconcile(otk_clouds *c, const otk_registry *reg);
 
-/* Makes every queued change effective (password files, certificate revocation lists). */
+/* Makes the password files' queued changes effective (replies wait for
+ * them). Revocations go into the CRLs apart (otk_clouds_flush_crls): no
+ * reply waits for them, and a CRL that cannot be written holds up no reply. */
 otk_status otk_clouds_flush(otk_clouds *c, unsigned timeout_ms);
 
 /*

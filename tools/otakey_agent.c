@@ -40,6 +40,12 @@
 /* Update offers whose PUBACK is awaited, by message id (libmosquitto counts
  * them up one by one, so this holds the last OFFER_TRACK published). */
 #define OFFER_TRACK 8192
+/* Devices heard lately (a message that passed its MAC), by a hash of the
+ * id: an offer that finds no subscriber within HEARD_GRACE_MS of one is
+ * not taken for sleep (the device is reopening its link, or its request
+ * crossed the offer) and the offer is repeated as usual. */
+#define HEARD_SLOTS 4096
+#define HEARD_GRACE_MS 5000
 /* Group commit: a batch of messages is read for at most BATCH_MS (and at
  * most BATCH_MAX of them) before its commit, cloud flush and replies. */
 #define BATCH_MS 25
@@ -123,6 +129,10 @@ typedef struct daemon_ctx {
     } offers[OFFER_TRACK];               /* NOTIFYs awaiting their PUBACK, by message id */
     uint8_t asleep[TICK_MAX][16];        /* offers the broker had no subscriber for */
     size_t n_asleep;
+    struct {
+        uint8_t id[16];
+        uint64_t at; /* mono_ms */
+    } heard[HEARD_SLOTS];
 } daemon_ctx;
 
 /*
@@ -177,6 +187,42 @@ static uint64_t crl_next(uint64_t t0, uint64_t t1, size_t entries)
     return t0 + (gap < 1000 ? 1000 : gap > CRL_GAP_MAX_MS ? CRL_GAP_MAX_MS : gap);
 }
 
+static size_t heard_slot(const uint8_t id[16])
+{
+    uint32_t h = 2166136261u;
+    size_t i;
+    for (i = 0; i < 16; i++)
+        h = (h ^ id[i]) * 16777619u;
+    return h & (HEARD_SLOTS - 1);
+}
+
+static void heard_now(daemon_ctx *d, const uint8_t id[16], uint64_t now)
+{
+    size_t k = heard_slot(id);
+    memcpy(d->heard[k].id, id, 16);
+    d->heard[k].at = now;
+}
+
+static int heard_lately(const daemon_ctx *d, const uint8_t id[16], uint64_t now)
+{
+    size_t k = heard_slot(id);
+    return memcmp(d->heard[k].id, id, 16) == 0 && now - d->heard[k].at < HEARD_GRACE_MS;
+}
+
+/*
+ * What a published message's PUBACK will answer for: an update offer to
+ * device id, or (id NULL) anything else. libmosquitto keeps a message's id
+ * when it sends it again after a reconnection.
+ */
+static void track_publish(daemon_ctx *d, int mid, const uint8_t *id)
+{
+    unsigned slot = (unsigned)mid & (OFFER_TRACK - 1);
+    d->offers[slot].mid = (uint16_t)mid;
+    d->offers[slot].used = id != NULL;
+    if (id != NULL)
+        memcpy(d->offers[slot].id, id, 16);
+}
+
 /*
  * A PUBACK. Each device subscribes to its own topic while it is connected
  * (its session ends with its connection), so a broker (MQTT 5) that had no
@@ -195,7 +241,7 @@ static void on_publish(struct mosquitto *m, void *ud, int mid, int rc, const mos
     if (rc != MQTT_RC_NO_MATCHING_SUBSCRIBERS)
         return;
     otk_api_add(&d->metrics.notifies_asleep, 1);
-    if (d->n_asleep < TICK_MAX)
+    if (!heard_lately(d, d->offers[slot].id, mono_ms()) && d->n_asleep < TICK_MAX)
         memcpy(d->asleep[d->n_asleep++], d->offers[slot].id, 16);
 }
 
@@ -218,7 +264,6 @@ static void on_connect(struct mosquitto *m, void *ud, int rc, int flags, const m
         logf_(0, "broker refused the connection: %s", mosquitto_reason_string(rc));
         return;
     }
-    memset(d->offers, 0, sizeof d->offers); /* the PUBACKs of the last connection are gone */
     ERR_clear_error(); /* see broker_loop */
     if (mosquitto_subscribe_v5(m, NULL, d->sub, 1, 0, NULL) != MOSQ_ERR_SUCCESS)
         logf_(0, "subscribe to %s failed", d->sub);
@@ -418,6 +463,8 @@ static void handle_message(struct mosquitto *m, void *ud, const struct mosquitto
             logf_(1, "database: a transaction did not commit");
     }
     d->handled++;
+    if (st == OTK_OK && client_known)
+        heard_now(d, client, now);
     count_message(d, msg->payloadlen > 1 ? ((const uint8_t *)msg->payload)[1] : 0, st, out, n);
     if (st != OTK_OK) {
         otk_rl_core_refused(d->rl, now);
@@ -431,9 +478,12 @@ static void handle_message(struct mosquitto *m, void *ud, const struct mosquitto
         snprintf(topic, sizeof topic, DOWN_PREFIX "%s", msg->topic + strlen(UP_PREFIX));
         if (d->in_batch || otk_clouds_have_files(d->clouds)) {
             hold(d, topic, out, n);
-        } else if (broker_publish(m, NULL, topic, n, out) !=
-                   MOSQ_ERR_SUCCESS) {
-            logf_(1, "publish to %s failed", topic);
+        } else {
+            int mid = 0;
+            if (broker_publish(m, &mid, topic, n, out) != MOSQ_ERR_SUCCESS)
+                logf_(1, "publish to %s failed", topic);
+            else
+                track_publish(d, mid, NULL);
         }
     }
 }
@@ -487,8 +537,11 @@ static void flush_replies(daemon_ctx *d)
         return;
     }
     for (i = 0; i < d->n_held; i++) {
-        if (broker_publish(d->mosq, NULL, d->held[i].topic, d->held[i].len, d->held[i].msg) != MOSQ_ERR_SUCCESS)
+        int mid = 0;
+        if (broker_publish(d->mosq, &mid, d->held[i].topic, d->held[i].len, d->held[i].msg) != MOSQ_ERR_SUCCESS)
             logf_(1, "publish to %s failed", d->held[i].topic);
+        else
+            track_publish(d, mid, NULL);
         otk_wipe(d->held[i].msg, d->held[i].len);
     }
     d->n_held = 0;
@@ -678,7 +731,6 @@ static void push_notifications(daemon_ctx *d)
     char topic[64], hex[33];
     size_t n, i, len;
     int mid;
-    unsigned slot;
     unsigned per_tick = d->cfg.notify_rate / TICKS_PER_S ? d->cfg.notify_rate / TICKS_PER_S : 1;
     if (d->n_asleep) {
         n = otk_store_hold_offers(d->reg, (const uint8_t(*)[16])d->asleep, d->n_asleep,
@@ -701,10 +753,7 @@ static void push_notifications(daemon_ctx *d)
             continue;
         }
         otk_api_add(&d->metrics.notifies, 1);
-        slot = (unsigned)mid & (OFFER_TRACK - 1);
-        d->offers[slot].mid = (uint16_t)mid;
-        d->offers[slot].used = 1;
-        memcpy(d->offers[slot].id, ids[i], 16);
+        track_publish(d, mid, ids[i]);
     }
     if (n)
         logf_(3, "%zu update offers sent", n);
@@ -1040,10 +1089,11 @@ int main(int argc, char **argv)
                     finish_revocations(&d);
                 now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
                 if (otk_clouds_revocations(d.clouds) && now_ms >= d.crl_due_ms) {
+                    uint64_t w0 = mono_ms();
                     if (otk_clouds_flush_crls(d.clouds) != OTK_OK)
                         logf_(1, "certificate clouds: %zu revocations not yet in a CRL (retrying)",
                               otk_clouds_revocations(d.clouds));
-                    d.crl_due_ms = crl_next(now_ms, mono_ms(), otk_clouds_crl_entries(d.clouds));
+                    d.crl_due_ms = now_ms + (crl_next(w0, mono_ms(), otk_clouds_crl_entries(d.clouds)) - w0);
                 }
                 if (ticks % (TICKS_PER_S * 86400UL) == 0 &&
                     otk_clouds_refresh_crls(d.clouds) != OTK_OK) /* once a day */

@@ -27,6 +27,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                           (l.e[i - 1].sn_len == e->sn_len &&
                            memcmp(l.e[i - 1].sn, e->sn, e->sn_len) >= 0)))
                 abort();
+            if (!(e->sn_len > 1 && e->sn[0] == 0 ? otk_crl_has(&l, e->sn + 1, e->sn_len - 1u)
+                                                  : otk_crl_has(&l, e->sn, e->sn_len)))
+                abort();
         }
     } else if (l.n != 0) {
         abort(); /* refused: nothing listed */

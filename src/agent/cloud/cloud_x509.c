@@ -308,7 +308,8 @@ otk_status otk_x509_sync(otk_x509 *x)
     return OTK_OK;
 }
 
-/* Revocations another run (a crash) or another agent left in the journal. */
+/* The queue, from the journal: what this agent queued (written there
+ * first), and what another run (a crash) or another agent left there. */
 static int read_journal(otk_x509 *x)
 {
     char buf[4096], line[2 * SERIAL_LEN + 1];
@@ -316,6 +317,7 @@ static int read_journal(otk_x509 *x)
     size_t have = 0;
     off_t off = 0;
     ssize_t n;
+    x->pending = 0;
     while ((n = pread(x->journal, buf, sizeof buf, off)) > 0) {
         ssize_t i;
         off += n;
@@ -392,6 +394,7 @@ static int load_crl(otk_x509 *x)
         if (errno != ENOENT)
             return -1;
         x->crl.n = 0; /* none yet */
+        x->crl_known = 0;
         return 0;
     }
     if (x->crl_known && st.st_ino == x->crl_st.st_ino && st.st_dev == x->crl_st.st_dev &&
@@ -399,13 +402,21 @@ static int load_crl(otk_x509 *x)
         st.st_mtim.tv_nsec == x->crl_st.st_mtim.tv_nsec)
         return 0;
     x->crl_known = 0;
-    if (st.st_size == 0) {
-        x->crl.n = 0; /* an empty placeholder */
-        return 0;
-    }
     if ((f = fopen(x->cfg.crl_file, "r")) == NULL)
         return -1;
     rc = otk_crl_read(f, &x->crl);
+    if (rc != 0 && st.st_size <= 4096) {
+        /* A placeholder (empty, blank, a comment) lists nothing: no PEM block in it. */
+        char head[4097];
+        size_t n;
+        rewind(f);
+        n = fread(head, 1, sizeof head - 1, f);
+        head[n] = '\0';
+        if (strstr(head, "-----BEGIN") == NULL) {
+            x->crl.n = 0;
+            rc = 0;
+        }
+    }
     fclose(f);
     return rc;
 }
@@ -452,12 +463,12 @@ otk_status otk_x509_flush(otk_x509 *x)
         goto out;
     }
     k = otk_crl_write(f, &x->crl, x->ca, x->ca_key, now, next) == 0 && fflush(f) == 0 &&
-        fsync(fileno(f)) == 0;
+        fsync(fileno(f)) == 0 && fstat(fileno(f), &x->crl_st) == 0; /* (rename keeps these) */
     if (fclose(f) != 0 || !k || rename(tmp, x->cfg.crl_file) != 0) {
         unlink(tmp);
         goto out;
     }
-    x->crl_known = stat(x->cfg.crl_file, &x->crl_st) == 0;
+    x->crl_known = 1;
     x->entries = x->crl.n;
     x->pending = 0;
     st = OTK_OK;

@@ -69,25 +69,63 @@ static int is_time(const elem *e)
     return is(e, V_ASN1_UTCTIME, 0) || is(e, V_ASN1_GENERALIZEDTIME, 0);
 }
 
-/* The revokedCertificates list: SEQUENCE OF SEQUENCE { serial, date, ext? }. */
+/* A revocation date as "YYYYMMDDHHMMSS" (a UTCTime's year in 1950..2049);
+ * -1 for a form other than the two RFC 5280 allows. */
+static int norm_time(const uint8_t *t, size_t len, char out[15])
+{
+    size_t n = len >= 2 ? t[1] : 0, i;
+    if (len < 2 || t[1] & 0x80 || n + 2 != len)
+        return -1;
+    for (i = 0; i + 1 < n; i++)
+        if (t[2 + i] < '0' || t[2 + i] > '9')
+            return -1;
+    if (t[0] == V_ASN1_UTCTIME && n == 13 && t[14] == 'Z') {
+        memcpy(out, t[2] >= '5' ? "19" : "20", 2);
+        memcpy(out + 2, t + 2, 12);
+    } else if (t[0] == V_ASN1_GENERALIZEDTIME && n == 15 && t[16] == 'Z') {
+        memcpy(out, t + 2, 14);
+    } else {
+        return -1;
+    }
+    out[14] = '\0';
+    return 0;
+}
+
+/* A serial as DER wants it, and as a broker's OpenSSL accepts it: a
+ * positive INTEGER in its shortest form. */
+static int good_serial(const elem *sn)
+{
+    const unsigned char *c = sn->content;
+    if (!is(sn, V_ASN1_INTEGER, 0) || sn->len < 1 || sn->len > OTK_CRL_SN_MAX || (c[0] & 0x80))
+        return 0;
+    return sn->len == 1 || c[0] != 0 || (c[1] & 0x80);
+}
+
+/* The revokedCertificates list: SEQUENCE OF SEQUENCE { serial, date,
+ * extensions SEQUENCE? }; the extensions are not kept. */
 static int read_entries(const unsigned char *p, const unsigned char *end, otk_crl_list *l)
 {
-    elem ent, sn, t;
+    elem ent, sn, t, ext;
+    char norm[15];
     while (p < end) {
         const unsigned char *q;
         otk_crl_entry *e;
+        size_t t_tlv;
         if (next(&p, end, &ent) != 0 || !is(&ent, V_ASN1_SEQUENCE, 1))
             return -1;
         q = ent.content;
-        if (next(&q, p, &sn) != 0 || !is(&sn, V_ASN1_INTEGER, 0) || sn.len < 1 ||
-            sn.len > OTK_CRL_SN_MAX || next(&q, p, &t) != 0 || !is_time(&t) ||
-            q - t.start > OTK_CRL_TIME_MAX || reserve(l, l->n + 1) != 0)
+        if (next(&q, p, &sn) != 0 || !good_serial(&sn) || next(&q, p, &t) != 0 || !is_time(&t))
+            return -1;
+        t_tlv = (size_t)(q - t.start);
+        if (t_tlv > OTK_CRL_TIME_MAX || norm_time(t.start, t_tlv, norm) != 0 ||
+            (q < p && (next(&q, p, &ext) != 0 || !is(&ext, V_ASN1_SEQUENCE, 1) || q != p)) ||
+            reserve(l, l->n + 1) != 0)
             return -1;
         e = &l->e[l->n++];
         e->sn_len = (uint8_t)sn.len;
         memcpy(e->sn, sn.content, (size_t)sn.len);
-        e->t_len = (uint8_t)(q - t.start);
-        memcpy(e->t, t.start, e->t_len);
+        e->t_len = (uint8_t)t_tlv;
+        memcpy(e->t, t.start, t_tlv);
     }
     return 0;
 }
@@ -115,13 +153,25 @@ static int parse(const unsigned char *p, long len, otk_crl_list *l)
         !is(&e, V_ASN1_SEQUENCE, 1) || next(&p, end, &e) != 0 || /* issuer */
         !is_time(&e))                                             /* thisUpdate */
         return -1;
-    q = p;
-    if (q < end && next(&q, end, &e) == 0 && is_time(&e)) /* nextUpdate */
+    /* Then nextUpdate?, revokedCertificates?, [0] crlExtensions?, nothing else:
+     * anything else is not a CRL this can read (and write back whole). */
+    if (p < end && (q = p, next(&q, end, &e) != 0))
+        return -1;
+    if (p < end && is_time(&e)) {
         p = q;
-    q = p;
-    if (q < end && next(&q, end, &e) == 0 && is(&e, V_ASN1_SEQUENCE, 1))
-        return read_entries(e.content, e.content + e.len, l);
-    return 0; /* no entries */
+        if (p < end && (q = p, next(&q, end, &e) != 0))
+            return -1;
+    }
+    if (p < end && is(&e, V_ASN1_SEQUENCE, 1)) {
+        if (read_entries(e.content, e.content + e.len, l) != 0)
+            return -1;
+        p = q;
+        if (p < end && (q = p, next(&q, end, &e) != 0))
+            return -1;
+    }
+    if (p < end && e.cls == V_ASN1_CONTEXT_SPECIFIC && e.tag == 0 && e.cons)
+        p = q;
+    return p == end ? 0 : -1;
 }
 
 int otk_crl_parse(const unsigned char *der, long len, otk_crl_list *l)
@@ -189,28 +239,6 @@ int otk_crl_has(const otk_crl_list *l, const uint8_t *sn, size_t len)
         return 0;
     key.sn_len = (uint8_t)n;
     return bsearch(&key, l->e, l->n, sizeof *l->e, cmp_entry) != NULL;
-}
-
-/* A revocation date as "YYYYMMDDHHMMSS" (a UTCTime's year in 1950..2049);
- * -1 for a form other than the two RFC 5280 allows. */
-static int norm_time(const uint8_t *t, size_t len, char out[15])
-{
-    size_t n = len >= 2 ? t[1] : 0, i;
-    if (len < 2 || t[1] & 0x80 || n + 2 != len)
-        return -1;
-    for (i = 0; i + 1 < n; i++)
-        if (t[2 + i] < '0' || t[2 + i] > '9')
-            return -1;
-    if (t[0] == V_ASN1_UTCTIME && n == 13 && t[14] == 'Z') {
-        memcpy(out, t[2] >= '5' ? "19" : "20", 2);
-        memcpy(out + 2, t + 2, 12);
-    } else if (t[0] == V_ASN1_GENERALIZEDTIME && n == 15 && t[16] == 'Z') {
-        memcpy(out, t + 2, 14);
-    } else {
-        return -1;
-    }
-    out[14] = '\0';
-    return 0;
 }
 
 int otk_crl_update(otk_crl_list *l, const ASN1_TIME *horizon, const uint8_t *fresh, size_t n,
@@ -281,6 +309,8 @@ int otk_crl_write(FILE *f, const otk_crl_list *l, X509 *ca, EVP_PKEY *key, const
         goto out;
     tbs_content = (size_t)hc_len + (l->n ? (size_t)ASN1_object_size(1, (int)body, V_ASN1_SEQUENCE) : 0);
     tbs = (size_t)ASN1_object_size(1, (int)tbs_content, V_ASN1_SEQUENCE);
+    if (EVP_PKEY_get_size(key) <= 0)
+        goto out;
     sig_max = (size_t)EVP_PKEY_get_size(key);
     content = tbs + (size_t)al + (size_t)ASN1_object_size(0, (int)sig_max + 1, V_ASN1_BIT_STRING);
     total = (size_t)ASN1_object_size(1, (int)content, V_ASN1_SEQUENCE);

@@ -586,32 +586,46 @@ size_t pgc_due(void *impl, uint8_t (*ids)[16], size_t max, unsigned resend_ms)
                      ids, max, resend_ms);
 }
 
-/* Offers the brokers found no subscriber for (store.h otk_store_hold_offers). */
+/* Offers the brokers found no subscriber for (store.h otk_store_hold_offers):
+ * one statement for them all; a device another agent is handling right now
+ * (its row locked) is awake, and left alone. */
 size_t pgc_hold_offers(void *impl, const uint8_t (*ids)[16], size_t n, unsigned resend_ms,
                        unsigned hold_ms)
 {
     pgstore *s = impl;
     int64_t now = wall_ms();
-    size_t held = 0, i;
-    if (pg_release(s) != OTK_OK)
+    pgq q = {0};
+    PGresult *r;
+    size_t held = 0, i, k = 0;
+    char *arr;
+    if (n == 0 || pg_release(s) != OTK_OK || (arr = malloc(n * 38 + 3)) == NULL)
         return 0;
     if (hold_ms < resend_ms)
         hold_ms = resend_ms;
+    /* A bytea[] literal: {"\\x<hex>",...} */
+    arr[k++] = '{';
     for (i = 0; i < n; i++) {
-        pgq q = {0};
-        PGresult *r;
-        pq_int(&q, now + (int64_t)hold_ms - (int64_t)resend_ms);
-        pq_blob(&q, ids[i], 16);
-        pq_int(&q, now);
-        r = pg_run(&s->db,
-                   "UPDATE devices SET notified_at = $1 WHERE id = $2 AND state = 2"
-                   " AND ((want <> 0 AND p_version IS NULL) OR (p_version IS NOT NULL"
-                   " AND p_claim = 0)) AND notified_at <= $3",
-                   &q);
-        if (r)
-            held += (size_t)strtoull(PQcmdTuples(r), NULL, 10);
-        PQclear(r);
+        memcpy(arr + k, i ? ",\"\\\\x" : "\"\\\\x", i ? 5 : 4);
+        k += i ? 5 : 4;
+        otk_hex_encode(ids[i], 16, arr + k);
+        k += 32;
+        arr[k++] = '"';
     }
+    arr[k++] = '}';
+    arr[k] = '\0';
+    pq_int(&q, now + (int64_t)hold_ms - (int64_t)resend_ms);
+    pq_text(&q, arr);
+    pq_int(&q, now);
+    r = pg_run(&s->db,
+               "UPDATE devices SET notified_at = $1 WHERE id IN (SELECT id FROM devices"
+               " WHERE id = ANY($2::bytea[]) AND state = 2 AND ((want <> 0 AND p_version IS NULL)"
+               " OR (p_version IS NOT NULL AND p_claim = 0)) AND notified_at <= $3"
+               " FOR UPDATE SKIP LOCKED)",
+               &q);
+    if (r)
+        held = (size_t)strtoull(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    free(arr);
     return held;
 }
 
