@@ -155,14 +155,25 @@ start_device() {
     ${LAB_AGENT_CERTS_PORT:+--broker-certs "127.0.0.1:$LAB_AGENT_CERTS_PORT"} \
     2> "$work/dev/$name.log" &
   pids+=($!)
+  echo $! > "$work/dev/$name.pid"
 }
 
-# device_state ID: whether device ID's process runs, and if so where it
+# stop_device NAME: ends the device process start_device started under NAME
+# (by its pid: tests run side by side with the same device ids), and waits
+# until it is gone.
+stop_device() {
+  local pid
+  pid=$(cat "$work/dev/$1.pid" 2>/dev/null) || return 0
+  kill "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+}
+
+# device_state NAME: whether device NAME's process runs, and if so where it
 # waits (its kernel stack, and its threads' stacks when gdb is there).
 device_state() {
   local pid
-  pid=$(pgrep -f "otakey-device .*--id $1" | head -1 || true)
-  if [ -z "$pid" ]; then echo "    process: gone"; return 0; fi
+  pid=$(cat "$work/dev/$1.pid" 2>/dev/null || true)
+  if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then echo "    process: gone"; return 0; fi
   echo "    process: $(ps -o pid=,stat=,etime=,wchan:32= -p "$pid" 2>/dev/null)"
   sed 's/^/    kernel: /' "/proc/$pid/stack" 2>/dev/null | head -8 || true
   if command -v gdb > /dev/null; then

@@ -307,9 +307,7 @@ metric() { local n=0 u; for u in "${urls[@]}"; do
   n=$((n + $(curl -sS --cacert "$API_CA" -H "Authorization: Bearer $API_READ_TOKEN" "$u/metrics" |
     sed -n "s/^$1 //p"))); done; echo "$n"; }
 sleeper=$(jget "$(api GET '/v1/devices?state=active')" 'd["devices"][0]["id"]')
-for p in $(pgrep -f "otakey-device .*--id $sleeper"); do
-  kill "$p"; while kill -0 "$p" 2> /dev/null; do sleep 0.1; done
-done
+stop_device "$sleeper"
 sleep 5.5 # (an offer within 5 s of a device's last message is not taken for sleep)
 asleep0=$(metric otakey_notifies_asleep_total)
 out=$(api POST /v1/campaigns '{"kind":"rotate","selector":"ids:'"$sleeper"'","rate":100}')

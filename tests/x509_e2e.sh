@@ -184,7 +184,7 @@ check "the other devices' certificates still log in" bash -c \
      --key '$work/d3.active.key' -i p3 -V mqttv5 -q 1 -t devices/$id3/p -m p"
 # A session opened before its certificate was revoked ends at the CRL reload
 # (the broker checks the CRL at the handshake only; the plugin ends it).
-pkill -f "otakey-device .*--id $id3" || true
+stop_device "$id3"
 sleep 0.3
 timeout -k 5 30 mosquitto_sub -h 127.0.0.1 -p $B --cafile "$LAB_CA" --cert "$work/d3.active.crt" \
   --key "$work/d3.active.key" -V mqttv5 -t "devices/$id3/#" -d > "$work/live.out" 2>&1 &
