@@ -46,6 +46,10 @@
  * crossed the offer) and the offer is repeated as usual. */
 #define HEARD_SLOTS 4096
 #define HEARD_GRACE_MS 5000
+/* Nor within LINK_GRACE_MS of the agent's own connection to the broker: a
+ * broker that restarted drops every device too, and an agent that restarted
+ * has heard no one yet; devices reopen their links meanwhile. */
+#define LINK_GRACE_MS 10000
 /* Group commit: a batch of messages is read for at most BATCH_MS (and at
  * most BATCH_MAX of them) before its commit, cloud flush and replies. */
 #define BATCH_MS 25
@@ -117,6 +121,7 @@ typedef struct daemon_ctx {
     uint64_t crl_due_ms;    /* revocations wait for this time to be written (crl_next) */
     otk_rl *rl; /* admission control in front of the core */
     int conn_rc; /* the last CONNACK's reason, -1 before the first */
+    uint64_t link_up_ms; /* when the broker last accepted the agent's connection */
     const char *config_path;
     otk_api *api;           /* the HTTP API ([api] listen), NULL when off */
     otk_agentd_config *next_cfg; /* SIGHUP's new cloud list, taken between batches */
@@ -241,7 +246,8 @@ static void on_publish(struct mosquitto *m, void *ud, int mid, int rc, const mos
     if (rc != MQTT_RC_NO_MATCHING_SUBSCRIBERS)
         return;
     otk_api_add(&d->metrics.notifies_asleep, 1);
-    if (!heard_lately(d, d->offers[slot].id, mono_ms()) && d->n_asleep < TICK_MAX)
+    if (mono_ms() - d->link_up_ms >= LINK_GRACE_MS && !heard_lately(d, d->offers[slot].id, mono_ms()) &&
+        d->n_asleep < TICK_MAX)
         memcpy(d->asleep[d->n_asleep++], d->offers[slot].id, 16);
 }
 
@@ -264,6 +270,7 @@ static void on_connect(struct mosquitto *m, void *ud, int rc, int flags, const m
         logf_(0, "broker refused the connection: %s", mosquitto_reason_string(rc));
         return;
     }
+    d->link_up_ms = mono_ms();
     ERR_clear_error(); /* see broker_loop */
     if (mosquitto_subscribe_v5(m, NULL, d->sub, 1, 0, NULL) != MOSQ_ERR_SUCCESS)
         logf_(0, "subscribe to %s failed", d->sub);

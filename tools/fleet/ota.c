@@ -200,8 +200,9 @@ static void agent_subscribed(fl_conn *c, void *ud)
     sdev *d = ud;
     (void)c;
     d->online = 1;
-    /* A duty-cycled device wakes up in an update phase: it asks. */
-    if (d->o->duty && d->o->updating && otk_device_state(&d->dev) == OTK_DEV_READY &&
+    /* A duty-cycled device wakes up in an update phase: it asks; so does any
+     * device whose link came back (an offer sent meanwhile found no one). */
+    if (((d->o->duty && d->o->updating) || d->lost) && otk_device_state(&d->dev) == OTK_DEV_READY &&
         otk_device_poll(&d->dev) != OTK_OK && d->o->env->verbose)
         fprintf(stderr, "fleet: %s: poll refused\n", d->hex);
     if (d->lost) {
