@@ -13,6 +13,8 @@
 #include <errno.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -149,6 +151,19 @@ typedef struct daemon_ctx {
  * connection dropped. Every read and write of the broker connection goes
  * through these two.
  */
+/*
+ * What one pass of the main loop sends (the batch's replies, the tick's
+ * offers) leaves in as few TCP segments as it fills: corked while they are
+ * written, pushed together when uncorked (on loopback each segment also
+ * costs the sender the receiver's processing).
+ */
+static void cork(struct mosquitto *m, int on)
+{
+    int fd = mosquitto_socket(m);
+    if (fd >= 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+}
+
 static int broker_loop(struct mosquitto *m, int timeout_ms)
 {
     ERR_clear_error();
@@ -1080,7 +1095,12 @@ int main(int argc, char **argv)
                     drop_replies(&d, "database commit failed");
             }
             if (d.n_held || otk_clouds_pending(d.clouds)) {
+                cork(d.mosq, 1);
                 flush_replies(&d);
+                /* Pushed now: the replies (a certificate device's ACK) are on
+                 * their way before this pass's tick writes the CRL that
+                 * revokes the certificates they retire. */
+                cork(d.mosq, 0);
                 clock_gettime(CLOCK_MONOTONIC, &last_flush);
             }
             clock_gettime(CLOCK_MONOTONIC, &now);
@@ -1091,7 +1111,9 @@ int main(int argc, char **argv)
                     swap_clouds(&d);
                 if (otk_store_campaign_step(d.reg, &d.agent) > 0)
                     logf_(3, "campaign devices started");
+                cork(d.mosq, 1);
                 push_notifications(&d);
+                cork(d.mosq, 0);
                 if (++ticks % 5 == 0) /* four times a second */
                     finish_revocations(&d);
                 now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;

@@ -482,7 +482,8 @@ size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a)
 {
     static int64_t outcome_at[32], outcome_id[32], settle_at[32], settle_id[32];
     int64_t ids[32];
-    size_t n, i, started = 0;
+    size_t n, i, started = 0, n_step;
+    otk_status own;
     if (r == NULL || a == NULL)
         return 0;
     n = otk_campaign_list(r, ids, 32);
@@ -556,7 +557,14 @@ size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a)
         if (due <= c.started)
             continue;
         budget = due - c.started;
-        started += start_devices(r, a, &c, budget);
+        /* The step's devices in one transaction: one commit, not one per
+         * device (a crash in the middle starts none of them). */
+        own = otk_sqlreg_batch_begin(r);
+        if (own == OTK_ERR_BUSY)
+            continue; /* the next tick tries again */
+        n_step = start_devices(r, a, &c, budget);
+        if (own != OTK_OK || otk_sqlreg_batch_end(r) == OTK_OK)
+            started += n_step;
     }
     return started;
 }
