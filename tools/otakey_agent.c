@@ -92,11 +92,13 @@ static void logf_(int level, const char *fmt, ...)
         }
         return;
     }
+    flockfile(stderr); /* one line, whole, whichever thread logs */
     fprintf(stderr, "%s.%03ldZ otakey-agent: %s: ", when, ts.tv_nsec / 1000000L, names[level]);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+    funlockfile(stderr);
 }
 
 typedef struct daemon_ctx {
@@ -1053,6 +1055,8 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* A log line leaves in one write (stderr is unbuffered: three). */
+    setvbuf(stderr, NULL, _IOLBF, 4096);
     d.config_path = path;
     rc = setup(&d, path);
     if (rc == 0)
@@ -1063,7 +1067,11 @@ int main(int argc, char **argv)
         uint64_t now_ms;
         unsigned long ticks = 0;
         while (!stopping) {
-            int lrc = broker_loop(d.mosq, 100);
+            int lrc;
+            /* What the pass's reads answer (the PUBACKs of the devices'
+             * messages) leaves with its replies, in one push below. */
+            cork(d.mosq, 1);
+            lrc = broker_loop(d.mosq, 100);
             if (reloading) {
                 reloading = 0;
                 reload(&d);
@@ -1095,14 +1103,13 @@ int main(int argc, char **argv)
                     drop_replies(&d, "database commit failed");
             }
             if (d.n_held || otk_clouds_pending(d.clouds)) {
-                cork(d.mosq, 1);
                 flush_replies(&d);
-                /* Pushed now: the replies (a certificate device's ACK) are on
-                 * their way before this pass's tick writes the CRL that
-                 * revokes the certificates they retire. */
-                cork(d.mosq, 0);
                 clock_gettime(CLOCK_MONOTONIC, &last_flush);
             }
+            /* Pushed now: the replies (a certificate device's ACK) are on
+             * their way before this pass's tick writes the CRL that revokes
+             * the certificates they retire. */
+            cork(d.mosq, 0);
             clock_gettime(CLOCK_MONOTONIC, &now);
             if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >=
                 1000 / TICKS_PER_S) {
