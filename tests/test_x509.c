@@ -135,6 +135,46 @@ int main(void)
         CHECK(memcmp(pin, want_pin, 32) == 0);
         OPENSSL_free(dca);
     }
+    /* The template's certificate is the one OpenSSL builds (but for the
+     * signature): today, on the eve of 2050 (notAfter becomes a
+     * GeneralizedTime: OpenSSL's way) and after it. */
+    CHECK(otk_x509_templated(x));
+    if (ca != NULL) {
+        static const time_t when[] = {0, 2524607000, 2556143999 + 86400};
+        size_t w;
+        uint8_t sn[16];
+        memset(sn, 0x61, sizeof sn);
+        for (w = 0; w < sizeof when / sizeof when[0]; w++) {
+            time_t t = when[w] ? when[w] : time(NULL);
+            uint8_t d1[OTK_CERT_MAX], d2[OTK_CERT_MAX];
+            size_t l1 = 0, l2 = 0;
+            X509 *c1, *c2;
+            const unsigned char *q;
+            unsigned char *t1 = NULL, *t2 = NULL;
+            int n1, n2;
+            sn[15] = (uint8_t)w;
+            CHECK_OK(otk_x509_issue_at(x, id, pub, sn, t, 0, d1, sizeof d1, &l1));
+            CHECK_OK(otk_x509_issue_at(x, id, pub, sn, t, 1, d2, sizeof d2, &l2));
+            q = d1;
+            c1 = d2i_X509(NULL, &q, (long)l1);
+            CHECK(c1 != NULL && q == d1 + l1);
+            q = d2;
+            c2 = d2i_X509(NULL, &q, (long)l2);
+            CHECK(c2 != NULL);
+            if (c1 != NULL && c2 != NULL) {
+                n1 = i2d_re_X509_tbs(c1, &t1);
+                n2 = i2d_re_X509_tbs(c2, &t2);
+                CHECK(n1 > 0 && n1 == n2 && memcmp(t1, t2, (size_t)n1) == 0);
+                CHECK(X509_verify(c1, X509_get0_pubkey(ca)) == 1);
+                CHECK(ASN1_TIME_cmp_time_t(X509_get0_notBefore(c1), t - 300) == 0);
+                CHECK(ASN1_TIME_cmp_time_t(X509_get0_notAfter(c1), t + 30 * 86400) == 0);
+            }
+            OPENSSL_free(t1);
+            OPENSSL_free(t2);
+            X509_free(c1);
+            X509_free(c2);
+        }
+    }
     /* Serials differ from one certificate to the next. */
     CHECK_OK(otk_x509_issue_cert(x, id, 3, pub, der, sizeof der, &len2, serial2, pin));
     CHECK(strcmp(serial, serial2) != 0);

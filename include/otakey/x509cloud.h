@@ -29,6 +29,8 @@
 
 #include "otakey/agent.h"
 
+#include <time.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -59,6 +61,16 @@ otk_status otk_x509_issue_cert(void *ctx, const uint8_t device_id[16], uint32_t 
                                size_t *der_len, char serial[OTK_USER_MAX + 1],
                                uint8_t ca_pin[OTK_PIN_LEN]);
 otk_status otk_x509_remove(void *ctx, uint32_t cloud_id, const char *serial);
+
+/* A device certificate for a given serial (16 octets, top bit clear, not
+ * zero at the top) and issuing time: from the CA's template, or (openssl
+ * set, or when the template does not fit) built by OpenSSL; the two are the
+ * same certificate but for the signature's randomness. For tests. */
+otk_status otk_x509_issue_at(otk_x509 *x, const uint8_t device_id[16], const uint8_t dpub[OTK_PUB_LEN],
+                             const uint8_t sn[16], time_t now, int openssl, uint8_t *der,
+                             size_t der_size, size_t *der_len);
+/* Whether the CA's template was made (for tests). */
+int otk_x509_templated(const otk_x509 *x);
 
 /* Makes the revocation queue file durable (fdatasync; before the registry
  * commits the updates whose certificates it retires). */

@@ -43,7 +43,13 @@ struct otk_x509 {
     struct stat crl_st;
     int journal;  /* "<crl_file>.queue": revocations not yet in the CRL, one serial a line */
     int unsynced; /* appended since the last otk_x509_sync */
+    /* The TBSCertificate OpenSSL made once for a placeholder device, and
+     * where a device's own fields (all of fixed length) go in it. */
+    unsigned char *tbs, *alg;
+    size_t tbs_len, alg_len, sn_off, cn_off, pub_off, nb_off, na_off, nb_len, na_len;
 };
+
+static void make_template(otk_x509 *x);
 
 static int err_out(char *err, size_t n, const char *fmt, const char *a)
 {
@@ -134,6 +140,7 @@ key_done:
             goto fail;
         }
     }
+    make_template(x);
     *out = x;
     return OTK_OK;
 fail:
@@ -156,6 +163,8 @@ void otk_x509_close(otk_x509 *x)
     if (x->journal >= 0)
         close(x->journal);
     free(x->queue);
+    OPENSSL_free(x->tbs);
+    OPENSSL_free(x->alg);
     otk_crl_clear(&x->crl);
     otk_wipe(x, sizeof *x);
     free(x);
@@ -200,6 +209,257 @@ static int add_ext(X509 *c, X509 *issuer, int nid, const char *value)
     return ok;
 }
 
+/*
+ * A certificate as OpenSSL makes it, for a device key, serial and issuing
+ * time: the reference the template below is cut from, and the way taken
+ * when the template does not fit (a date past 2049 changes its length).
+ * NULL with *bad_key set when dpub is not a point of the curve.
+ */
+static X509 *build_cert(otk_x509 *x, const uint8_t device_id[16], const uint8_t dpub[OTK_PUB_LEN],
+                        const uint8_t sn[SERIAL_LEN], time_t now, int *bad_key)
+{
+    char cn[33];
+    X509 *c = NULL;
+    X509_NAME *name = NULL;
+    BIGNUM *bn = NULL;
+    ASN1_INTEGER *ai = NULL;
+    int ok;
+    *bad_key = 0;
+    otk_hex_encode(device_id, OTK_DEVICE_ID_LEN, cn);
+    if ((c = X509_new()) == NULL)
+        return NULL;
+    if (!set_public_key(c, x->group, dpub)) {
+        X509_free(c);
+        *bad_key = 1;
+        return NULL;
+    }
+    ok = X509_set_version(c, 2) == 1 &&
+         (bn = BN_bin2bn(sn, SERIAL_LEN, NULL)) != NULL && (ai = BN_to_ASN1_INTEGER(bn, NULL)) != NULL &&
+         X509_set_serialNumber(c, ai) == 1 &&
+         X509_set_issuer_name(c, X509_get_subject_name(x->ca)) == 1 &&
+         (name = X509_NAME_new()) != NULL &&
+         X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0) == 1 &&
+         X509_set_subject_name(c, name) == 1 &&
+         X509_time_adj(X509_getm_notBefore(c), -300, &now) != NULL &&
+         X509_time_adj(X509_getm_notAfter(c), (long)x->cfg.validity_days * 86400L, &now) != NULL &&
+         add_ext(c, x->ca, NID_basic_constraints, "critical,CA:FALSE") &&
+         add_ext(c, x->ca, NID_key_usage, "critical,digitalSignature") &&
+         add_ext(c, x->ca, NID_ext_key_usage, "clientAuth") && X509_sign(c, x->ca_key, EVP_sha256()) > 0;
+    X509_NAME_free(name);
+    BN_free(bn);
+    ASN1_INTEGER_free(ai);
+    if (!ok) {
+        X509_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* A time as RFC 5280 encodes it: UTCTime through 2049, GeneralizedTime
+ * from 2050 (tag, length, content); its length, 0 when out of range. */
+static size_t der_time(time_t t, unsigned char out[17])
+{
+    struct tm tm;
+    char txt[16];
+    size_t n;
+    if (gmtime_r(&t, &tm) == NULL || tm.tm_year < 50 || tm.tm_year > 8099)
+        return 0;
+    n = tm.tm_year < 150 ? strftime(txt, sizeof txt, "%y%m%d%H%M%SZ", &tm)
+                         : strftime(txt, sizeof txt, "%Y%m%d%H%M%SZ", &tm);
+    if (n != (tm.tm_year < 150 ? 13u : 15u))
+        return 0;
+    out[0] = tm.tm_year < 150 ? V_ASN1_UTCTIME : V_ASN1_GENERALIZEDTIME;
+    out[1] = (unsigned char)n;
+    memcpy(out + 2, txt, n);
+    return n + 2;
+}
+
+/* Where needle is in hay, if it is there exactly once. */
+static int find_once(const unsigned char *hay, size_t n, const void *needle, size_t k, size_t *at)
+{
+    size_t i, found = 0;
+    for (i = 0; k > 0 && i + k <= n; i++)
+        if (memcmp(hay + i, needle, k) == 0) {
+            if (found++)
+                return 0;
+            *at = i;
+        }
+    return found == 1;
+}
+
+/*
+ * The template: a certificate OpenSSL makes for a placeholder device (its
+ * serial, name, key and dates chosen to occur once each), kept as its
+ * TBSCertificate and signature algorithm with the places of those fields.
+ * A device's certificate is then that TBSCertificate with its own fields
+ * copied in, signed: what OpenSSL builds, without building it (the
+ * building was as costly as the signature). Without a template (fields not
+ * found), every certificate is built by OpenSSL.
+ */
+static void make_template(otk_x509 *x)
+{
+    uint8_t id[16], pub[1 + OTK_PUB_LEN], sn[SERIAL_LEN];
+    unsigned char nb[17], na[17], *tbs = NULL, *alg = NULL;
+    char cn[33];
+    const X509_ALGOR *sig_alg = NULL;
+    time_t t = time(NULL);
+    size_t nbl = der_time(t - 300, nb), nal = der_time(t + (time_t)x->cfg.validity_days * 86400, na);
+    int tl, al, bad;
+    X509 *c;
+    unsigned char snd[2 + SERIAL_LEN];
+    memset(id, 0x5a, sizeof id);
+    memset(sn, 0xa5, sizeof sn);
+    sn[0] = 0x4b;
+    if (EC_POINT_point2oct(x->group, EC_GROUP_get0_generator(x->group), POINT_CONVERSION_UNCOMPRESSED,
+                           pub, sizeof pub, NULL) != sizeof pub || nbl == 0 || nal == 0)
+        return;
+    if ((c = build_cert(x, id, pub + 1, sn, t, &bad)) == NULL)
+        return;
+    X509_get0_signature(NULL, &sig_alg, c);
+    tl = i2d_re_X509_tbs(c, &tbs);
+    al = i2d_X509_ALGOR(sig_alg, &alg);
+    X509_free(c);
+    snd[0] = V_ASN1_INTEGER;
+    snd[1] = SERIAL_LEN;
+    memcpy(snd + 2, sn, SERIAL_LEN);
+    otk_hex_encode(id, sizeof id, cn);
+    if (tl > 0 && al > 0 && find_once(tbs, (size_t)tl, snd, sizeof snd, &x->sn_off) &&
+        find_once(tbs, (size_t)tl, cn, 32, &x->cn_off) &&
+        find_once(tbs, (size_t)tl, pub, sizeof pub, &x->pub_off) &&
+        find_once(tbs, (size_t)tl, nb, nbl, &x->nb_off) && find_once(tbs, (size_t)tl, na, nal, &x->na_off)) {
+        x->sn_off += 2;
+        x->pub_off += 1;
+        x->tbs = tbs;
+        x->tbs_len = (size_t)tl;
+        x->alg = alg;
+        x->alg_len = (size_t)al;
+        x->nb_len = nbl;
+        x->na_len = nal;
+        return;
+    }
+    OPENSSL_free(tbs);
+    OPENSSL_free(alg);
+}
+
+/* DER of a length (at most 3 bytes of it: certificates are small). */
+static unsigned char *put_len(unsigned char *q, size_t n)
+{
+    if (n < 0x80) {
+        *q++ = (unsigned char)n;
+    } else if (n < 0x100) {
+        *q++ = 0x81;
+        *q++ = (unsigned char)n;
+    } else {
+        *q++ = 0x82;
+        *q++ = (unsigned char)(n >> 8);
+        *q++ = (unsigned char)n;
+    }
+    return q;
+}
+
+static size_t len_size(size_t n)
+{
+    return n < 0x80 ? 1 : n < 0x100 ? 2 : 3;
+}
+
+/* A certificate from the template: 1 made, 0 when the template does not fit
+ * (no template, a date of another length), -1 on an error. */
+static int from_template(otk_x509 *x, const uint8_t device_id[16], const uint8_t dpub[OTK_PUB_LEN],
+                         const uint8_t sn[SERIAL_LEN], time_t now, uint8_t *der, size_t der_size,
+                         size_t *der_len)
+{
+    unsigned char nb[17], na[17], tbs[1024], sig[160], *q;
+    char cn[33];
+    size_t sig_len = sizeof sig, bits, content, total;
+    EVP_MD_CTX *mc;
+    int ok;
+    if (x->tbs == NULL || x->tbs_len > sizeof tbs ||
+        der_time(now - 300, nb) != x->nb_len ||
+        der_time(now + (time_t)x->cfg.validity_days * 86400, na) != x->na_len || nb[0] != x->tbs[x->nb_off] ||
+        na[0] != x->tbs[x->na_off])
+        return 0;
+    memcpy(tbs, x->tbs, x->tbs_len);
+    memcpy(tbs + x->sn_off, sn, SERIAL_LEN);
+    otk_hex_encode(device_id, OTK_DEVICE_ID_LEN, cn);
+    memcpy(tbs + x->cn_off, cn, 32);
+    memcpy(tbs + x->pub_off, dpub, OTK_PUB_LEN);
+    memcpy(tbs + x->nb_off, nb, x->nb_len);
+    memcpy(tbs + x->na_off, na, x->na_len);
+    if ((mc = EVP_MD_CTX_new()) == NULL)
+        return -1;
+    ok = EVP_DigestSignInit(mc, NULL, EVP_sha256(), NULL, x->ca_key) == 1 &&
+         EVP_DigestSign(mc, NULL, &sig_len, tbs, x->tbs_len) == 1 && sig_len <= sizeof sig &&
+         EVP_DigestSign(mc, sig, &sig_len, tbs, x->tbs_len) == 1;
+    EVP_MD_CTX_free(mc);
+    if (!ok)
+        return -1;
+    /* Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, BIT STRING } */
+    bits = 1 + sig_len;
+    content = x->tbs_len + x->alg_len + 1 + len_size(bits) + bits;
+    total = 1 + len_size(content) + content;
+    if (total > der_size || total > OTK_CERT_MAX || content > 0xffff)
+        return -1;
+    q = der;
+    *q++ = V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED;
+    q = put_len(q, content);
+    memcpy(q, tbs, x->tbs_len);
+    q += x->tbs_len;
+    memcpy(q, x->alg, x->alg_len);
+    q += x->alg_len;
+    *q++ = V_ASN1_BIT_STRING;
+    q = put_len(q, bits);
+    *q++ = 0; /* no unused bits */
+    memcpy(q, sig, sig_len);
+    *der_len = total;
+    otk_wipe(tbs, sizeof tbs);
+    return 1;
+}
+
+otk_status otk_x509_issue_at(otk_x509 *x, const uint8_t device_id[16], const uint8_t dpub[OTK_PUB_LEN],
+                             const uint8_t sn[SERIAL_LEN], time_t now, int openssl, uint8_t *der,
+                             size_t der_size, size_t *der_len)
+{
+    X509 *c;
+    unsigned char *p;
+    int n, bad, r = 0;
+    EC_POINT *q;
+    uint8_t oct[1 + OTK_PUB_LEN];
+    if (x == NULL || device_id == NULL || dpub == NULL || sn == NULL || der == NULL || der_len == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    if (!openssl) {
+        /* The key must be a point of the curve, as set_public_key checks. */
+        oct[0] = 0x04;
+        memcpy(oct + 1, dpub, OTK_PUB_LEN);
+        q = EC_POINT_new(x->group);
+        bad = q == NULL || EC_POINT_oct2point(x->group, q, oct, sizeof oct, NULL) != 1;
+        EC_POINT_free(q);
+        if (bad)
+            return OTK_ERR_INVALID_ARGUMENT;
+        r = from_template(x, device_id, dpub, sn, now, der, der_size, der_len);
+        if (r != 0)
+            return r > 0 ? OTK_OK : OTK_ERR_CLOUD;
+    }
+    if ((c = build_cert(x, device_id, dpub, sn, now, &bad)) == NULL)
+        return bad ? OTK_ERR_INVALID_ARGUMENT : OTK_ERR_CLOUD;
+    n = i2d_X509(c, NULL);
+    if (n <= 0 || (size_t)n > der_size || (size_t)n > OTK_CERT_MAX) {
+        X509_free(c);
+        return OTK_ERR_CLOUD;
+    }
+    p = der;
+    n = i2d_X509(c, &p) == n ? n : -1;
+    X509_free(c);
+    if (n < 0)
+        return OTK_ERR_CLOUD;
+    *der_len = (size_t)n;
+    return OTK_OK;
+}
+
+int otk_x509_templated(const otk_x509 *x)
+{
+    return x != NULL && x->tbs != NULL;
+}
+
 otk_status otk_x509_issue_cert(void *ctx, const uint8_t device_id[16], uint32_t cloud_id,
                                const uint8_t dpub[OTK_PUB_LEN], uint8_t *der, size_t der_size,
                                size_t *der_len, char serial[OTK_USER_MAX + 1],
@@ -207,14 +467,7 @@ otk_status otk_x509_issue_cert(void *ctx, const uint8_t device_id[16], uint32_t 
 {
     otk_x509 *x = ctx;
     uint8_t sn[SERIAL_LEN];
-    char cn[33];
-    X509 *c = NULL;
-    X509_NAME *name = NULL;
-    BIGNUM *bn = NULL;
-    ASN1_INTEGER *ai = NULL;
-    unsigned char *p;
-    int n;
-    otk_status st = OTK_ERR_CLOUD;
+    otk_status st;
     if (x == NULL || cloud_id != x->cfg.cloud_id || dpub == NULL || der == NULL ||
         der_len == NULL || serial == NULL || ca_pin == NULL)
         return OTK_ERR_INVALID_ARGUMENT;
@@ -222,43 +475,12 @@ otk_status otk_x509_issue_cert(void *ctx, const uint8_t device_id[16], uint32_t 
         return OTK_ERR_CRYPTO;
     sn[0] &= 0x7f;
     sn[0] |= 0x40; /* 16 octets exactly: no leading zero to strip */
-    otk_hex_encode(device_id, OTK_DEVICE_ID_LEN, cn);
-    if ((c = X509_new()) == NULL)
-        return OTK_ERR_CLOUD;
-    if (!set_public_key(c, x->group, dpub)) {
-        X509_free(c);
-        return OTK_ERR_INVALID_ARGUMENT; /* not a point of the curve */
-    }
-    if (X509_set_version(c, 2) != 1 ||
-        (bn = BN_bin2bn(sn, sizeof sn, NULL)) == NULL || (ai = BN_to_ASN1_INTEGER(bn, NULL)) == NULL ||
-        X509_set_serialNumber(c, ai) != 1 ||
-        X509_set_issuer_name(c, X509_get_subject_name(x->ca)) != 1 ||
-        (name = X509_NAME_new()) == NULL ||
-        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0) != 1 ||
-        X509_set_subject_name(c, name) != 1 ||
-        X509_gmtime_adj(X509_getm_notBefore(c), -300) == NULL ||
-        X509_gmtime_adj(X509_getm_notAfter(c), (long)x->cfg.validity_days * 86400L) == NULL ||
-        !add_ext(c, x->ca, NID_basic_constraints, "critical,CA:FALSE") ||
-        !add_ext(c, x->ca, NID_key_usage, "critical,digitalSignature") ||
-        !add_ext(c, x->ca, NID_ext_key_usage, "clientAuth") ||
-        X509_sign(c, x->ca_key, EVP_sha256()) <= 0)
-        goto out;
-    n = i2d_X509(c, NULL);
-    if (n <= 0 || (size_t)n > der_size || (size_t)n > OTK_CERT_MAX)
-        goto out;
-    p = der;
-    if (i2d_X509(c, &p) != n)
-        goto out;
-    *der_len = (size_t)n;
+    st = otk_x509_issue_at(x, device_id, dpub, sn, time(NULL), 0, der, der_size, der_len);
+    if (st != OTK_OK)
+        return st;
     otk_hex_encode(sn, sizeof sn, serial);
     memcpy(ca_pin, x->pin, OTK_PIN_LEN);
-    st = OTK_OK;
-out:
-    X509_free(c);
-    X509_NAME_free(name);
-    BN_free(bn);
-    ASN1_INTEGER_free(ai);
-    return st;
+    return OTK_OK;
 }
 
 static void queue_serial(otk_x509 *x, const uint8_t sn[SERIAL_LEN])
