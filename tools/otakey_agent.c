@@ -16,11 +16,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -166,10 +168,28 @@ static void cork(struct mosquitto *m, int on)
         (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
 }
 
+/* Whether bytes of the broker's are waiting: decrypted in OpenSSL, or on the socket. */
+static int broker_pending(struct mosquitto *m)
+{
+    SSL *ssl = mosquitto_ssl_get(m);
+    int n = 0;
+    if (ssl != NULL && SSL_pending(ssl) > 0)
+        return 1;
+    return mosquitto_socket(m) >= 0 && ioctl(mosquitto_socket(m), FIONREAD, &n) == 0 && n > 0;
+}
+
+/* One wait for the broker (libmosquitto reads a packet a wait), then the
+ * packets already received, without waiting again (up to 64). */
 static int broker_loop(struct mosquitto *m, int timeout_ms)
 {
+    int rc, i;
     ERR_clear_error();
-    return mosquitto_loop(m, timeout_ms, 1);
+    rc = mosquitto_loop(m, timeout_ms, 1);
+    for (i = 0; rc == MOSQ_ERR_SUCCESS && i < 64 && broker_pending(m); i++) {
+        ERR_clear_error();
+        rc = mosquitto_loop_read(m, 1);
+    }
+    return rc;
 }
 
 static int broker_publish(struct mosquitto *m, int *mid, const char *topic, size_t len,

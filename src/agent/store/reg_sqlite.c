@@ -91,7 +91,7 @@ static const char *const migrations[] = {
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
-enum { Q_GET_BATCH, Q_GET_DEVICE, Q_PUT_DEVICE, Q_LAST_AUDIT, Q_ADD_AUDIT, Q_COUNT };
+enum { Q_GET_BATCH, Q_GET_DEVICE, Q_PUT_DEVICE, Q_LAST_AUDIT, Q_ADD_AUDIT, Q_SAVEPOINT, Q_RELEASE, Q_COUNT };
 
 static const char *const queries[Q_COUNT] = {
     "SELECT pk FROM batches WHERE batch_id = ?1",
@@ -120,6 +120,9 @@ static const char *const queries[Q_COUNT] = {
     "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
     "INSERT INTO audit(seq, ts, kind, msg_type, device, version, code, hash, actor)"
     " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+    /* A put inside a batch (prepared once: each put of a batch has two). */
+    "SAVEPOINT put",
+    "RELEASE put",
 };
 
 struct otk_sqlreg {
@@ -494,11 +497,20 @@ static otk_status write_device(otk_sqlreg *r, const otk_agent_device *d)
     return rc == SQLITE_DONE ? OTK_OK : OTK_ERR_STORAGE;
 }
 
+/* One of the prepared statements that take no parameters and return no row. */
+static otk_status run(otk_sqlreg *r, int which)
+{
+    sqlite3_stmt *s = stmt(r, which);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? OTK_OK : OTK_ERR_STORAGE;
+}
+
 /* Runs the writes in one transaction (a savepoint inside a batch): all of them or none. */
 static otk_status sr_put_device(void *ctx, const otk_agent_device *d, const otk_audit *ev)
 {
     otk_sqlreg *r = ctx;
-    otk_status st = exec(r, r->in_batch ? "SAVEPOINT put" : "BEGIN IMMEDIATE");
+    otk_status st = r->in_batch ? run(r, Q_SAVEPOINT) : exec(r, "BEGIN IMMEDIATE");
     if (st != OTK_OK)
         return OTK_ERR_BUSY;
     if (d != NULL)
@@ -506,11 +518,11 @@ static otk_status sr_put_device(void *ctx, const otk_agent_device *d, const otk_
     if (st == OTK_OK && ev != NULL)
         st = otk_sqlreg_append_audit(r, ev);
     if (st == OTK_OK)
-        st = exec(r, r->in_batch ? "RELEASE put" : "COMMIT");
+        st = r->in_batch ? run(r, Q_RELEASE) : exec(r, "COMMIT");
     if (st != OTK_OK) {
         if (r->in_batch) {
             (void)exec(r, "ROLLBACK TO put");
-            (void)exec(r, "RELEASE put");
+            (void)run(r, Q_RELEASE);
         } else {
             (void)exec(r, "ROLLBACK");
         }
