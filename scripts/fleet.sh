@@ -145,14 +145,15 @@ start_agent() {
 device_id() { printf 'd0d0d0d0d0d0d0d0d0d0d0d0%08x' "$1"; }
 
 # start_device ID [NAME]: a device process; NAME (default ID) names its files.
-# DEVICE_PROTO: the protocol version devices speak (default 2 on x509 clouds, else 1).
+# DEVICE_PROTO: the protocol version devices speak (default 2 on x509 clouds, else 1);
+# DEVICE_ARGS: more otakey-device arguments (a test hook: --cut-at K).
 start_device() {
   local id=$1 name=${2:-$1} proto=1
   if [ -n "${DEVICE_PROTO:-}" ]; then proto=$DEVICE_PROTO; elif [ "${LAB_CLOUDS:-}" = x509 ]; then proto=2; fi
   "$bin/otakey-device" --proto "$proto" --id "$id" --flash "$work/dev/$name.flash" --batch $batch \
     --pk "$work/batch.pk" --agent-pub "$pub" --broker "127.0.0.1:$LAB_AGENT_PORT" \
     --cafile "$LAB_CA" --status "$work/dev/$name.json" --poll-ms "${POLL_MS:-60000}" --telemetry-ms 250 \
-    ${LAB_AGENT_CERTS_PORT:+--broker-certs "127.0.0.1:$LAB_AGENT_CERTS_PORT"} \
+    ${LAB_AGENT_CERTS_PORT:+--broker-certs "127.0.0.1:$LAB_AGENT_CERTS_PORT"} ${DEVICE_ARGS:-} \
     2> "$work/dev/$name.log" &
   pids+=($!)
   echo $! > "$work/dev/$name.pid"

@@ -56,7 +56,13 @@ typedef struct dev_ctx {
     unsigned long telemetry_sent, telemetry_acked, up_bytes, down_bytes;
     int agent_connected;
     int relinked; /* the agent link dropped and is being opened again: poll once it is up */
+    unsigned cert_fails; /* certificate-link openings in a row that did not come up */
+    uint32_t cert_fails_version; /* ... with the certificate of this active version */
 } dev_ctx;
+
+/* A certificate link that fails this many times in a row is given up for
+ * the anonymous listener until the next commit (see agent_link). */
+#define CERT_LINK_TRIES 3
 
 static void on_signal(int s)
 {
@@ -128,8 +134,11 @@ static void on_agent_connect(struct mosquitto *m, void *ud, int rc, int flags,
     dev_ctx *d = ud;
     (void)flags;
     (void)p;
-    if (rc == 0 && mosquitto_subscribe_v5(m, NULL, d->down, 1, 0, NULL) == MOSQ_ERR_SUCCESS)
+    if (rc == 0 && mosquitto_subscribe_v5(m, NULL, d->down, 1, 0, NULL) == MOSQ_ERR_SUCCESS) {
         d->agent_connected = 1;
+        if (d->agent_version != 0)
+            d->cert_fails = 0;
+    }
 }
 
 static void on_agent_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg,
@@ -187,13 +196,32 @@ static otk_proof prove_staged(dev_ctx *d)
  * The agent link: anonymous to --broker; with --broker-certs, once the
  * active set is a certificate set, logged in with that certificate there
  * (the agent broker then keeps the device's id to it alone), and opened
- * again when a new set is committed. 0, or -1 when it cannot be set up.
+ * again when a new set is committed. A certificate the listener refuses
+ * CERT_LINK_TRIES times in a row is given up for the anonymous listener
+ * until the next commit: the agent revokes a set's certificate once it has
+ * committed the next set, and a device that missed that commit's ACK (a
+ * drop, a power cut) holds only the revoked one and the staged one; the
+ * agent must still hear its CONFIRM again to answer it. 0, or -1 when the
+ * link cannot be set up.
  */
 static int agent_link(dev_ctx *d)
 {
+    uint32_t active = otk_device_version(&d->dev, OTK_SET_ACTIVE);
     int cert = d->certs_host[0] && otk_device_kind(&d->dev, OTK_SET_ACTIVE) == OTK_KIND_CERT;
-    uint32_t want = cert ? otk_device_version(&d->dev, OTK_SET_ACTIVE) : 0;
+    uint32_t want;
     int rc;
+    if (d->cert_fails_version != active) {
+        d->cert_fails_version = active;
+        d->cert_fails = 0;
+    }
+    if (cert && d->cert_fails >= CERT_LINK_TRIES) {
+        if (d->agent_version != 0)
+            fprintf(stderr, "otakey-device %s: the certificate of v%u is refused; the agent link "
+                            "goes to the anonymous listener until the next commit\n",
+                    d->hex, (unsigned)active);
+        cert = 0;
+    }
+    want = cert ? active : 0;
     if (d->agent != NULL && d->agent_version == want)
         return 0;
     if (d->agent != NULL) {
@@ -447,6 +475,8 @@ int main(int argc, char **argv)
          * reconnect, at most once a second. */
         ERR_clear_error(); /* libmosquitto's TLS needs an empty OpenSSL error queue */
         if (mosquitto_loop(d.agent, 20, 1) != MOSQ_ERR_SUCCESS && t >= next_reconnect) {
+            if (d.agent_version != 0 && !d.agent_connected)
+                d.cert_fails++; /* a certificate link that did not come up, or not for long */
             d.agent_connected = 0;
             d.relinked = 1;
             next_reconnect = t + 1000;
