@@ -317,6 +317,44 @@ int main(void)
     X509_free(c);
     X509_free(ca);
     otk_x509_close(x);
+    /* An RSA CA issues by OpenSSL's way (the template is for EC keys): the
+     * certificate verifies under it. */
+    {
+        char rc_cert[160], rc_key[160], rc_crl[160], e[256];
+        otk_x509_cloud rcfg = cfg;
+        otk_x509 *rx = NULL;
+        uint8_t d1[OTK_CERT_MAX];
+        size_t l1 = 0;
+        snprintf(rc_cert, sizeof rc_cert, "%s/rsa.crt", dir);
+        snprintf(rc_key, sizeof rc_key, "%s/rsa.key", dir);
+        snprintf(rc_crl, sizeof rc_crl, "%s/rsa-crl.pem", dir);
+        CHECK(otk_test_make_ca_rsa(rc_cert, rc_key, "rsa-ca") == 0);
+        snprintf(rcfg.ca_cert, sizeof rcfg.ca_cert, "%s", rc_cert);
+        snprintf(rcfg.ca_key, sizeof rcfg.ca_key, "%s", rc_key);
+        snprintf(rcfg.crl_file, sizeof rcfg.crl_file, "%s", rc_crl);
+        CHECK_OK(otk_x509_open(&rcfg, &rx, e, sizeof e));
+        if (rx != NULL) {
+            X509 *rca = NULL, *rc = NULL;
+            const unsigned char *q = d1;
+            FILE *rf = fopen(rc_cert, "r");
+            CHECK(!otk_x509_templated(rx));
+            CHECK_OK(otk_x509_issue_cert(rx, id, 3, pub, d1, sizeof d1, &l1, serial2, pin));
+            if (rf != NULL) {
+                rca = PEM_read_X509(rf, NULL, NULL, NULL);
+                fclose(rf);
+            }
+            rc = d2i_X509(NULL, &q, (long)l1);
+            CHECK(rca != NULL && rc != NULL && X509_verify(rc, X509_get0_pubkey(rca)) == 1);
+            X509_free(rc);
+            X509_free(rca);
+            otk_x509_close(rx);
+        }
+        unlink(rc_cert);
+        unlink(rc_key);
+        unlink(rc_crl);
+        snprintf(rc_crl, sizeof rc_crl, "%s/rsa-crl.pem.queue", dir);
+        unlink(rc_crl);
+    }
     otk_crypto_openssl_free(&cr);
     unlink(ca_cert);
     unlink(ca_key);

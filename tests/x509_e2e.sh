@@ -258,6 +258,27 @@ check "... and every cut device ends on a committed new set all the same (its ag
 check "... through the anonymous listener, saying why" \
   bash -c "cat $(for id in "${pc[@]}"; do printf "'%s' " "$work/dev/$id.log"; done) | grep -q 'goes to the anonymous listener'"
 
+# A listener that cannot be reached says nothing of a certificate: the agent
+# broker away for 5 s (a few reconnection attempts each) sends no
+# certificate device to the anonymous listener.
+fallbacks() { cat "$work"/dev/*.log | grep -c 'goes to the anonymous listener' || true; }
+# Logins with a certificate of the cut devices (ids ...06 to ...0f): the
+# broker names a certificate login's user.
+cert_logins() { grep -c "u'd0d0d0d0d0d0d0d0d0d0d0d00000000[6-9a-f]'" "$LAB_DIR/agent-broker.log" || true; }
+f0=$(fallbacks); l0=$(cert_logins)
+bp=$(cat "$LAB_DIR/agent-broker.pid"); kill "$bp"
+while kill -0 "$bp" 2>/dev/null; do sleep 0.05; done
+sleep 5
+mosquitto -c "$LAB_DIR/agent-broker.conf" >> "$LAB_DIR/agent-broker.log" 2>&1 &
+echo $! > "$LAB_DIR/agent-broker.pid"
+wait_for 30 bash -c "(exec 3<>/dev/tcp/127.0.0.1/$LAB_AGENT_CERTS_PORT) 2>/dev/null" || true
+sleep 4 # the devices reconnect (once a second)
+f1=$(fallbacks)
+check "an outage of the agent broker sends no certificate device to the anonymous listener ($f0, then $f1)" \
+  test "$f1" = "$f0"
+logins_back() { [ "$(cert_logins)" -ge $((l0 + 10)) ]; }
+check "... and the 10 cut devices log in with their certificates again" wait_for 30 logins_back
+
 # No device private key anywhere but in its key store.
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true
 sleep 0.3

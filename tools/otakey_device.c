@@ -56,13 +56,17 @@ typedef struct dev_ctx {
     unsigned long telemetry_sent, telemetry_acked, up_bytes, down_bytes;
     int agent_connected;
     int relinked; /* the agent link dropped and is being opened again: poll once it is up */
-    unsigned cert_fails; /* certificate-link openings in a row that did not come up */
+    unsigned cert_fails; /* certificate logins in a row the listener did not accept */
     uint32_t cert_fails_version; /* ... with the certificate of this active version */
+    int cert_tried;   /* a certificate login reached the listener; no CONNACK yet */
+    uint64_t cert_off_ms; /* when the link went to the anonymous listener */
 } dev_ctx;
 
-/* A certificate link that fails this many times in a row is given up for
- * the anonymous listener until the next commit (see agent_link). */
+/* A certificate the listener refuses this many times in a row is given up
+ * for the anonymous listener until the next commit, or CERT_RETRY_MS (see
+ * agent_link). */
 #define CERT_LINK_TRIES 3
+#define CERT_RETRY_MS 600000
 
 static void on_signal(int s)
 {
@@ -136,8 +140,10 @@ static void on_agent_connect(struct mosquitto *m, void *ud, int rc, int flags,
     (void)p;
     if (rc == 0 && mosquitto_subscribe_v5(m, NULL, d->down, 1, 0, NULL) == MOSQ_ERR_SUCCESS) {
         d->agent_connected = 1;
-        if (d->agent_version != 0)
+        if (d->agent_version != 0) {
             d->cert_fails = 0;
+            d->cert_tried = 0;
+        }
     }
 }
 
@@ -193,6 +199,24 @@ static otk_proof prove_staged(dev_ctx *d)
 }
 
 /*
+ * What a (re)connection of a certificate link says of the certificate: a
+ * TLS failure is a refusal; a connection that reached the listener is one
+ * if no CONNACK follows (TLS 1.3 refuses a client certificate after the
+ * handshake). A listener that cannot be reached (down, restarting, no
+ * network) says nothing of the certificate.
+ */
+static void cert_attempt(dev_ctx *d, int rc)
+{
+    d->cert_tried = 0;
+    if (d->agent_version == 0)
+        return;
+    if (rc == MOSQ_ERR_TLS)
+        d->cert_fails++;
+    else if (rc == MOSQ_ERR_SUCCESS)
+        d->cert_tried = 1;
+}
+
+/*
  * The agent link: anonymous to --broker; with --broker-certs, once the
  * active set is a certificate set, logged in with that certificate there
  * (the agent broker then keeps the device's id to it alone), and opened
@@ -214,11 +238,16 @@ static int agent_link(dev_ctx *d)
         d->cert_fails_version = active;
         d->cert_fails = 0;
     }
+    if (cert && d->cert_fails >= CERT_LINK_TRIES && d->agent_version == 0 &&
+        now_ms() - d->cert_off_ms >= CERT_RETRY_MS)
+        d->cert_fails = 0; /* given up a while ago: the certificate is tried again */
     if (cert && d->cert_fails >= CERT_LINK_TRIES) {
-        if (d->agent_version != 0)
+        if (d->agent_version != 0) {
             fprintf(stderr, "otakey-device %s: the certificate of v%u is refused; the agent link "
                             "goes to the anonymous listener until the next commit\n",
                     d->hex, (unsigned)active);
+            d->cert_off_ms = now_ms();
+        }
         cert = 0;
     }
     want = cert ? active : 0;
@@ -253,6 +282,7 @@ static int agent_link(dev_ctx *d)
     }
     rc = cert ? mosquitto_connect(d->agent, d->certs_host, d->certs_port, 30)
               : mosquitto_connect(d->agent, d->broker_host, d->broker_port, 30);
+    cert_attempt(d, rc);
     if (rc != MOSQ_ERR_SUCCESS)
         fprintf(stderr, "otakey-device %s: cannot connect to the agent broker%s: %s\n", d->hex,
                 cert ? " (certificates)" : "",
@@ -475,12 +505,12 @@ int main(int argc, char **argv)
          * reconnect, at most once a second. */
         ERR_clear_error(); /* libmosquitto's TLS needs an empty OpenSSL error queue */
         if (mosquitto_loop(d.agent, 20, 1) != MOSQ_ERR_SUCCESS && t >= next_reconnect) {
-            if (d.agent_version != 0 && !d.agent_connected)
-                d.cert_fails++; /* a certificate link that did not come up, or not for long */
+            if (d.cert_tried && !d.agent_connected)
+                d.cert_fails++; /* it reached the listener, and no CONNACK came */
             d.agent_connected = 0;
             d.relinked = 1;
             next_reconnect = t + 1000;
-            (void)mosquitto_reconnect(d.agent);
+            cert_attempt(&d, mosquitto_reconnect(d.agent));
         }
         if (d.cloud && mosquitto_loop(d.cloud, 0, 1) != MOSQ_ERR_SUCCESS && t >= next_cloud_reconnect) {
             next_cloud_reconnect = t + 1000;

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -16,9 +17,21 @@ static int write_pem(const char *path, X509 *c, EVP_PKEY *k)
     return ok ? 0 : -1;
 }
 
+static int make_ca(EVP_PKEY *k, const char *cert_path, const char *key_path, const char *cn);
+
 int otk_test_make_ca(const char *cert_path, const char *key_path, const char *cn)
 {
-    EVP_PKEY *k = EVP_EC_gen("P-256");
+    return make_ca(EVP_EC_gen("P-256"), cert_path, key_path, cn);
+}
+
+int otk_test_make_ca_rsa(const char *cert_path, const char *key_path, const char *cn)
+{
+    return make_ca(EVP_RSA_gen(2048), cert_path, key_path, cn);
+}
+
+/* A self-signed CA of key k (taken), written as PEM (the key mode 0600). */
+static int make_ca(EVP_PKEY *k, const char *cert_path, const char *key_path, const char *cn)
+{
     X509 *c = X509_new();
     X509_NAME *n;
     int rc = -1;

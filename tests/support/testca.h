@@ -7,5 +7,7 @@
 
 /* 0, or -1 when a file cannot be written. */
 int otk_test_make_ca(const char *cert_path, const char *key_path, const char *cn);
+/* The same with an RSA-2048 key. */
+int otk_test_make_ca_rsa(const char *cert_path, const char *key_path, const char *cn);
 
 #endif

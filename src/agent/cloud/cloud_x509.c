@@ -307,6 +307,11 @@ static void make_template(otk_x509 *x)
     int tl, al, bad;
     X509 *c;
     unsigned char snd[2 + SERIAL_LEN];
+    /* An EC CA key only (PKCS#11 included): its signature and algorithm
+     * are what X509_sign makes of them, and short; an RSA key (PSS and its
+     * parameters among them) keeps OpenSSL's way. */
+    if (EVP_PKEY_get_base_id(x->ca_key) != EVP_PKEY_EC)
+        return;
     memset(id, 0x5a, sizeof id);
     memset(sn, 0xa5, sizeof sn);
     sn[0] = 0x4b;
@@ -363,7 +368,8 @@ static size_t len_size(size_t n)
 }
 
 /* A certificate from the template: 1 made, 0 when the template does not fit
- * (no template, a date of another length), -1 on an error. */
+ * (no template, a date of another length, a signature that failed), -1
+ * when the certificate does not fit the caller's buffer. */
 static int from_template(otk_x509 *x, const uint8_t device_id[16], const uint8_t dpub[OTK_PUB_LEN],
                          const uint8_t sn[SERIAL_LEN], time_t now, uint8_t *der, size_t der_size,
                          size_t *der_len)
@@ -386,13 +392,13 @@ static int from_template(otk_x509 *x, const uint8_t device_id[16], const uint8_t
     memcpy(tbs + x->nb_off, nb, x->nb_len);
     memcpy(tbs + x->na_off, na, x->na_len);
     if ((mc = EVP_MD_CTX_new()) == NULL)
-        return -1;
+        return 0;
     ok = EVP_DigestSignInit(mc, NULL, EVP_sha256(), NULL, x->ca_key) == 1 &&
          EVP_DigestSign(mc, NULL, &sig_len, tbs, x->tbs_len) == 1 && sig_len <= sizeof sig &&
          EVP_DigestSign(mc, sig, &sig_len, tbs, x->tbs_len) == 1;
     EVP_MD_CTX_free(mc);
     if (!ok)
-        return -1;
+        return 0; /* OpenSSL's way then, which says why if it fails too */
     /* Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, BIT STRING } */
     bits = 1 + sig_len;
     content = x->tbs_len + x->alg_len + 1 + len_size(bits) + bits;
