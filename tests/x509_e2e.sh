@@ -271,6 +271,7 @@ while kill -0 "$bp" 2>/dev/null; do sleep 0.05; done
 sleep 5
 mosquitto -c "$LAB_DIR/agent-broker.conf" >> "$LAB_DIR/agent-broker.log" 2>&1 &
 echo $! > "$LAB_DIR/agent-broker.pid"
+pids+=($!) # (fleet_cleanup waits for the shell's jobs: it must end this one)
 wait_for 30 bash -c "(exec 3<>/dev/tcp/127.0.0.1/$LAB_AGENT_CERTS_PORT) 2>/dev/null" || true
 sleep 4 # the devices reconnect (once a second)
 f1=$(fallbacks)
