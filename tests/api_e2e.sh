@@ -353,7 +353,7 @@ if [ -f "$root/tests/api_check.py" ]; then
   check "the server answers as docs/openapi.json says (tests/api_check.py)" \
     python3 "$root/tests/api_check.py" --spec "$root/docs/openapi.json" --url "$API_URL" --cafile "$API_CA" \
       --token "$API_TOKEN" --read-token "$API_READ_TOKEN" --device "$(device_id 1)" --campaign "$c1" --batch "$batch" \
-      --mutate
+      --mutate --quiet
 fi
 if [ -n "${OTK_PG_URL:-}" ]; then
   check "both agents answered (PostgreSQL, ${#urls[@]} agents, $(cat "$work/n_call") calls in turn)" \
