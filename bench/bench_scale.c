@@ -25,6 +25,13 @@
  * before the claims) and the registry file's size.
  * Usage: bench_scale SIZES [--sample K]     e.g. bench_scale 10000,100000,1000000
  * (bench/scale.sh builds it in Release and runs it.)
+ *
+ * bench_scale --prefill N --db FILE --ca CERT_A,KEY_A,CERT_B,KEY_B [--id-base B]
+ * claims N devices (their own batch, ids from B, default 0x10000000) into the
+ * SQLite registry FILE, with certificates of the given clouds' CAs, all of
+ * them dropped once claimed: a daemon opened on FILE then holds N sleeping
+ * devices beside the fleet it serves (bench/run, PREFILL=N). Prints the
+ * agent's CPU per claim and the registry's size.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -324,13 +331,97 @@ static int one_size(long n, long k, int first)
     return 0;
 }
 
+/* --prefill: n claimed devices, dropped once claimed, into the registry at db. */
+static int prefill(long n, const char *db, char *cas, unsigned long id_base)
+{
+    const char *cert[2], *key[2], *crl[2];
+    char dir[64], crlp[2][96], err[256], *f[4], *save = NULL;
+    world w;
+    otk_crypto mbed;
+    wdev d;
+    long i;
+    int j;
+    double wall0 = wall_s();
+    struct stat sb;
+    otk_status s;
+    for (j = 0; j < 4; j++)
+        if ((f[j] = strtok_r(j ? NULL : cas, ",", &save)) == NULL) {
+            fprintf(stderr, "bench_scale: --ca wants CERT_A,KEY_A,CERT_B,KEY_B\n");
+            return 2;
+        }
+    snprintf(dir, sizeof dir, "/tmp/otk-prefill-XXXXXX");
+    if (mkdtemp(dir) == NULL)
+        return fail("mkdtemp", OTK_ERR_STORAGE);
+    for (j = 0; j < 2; j++) { /* the CRLs of the sleepers' clouds are not the daemon's */
+        snprintf(crlp[j], sizeof crlp[j], "%s/crl%d.pem", dir, j);
+        cert[j] = f[2 * j];
+        key[j] = f[2 * j + 1];
+        crl[j] = crlp[j];
+    }
+    if (world_init(&w, 2) != 0)
+        return fail("setup", OTK_ERR_INTERNAL);
+    mbed = w.dev_crypto;
+    if (otk_crypto_openssl_init(&w.dev_crypto, NULL, NULL) != OTK_OK)
+        return fail("device crypto", OTK_ERR_CRYPTO);
+    if ((s = otk_store_open(db, &w.agent_crypto, 1, &st, err, sizeof err)) != OTK_OK) {
+        fprintf(stderr, "bench_scale: %s\n", err);
+        return 1;
+    }
+    if ((s = otk_store_add_batch(st, w.batch, "prefill", w.pk)) != OTK_OK)
+        return fail("batch (a registry prefilled already?)", s);
+    otk_store_bind(st, &w.regif);
+    if (xclouds_setup_on(&w, cert, key, crl) != 0)
+        return fail("certificate clouds", OTK_ERR_INTERNAL);
+    for (i = 0; i < n; i++) {
+        if (wdev_init(&w, &d, (unsigned)(id_base + (unsigned long)i)) != 0)
+            return fail("device", OTK_ERR_INTERNAL);
+        d.cfg.proto = OTK_PROTO_V2;
+        if ((s = wdev_boot(&w, &d)) != OTK_OK)
+            return fail("boot", s);
+        if (group(i, n, 0) != 0 || run(&w, &d, 0) != 0 || group(i, n, 1) != 0)
+            return 1;
+        wdev_free(&d);
+        if ((i + 1) % 100000 == 0) {
+            fprintf(stderr, "prefill: %ld devices, %.0f s\n", i + 1, wall_s() - wall0);
+        }
+    }
+    printf("prefill: %ld devices claimed (batch 0000000100000007, ids from %08lx), agent %.0f µs"
+           " per claim, %.0f s, registry %.0f MiB, peak RSS %.1f MiB\n",
+           n, id_base, agent_cpu / (double)n * 1e6, wall_s() - wall0,
+           stat(db, &sb) == 0 ? (double)sb.st_size / 1048576.0 : -1.0,
+           (double)status_kib("VmHWM") / 1024.0);
+    xclouds_close();
+    otk_store_close(st);
+    otk_crypto_openssl_free(&w.dev_crypto);
+    w.dev_crypto = mbed;
+    world_free(&w);
+    {
+        char cmd[96];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        if (system(cmd) != 0)
+            return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    long sizes[8], k = 1000;
+    long sizes[8], k = 1000, pre = 0;
+    unsigned long id_base = 0x10000000ul;
+    const char *db = NULL;
+    char *cas = NULL;
     int n = 0, a, i;
     for (a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--sample") && a + 1 < argc) {
             k = strtol(argv[++a], NULL, 10);
+        } else if (!strcmp(argv[a], "--prefill") && a + 1 < argc) {
+            pre = strtol(argv[++a], NULL, 10);
+        } else if (!strcmp(argv[a], "--db") && a + 1 < argc) {
+            db = argv[++a];
+        } else if (!strcmp(argv[a], "--ca") && a + 1 < argc) {
+            cas = argv[++a];
+        } else if (!strcmp(argv[a], "--id-base") && a + 1 < argc) {
+            id_base = strtoul(argv[++a], NULL, 0);
         } else {
             char *p = argv[a], *e;
             while (*p && n < 8) {
@@ -342,6 +433,15 @@ int main(int argc, char **argv)
                     break;
             }
         }
+    }
+    if (pre != 0 || db != NULL || cas != NULL) {
+        if (pre <= 0 || pre > 10000000 || db == NULL || cas == NULL || n != 0 ||
+            id_base + (unsigned long)pre > 0xfffffffful) {
+            fprintf(stderr, "usage: bench_scale --prefill N --db FILE --ca CERT_A,KEY_A,CERT_B,KEY_B"
+                            " [--id-base B]\n");
+            return 2;
+        }
+        return prefill(pre, db, cas, id_base);
     }
     if (n == 0 || n > 8 || k <= 0) {
         fprintf(stderr, "usage: bench_scale SIZES [--sample K]   (SIZES: e.g. 10000,100000,1000000)\n");

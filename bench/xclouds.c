@@ -38,28 +38,35 @@ static otk_status x_create(void *ctx, const uint8_t id[16], const otk_cloud *c)
     return inner.create(inner.ctx, id, c);
 }
 
-int xclouds_setup(world *w, const char *dir)
+/* Opens cloud i on its CA (made first when make is set). 0 or -1. */
+static int open_cloud(world *w, int i, const char *cert, const char *key, const char *crl, int make)
 {
-    int i;
-    for (i = 0; i < 2; i++) {
-        otk_x509_cloud cfg;
-        char err[256];
-        FILE *f;
-        memset(&cfg, 0, sizeof cfg);
-        cfg.cloud_id = i ? WORLD_CLOUD_B : WORLD_CLOUD_A;
-        snprintf(cfg.ca_cert, sizeof cfg.ca_cert, "%s/ca%d.crt", dir, i);
-        snprintf(cfg.ca_key, sizeof cfg.ca_key, "%s/ca%d.key", dir, i);
-        snprintf(cfg.crl_file, sizeof cfg.crl_file, "%s/crl%d.pem", dir, i);
-        if (otk_test_make_ca(cfg.ca_cert, cfg.ca_key, i ? "bench-cloud-b" : "bench-cloud-a") != 0 ||
-            otk_x509_open(&cfg, &xcloud[i], err, sizeof err) != OTK_OK ||
-            (f = fopen(cfg.ca_cert, "r")) == NULL)
-            return -1;
-        xca[i] = PEM_read_X509(f, NULL, NULL, NULL);
-        fclose(f);
-        if (xca[i] == NULL)
-            return -1;
-        w->cfg.clouds[i].kind = OTK_KIND_CERT;
+    otk_x509_cloud cfg;
+    char err[256];
+    FILE *f;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.cloud_id = i ? WORLD_CLOUD_B : WORLD_CLOUD_A;
+    snprintf(cfg.ca_cert, sizeof cfg.ca_cert, "%s", cert);
+    snprintf(cfg.ca_key, sizeof cfg.ca_key, "%s", key);
+    snprintf(cfg.crl_file, sizeof cfg.crl_file, "%s", crl);
+    if ((make && otk_test_make_ca(cfg.ca_cert, cfg.ca_key, i ? "bench-cloud-b" : "bench-cloud-a") != 0))
+        return -1;
+    if (otk_x509_open(&cfg, &xcloud[i], err, sizeof err) != OTK_OK) {
+        fprintf(stderr, "certificate cloud %u: %s\n", cfg.cloud_id, err);
+        return -1;
     }
+    if ((f = fopen(cfg.ca_cert, "r")) == NULL)
+        return -1;
+    xca[i] = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (xca[i] == NULL)
+        return -1;
+    w->cfg.clouds[i].kind = OTK_KIND_CERT;
+    return 0;
+}
+
+static int bind_clouds(world *w)
+{
     inner = w->cloudif;
     w->cloudif.ctx = NULL;
     w->cloudif.create = x_create;
@@ -67,6 +74,30 @@ int xclouds_setup(world *w, const char *dir)
     w->cloudif.ensure = NULL;
     w->cloudif.issue_cert = x_issue;
     return world_restart_agent(w);
+}
+
+int xclouds_setup(world *w, const char *dir)
+{
+    int i;
+    for (i = 0; i < 2; i++) {
+        char cert[256], key[256], crl[256];
+        snprintf(cert, sizeof cert, "%s/ca%d.crt", dir, i);
+        snprintf(key, sizeof key, "%s/ca%d.key", dir, i);
+        snprintf(crl, sizeof crl, "%s/crl%d.pem", dir, i);
+        if (open_cloud(w, i, cert, key, crl, 1) != 0)
+            return -1;
+    }
+    return bind_clouds(w);
+}
+
+int xclouds_setup_on(world *w, const char *const cert[2], const char *const key[2],
+                     const char *const crl[2])
+{
+    int i;
+    for (i = 0; i < 2; i++)
+        if (open_cloud(w, i, cert[i], key[i], crl[i], 0) != 0)
+            return -1;
+    return bind_clouds(w);
 }
 
 otk_proof xclouds_login(world *w, const wdev *d)
