@@ -240,9 +240,44 @@ static int campaign(world *w, wdev *sample, long k, long n, int kind, figures *f
     return 0;
 }
 
+/* A world on the SQLite registry at db with its batch (named name), the
+ * device cores on OpenSSL (their work is not what is measured; their
+ * mbedTLS backend is kept in *mbed for the teardown). 0 or -1. */
+static int open_world(world *w, uint64_t seed, const char *db, const char *name, otk_crypto *mbed)
+{
+    char err[256];
+    otk_status s;
+    if (world_init(w, seed) != 0)
+        return fail("setup", OTK_ERR_INTERNAL);
+    *mbed = w->dev_crypto;
+    if (otk_crypto_openssl_init(&w->dev_crypto, NULL, NULL) != OTK_OK)
+        return fail("device crypto", OTK_ERR_CRYPTO);
+    if (otk_store_open(db, &w->agent_crypto, 1, &st, err, sizeof err) != OTK_OK) {
+        fprintf(stderr, "bench_scale: %s\n", err);
+        return -1;
+    }
+    if ((s = otk_store_add_batch(st, w->batch, name, w->pk)) != OTK_OK)
+        return fail("batch (a registry prefilled with it already?)", s);
+    otk_store_bind(st, &w->regif);
+    return 0;
+}
+
+/* Closes what open_world and the clouds opened and removes dir. 0 or -1. */
+static int close_world(world *w, otk_crypto mbed, const char *dir)
+{
+    char cmd[96];
+    xclouds_close();
+    otk_store_close(st);
+    otk_crypto_openssl_free(&w->dev_crypto);
+    w->dev_crypto = mbed;
+    world_free(w);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
 static int one_size(long n, long k, int first)
 {
-    char dir[64], db[96], err[256];
+    char dir[64], db[96];
     world w;
     otk_crypto mbed;
     wdev *sample, tmp;
@@ -256,19 +291,10 @@ static int one_size(long n, long k, int first)
         return fail("mkdtemp", OTK_ERR_STORAGE);
     snprintf(db, sizeof db, "%s/registry.db", dir);
     sample = calloc((size_t)k, sizeof *sample);
-    if (sample == NULL || world_init(&w, 1) != 0)
+    if (sample == NULL)
         return fail("setup", OTK_ERR_INTERNAL);
-    /* Devices on OpenSSL: the device cores' work is not what is measured. */
-    mbed = w.dev_crypto;
-    if (otk_crypto_openssl_init(&w.dev_crypto, NULL, NULL) != OTK_OK)
-        return fail("device crypto", OTK_ERR_CRYPTO);
-    if ((s = otk_store_open(db, &w.agent_crypto, 1, &st, err, sizeof err)) != OTK_OK) {
-        fprintf(stderr, "bench_scale: %s\n", err);
+    if (open_world(&w, 1, db, "scale", &mbed) != 0)
         return -1;
-    }
-    if ((s = otk_store_add_batch(st, w.batch, "scale", w.pk)) != OTK_OK)
-        return fail("batch", s);
-    otk_store_bind(st, &w.regif);
     if (xclouds_setup(&w, dir) != 0)
         return fail("certificate clouds", OTK_ERR_INTERNAL);
     for (i = 0; i < k; i++) /* the sample's cores and flash, before anything is measured */
@@ -317,25 +343,14 @@ static int one_size(long n, long k, int first)
     for (i = 0; i < k; i++)
         wdev_free(&sample[i]);
     free(sample);
-    xclouds_close();
-    otk_store_close(st);
-    otk_crypto_openssl_free(&w.dev_crypto);
-    w.dev_crypto = mbed;
-    world_free(&w);
-    {
-        char cmd[96];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-        if (system(cmd) != 0)
-            return -1;
-    }
-    return 0;
+    return close_world(&w, mbed, dir);
 }
 
 /* --prefill: n claimed devices, dropped once claimed, into the registry at db. */
 static int prefill(long n, const char *db, char *cas, unsigned long id_base)
 {
     const char *cert[2], *key[2], *crl[2];
-    char dir[64], crlp[2][96], err[256], *f[4], *save = NULL;
+    char dir[64], crlp[2][96], *f[4], *save = NULL;
     world w;
     otk_crypto mbed;
     wdev d;
@@ -358,18 +373,8 @@ static int prefill(long n, const char *db, char *cas, unsigned long id_base)
         key[j] = f[2 * j + 1];
         crl[j] = crlp[j];
     }
-    if (world_init(&w, 2) != 0)
-        return fail("setup", OTK_ERR_INTERNAL);
-    mbed = w.dev_crypto;
-    if (otk_crypto_openssl_init(&w.dev_crypto, NULL, NULL) != OTK_OK)
-        return fail("device crypto", OTK_ERR_CRYPTO);
-    if ((s = otk_store_open(db, &w.agent_crypto, 1, &st, err, sizeof err)) != OTK_OK) {
-        fprintf(stderr, "bench_scale: %s\n", err);
+    if (open_world(&w, 2, db, "prefill", &mbed) != 0)
         return 1;
-    }
-    if ((s = otk_store_add_batch(st, w.batch, "prefill", w.pk)) != OTK_OK)
-        return fail("batch (a registry prefilled already?)", s);
-    otk_store_bind(st, &w.regif);
     if (xclouds_setup_on(&w, cert, key, crl) != 0)
         return fail("certificate clouds", OTK_ERR_INTERNAL);
     for (i = 0; i < n; i++) {
@@ -390,18 +395,7 @@ static int prefill(long n, const char *db, char *cas, unsigned long id_base)
            n, id_base, agent_cpu / (double)n * 1e6, wall_s() - wall0,
            stat(db, &sb) == 0 ? (double)sb.st_size / 1048576.0 : -1.0,
            (double)status_kib("VmHWM") / 1024.0);
-    xclouds_close();
-    otk_store_close(st);
-    otk_crypto_openssl_free(&w.dev_crypto);
-    w.dev_crypto = mbed;
-    world_free(&w);
-    {
-        char cmd[96];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-        if (system(cmd) != 0)
-            return 1;
-    }
-    return 0;
+    return close_world(&w, mbed, dir) == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
