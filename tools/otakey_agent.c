@@ -199,6 +199,12 @@ static int broker_publish(struct mosquitto *m, int *mid, const char *topic, size
     return mosquitto_publish_v5(m, mid, topic, (int)len, msg, 1, false, NULL);
 }
 
+/* Milliseconds from a to b (CLOCK_MONOTONIC readings). */
+static long ms_between(const struct timespec *a, const struct timespec *b)
+{
+    return (long)(b->tv_sec - a->tv_sec) * 1000 + (b->tv_nsec - a->tv_nsec) / 1000000;
+}
+
 static uint64_t mono_ms(void)
 {
     struct timespec ts;
@@ -1029,7 +1035,7 @@ static int await_first_connack(daemon_ctx *d, unsigned timeout_ms)
             return 1;
         }
         clock_gettime(CLOCK_MONOTONIC, &t);
-        if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 > (long)timeout_ms) {
+        if (ms_between(&t0, &t) > (long)timeout_ms) {
             fprintf(stderr, "otakey-agent: broker %s:%u did not answer within %u ms\n",
                     d->cfg.broker_host, d->cfg.broker_port, timeout_ms);
             return 1;
@@ -1096,7 +1102,7 @@ int main(int argc, char **argv)
             if (busy) {
                 long since;
                 clock_gettime(CLOCK_MONOTONIC, &now);
-                since = (now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000;
+                since = ms_between(&last, &now);
                 wait_ms = since >= 1000 / TICKS_PER_S ? 0 : (int)(1000 / TICKS_PER_S - since);
             }
             /* What the pass's reads answer (the PUBACKs of the devices'
@@ -1117,9 +1123,8 @@ int main(int argc, char **argv)
                 long ms, since_flush;
                 lrc = broker_loop(d.mosq, 2);
                 clock_gettime(CLOCK_MONOTONIC, &now);
-                ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
-                since_flush = (now.tv_sec - last_flush.tv_sec) * 1000 +
-                              (now.tv_nsec - last_flush.tv_nsec) / 1000000;
+                ms = ms_between(&t0, &now);
+                since_flush = ms_between(&last_flush, &now);
                 if (ms >= BATCH_MS || (d.n_held == before && since_flush >= BATCH_MS))
                     break;
             }
@@ -1142,8 +1147,7 @@ int main(int argc, char **argv)
              * the certificates they retire. */
             cork(d.mosq, 0);
             clock_gettime(CLOCK_MONOTONIC, &now);
-            if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >=
-                1000 / TICKS_PER_S) {
+            if (ms_between(&last, &now) >= 1000 / TICKS_PER_S) {
                 last = now;
                 if (d.next_cfg && d.n_held == 0 && !d.in_batch)
                     swap_clouds(&d);

@@ -203,7 +203,7 @@ static otk_status counts(pgconn *c, otk_campaign_status *st, int settle)
                         " f AS (SELECT cd.device, " OUTCOME_SQL " AS outcome, " REASON_SQL
                         " AS reason" INFLIGHT_SQL " AND cd.device IN (SELECT device FROM audit"
                         " WHERE seq > (SELECT settled_seq FROM campaigns WHERE id = $1)"
-                        " AND kind NOT IN (4, 11))),"  /* decide nothing: campaign_sqlite.c */
+                        " AND kind NOT IN (" OTK_AUD_UNDECIDING_SQL "))),"
                         " u AS (UPDATE campaign_devices cd SET finished = f.outcome,"
                         " reason = CASE WHEN f.outcome = 2 THEN f.reason END FROM f"
                         " WHERE cd.campaign = $1 AND cd.device = f.device AND f.outcome IS NOT NULL"

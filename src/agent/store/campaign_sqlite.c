@@ -232,15 +232,10 @@ static otk_status get_status(otk_sqlreg *r, int64_t id, otk_campaign_status *st,
  * request dropped) is audited with its device, so a pass looks only at the
  * devices audited since the campaign's settled_seq, not at every device in
  * flight (at a million devices, mostly asleep, that was a scan a second).
- * Rows of a request (OTK_AUD_UPDATE_REQUESTED, 11) or an issued set
- * (OTK_AUD_UPDATE_ISSUED, 4) decide nothing: after either the device has a
- * request or a pending set, so it is neither failed nor past its base (its
- * committed version did not move). They are left out, which spares a pass
- * two rows of every update, and the rows of another campaign starting the
- * same devices.
+ * Rows that decide nothing (OTK_AUD_UNDECIDING_SQL) are left out, which
+ * spares a pass two rows of every update, and the rows of another campaign
+ * starting the same devices.
  */
-typedef char otk_settle_kinds_check[OTK_AUD_UPDATE_ISSUED == 4 && OTK_AUD_UPDATE_REQUESTED == 11 ? 1 : -1];
-
 static void settle(sqlite3 *db, int64_t id)
 {
     sqlite3_stmt *s = NULL;
@@ -264,7 +259,7 @@ static void settle(sqlite3 *db, int64_t id)
                            " finished = CASE WHEN " DONE_COND " THEN 1 ELSE 2 END,"
                            " reason = CASE WHEN " DONE_COND " THEN NULL ELSE " REASON_SQL " END"
                            " FROM devices AS d WHERE d.id = cd.device AND cd.campaign = ?1"
-                           " AND cd.device IN (SELECT device FROM audit WHERE seq > ?2 AND kind NOT IN (4, 11))"
+                           " AND cd.device IN (SELECT device FROM audit WHERE seq > ?2 AND kind NOT IN (" OTK_AUD_UNDECIDING_SQL "))"
                            " AND cd.started IS NOT NULL AND cd.finished IS NULL"
                            " AND (" DONE_COND " OR " FAILED_COND ")",
                            -1, &s, NULL) != SQLITE_OK ||

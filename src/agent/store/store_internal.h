@@ -2,7 +2,15 @@
 #ifndef OTK_STORE_INTERNAL_H
 #define OTK_STORE_INTERNAL_H
 
+#include "otakey/agent.h"
 #include "otakey/store.h"
+
+/* The audit kinds that decide no campaign outcome, in SQL: a request
+ * (OTK_AUD_UPDATE_REQUESTED) or an issued set (OTK_AUD_UPDATE_ISSUED) leaves
+ * the device with a request or a pending set, neither failed nor past its
+ * base. A campaign's outcome pass leaves their rows out (both backends). */
+#define OTK_AUD_UNDECIDING_SQL "4, 11"
+typedef char otk_aud_undeciding_check[OTK_AUD_UPDATE_ISSUED == 4 && OTK_AUD_UPDATE_REQUESTED == 11 ? 1 : -1];
 
 typedef struct otk_store_ops {
     void (*close)(void *impl);
