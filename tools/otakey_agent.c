@@ -1119,7 +1119,9 @@ int main(int argc, char **argv)
     const char *path = NULL;
     struct sigaction sa;
     int opt, rc;
-    setvbuf(stderr, log_buf, _IOFBF, sizeof log_buf); /* flushed per line until log_held */
+    /* A log line leaves in one write (stderr is unbuffered: three), and
+     * in the main loop once per pass (logf_). */
+    setvbuf(stderr, log_buf, _IOFBF, sizeof log_buf);
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         usage(stdout);
         return 0;
@@ -1147,8 +1149,6 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    /* A log line leaves in one write (stderr is unbuffered: three). */
-    setvbuf(stderr, NULL, _IOLBF, 4096);
     d.config_path = path;
     rc = setup(&d, path);
     if (rc == 0)
