@@ -185,9 +185,9 @@ static void cork(struct mosquitto *m, int on)
  * mosquitto_loop() also waits on the socket pair libmosquitto keeps to wake
  * a loop thread, into which every publish writes a byte, so each published
  * message cost a write there, a read back and one more pass of the loop with
- * nothing to do (about a third of the agent's system calls in an update
- * campaign). The agent publishes from the thread that runs its loop, so it
- * needs no wake-up. Before the first CONNACK (and after a loss, until the
+ * nothing to do. The agent publishes from the thread that runs its loop, so
+ * it needs no wake-up: the reads and the empty passes are gone (the write
+ * stays; libmosquitto 2.0 has no switch for the pair). Before the first CONNACK (and after a loss, until the
  * next) mosquitto_loop() runs as before: it also finishes a TLS handshake.
  *
  * Once connected, TLS reads ahead (on_connect): one read(2) takes in every
@@ -234,7 +234,9 @@ static int broker_loop(struct mosquitto *m, int timeout_ms)
             p.revents = 0; /* (EINTR: a signal; the caller looks at its flags) */
         if (p.revents & POLLOUT)
             rc = mosquitto_loop_write(m, 1);
-        read_now = (p.revents & (POLLIN | POLLERR | POLLHUP)) || (was_more && broker_pending(m));
+        /* (a closed connection is found by the read: the caller reconnects) */
+        read_now = (p.revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) ||
+                   (was_more && broker_pending(m));
     }
     for (i = 0; rc == MOSQ_ERR_SUCCESS && read_now && i < 64; i++) {
         seen = packets_seen;
@@ -243,8 +245,10 @@ static int broker_loop(struct mosquitto *m, int timeout_ms)
         read_now = broker_pending(m) && packets_seen != seen;
     }
     more = rc == MOSQ_ERR_SUCCESS && read_now;
-    if (rc == MOSQ_ERR_SUCCESS && loop_fast)
-        rc = mosquitto_loop_misc(m);
+    if (rc == MOSQ_ERR_SUCCESS && loop_fast) {
+        ERR_clear_error();
+        rc = mosquitto_loop_misc(m); /* (keepalive) */
+    }
     if (rc != MOSQ_ERR_SUCCESS)
         loop_fast = 0;
     return rc;
