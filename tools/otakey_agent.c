@@ -62,11 +62,44 @@
 
 static volatile sig_atomic_t stopping, reloading;
 static int log_level = 2, log_json;
-/* Log lines are written whole at the end of each pass of the main loop (a
- * pass is at most ~100 ms; a line per device event was a write(2) each, two
- * per update), and at once outside it (start, stop, a terminal). */
+/*
+ * While the main loop runs, log lines are held in log_buf and written
+ * together at the end of each pass (a line per device event was a write(2)
+ * each, two per update); outside it (start, stop) and to a terminal, each
+ * line is written at once. stderr stays line-buffered, so a message printed
+ * before an exit is never left in a buffer.
+ */
 static int log_held;
 static char log_buf[1 << 16];
+static size_t log_len;
+
+/* Writes out the held lines (stderr's lock serialises the threads that log). */
+static void log_flush(void)
+{
+    flockfile(stderr);
+    if (log_len > 0) {
+        (void)fwrite(log_buf, 1, log_len, stderr);
+        fflush(stderr);
+        log_len = 0;
+    }
+    funlockfile(stderr);
+}
+
+static void log_line(const char *line, size_t n)
+{
+    flockfile(stderr);
+    if (__atomic_load_n(&log_held, __ATOMIC_RELAXED) && n <= sizeof log_buf) {
+        if (log_len + n > sizeof log_buf)
+            log_flush();
+        memcpy(log_buf + log_len, line, n);
+        log_len += n;
+    } else {
+        log_flush();
+        (void)fwrite(line, 1, n, stderr);
+        fflush(stderr);
+    }
+    funlockfile(stderr);
+}
 
 /* One line per event: UTC time to the millisecond, program, level, message. */
 static void logf_(int level, const char *fmt, ...)
@@ -74,7 +107,8 @@ static void logf_(int level, const char *fmt, ...)
     static const char *names[] = {"error", "warn", "info", "debug"};
     struct timespec ts;
     struct tm tm;
-    char when[32];
+    char when[32], line[4096];
+    int n;
     va_list ap;
     if (level > log_level)
         return;
@@ -82,7 +116,7 @@ static void logf_(int level, const char *fmt, ...)
     gmtime_r(&ts.tv_sec, &tm);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
     if (log_json) { /* {"ts": ..., "level": ..., "msg": ...}, escaped by cJSON */
-        char msg[1024], stamp[64], *line;
+        char msg[1024], stamp[64], *js;
         cJSON *o = cJSON_CreateObject();
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
@@ -92,25 +126,26 @@ static void logf_(int level, const char *fmt, ...)
         cJSON_AddStringToObject(o, "program", "otakey-agent");
         cJSON_AddStringToObject(o, "level", names[level]);
         cJSON_AddStringToObject(o, "msg", msg);
-        line = cJSON_PrintUnformatted(o);
+        js = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
-        if (line) {
-            fprintf(stderr, "%s\n", line);
-            free(line);
-            if (!__atomic_load_n(&log_held, __ATOMIC_RELAXED))
-                fflush(stderr);
+        if (js) {
+            n = snprintf(line, sizeof line, "%s\n", js);
+            free(js);
+            if (n > 0 && (size_t)n < sizeof line)
+                log_line(line, (size_t)n);
         }
         return;
     }
-    flockfile(stderr); /* one line, whole, whichever thread logs */
-    fprintf(stderr, "%s.%03ldZ otakey-agent: %s: ", when, ts.tv_nsec / 1000000L, names[level]);
+    n = snprintf(line, sizeof line, "%s.%03ldZ otakey-agent: %s: ", when, ts.tv_nsec / 1000000L,
+                 names[level]);
+    if (n < 0 || (size_t)n >= sizeof line)
+        return;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
-    funlockfile(stderr);
-    if (!__atomic_load_n(&log_held, __ATOMIC_RELAXED))
-        fflush(stderr);
+    n = (int)strlen(line);
+    line[n++] = '\n'; /* (a longer message is cut at the buffer's end) */
+    log_line(line, (size_t)n);
 }
 
 typedef struct daemon_ctx {
@@ -1123,9 +1158,8 @@ int main(int argc, char **argv)
     const char *path = NULL;
     struct sigaction sa;
     int opt, rc;
-    /* A log line leaves in one write (stderr is unbuffered: three), and
-     * in the main loop once per pass (logf_). */
-    setvbuf(stderr, log_buf, _IOFBF, sizeof log_buf);
+    /* A log line leaves in one write (stderr is unbuffered: three). */
+    setvbuf(stderr, NULL, _IOLBF, 4096);
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         usage(stdout);
         return 0;
@@ -1249,9 +1283,10 @@ int main(int argc, char **argv)
                 ERR_clear_error(); /* see broker_loop */
                 (void)mosquitto_reconnect(d.mosq);
             }
-            fflush(stderr);
+            log_flush();
         }
         __atomic_store_n(&log_held, 0, __ATOMIC_RELAXED);
+        log_flush();
         logf_(2, "shutting down: %lu messages handled, %lu refused; %lu batches, %.1f ms waiting "
                  "for clouds; %llu update offers, %llu to devices asleep", d.handled, d.refused,
               d.flushes, d.flush_ms, (unsigned long long)d.metrics.notifies,
