@@ -85,10 +85,12 @@ static void log_flush(void)
     funlockfile(stderr);
 }
 
-static void log_line(const char *line, size_t n)
+/* A line of level info or debug is held while the loop runs; a warning or
+ * an error goes out at once, with the lines before it. */
+static void log_line(int level, const char *line, size_t n)
 {
     flockfile(stderr);
-    if (__atomic_load_n(&log_held, __ATOMIC_RELAXED) && n <= sizeof log_buf) {
+    if (level > 1 && __atomic_load_n(&log_held, __ATOMIC_RELAXED) && n <= sizeof log_buf) {
         if (log_len + n > sizeof log_buf)
             log_flush();
         memcpy(log_buf + log_len, line, n);
@@ -107,7 +109,7 @@ static void logf_(int level, const char *fmt, ...)
     static const char *names[] = {"error", "warn", "info", "debug"};
     struct timespec ts;
     struct tm tm;
-    char when[32], line[4096];
+    char when[32], line[8192]; /* (a JSON line: a message of 1,023 characters escaped) */
     int n;
     va_list ap;
     if (level > log_level)
@@ -132,7 +134,7 @@ static void logf_(int level, const char *fmt, ...)
             n = snprintf(line, sizeof line, "%s\n", js);
             free(js);
             if (n > 0 && (size_t)n < sizeof line)
-                log_line(line, (size_t)n);
+                log_line(level, line, (size_t)n);
         }
         return;
     }
@@ -145,7 +147,7 @@ static void logf_(int level, const char *fmt, ...)
     va_end(ap);
     n = (int)strlen(line);
     line[n++] = '\n'; /* (a longer message is cut at the buffer's end) */
-    log_line(line, (size_t)n);
+    log_line(level, line, (size_t)n);
 }
 
 typedef struct daemon_ctx {
@@ -245,7 +247,7 @@ static int broker_pending(struct mosquitto *m)
 
 /* One wait for the broker (libmosquitto reads a packet a call), then the
  * packets already received, without waiting again (up to 64). Buffered
- * bytes that made no packet (a record's first part) wait for the socket. */
+ * bytes that make no packet yet (a record's first part) wait for the socket. */
 static int broker_loop(struct mosquitto *m, int timeout_ms)
 {
     static int more; /* the last pass stopped with packets still buffered */
@@ -274,10 +276,17 @@ static int broker_loop(struct mosquitto *m, int timeout_ms)
                    (was_more && broker_pending(m));
     }
     for (i = 0; rc == MOSQ_ERR_SUCCESS && read_now && i < 64; i++) {
+        /* Read on while bytes are buffered and the last read made a packet:
+         * one a callback saw, or one that left no EAGAIN behind (a SUBACK, a
+         * PINGRESP: no callback; a read that found only part of a record
+         * ends in EAGAIN). A callback's own writes may leave EAGAIN, hence
+         * the count as well. */
         seen = packets_seen;
+        errno = 0;
         ERR_clear_error();
         rc = mosquitto_loop_read(m, 1);
-        read_now = broker_pending(m) && packets_seen != seen;
+        read_now = broker_pending(m) &&
+                   (packets_seen != seen || (errno != EAGAIN && errno != EWOULDBLOCK));
     }
     more = rc == MOSQ_ERR_SUCCESS && read_now;
     if (rc == MOSQ_ERR_SUCCESS && loop_fast) {
@@ -432,8 +441,10 @@ static void hold(daemon_ctx *d, const char *topic, const uint8_t *msg, size_t n)
     if (d->n_held == d->cap_held) {
         d->cap_held = d->cap_held ? 2 * d->cap_held : 256;
         d->held = realloc(d->held, d->cap_held * sizeof *d->held);
-        if (d->held == NULL)
+        if (d->held == NULL) {
+            log_flush();
             abort();
+        }
     }
     snprintf(d->held[d->n_held].topic, sizeof d->held[d->n_held].topic, "%s", topic);
     memcpy(d->held[d->n_held].msg, msg, n);
