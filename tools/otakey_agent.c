@@ -224,8 +224,9 @@ static void cork(struct mosquitto *m, int on)
  * message cost a write there, a read back and one more pass of the loop with
  * nothing to do. The agent publishes from the thread that runs its loop, so
  * it needs no wake-up: the reads and the empty passes are gone (the write
- * stays; libmosquitto 2.0 has no switch for the pair). Before the first CONNACK (and after a loss, until the
- * next) mosquitto_loop() runs as before: it also finishes a TLS handshake.
+ * stays; libmosquitto 2.0 has no switch for the pair). Before the first
+ * CONNACK (and after a loss, until the next) mosquitto_loop() runs as before:
+ * it also finishes a TLS handshake.
  *
  * Once connected, TLS reads ahead (on_connect): one read(2) takes in every
  * record the broker sent, instead of two reads (record header, body) per
@@ -412,6 +413,7 @@ static void on_signal(int sig)
 static void on_connect(struct mosquitto *m, void *ud, int rc, int flags, const mosquitto_property *p)
 {
     daemon_ctx *d = ud;
+    SSL *ssl = mosquitto_ssl_get(m);
     (void)flags;
     (void)p;
     d->conn_rc = rc;
@@ -423,8 +425,8 @@ static void on_connect(struct mosquitto *m, void *ud, int rc, int flags, const m
         return;
     }
     d->link_up_ms = mono_ms();
-    if (mosquitto_ssl_get(m) != NULL) /* (see broker_loop) */
-        SSL_set_read_ahead(mosquitto_ssl_get(m), 1);
+    if (ssl != NULL) /* (see broker_loop) */
+        SSL_set_read_ahead(ssl, 1);
     ERR_clear_error(); /* see broker_loop */
     if (mosquitto_subscribe_v5(m, NULL, d->sub, 1, 0, NULL) != MOSQ_ERR_SUCCESS)
         logf_(0, "subscribe to %s failed", d->sub);
