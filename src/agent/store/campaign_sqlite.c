@@ -259,7 +259,8 @@ static void settle(sqlite3 *db, int64_t id)
                            " finished = CASE WHEN " DONE_COND " THEN 1 ELSE 2 END,"
                            " reason = CASE WHEN " DONE_COND " THEN NULL ELSE " REASON_SQL " END"
                            " FROM devices AS d WHERE d.id = cd.device AND cd.campaign = ?1"
-                           " AND cd.device IN (SELECT device FROM audit WHERE seq > ?2 AND kind NOT IN (" OTK_AUD_UNDECIDING_SQL "))"
+                           " AND cd.device IN (SELECT device FROM audit WHERE seq > ?2"
+                           " AND kind NOT IN (" OTK_AUD_UNDECIDING_SQL "))"
                            " AND cd.started IS NOT NULL AND cd.finished IS NULL"
                            " AND (" DONE_COND " OR " FAILED_COND ")",
                            -1, &s, NULL) != SQLITE_OK ||
