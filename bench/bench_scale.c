@@ -185,7 +185,7 @@ static int campaign(world *w, wdev *sample, long k, long n, int kind, figures *f
     for (;;) {
         size_t started;
         t0 = cpu_s();
-        started = otk_store_campaign_step(st, &w->agent);
+        started = otk_store_campaign_step(st, &w->agent, NULL, 0, NULL);
         agent_cpu += cpu_s() - t0;
         if (started == 0)
             break;

@@ -263,7 +263,7 @@ int main(int argc, char **argv)
     for (;;) {
         size_t k;
         start();
-        k = otk_store_campaign_step(st, &w.agent);
+        k = otk_store_campaign_step(st, &w.agent, NULL, 0, NULL);
         stop(&step);
         if (otk_store_campaign_get(st, cid, &cs) != OTK_OK)
             return 1;
@@ -302,7 +302,7 @@ int main(int argc, char **argv)
         }
     }
     wal_rot = wal_bytes(&sv) - wal0;
-    if (otk_store_campaign_step(st, &w.agent) != 0 || otk_store_campaign_get(st, cid, &cs) != OTK_OK ||
+    if (otk_store_campaign_step(st, &w.agent, NULL, 0, NULL) != 0 || otk_store_campaign_get(st, cid, &cs) != OTK_OK ||
         cs.done != total || cs.failed != 0) {
         fprintf(stderr, "bench_store: the campaign did not finish cleanly\n");
         return 1;

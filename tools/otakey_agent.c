@@ -885,41 +885,54 @@ static int setup(daemon_ctx *d, const char *path)
     return 0;
 }
 
+/* Publishes an update offer (NOTIFY) to a device, its PUBACK watched. */
+static void publish_offer(daemon_ctx *d, const uint8_t id[16], const uint8_t *msg, size_t len)
+{
+    char topic[64], hex[33];
+    int mid;
+    otk_hex_encode(id, 16, hex);
+    snprintf(topic, sizeof topic, DOWN_PREFIX "%s", hex);
+    if (broker_publish(d->mosq, &mid, topic, len, msg) != MOSQ_ERR_SUCCESS) {
+        logf_(1, "NOTIFY to %s not sent", hex);
+        return;
+    }
+    otk_api_add(&d->metrics.notifies, 1);
+    track_publish(d, mid, id);
+}
+
+/* A tick's update offers: notify_rate a second, TICK_MAX at most. */
+static size_t offers_per_tick(const daemon_ctx *d)
+{
+    unsigned per_tick = d->cfg.notify_rate / TICKS_PER_S ? d->cfg.notify_rate / TICKS_PER_S : 1;
+    return per_tick < TICK_MAX ? per_tick : TICK_MAX;
+}
+
 /*
  * Offers requested updates: NOTIFY to devices whose operator request has
- * not been offered yet, at most notify_rate a second. Devices that are
- * offline get the update when they poll on their next start.
+ * not been offered yet (budget this tick: what the campaign step's offers
+ * left of offers_per_tick). Devices that are offline get the update when
+ * they poll on their next start.
  */
-static size_t push_notifications(daemon_ctx *d)
+static size_t push_notifications(daemon_ctx *d, size_t budget)
 {
     static uint8_t ids[TICK_MAX][16];
     uint8_t out[OTK_MSG_MAX_LEN];
-    char topic[64], hex[33];
     size_t n, i, len;
-    int mid;
-    unsigned per_tick = d->cfg.notify_rate / TICKS_PER_S ? d->cfg.notify_rate / TICKS_PER_S : 1;
     if (d->n_asleep) {
         n = otk_store_hold_offers(d->reg, (const uint8_t(*)[16])d->asleep, d->n_asleep,
                                   d->cfg.notify_resend_ms, d->cfg.notify_asleep_ms);
         logf_(3, "%zu devices asleep: their next offer in %u ms", n, d->cfg.notify_asleep_ms);
         d->n_asleep = 0;
     }
-    n = otk_store_due_notifications(d->reg, ids, per_tick < TICK_MAX ? per_tick : TICK_MAX,
-                                    d->cfg.notify_resend_ms);
+    if (budget == 0)
+        return 0;
+    n = otk_store_due_notifications(d->reg, ids, budget, d->cfg.notify_resend_ms);
     for (i = 0; i < n; i++) {
         otk_status st = otk_agent_notify(&d->agent, ids[i], out, sizeof out, &len);
         if (otk_store_release(d->reg) != OTK_OK)
             logf_(1, "database: a transaction did not commit");
-        if (st != OTK_OK)
-            continue;
-        otk_hex_encode(ids[i], 16, hex);
-        snprintf(topic, sizeof topic, DOWN_PREFIX "%s", hex);
-        if (broker_publish(d->mosq, &mid, topic, len, out) != MOSQ_ERR_SUCCESS) {
-            logf_(1, "NOTIFY to %s not sent", hex);
-            continue;
-        }
-        otk_api_add(&d->metrics.notifies, 1);
-        track_publish(d, mid, ids[i]);
+        if (st == OTK_OK)
+            publish_offer(d, ids[i], out, len);
     }
     if (n)
         logf_(3, "%zu update offers sent", n);
@@ -1268,11 +1281,18 @@ int main(int argc, char **argv)
                 last = now;
                 if (d.next_cfg && d.n_held == 0 && !d.in_batch)
                     swap_clouds(&d);
-                size_t started = otk_store_campaign_step(d.reg, &d.agent), offered;
+                static otk_offer offers[TICK_MAX];
+                size_t n_offers = 0, budget = offers_per_tick(&d), i;
+                size_t started = otk_store_campaign_step(d.reg, &d.agent, offers, budget, &n_offers),
+                       offered;
                 if (started > 0)
                     logf_(3, "campaign devices started");
                 cork(d.mosq, 1);
-                offered = push_notifications(&d);
+                /* Devices started now get their offer at once (within the
+                 * tick's budget); the notify pass takes what is left. */
+                for (i = 0; i < n_offers; i++)
+                    publish_offer(&d, offers[i].id, offers[i].msg, offers[i].len);
+                offered = n_offers + push_notifications(&d, budget - n_offers);
                 cork(d.mosq, 0);
                 busy = started > 0 || offered > 0;
                 if (++ticks % 5 == 0) /* four times a second */

@@ -179,8 +179,10 @@ OTK_CHECK_RETURN otk_status otk_agent_handle(otk_agent *a, const uint8_t *in, si
 
 /*
  * Marks a device for rotation (cloud_id ignored) or a switch to cloud_id,
- * and writes the NOTIFY to publish to it (MAC under its committed AK).
- * OTK_ERR_NO_KEYSET before its first commit, OTK_ERR_REVOKED when revoked.
+ * and writes the NOTIFY to publish to it (MAC under its committed AK): the
+ * one otk_agent_notify would write now, or none (*out_len 0) to a device it
+ * would refuse. OTK_ERR_NO_KEYSET before its first commit, OTK_ERR_REVOKED
+ * when revoked.
  */
 OTK_CHECK_RETURN otk_status otk_agent_request_update(otk_agent *a, const uint8_t id[16], int want,
                                                      uint32_t cloud_id, uint8_t *out,

@@ -72,13 +72,26 @@ OTK_CHECK_RETURN otk_status otk_campaign_create(otk_sqlreg *r, int kind, uint32_
                                                 uint32_t canary, uint32_t max_failures,
                                                 int64_t *id, uint64_t *total);
 
+/* An update offer made as a campaign starts a device: the NOTIFY to publish to it. */
+typedef struct otk_offer {
+    uint8_t id[16];
+    uint8_t len;
+    uint8_t msg[OTK_NOTIFY2_LEN];
+} otk_offer;
+
 /*
  * One engine step (the daemon calls it a few times a second): moves
  * campaign states on, and starts the devices now due (rate per second
  * since the campaign was created, at most OTK_CAMPAIGN_STEP_MAX a step), calling
  * otk_agent_request_update for each. Returns how many started.
+ * Up to max_offers of the started devices get their update offer with the
+ * start (offers may be NULL when max_offers is 0): the step marks them
+ * offered in the transaction that starts them, and once it commits their
+ * NOTIFYs are in offers[0 .. *n_offers) for the caller to publish; the others
+ * wait for the notify pass (otk_sqlreg_due_notifications).
  */
-size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a);
+size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a, otk_offer *offers, size_t max_offers,
+                         size_t *n_offers);
 
 /*
  * A device that polls while a running campaign includes it and has not

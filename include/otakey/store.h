@@ -183,9 +183,12 @@ OTK_CHECK_RETURN otk_status otk_store_campaign_create(otk_store *s, int kind,
  * One engine step with agent a (whose registry must be this store's). On
  * PostgreSQL, a campaign is stepped by one agent at a time (the others skip
  * it for this step) and each device is started once even if an agent dies
- * between requesting its update and recording the start.
+ * between requesting its update and recording the start. Offers made with
+ * the starts (offers, max_offers, *n_offers) as in otk_campaign_step; on
+ * PostgreSQL none (*n_offers 0): its devices wait for the notify pass.
  */
-size_t otk_store_campaign_step(otk_store *s, otk_agent *a);
+size_t otk_store_campaign_step(otk_store *s, otk_agent *a, otk_offer *offers, size_t max_offers,
+                               size_t *n_offers);
 /*
  * A device that polled and had nothing waiting: started now if a running
  * campaign includes it, has not started it, and its rate allows one more

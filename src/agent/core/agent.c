@@ -664,6 +664,22 @@ otk_status otk_agent_pending_decode(otk_agent_device *d, int kind, const uint8_t
 
 /* ---- operator calls ---- */
 
+/* A device an update offer (NOTIFY) goes to: active, with an update
+ * requested or issued and not confirmed (not a claim). */
+static int offerable(const otk_agent_device *rec)
+{
+    return rec->state == OTK_DS_ACTIVE && rec->has_committed &&
+           (rec->has_pending ? !rec->pending_claim : rec->want != OTK_WANT_NONE);
+}
+
+/* The kind of the set an offer announces: the pending one's, or the wanted cloud's. */
+static uint8_t offer_kind(const otk_agent *a, const otk_agent_device *rec)
+{
+    if (rec->has_pending)
+        return rec->pending.kind ? rec->pending.kind : OTK_KIND_PASSWORD;
+    return kind_of(a, rec->want == OTK_WANT_SWITCH ? rec->want_cloud : rec->committed.cloud.cloud_id);
+}
+
 static otk_status load(otk_agent *a, const uint8_t id[16], otk_agent_device *rec)
 {
     otk_status st;
@@ -698,11 +714,12 @@ otk_status otk_agent_request_update(otk_agent *a, const uint8_t id[16], int want
         rec.want_cloud = want == OTK_WANT_SWITCH ? cloud_id : 0;
         st = put(a, &rec, OTK_AUD_UPDATE_REQUESTED, 0, rec.committed.version, OTK_OK);
     }
-    if (st == OTK_OK)
+    /* The offer the notify pass would make now; none to a device it would
+     * not tell (a claim of it pending). */
+    if (st == OTK_OK && offerable(&rec))
         st = mac_reply_kind(a, rec.proto, OTK_MSG_NOTIFY, rec.id, rec.committed.version, OTK_OK,
-                            kind_of(a, want == OTK_WANT_SWITCH ? cloud_id
-                                                               : rec.committed.cloud.cloud_id),
-                            rec.committed.ak, NULL, 0, out, out_size, out_len);
+                            offer_kind(a, &rec), rec.committed.ak, NULL, 0, out, out_size,
+                            out_len);
     otk_wipe(&rec, sizeof rec);
     return st;
 }
@@ -716,18 +733,12 @@ otk_status otk_agent_notify(otk_agent *a, const uint8_t id[16], uint8_t *out, si
         return OTK_ERR_INVALID_ARGUMENT;
     *out_len = 0;
     st = load(a, id, &rec);
-    if (st == OTK_OK &&
-        (rec.state != OTK_DS_ACTIVE || !rec.has_committed ||
-         (rec.has_pending ? rec.pending_claim : rec.want == OTK_WANT_NONE)))
+    if (st == OTK_OK && !offerable(&rec))
         st = OTK_ERR_BAD_STATE;
-    /* The kind of the set waiting: the pending one's, or the wanted cloud's. */
     if (st == OTK_OK)
         st = mac_reply_kind(a, rec.proto, OTK_MSG_NOTIFY, rec.id, rec.committed.version, OTK_OK,
-                            rec.has_pending ? (rec.pending.kind ? rec.pending.kind : OTK_KIND_PASSWORD)
-                                            : kind_of(a, rec.want == OTK_WANT_SWITCH
-                                                             ? rec.want_cloud
-                                                             : rec.committed.cloud.cloud_id),
-                            rec.committed.ak, NULL, 0, out, out_size, out_len);
+                            offer_kind(a, &rec), rec.committed.ak, NULL, 0, out, out_size,
+                            out_len);
     otk_wipe(&rec, sizeof rec);
     return st;
 }

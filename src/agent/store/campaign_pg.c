@@ -522,12 +522,19 @@ out:
     return started;
 }
 
-size_t pgc_step(void *impl, otk_agent *a)
+/* Offers are not made with the start here (*n_offers stays 0): the request
+ * commits on the registry's connection before the start does on the work
+ * one, and the notify pass hands each device to one agent. */
+size_t pgc_step(void *impl, otk_agent *a, otk_offer *offers, size_t max_offers, size_t *n_offers)
 {
     pgstore *s = impl;
     PGresult *r;
     size_t started = 0;
     int i;
+    (void)offers;
+    (void)max_offers;
+    if (n_offers != NULL)
+        *n_offers = 0;
     if (pg_release(s) != OTK_OK)
         return 0;
     if (s->work.c == NULL || PQstatus(s->work.c) != CONNECTION_OK) {

@@ -431,11 +431,21 @@ static void add_started(sqlite3 *db, int64_t id, int64_t n)
     sqlite3_finalize(s);
 }
 
-/* Starts up to want devices of campaign c; returns how many started. */
-static size_t start_devices(otk_sqlreg *r, otk_agent *a, const otk_campaign_status *c, uint64_t want)
+/* Offers (see otk_campaign_step): where they go, how many there is room for. */
+typedef struct offer_sink {
+    otk_offer *v;
+    size_t max, n;
+} offer_sink;
+
+/*
+ * Starts up to want devices of campaign c; returns how many started. Those
+ * the sink has room for are marked offered now and their NOTIFYs kept.
+ */
+static size_t start_devices(otk_sqlreg *r, otk_agent *a, const otk_campaign_status *c, uint64_t want,
+                            offer_sink *sink)
 {
     sqlite3 *db = otk_sqlreg_handle(r);
-    sqlite3_stmt *s = NULL, *u = NULL;
+    sqlite3_stmt *s = NULL, *u = NULL, *o = NULL;
     static uint8_t ids[OTK_CAMPAIGN_STEP_MAX][16];
     uint8_t out[OTK_MSG_MAX_LEN];
     size_t n = 0, i, started = 0, len;
@@ -455,8 +465,12 @@ static size_t start_devices(otk_sqlreg *r, otk_agent *a, const otk_campaign_stat
                                " finished = CASE WHEN ?4 = 0 THEN NULL ELSE 2 END,"
                                " reason = CASE WHEN ?4 = 0 THEN NULL ELSE ?4 END"
                                " WHERE campaign = ?1 AND device = ?2",
-                           -1, &u, NULL) != SQLITE_OK) {
+                           -1, &u, NULL) != SQLITE_OK ||
+        (sink->n < sink->max &&
+         sqlite3_prepare_v2(db, "UPDATE devices SET notified_at = ?1 WHERE id = ?2", -1, &o,
+                            NULL) != SQLITE_OK)) {
         sqlite3_finalize(u);
+        sqlite3_finalize(o);
         return 0;
     }
     for (i = 0; i < n; i++) {
@@ -465,6 +479,20 @@ static size_t start_devices(otk_sqlreg *r, otk_agent *a, const otk_campaign_stat
          * with the refusal as its reason. */
         otk_status rs =
             otk_agent_request_update(a, ids[i], c->kind, c->target_cloud, out, sizeof out, &len);
+        /* Its offer goes with the start: the notify pass, which would load
+         * the row again and mark it in a transaction of its own, passes it by. */
+        if (rs == OTK_OK && o != NULL && sink->n < sink->max && len > 0 &&
+            len <= sizeof sink->v[0].msg) {
+            sqlite3_reset(o);
+            sqlite3_bind_int64(o, 1, otk_wall_ms());
+            sqlite3_bind_blob(o, 2, ids[i], 16, SQLITE_STATIC);
+            if (sqlite3_step(o) == SQLITE_DONE) {
+                otk_offer *f = &sink->v[sink->n++];
+                memcpy(f->id, ids[i], 16);
+                memcpy(f->msg, out, len);
+                f->len = (uint8_t)len;
+            }
+        }
         sqlite3_reset(u);
         sqlite3_bind_int64(u, 1, c->id);
         sqlite3_bind_blob(u, 2, ids[i], 16, SQLITE_STATIC);
@@ -474,6 +502,7 @@ static size_t start_devices(otk_sqlreg *r, otk_agent *a, const otk_campaign_stat
             started++;
     }
     sqlite3_finalize(u);
+    sqlite3_finalize(o);
     /* The count kept with the campaign; counted again when it says devices
      * are left that the table does not have (a step cut short by a crash). */
     add_started(db, c->id, n == 0 && c->started < c->total ? -1 : (int64_t)started);
@@ -482,12 +511,19 @@ static size_t start_devices(otk_sqlreg *r, otk_agent *a, const otk_campaign_stat
 
 #define OUTCOME_MS 1000
 
-size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a)
+size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a, otk_offer *offers, size_t max_offers,
+                         size_t *n_offers)
 {
     static int64_t outcome_at[32], outcome_id[32], settle_at[32], settle_id[32];
     int64_t ids[32];
-    size_t n, i, started = 0, n_step;
+    size_t n, i, started = 0, n_step, kept;
     otk_status own;
+    offer_sink sink;
+    sink.v = offers;
+    sink.max = offers != NULL ? max_offers : 0;
+    sink.n = 0;
+    if (n_offers != NULL)
+        *n_offers = 0;
     if (r == NULL || a == NULL)
         return 0;
     n = otk_campaign_list(r, ids, 32);
@@ -566,10 +602,15 @@ size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a)
         own = otk_sqlreg_batch_begin(r);
         if (own == OTK_ERR_BUSY)
             continue; /* the next tick tries again */
-        n_step = start_devices(r, a, &c, budget);
+        kept = sink.n;
+        n_step = start_devices(r, a, &c, budget, &sink);
         if (own != OTK_OK || otk_sqlreg_batch_end(r) == OTK_OK)
             started += n_step;
+        else
+            sink.n = kept; /* rolled back: nothing of it to offer */
     }
+    if (n_offers != NULL)
+        *n_offers = sink.n;
     return started;
 }
 

@@ -68,7 +68,7 @@ otk_status pg_release(void *impl);
 otk_status pgc_create(void *impl, int kind, uint32_t target_cloud, const char *selector,
                       uint32_t rate, uint32_t canary, uint32_t max_failures, int64_t *id,
                       uint64_t *total);
-size_t pgc_step(void *impl, otk_agent *a);
+size_t pgc_step(void *impl, otk_agent *a, otk_offer *offers, size_t max_offers, size_t *n_offers);
 int pgc_poll(void *impl, otk_agent *a, const uint8_t id[16]);
 otk_status pgc_get(void *impl, int64_t id, otk_campaign_status *st);
 otk_status pgc_set_state(void *impl, int64_t id, int state);

@@ -204,9 +204,14 @@ otk_status otk_store_campaign_create(otk_store *s, int kind, uint32_t target_clo
                                    max_failures, id, total);
 }
 
-size_t otk_store_campaign_step(otk_store *s, otk_agent *a)
+size_t otk_store_campaign_step(otk_store *s, otk_agent *a, otk_offer *offers, size_t max_offers,
+                               size_t *n_offers)
 {
-    return s && a ? s->ops->campaign_step(s->impl, a) : 0;
+    if (n_offers != NULL)
+        *n_offers = 0;
+    if (offers == NULL || n_offers == NULL)
+        max_offers = 0;
+    return s && a ? s->ops->campaign_step(s->impl, a, offers, max_offers, n_offers) : 0;
 }
 
 int otk_store_campaign_poll(otk_store *s, otk_agent *a, const uint8_t id[16])

@@ -28,7 +28,8 @@ typedef struct otk_store_ops {
     otk_status (*campaign_create)(void *impl, int kind, uint32_t target_cloud,
                                   const char *selector, uint32_t rate, uint32_t canary,
                                   uint32_t max_failures, int64_t *id, uint64_t *total);
-    size_t (*campaign_step)(void *impl, otk_agent *a);
+    size_t (*campaign_step)(void *impl, otk_agent *a, otk_offer *offers, size_t max_offers,
+                            size_t *n_offers);
     otk_status (*campaign_get)(void *impl, int64_t id, otk_campaign_status *st);
     otk_status (*campaign_set_state)(void *impl, int64_t id, int state);
     size_t (*campaign_list)(void *impl, int64_t *ids, size_t max);

@@ -167,9 +167,10 @@ static otk_status s_camp_create(void *impl, int kind, uint32_t target_cloud, con
                                total);
 }
 
-static size_t s_camp_step(void *impl, otk_agent *a)
+static size_t s_camp_step(void *impl, otk_agent *a, otk_offer *offers, size_t max_offers,
+                          size_t *n_offers)
 {
-    return otk_campaign_step(impl, a);
+    return otk_campaign_step(impl, a, offers, max_offers, n_offers);
 }
 
 static otk_status s_camp_get(void *impl, int64_t id, otk_campaign_status *st)
