@@ -416,6 +416,33 @@ static void store_suite(const char *db)
         CHECK_OK(otk_store_campaign_get(st, cid, &cs));
         CHECK(cs.done == SUITE_DEVS && cs.failed == 0 && cs.state == OTK_CAMP_DONE);
     }
+    {
+        /* A device already asked for the same update, and held asleep: a
+         * campaign that starts it makes no offer, and the hold stands. */
+        otk_offer offers[2];
+        size_t n_off = 99;
+        uint8_t held[1][16], out[OTK_MSG_MAX_LEN];
+        char sel[40];
+        size_t len = 0;
+        memcpy(held[0], d[4].cfg.device_id, 16);
+        CHECK_OK(otk_agent_request_update(&w.agent, held[0], OTK_WANT_ROTATE, 0, out, sizeof out,
+                                          &len));
+        CHECK_OK(otk_store_release(st));
+        CHECK(len > 0);
+        CHECK(otk_store_due_notifications(st, due, 16, 60000) == 1);
+        CHECK(otk_store_hold_offers(st, (const uint8_t(*)[16])held, 1, 50, 60000) == 1);
+        memcpy(sel, "ids:", 4);
+        otk_hex_encode(held[0], 16, sel + 4);
+        CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, sel, 1000, 0, 0, &cid, &total));
+        CHECK(otk_store_campaign_step(st, &w.agent, offers, 2, &n_off) == 1);
+        CHECK(n_off == 0);
+        nap_ms(80);
+        CHECK(otk_store_due_notifications(st, due, 16, 50) == 0); /* still held */
+        CHECK_OK(notify_and_settle(&w, st, &d[4]));
+        (void)otk_store_campaign_step(st, &w.agent, NULL, 0, NULL);
+        CHECK_OK(otk_store_campaign_get(st, cid, &cs));
+        CHECK(cs.done == 1 && cs.state == OTK_CAMP_DONE);
+    }
     /* Abort withdraws what is requested and not issued yet. */
     CHECK_OK(otk_store_campaign_create(st, OTK_WANT_ROTATE, 0, "all", 1, 0, 0, &cid, &total));
     CHECK(otk_store_campaign_step(st, &w.agent, NULL, 0, NULL) == 1);

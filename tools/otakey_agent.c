@@ -254,14 +254,15 @@ static int broker_pending(struct mosquitto *m)
 /* One wait for the broker (libmosquitto reads a packet a call), then the
  * packets already received, without waiting again (up to 64). Buffered
  * bytes that make no packet yet (a record's first part) wait for the socket. */
+static int broker_more; /* the last broker_loop stopped with packets still buffered */
+
 static int broker_loop(struct mosquitto *m, int timeout_ms)
 {
-    static int more; /* the last pass stopped with packets still buffered */
     struct pollfd p;
     unsigned long seen;
-    int rc = MOSQ_ERR_SUCCESS, i, was_more = more, read_now;
+    int rc = MOSQ_ERR_SUCCESS, i, was_more = broker_more, read_now;
     ERR_clear_error();
-    more = 0;
+    broker_more = 0;
     if (!loop_fast) {
         rc = mosquitto_loop(m, timeout_ms, 1);
         read_now = broker_pending(m);
@@ -294,7 +295,7 @@ static int broker_loop(struct mosquitto *m, int timeout_ms)
         read_now = broker_pending(m) &&
                    (packets_seen != seen || (errno != EAGAIN && errno != EWOULDBLOCK));
     }
-    more = rc == MOSQ_ERR_SUCCESS && read_now;
+    broker_more = rc == MOSQ_ERR_SUCCESS && read_now;
     if (rc == MOSQ_ERR_SUCCESS && loop_fast) {
         ERR_clear_error();
         rc = mosquitto_loop_misc(m); /* (keepalive) */
@@ -1261,8 +1262,11 @@ int main(int argc, char **argv)
                 ms = BATCH_MS - ms_between(&t0, &now);
                 if (ms < BATCH_SLICE_MS)
                     slice.tv_nsec = ms > 0 ? ms * 1000000L : 0;
-                if (slice.tv_nsec > 0)
-                    nanosleep(&slice, NULL); /* (a signal cuts it short: the flags are seen below) */
+                /* No nap while packets wait in the buffers (a read stops
+                 * after 64): they are read at once. A signal cuts a nap
+                 * short; the flags are seen when the batch ends. */
+                if (slice.tv_nsec > 0 && !broker_more)
+                    nanosleep(&slice, NULL);
                 lrc = broker_loop(d.mosq, 0);
                 clock_gettime(CLOCK_MONOTONIC, &now);
                 ms = ms_between(&t0, &now);

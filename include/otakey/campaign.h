@@ -88,7 +88,10 @@ typedef struct otk_offer {
  * start (offers may be NULL when max_offers is 0): the step marks them
  * offered in the transaction that starts them, and once it commits their
  * NOTIFYs are in offers[0 .. *n_offers) for the caller to publish; the others
- * wait for the notify pass (otk_sqlreg_due_notifications).
+ * wait for the notify pass (otk_sqlreg_due_notifications), as do devices
+ * already marked (a request of the same kind made earlier keeps its offer's
+ * timing, an asleep hold among it) and every device a step started inside a
+ * transaction of the caller's (otk_sqlreg_batch_begin).
  */
 size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a, otk_offer *offers, size_t max_offers,
                          size_t *n_offers);

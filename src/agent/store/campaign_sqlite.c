@@ -465,13 +465,18 @@ static size_t start_devices(otk_sqlreg *r, otk_agent *a, const otk_campaign_stat
                                " finished = CASE WHEN ?4 = 0 THEN NULL ELSE 2 END,"
                                " reason = CASE WHEN ?4 = 0 THEN NULL ELSE ?4 END"
                                " WHERE campaign = ?1 AND device = ?2",
-                           -1, &u, NULL) != SQLITE_OK ||
-        (sink->n < sink->max &&
-         sqlite3_prepare_v2(db, "UPDATE devices SET notified_at = ?1 WHERE id = ?2", -1, &o,
-                            NULL) != SQLITE_OK)) {
+                           -1, &u, NULL) != SQLITE_OK) {
         sqlite3_finalize(u);
-        sqlite3_finalize(o);
         return 0;
+    }
+    /* Only a device not told yet: one the put left marked (an earlier
+     * request of the same kind, offered or held asleep) keeps its timing. */
+    if (sink->n < sink->max &&
+        sqlite3_prepare_v2(db, "UPDATE devices SET notified_at = ?1 WHERE id = ?2"
+                               " AND notified_at IS NULL",
+                           -1, &o, NULL) != SQLITE_OK) {
+        sqlite3_finalize(o);
+        o = NULL; /* no offers with this step: the notify pass makes them */
     }
     for (i = 0; i < n; i++) {
         /* A request the agent refuses (the device revoked since selection, a
@@ -486,7 +491,7 @@ static size_t start_devices(otk_sqlreg *r, otk_agent *a, const otk_campaign_stat
             sqlite3_reset(o);
             sqlite3_bind_int64(o, 1, otk_wall_ms());
             sqlite3_bind_blob(o, 2, ids[i], 16, SQLITE_STATIC);
-            if (sqlite3_step(o) == SQLITE_DONE) {
+            if (sqlite3_step(o) == SQLITE_DONE && sqlite3_changes(db) == 1) {
                 otk_offer *f = &sink->v[sink->n++];
                 memcpy(f->id, ids[i], 16);
                 memcpy(f->msg, out, len);
@@ -518,7 +523,7 @@ size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a, otk_offer *offers, size_t 
     int64_t ids[32];
     size_t n, i, started = 0, n_step, kept;
     otk_status own;
-    offer_sink sink;
+    offer_sink sink, no_sink = {NULL, 0, 0};
     sink.v = offers;
     sink.max = offers != NULL ? max_offers : 0;
     sink.n = 0;
@@ -603,7 +608,9 @@ size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a, otk_offer *offers, size_t 
         if (own == OTK_ERR_BUSY)
             continue; /* the next tick tries again */
         kept = sink.n;
-        n_step = start_devices(r, a, &c, budget, &sink);
+        /* Inside a caller's transaction (own not OK) nothing is offered:
+         * the offers could go out before a commit that may not come. */
+        n_step = start_devices(r, a, &c, budget, own == OTK_OK ? &sink : &no_sink);
         if (own != OTK_OK || otk_sqlreg_batch_end(r) == OTK_OK)
             started += n_step;
         else
