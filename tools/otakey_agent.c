@@ -1254,14 +1254,12 @@ int main(int argc, char **argv)
              * BATCH_MS), and at least until BATCH_MS after the last flush, so
              * that one commit and one cloud reload serve a whole batch. */
             clock_gettime(CLOCK_MONOTONIC, &t0);
+            long ms = 0; /* into the batch, as of the last read */
             while (lrc == MOSQ_ERR_SUCCESS && d.n_held > 0 && d.n_held < BATCH_MAX) {
                 size_t before = d.n_held;
-                long ms, since_flush;
-                struct timespec slice = {0, BATCH_SLICE_MS * 1000000L};
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                ms = BATCH_MS - ms_between(&t0, &now);
-                if (ms < BATCH_SLICE_MS)
-                    slice.tv_nsec = ms > 0 ? ms * 1000000L : 0;
+                long since_flush, left = BATCH_MS - ms; /* > 0: the loop ends at BATCH_MS */
+                struct timespec slice = {0, 0};
+                slice.tv_nsec = (left < BATCH_SLICE_MS ? left : BATCH_SLICE_MS) * 1000000L;
                 /* No nap while packets wait in the buffers (a read stops
                  * after 64): they are read at once. A signal cuts a nap
                  * short; the flags are seen when the batch ends. */

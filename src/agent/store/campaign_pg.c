@@ -522,9 +522,10 @@ out:
     return started;
 }
 
-/* Offers are not made with the start here (*n_offers stays 0): the request
- * commits on the registry's connection before the start does on the work
- * one, and the notify pass hands each device to one agent. */
+/* Offers are not made with the start here (*n_offers stays the 0
+ * otk_store_campaign_step set): the request commits on the registry's
+ * connection before the start does on the work one, and the notify pass
+ * hands each device to one agent. */
 size_t pgc_step(void *impl, otk_agent *a, otk_offer *offers, size_t max_offers, size_t *n_offers)
 {
     pgstore *s = impl;
@@ -533,8 +534,7 @@ size_t pgc_step(void *impl, otk_agent *a, otk_offer *offers, size_t max_offers, 
     int i;
     (void)offers;
     (void)max_offers;
-    if (n_offers != NULL)
-        *n_offers = 0;
+    (void)n_offers;
     if (pg_release(s) != OTK_OK)
         return 0;
     if (s->work.c == NULL || PQstatus(s->work.c) != CONNECTION_OK) {
