@@ -58,6 +58,20 @@ static int file_contains(const char *file, const char *needle)
     return 0;
 }
 
+/* The one integer a query on the database at file returns; -1 on an error. */
+static long long sql_int(const char *file, const char *q)
+{
+    sqlite3 *h = NULL;
+    sqlite3_stmt *s = NULL;
+    long long v = -1;
+    if (sqlite3_open(file, &h) == SQLITE_OK && sqlite3_prepare_v2(h, q, -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(h);
+    return v;
+}
+
 static void test_protocol_on_sqlite(void)
 {
     world w;
@@ -101,13 +115,39 @@ static void test_protocol_on_sqlite(void)
     CHECK_OK(world_record(&w, &d[2], &rec));
     CHECK(rec.has_pending && rec.pending.version == 2);
     otk_sqlreg_close(w.sql);
+    /* Its bulk (keys, certificate, response) is in a table of its own, not
+     * in the device's row; a database of schema 10, where it was, migrates
+     * with the pending set whole. */
+    CHECK(sql_int(path, "SELECT count(*) FROM pending") == 1);
+    CHECK(sql_int(path, "SELECT count(*) FROM pragma_table_info('devices') WHERE name = 'p_keyset'") == 0);
+    {
+        sqlite3 *h = NULL;
+        CHECK(sqlite3_open(path, &h) == SQLITE_OK);
+        CHECK(sqlite3_exec(h,
+                           "ALTER TABLE devices ADD COLUMN p_keyset BLOB;"
+                           "ALTER TABLE devices ADD COLUMN p_th BLOB;"
+                           "ALTER TABLE devices ADD COLUMN p_resp BLOB;"
+                           "UPDATE devices SET p_keyset = (SELECT keyset FROM pending p WHERE p.id = devices.id),"
+                           " p_th = (SELECT th FROM pending p WHERE p.id = devices.id),"
+                           " p_resp = (SELECT resp FROM pending p WHERE p.id = devices.id);"
+                           "DROP TABLE pending; UPDATE meta SET value = 10 WHERE key = 'schema_version'",
+                           NULL, NULL, NULL) == SQLITE_OK);
+        sqlite3_close(h);
+    }
     {
         char err[200];
+        otk_agent_device again;
         CHECK_OK(otk_sqlreg_open(path, &w.agent_crypto, &w.sql, err, sizeof err));
         otk_sqlreg_bind(w.sql, &w.regif);
         CHECK(world_restart_agent(&w) == 0);
+        CHECK(sql_int(path, "SELECT value FROM meta WHERE key = 'schema_version'") == OTK_SQLREG_SCHEMA_VERSION);
+        CHECK(sql_int(path, "SELECT count(*) FROM pending") == 1);
+        CHECK_OK(world_record(&w, &d[2], &again));
+        CHECK(again.has_pending && memcmp(&again, &rec, sizeof rec) == 0);
+        otk_wipe(&again, sizeof again);
     }
     CHECK_OK(world_settle(&w, &d[2], STEPS));
+    CHECK(sql_int(path, "SELECT count(*) FROM pending") == 0); /* committed: gone with the set */
     check_agree(&w, &d[2], WORLD_CLOUD_A);
     CHECK(otk_device_version(&d[2].dev, OTK_SET_ACTIVE) == 2);
     CHECK_OK(otk_device_cloud(&d[1].dev, OTK_SET_ACTIVE, &current));

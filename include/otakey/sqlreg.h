@@ -21,7 +21,7 @@
 extern "C" {
 #endif
 
-#define OTK_SQLREG_SCHEMA_VERSION 4
+#define OTK_SQLREG_SCHEMA_VERSION 11
 
 typedef struct otk_sqlreg otk_sqlreg;
 
