@@ -19,6 +19,7 @@
 #include "check.h"
 #include "world.h"
 
+#include "campaign_sql.h"
 #include "otakey/sqlreg.h"
 #include "otakey/store.h"
 
@@ -1208,6 +1209,46 @@ static void store_pg_tamper(const char *db)
     otk_crypto_openssl_free(&c);
 }
 
+/* Whether the plan of sql on the database at file has a step naming want. */
+static int plan_has(const char *file, const char *sql, const char *want)
+{
+    sqlite3 *h = NULL;
+    sqlite3_stmt *s = NULL;
+    char q[4096];
+    int found = 0;
+    snprintf(q, sizeof q, "EXPLAIN QUERY PLAN %s", sql);
+    if (sqlite3_open(file, &h) == SQLITE_OK && sqlite3_prepare_v2(h, q, -1, &s, NULL) == SQLITE_OK)
+        while (sqlite3_step(s) == SQLITE_ROW)
+            if (strstr((const char *)sqlite3_column_text(s, 3), want) != NULL)
+                found = 1;
+    sqlite3_finalize(s);
+    sqlite3_close(h);
+    return found;
+}
+
+/* A campaign's outcome pass looks up the devices audited since the last
+ * one by the primary key, and walks none of the campaign's devices in
+ * flight (an index on started or finished): before and after ANALYZE. */
+static void test_settle_plan(void)
+{
+    int pass;
+    for (pass = 0; pass < 2; pass++) {
+        CHECK(plan_has(path, OTK_SETTLE_SQL,
+                       "sqlite_autoindex_campaign_devices_1 (campaign=? AND device=?)"));
+        CHECK(!plan_has(path, OTK_SETTLE_SQL, "campaign_devices_finished"));
+        CHECK(!plan_has(path, OTK_SETTLE_SQL, "campaign_devices_started"));
+        CHECK(!plan_has(path, OTK_SETTLE_SQL, "campaign_devices_inflight"));
+        CHECK(sql_int(path, "SELECT count(*) FROM campaign_devices") > 0);
+        if (pass == 0) { /* statistics for the planner */
+            sqlite3 *h = NULL;
+            CHECK(sqlite3_open(path, &h) == SQLITE_OK &&
+                  sqlite3_exec(h, "ANALYZE", NULL, NULL, NULL) == SQLITE_OK);
+            sqlite3_close(h);
+            CHECK(sql_int(path, "SELECT count(*) FROM sqlite_stat1") > 0);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     char wal[300], shm[300];
@@ -1235,6 +1276,7 @@ int main(int argc, char **argv)
     remove(wal);
     remove(shm);
     store_outcomes(path);
+    test_settle_plan();
     remove(path);
     remove(wal);
     remove(shm);

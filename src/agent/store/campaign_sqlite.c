@@ -3,6 +3,7 @@
 
 #include "otakey/campaign.h"
 #include "sqlreg_internal.h"
+#include "campaign_sql.h"
 #include "store_internal.h"
 
 /*
@@ -15,10 +16,6 @@
  * reason, and it never changes after that: a later campaign that moves the
  * device does not rewrite this one's outcome.
  */
-#define DONE_COND "d.c_version > cd.base_version"
-#define FAILED_COND "(d.state = 3 OR (d.want = 0 AND d.p_version IS NULL))"
-/* Reasons (otk_status): -19 REVOKED, -21 CLOUD (the device aborted: the cloud refused the set). */
-#define REASON_SQL "CASE WHEN d.state = 3 THEN -19 ELSE -21 END"
 
 const char *otk_campaign_state_name(int state)
 {
@@ -234,7 +231,7 @@ static otk_status get_status(otk_sqlreg *r, int64_t id, otk_campaign_status *st,
  * flight (at a million devices, mostly asleep, that was a scan a second).
  * Rows that decide nothing (OTK_AUD_UNDECIDING_SQL) are left out, which
  * spares a pass two rows of every update, and the rows of another campaign
- * starting the same devices.
+ * starting the same devices (OTK_SETTLE_SQL, campaign_sql.h).
  */
 static void settle(sqlite3 *db, int64_t id)
 {
@@ -255,14 +252,7 @@ static void settle(sqlite3 *db, int64_t id)
     if (top < 0 || top == since)
         return;
     if (sqlite3_prepare_v2(db,
-                           "UPDATE campaign_devices AS cd SET"
-                           " finished = CASE WHEN " DONE_COND " THEN 1 ELSE 2 END,"
-                           " reason = CASE WHEN " DONE_COND " THEN NULL ELSE " REASON_SQL " END"
-                           " FROM devices AS d WHERE d.id = cd.device AND cd.campaign = ?1"
-                           " AND cd.device IN (SELECT device FROM audit WHERE seq > ?2"
-                           " AND kind NOT IN (" OTK_AUD_UNDECIDING_SQL "))"
-                           " AND cd.started IS NOT NULL AND cd.finished IS NULL"
-                           " AND (" DONE_COND " OR " FAILED_COND ")",
+                           OTK_SETTLE_SQL,
                            -1, &s, NULL) != SQLITE_OK ||
         (sqlite3_bind_int64(s, 1, id), sqlite3_bind_int64(s, 2, since), sqlite3_step(s)) !=
             SQLITE_DONE) {
