@@ -129,7 +129,8 @@ static const char *const queries[Q_COUNT] = {
     " p_dpub, p_serial FROM devices WHERE id = ?1",
     /* A device's batch is written with its row and never changes (a claim
      * naming another batch is refused): leaving batch_id out of the update
-     * spares the batch index a delete and an insert at every put. */
+     * spares the batch index a delete and an insert at every put. ?18-?20
+     * are unused since schema 11 (the pending set's bulk: Q_PUT_PENDING). */
     "INSERT INTO devices(id, batch_id, state, reclaim, issued, want, want_cloud, c_version, c_ak,"
     " c_cloud, c_host, c_port, c_flags, c_user, c_secret_hash, p_version, p_claim,"
     " stale_cloud, stale_user, updated, proto, c_kind, p_kind, p_dpub, p_serial)"
