@@ -2,6 +2,11 @@
  * Crypto port over OpenSSL 3 (what the agent uses). Algorithm objects and
  * the P-256 group are fetched once per instance; the last signing key is
  * kept imported, since the agent signs every response with the same key.
+ * The contexts of the hash, the HMAC, HKDF and that signing key are made
+ * once and used again: a new OpenSSL 3 context per call looked its
+ * algorithm up by name (a digest's name through the provider's method
+ * store, locks and hash tables) and allocated, which cost an HMAC of a
+ * short message as much again as the hash itself.
  * One instance is used by one thread at a time (the daemon makes one per
  * worker thread).
  */
@@ -23,6 +28,10 @@ typedef struct os_state {
     EVP_MAC *hmac;
     EVP_KDF *hkdf;
     EVP_CIPHER *ccm;
+    EVP_MD_CTX *md;      /* SHA-256, initialised again per hash */
+    EVP_MAC_CTX *mac;    /* HMAC-SHA256 (its digest set once), keyed per call */
+    EVP_KDF_CTX *kdf;    /* HKDF-SHA256 with its digest set, copied per call */
+    EVP_PKEY_CTX *sign_pc; /* sign_key's signing context, initialised once */
     EC_GROUP *group;
     BN_CTX *bn;
     BIGNUM *order, *prime;
@@ -43,32 +52,29 @@ static otk_status os_random(void *ctx, uint8_t *out, size_t len)
 static otk_status os_sha256(void *ctx, const otk_iov *parts, size_t n, uint8_t out[32])
 {
     os_state *s = (os_state *)ctx;
-    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    EVP_MD_CTX *m = s->md;
     unsigned int len = 0;
     size_t i;
-    int ok = m != NULL && EVP_DigestInit_ex2(m, s->sha256, NULL) == 1;
+    int ok = EVP_DigestInit_ex2(m, s->sha256, NULL) == 1;
     for (i = 0; ok && i < n; i++)
         ok = parts[i].n == 0 || EVP_DigestUpdate(m, parts[i].p, parts[i].n) == 1;
     ok = ok && EVP_DigestFinal_ex(m, out, &len) == 1 && len == 32;
-    EVP_MD_CTX_free(m);
     return ok ? OTK_OK : OTK_ERR_CRYPTO;
 }
 
 static otk_status os_hmac(void *ctx, const uint8_t *key, size_t key_len, const otk_iov *parts,
                           size_t n, uint8_t out[32])
 {
+    static const uint8_t no_key[1];
     os_state *s = (os_state *)ctx;
-    OSSL_PARAM params[2];
-    EVP_MAC_CTX *m = EVP_MAC_CTX_new(s->hmac);
+    EVP_MAC_CTX *m = s->mac;
     size_t len = 0, i;
     int ok;
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
-    params[1] = OSSL_PARAM_construct_end();
-    ok = m != NULL && EVP_MAC_init(m, key, key_len, params) == 1;
+    /* Keyed every time: a NULL key would run on with the last one. */
+    ok = EVP_MAC_init(m, key != NULL ? key : no_key, key != NULL ? key_len : 0, NULL) == 1;
     for (i = 0; ok && i < n; i++)
         ok = parts[i].n == 0 || EVP_MAC_update(m, parts[i].p, parts[i].n) == 1;
     ok = ok && EVP_MAC_final(m, out, &len, 32) == 1 && len == 32;
-    EVP_MAC_CTX_free(m);
     return ok ? OTK_OK : OTK_ERR_CRYPTO;
 }
 
@@ -77,10 +83,15 @@ static otk_status hkdf(os_state *s, int mode, const uint8_t *key, size_t key_len
                        uint8_t *out, size_t out_len)
 {
     OSSL_PARAM params[6], *p = params;
-    EVP_KDF_CTX *k = EVP_KDF_CTX_new(s->hkdf);
+    /* A copy of the kept context, whose digest is set (a context used again
+     * would carry the last call's parameters: OpenSSL 3.0 appends infos). */
+    EVP_KDF_CTX *k = EVP_KDF_CTX_dup(s->kdf);
     int ok;
     *p++ = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
-    *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
+    if (k == NULL) { /* a provider without the copy: a new context, named digest */
+        k = EVP_KDF_CTX_new(s->hkdf);
+        *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
+    }
     *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)key, key_len);
     if (salt != NULL)
         *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_len);
@@ -304,6 +315,17 @@ static EVP_PKEY *import_key(os_state *s, const uint8_t *priv, const uint8_t *pub
     return k;
 }
 
+/* sign_key's context, made and initialised for signing once (a new key, a new context). */
+static void set_sign_ctx(os_state *s)
+{
+    EVP_PKEY_CTX_free(s->sign_pc);
+    s->sign_pc = s->sign_key != NULL ? EVP_PKEY_CTX_new_from_pkey(NULL, s->sign_key, NULL) : NULL;
+    if (s->sign_pc != NULL && EVP_PKEY_sign_init(s->sign_pc) != 1) {
+        EVP_PKEY_CTX_free(s->sign_pc);
+        s->sign_pc = NULL;
+    }
+}
+
 static otk_status os_ecdsa_sign(void *ctx, const uint8_t priv[32], const uint8_t digest[32],
                                 uint8_t sig[64])
 {
@@ -318,20 +340,19 @@ static otk_status os_ecdsa_sign(void *ctx, const uint8_t priv[32], const uint8_t
     if (s->sign_key == NULL || otk_ct_compare(s->sign_priv, priv, 32) != 0) {
         EVP_PKEY_free(s->sign_key);
         s->sign_key = import_key(s, priv, NULL);
+        set_sign_ctx(s);
         if (s->sign_key == NULL)
             return OTK_ERR_INVALID_ARGUMENT;
         memcpy(s->sign_priv, priv, 32);
     }
-    pc = EVP_PKEY_CTX_new_from_pkey(NULL, s->sign_key, NULL);
-    if (pc != NULL && EVP_PKEY_sign_init(pc) == 1 &&
-        EVP_PKEY_sign(pc, der, &der_len, digest, 32) == 1 &&
+    pc = s->sign_pc;
+    if (pc != NULL && EVP_PKEY_sign(pc, der, &der_len, digest, 32) == 1 &&
         (es = d2i_ECDSA_SIG(NULL, &p, (long)der_len)) != NULL) {
         ECDSA_SIG_get0(es, &r, &sv);
         if (BN_bn2binpad(r, sig, 32) == 32 && BN_bn2binpad(sv, sig + 32, 32) == 32)
             st = OTK_OK;
     }
     ECDSA_SIG_free(es);
-    EVP_PKEY_CTX_free(pc);
     return st;
 }
 
@@ -395,6 +416,10 @@ void otk_crypto_openssl_free(otk_crypto *c)
     EVP_MAC_free(s->hmac);
     EVP_KDF_free(s->hkdf);
     EVP_CIPHER_free(s->ccm);
+    EVP_MD_CTX_free(s->md);
+    EVP_MAC_CTX_free(s->mac);
+    EVP_KDF_CTX_free(s->kdf);
+    EVP_PKEY_CTX_free(s->sign_pc);
     EC_GROUP_free(s->group);
     BN_CTX_free(s->bn);
     BN_free(s->order);
@@ -415,7 +440,20 @@ otk_status otk_crypto_openssl_use_signer(otk_crypto *c, const uint8_t handle[32]
     EVP_PKEY_free(s->sign_key);
     s->sign_key = key;
     memcpy(s->sign_priv, handle, 32);
-    return OTK_OK;
+    set_sign_ctx(s);
+    return s->sign_pc != NULL ? OTK_OK : OTK_ERR_CRYPTO;
+}
+
+/* The HMAC's and HKDF's digest, set once in their kept contexts. */
+static int set_digest(os_state *s)
+{
+    OSSL_PARAM p[2];
+    p[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    p[1] = OSSL_PARAM_construct_end();
+    if (EVP_MAC_CTX_set_params(s->mac, p) != 1)
+        return 0;
+    p[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
+    return EVP_KDF_CTX_set_params(s->kdf, p) == 1;
 }
 
 otk_status otk_crypto_openssl_init(otk_crypto *c, otk_rng_fn rng, void *rng_ctx)
@@ -434,12 +472,15 @@ otk_status otk_crypto_openssl_init(otk_crypto *c, otk_rng_fn rng, void *rng_ctx)
     s->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     s->hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
     s->ccm = EVP_CIPHER_fetch(NULL, "AES-128-CCM", NULL);
+    s->md = EVP_MD_CTX_new();
+    s->mac = s->hmac != NULL ? EVP_MAC_CTX_new(s->hmac) : NULL;
+    s->kdf = s->hkdf != NULL ? EVP_KDF_CTX_new(s->hkdf) : NULL;
     s->group = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
     s->bn = BN_CTX_new();
     s->order = BN_new();
     s->prime = BN_new();
     if (s->sha256 == NULL || s->hmac == NULL || s->hkdf == NULL || s->ccm == NULL ||
-        s->group == NULL || s->bn == NULL || s->order == NULL || s->prime == NULL ||
+        s->md == NULL || s->mac == NULL || s->kdf == NULL || !set_digest(s) || s->group == NULL || s->bn == NULL || s->order == NULL || s->prime == NULL ||
         EC_GROUP_get_order(s->group, s->order, s->bn) != 1 ||
         EC_GROUP_get_curve(s->group, s->prime, NULL, NULL, s->bn) != 1) {
         otk_crypto_openssl_free(c);

@@ -32,6 +32,7 @@ struct otk_x509 {
     otk_x509_cloud cfg;
     X509 *ca;
     EVP_PKEY *ca_key;
+    EVP_MD_CTX *sign_tpl; /* SHA-256 with ca_key, initialised once and copied per certificate */
     EC_GROUP *group; /* P-256, for checking device keys */
     otk_token_key *token; /* the token holding ca_key, or NULL (a key file) */
     uint8_t pin[OTK_PIN_LEN];
@@ -156,6 +157,7 @@ void otk_x509_close(otk_x509 *x)
         return;
     X509_free(x->ca);
     EC_GROUP_free(x->group);
+    EVP_MD_CTX_free(x->sign_tpl); /* (before the key it holds) */
     if (x->token != NULL)
         otk_token_key_close(x->token); /* it owns ca_key */
     else
@@ -391,9 +393,17 @@ static int from_template(otk_x509 *x, const uint8_t device_id[16], const uint8_t
     memcpy(tbs + x->pub_off, dpub, OTK_PUB_LEN);
     memcpy(tbs + x->nb_off, nb, x->nb_len);
     memcpy(tbs + x->na_off, na, x->na_len);
+    /* A signing context is a copy of one initialised once: an initialisation
+     * looks the digest and the signature up by name in OpenSSL 3. */
+    if (x->sign_tpl == NULL && (x->sign_tpl = EVP_MD_CTX_new()) != NULL &&
+        EVP_DigestSignInit(x->sign_tpl, NULL, EVP_sha256(), NULL, x->ca_key) != 1) {
+        EVP_MD_CTX_free(x->sign_tpl);
+        x->sign_tpl = NULL;
+    }
     if ((mc = EVP_MD_CTX_new()) == NULL)
         return 0;
-    ok = EVP_DigestSignInit(mc, NULL, EVP_sha256(), NULL, x->ca_key) == 1 &&
+    ok = ((x->sign_tpl != NULL && EVP_MD_CTX_copy_ex(mc, x->sign_tpl) == 1) ||
+          EVP_DigestSignInit(mc, NULL, EVP_sha256(), NULL, x->ca_key) == 1) &&
          EVP_DigestSign(mc, NULL, &sig_len, tbs, x->tbs_len) == 1 && sig_len <= sizeof sig &&
          EVP_DigestSign(mc, sig, &sig_len, tbs, x->tbs_len) == 1;
     EVP_MD_CTX_free(mc);
