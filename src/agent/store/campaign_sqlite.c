@@ -147,16 +147,23 @@ out:
     return st == OTK_OK ? OTK_ERR_STORAGE : st;
 }
 
-static uint64_t count(sqlite3 *db, const char *sql, int64_t id)
+/* sqlite3_prepare_v2 of a literal, kept (otk_sqlreg_prep); given back with otk_sqlreg_fin. */
+static int prep(otk_sqlreg *r, const char *sql, sqlite3_stmt **s)
+{
+    *s = otk_sqlreg_prep(r, sql);
+    return *s != NULL ? SQLITE_OK : SQLITE_ERROR;
+}
+
+static uint64_t count(otk_sqlreg *r, const char *sql, int64_t id)
 {
     sqlite3_stmt *s = NULL;
     uint64_t n = 0;
-    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
+    if (prep(r, sql, &s) == SQLITE_OK) {
         sqlite3_bind_int64(s, 1, id);
         if (sqlite3_step(s) == SQLITE_ROW)
             n = (uint64_t)sqlite3_column_int64(s, 0);
     }
-    sqlite3_finalize(s);
+    otk_sqlreg_fin(r, s);
     return n;
 }
 
@@ -172,18 +179,14 @@ otk_status otk_campaign_get(otk_sqlreg *r, int64_t id, otk_campaign_status *st)
  * since (a pass over the devices in flight). */
 static otk_status get_status(otk_sqlreg *r, int64_t id, otk_campaign_status *st, int outcomes)
 {
-    sqlite3 *db;
     sqlite3_stmt *s = NULL;
     otk_status rc = OTK_ERR_NOT_FOUND;
     if (r == NULL || st == NULL)
         return OTK_ERR_INVALID_ARGUMENT;
-    db = otk_sqlreg_handle(r);
     memset(st, 0, sizeof *st);
-    if (sqlite3_prepare_v2(db,
-                           "SELECT kind, target_cloud, selector, rate, canary, state, total, created,"
-                           " max_failures, coalesce(pause_reason, 0), failures_base, n_started"
-                           " FROM campaigns WHERE id = ?1",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (prep(r, "SELECT kind, target_cloud, selector, rate, canary, state, total, created,"
+                " max_failures, coalesce(pause_reason, 0), failures_base, n_started"
+                " FROM campaigns WHERE id = ?1", &s) != SQLITE_OK)
         return OTK_ERR_STORAGE;
     sqlite3_bind_int64(s, 1, id);
     if (sqlite3_step(s) == SQLITE_ROW) {
@@ -202,22 +205,22 @@ static otk_status get_status(otk_sqlreg *r, int64_t id, otk_campaign_status *st,
         st->started = (uint64_t)sqlite3_column_int64(s, 11);
         rc = OTK_OK;
     }
-    sqlite3_finalize(s);
+    otk_sqlreg_fin(r, s);
     if (rc != OTK_OK)
         return rc;
     if (!outcomes)
         return OTK_OK;
     /* Recorded outcomes, plus those decided since the last step settled. */
-    st->done = count(db, "SELECT count(*) FROM campaign_devices WHERE campaign = ?1 AND finished = 1",
+    st->done = count(r, "SELECT count(*) FROM campaign_devices WHERE campaign = ?1 AND finished = 1",
                      id);
-    st->failed = count(db, "SELECT count(*) FROM campaign_devices WHERE campaign = ?1 AND finished = 2",
+    st->failed = count(r, "SELECT count(*) FROM campaign_devices WHERE campaign = ?1 AND finished = 2",
                        id);
     if (outcomes == 2)
         return OTK_OK;
-    st->done += count(db, "SELECT count(*) FROM campaign_devices cd JOIN devices d ON d.id = cd.device"
+    st->done += count(r, "SELECT count(*) FROM campaign_devices cd JOIN devices d ON d.id = cd.device"
                          " WHERE cd.campaign = ?1 AND cd.started IS NOT NULL AND cd.finished IS NULL"
                          " AND " DONE_COND, id);
-    st->failed += count(db, "SELECT count(*) FROM campaign_devices cd JOIN devices d ON d.id = cd.device"
+    st->failed += count(r, "SELECT count(*) FROM campaign_devices cd JOIN devices d ON d.id = cd.device"
                             " WHERE cd.campaign = ?1 AND cd.started IS NOT NULL AND cd.finished IS NULL"
                             " AND NOT coalesce(" DONE_COND ", 0) AND " FAILED_COND, id);
     return OTK_OK;
@@ -233,41 +236,36 @@ static otk_status get_status(otk_sqlreg *r, int64_t id, otk_campaign_status *st,
  * spares a pass two rows of every update, and the rows of another campaign
  * starting the same devices (OTK_SETTLE_SQL, campaign_sql.h).
  */
-static void settle(sqlite3 *db, int64_t id)
+static void settle(otk_sqlreg *r, int64_t id)
 {
     sqlite3_stmt *s = NULL;
     int64_t since = -1, top = -1;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT settled_seq, (SELECT coalesce(max(seq), 0) FROM audit)"
-                           " FROM campaigns WHERE id = ?1",
-                           -1, &s, NULL) == SQLITE_OK) {
+    if (prep(r, "SELECT settled_seq, (SELECT coalesce(max(seq), 0) FROM audit)"
+                " FROM campaigns WHERE id = ?1", &s) == SQLITE_OK) {
         sqlite3_bind_int64(s, 1, id);
         if (sqlite3_step(s) == SQLITE_ROW) {
             since = sqlite3_column_int64(s, 0);
             top = sqlite3_column_int64(s, 1);
         }
     }
-    sqlite3_finalize(s);
+    otk_sqlreg_fin(r, s);
     s = NULL;
     if (top < 0 || top == since)
         return;
-    if (sqlite3_prepare_v2(db,
-                           OTK_SETTLE_SQL,
-                           -1, &s, NULL) != SQLITE_OK ||
+    if (prep(r, OTK_SETTLE_SQL, &s) != SQLITE_OK ||
         (sqlite3_bind_int64(s, 1, id), sqlite3_bind_int64(s, 2, since), sqlite3_step(s)) !=
             SQLITE_DONE) {
-        sqlite3_finalize(s);
+        otk_sqlreg_fin(r, s);
         return; /* settled_seq stays: the next pass looks again */
     }
-    sqlite3_finalize(s);
+    otk_sqlreg_fin(r, s);
     s = NULL;
-    if (sqlite3_prepare_v2(db, "UPDATE campaigns SET settled_seq = ?2 WHERE id = ?1", -1, &s,
-                           NULL) == SQLITE_OK) {
+    if (prep(r, "UPDATE campaigns SET settled_seq = ?2 WHERE id = ?1", &s) == SQLITE_OK) {
         sqlite3_bind_int64(s, 1, id);
         sqlite3_bind_int64(s, 2, top);
         (void)sqlite3_step(s);
     }
-    sqlite3_finalize(s);
+    otk_sqlreg_fin(r, s);
 }
 
 otk_status otk_campaign_failures(otk_sqlreg *r, int64_t id, otk_campaign_failure_fn fn, void *user)
@@ -357,7 +355,7 @@ otk_status otk_campaign_set_state(otk_sqlreg *r, int64_t id, int state)
         return OTK_ERR_STORAGE;
     }
     if (state == OTK_CAMP_ABORTED)
-        settle(db, id); /* what is decided stays decided */
+        settle(r, id); /* what is decided stays decided */
     if (state == OTK_CAMP_ABORTED) {
         /* Withdraw what is requested but not issued yet (want set: an older
          * set may be pending, it finishes); issued sets finish. The withdrawn
@@ -393,32 +391,29 @@ size_t otk_campaign_list(otk_sqlreg *r, int64_t *ids, size_t max)
 {
     sqlite3_stmt *s = NULL;
     size_t n = 0;
-    if (sqlite3_prepare_v2(otk_sqlreg_handle(r), "SELECT id FROM campaigns ORDER BY id DESC", -1,
-                           &s, NULL) == SQLITE_OK)
+    if (prep(r, "SELECT id FROM campaigns ORDER BY id DESC", &s) == SQLITE_OK)
         while (n < max && sqlite3_step(s) == SQLITE_ROW)
             ids[n++] = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
+    otk_sqlreg_fin(r, s);
     return n;
 }
 
 /* Adds n to campaign id's count of started devices; n < 0 counts them again. */
-static void add_started(sqlite3 *db, int64_t id, int64_t n)
+static void add_started(otk_sqlreg *r, int64_t id, int64_t n)
 {
     sqlite3_stmt *s = NULL;
     if (n == 0)
         return;
-    if (sqlite3_prepare_v2(db,
-                           n > 0 ? "UPDATE campaigns SET n_started = n_started + ?2 WHERE id = ?1"
-                                 : "UPDATE campaigns SET n_started = (SELECT count(*) FROM"
-                                   " campaign_devices WHERE campaign = ?1 AND started IS NOT NULL)"
-                                   " WHERE id = ?1",
-                           -1, &s, NULL) == SQLITE_OK) {
+    if (prep(r, n > 0 ? "UPDATE campaigns SET n_started = n_started + ?2 WHERE id = ?1"
+                      : "UPDATE campaigns SET n_started = (SELECT count(*) FROM"
+                        " campaign_devices WHERE campaign = ?1 AND started IS NOT NULL)"
+                        " WHERE id = ?1", &s) == SQLITE_OK) {
         sqlite3_bind_int64(s, 1, id);
         if (n > 0)
             sqlite3_bind_int64(s, 2, n);
         (void)sqlite3_step(s);
     }
-    sqlite3_finalize(s);
+    otk_sqlreg_fin(r, s);
 }
 
 /* Offers (see otk_campaign_step): where they go, how many there is room for. */
@@ -441,31 +436,28 @@ static size_t start_devices(otk_sqlreg *r, otk_agent *a, const otk_campaign_stat
     size_t n = 0, i, started = 0, len;
     if (want > OTK_CAMPAIGN_STEP_MAX)
         want = OTK_CAMPAIGN_STEP_MAX;
-    if (sqlite3_prepare_v2(db, "SELECT device FROM campaign_devices WHERE campaign = ?1"
-                               " AND started IS NULL ORDER BY rowid LIMIT ?2",
-                           -1, &s, NULL) == SQLITE_OK) {
+    if (prep(r, "SELECT device FROM campaign_devices WHERE campaign = ?1"
+                " AND started IS NULL ORDER BY rowid LIMIT ?2", &s) == SQLITE_OK) {
         sqlite3_bind_int64(s, 1, c->id);
         sqlite3_bind_int64(s, 2, (sqlite3_int64)want);
         while (n < want && sqlite3_step(s) == SQLITE_ROW)
             if (sqlite3_column_bytes(s, 0) == 16)
                 memcpy(ids[n++], sqlite3_column_blob(s, 0), 16);
     }
-    sqlite3_finalize(s);
-    if (sqlite3_prepare_v2(db, "UPDATE campaign_devices SET started = ?3,"
-                               " finished = CASE WHEN ?4 = 0 THEN NULL ELSE 2 END,"
-                               " reason = CASE WHEN ?4 = 0 THEN NULL ELSE ?4 END"
-                               " WHERE campaign = ?1 AND device = ?2",
-                           -1, &u, NULL) != SQLITE_OK) {
-        sqlite3_finalize(u);
+    otk_sqlreg_fin(r, s);
+    if (prep(r, "UPDATE campaign_devices SET started = ?3,"
+                " finished = CASE WHEN ?4 = 0 THEN NULL ELSE 2 END,"
+                " reason = CASE WHEN ?4 = 0 THEN NULL ELSE ?4 END"
+                " WHERE campaign = ?1 AND device = ?2", &u) != SQLITE_OK) {
+        otk_sqlreg_fin(r, u);
         return 0;
     }
     /* Only a device not told yet: one the put left marked (an earlier
      * request of the same kind, offered or held asleep) keeps its timing. */
     if (sink->n < sink->max &&
-        sqlite3_prepare_v2(db, "UPDATE devices SET notified_at = ?1 WHERE id = ?2"
-                               " AND notified_at IS NULL",
-                           -1, &o, NULL) != SQLITE_OK) {
-        sqlite3_finalize(o);
+        prep(r, "UPDATE devices SET notified_at = ?1 WHERE id = ?2"
+                " AND notified_at IS NULL", &o) != SQLITE_OK) {
+        otk_sqlreg_fin(r, o);
         o = NULL; /* no offers with this step: the notify pass makes them */
     }
     for (i = 0; i < n; i++) {
@@ -496,11 +488,11 @@ static size_t start_devices(otk_sqlreg *r, otk_agent *a, const otk_campaign_stat
         if (sqlite3_step(u) == SQLITE_DONE)
             started++;
     }
-    sqlite3_finalize(u);
-    sqlite3_finalize(o);
+    otk_sqlreg_fin(r, u);
+    otk_sqlreg_fin(r, o);
     /* The count kept with the campaign; counted again when it says devices
      * are left that the table does not have (a step cut short by a crash). */
-    add_started(db, c->id, n == 0 && c->started < c->total ? -1 : (int64_t)started);
+    add_started(r, c->id, n == 0 && c->started < c->total ? -1 : (int64_t)started);
     return started;
 }
 
@@ -533,7 +525,7 @@ size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a, otk_offer *offers, size_t 
             (c.state != OTK_CAMP_CANARY && c.state != OTK_CAMP_RUNNING))
             continue;
         if (c.state == OTK_CAMP_CANARY) {
-            settle(otk_sqlreg_handle(r), c.id);
+            settle(r, c.id);
             if (get_status(r, ids[i], &c, 2) != OTK_OK)
                 continue;
         } else if (c.started < c.total) {
@@ -544,9 +536,9 @@ size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a, otk_offer *offers, size_t 
             if (now - settle_at[i % 32] >= OUTCOME_MS || settle_id[i % 32] != c.id) {
                 settle_at[i % 32] = now;
                 settle_id[i % 32] = c.id;
-                settle(otk_sqlreg_handle(r), c.id);
+                settle(r, c.id);
                 if (c.max_failures) {
-                    c.failed = count(otk_sqlreg_handle(r),
+                    c.failed = count(r,
                                      "SELECT count(*) FROM campaign_devices WHERE campaign = ?1"
                                      " AND finished = 2", c.id);
                 }
@@ -559,7 +551,7 @@ size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a, otk_offer *offers, size_t 
                 continue;
             outcome_at[i % 32] = now;
             outcome_id[i % 32] = c.id;
-            settle(otk_sqlreg_handle(r), c.id);
+            settle(r, c.id);
             if (get_status(r, ids[i], &c, 2) != OTK_OK)
                 continue;
         }
@@ -628,16 +620,14 @@ int otk_campaign_poll(otk_sqlreg *r, otk_agent *a, const uint8_t id[16])
     size_t len;
     otk_status rs;
     int started = 0;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT cd.campaign FROM campaign_devices cd JOIN campaigns c"
-                           " ON c.id = cd.campaign WHERE cd.device = ?1 AND cd.started IS NULL"
-                           " AND c.state IN (1, 2) ORDER BY cd.campaign LIMIT 1",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (prep(r, "SELECT cd.campaign FROM campaign_devices cd JOIN campaigns c"
+                " ON c.id = cd.campaign WHERE cd.device = ?1 AND cd.started IS NULL"
+                " AND c.state IN (1, 2) ORDER BY cd.campaign LIMIT 1", &s) != SQLITE_OK)
         return 0;
     sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
     if (sqlite3_step(s) == SQLITE_ROW)
         cid = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
+    otk_sqlreg_fin(r, s);
     if (cid == 0 || get_status(r, cid, &c, 0) != OTK_OK)
         return 0;
     limit = c.state == OTK_CAMP_CANARY ? c.canary : c.total;
@@ -648,23 +638,21 @@ int otk_campaign_poll(otk_sqlreg *r, otk_agent *a, const uint8_t id[16])
     if (c.started >= due)
         return 0; /* no slot now: the engine reaches it in its turn */
     rs = otk_agent_request_update(a, id, c.kind, c.target_cloud, out, sizeof out, &len);
-    if (sqlite3_prepare_v2(db,
-                           "UPDATE campaign_devices SET started = ?3,"
-                           " finished = CASE WHEN ?4 = 0 THEN NULL ELSE 2 END,"
-                           " reason = CASE WHEN ?4 = 0 THEN NULL ELSE ?4 END"
-                           " WHERE campaign = ?1 AND device = ?2 AND started IS NULL",
-                           -1, &s, NULL) == SQLITE_OK) {
+    if (prep(r, "UPDATE campaign_devices SET started = ?3,"
+                " finished = CASE WHEN ?4 = 0 THEN NULL ELSE 2 END,"
+                " reason = CASE WHEN ?4 = 0 THEN NULL ELSE ?4 END"
+                " WHERE campaign = ?1 AND device = ?2 AND started IS NULL", &s) == SQLITE_OK) {
         sqlite3_bind_int64(s, 1, cid);
         sqlite3_bind_blob(s, 2, id, 16, SQLITE_STATIC);
         sqlite3_bind_int64(s, 3, otk_wall_ms());
         sqlite3_bind_int(s, 4, rs);
         if (sqlite3_step(s) == SQLITE_DONE && sqlite3_changes(db) == 1) {
             started = rs == OTK_OK;
-            sqlite3_finalize(s);
+            otk_sqlreg_fin(r, s);
             s = NULL;
-            add_started(db, cid, 1);
+            add_started(r, cid, 1);
         }
     }
-    sqlite3_finalize(s);
+    otk_sqlreg_fin(r, s);
     return started;
 }

@@ -7,6 +7,9 @@
 #include "otakey/sqlreg.h"
 
 sqlite3 *otk_sqlreg_handle(otk_sqlreg *r);
+/* A prepared statement of sql (a literal: kept by its address), and its return. */
+sqlite3_stmt *otk_sqlreg_prep(otk_sqlreg *r, const char *sql);
+void otk_sqlreg_fin(otk_sqlreg *r, sqlite3_stmt *s);
 otk_status otk_sql_exec(sqlite3 *db, const char *sql);
 int64_t otk_wall_ms(void);
 /* Appends an audit row inside the caller's open transaction. */
