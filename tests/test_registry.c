@@ -1238,6 +1238,8 @@ static void test_settle_plan(void)
         CHECK(!plan_has(path, OTK_SETTLE_SQL, "campaign_devices_finished"));
         CHECK(!plan_has(path, OTK_SETTLE_SQL, "campaign_devices_started"));
         CHECK(!plan_has(path, OTK_SETTLE_SQL, "campaign_devices_inflight"));
+        /* The completion test: a probe, not a walk of the decided ones. */
+        CHECK(plan_has(path, OTK_UNDECIDED_SQL, "campaign_devices_finished (campaign=? AND finished=?)"));
         CHECK(sql_int(path, "SELECT count(*) FROM campaign_devices") > 0);
         if (pass == 0) { /* statistics for the planner */
             sqlite3 *h = NULL;

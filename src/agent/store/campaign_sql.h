@@ -12,6 +12,12 @@
 /* Reasons (otk_status): -19 REVOKED, -21 CLOUD. */
 #define REASON_SQL "CASE WHEN d.state = 3 THEN -19 ELSE -21 END"
 
+/* Whether a device of campaign ?1 is still undecided (the engine's test
+ * for completion once every device has started): a probe of the index on
+ * (campaign, finished), which test_registry checks. */
+#define OTK_UNDECIDED_SQL                                                                          \
+    "SELECT EXISTS(SELECT 1 FROM campaign_devices WHERE campaign = ?1 AND finished IS NULL)"
+
 /*
  * Records the outcomes of the campaign ?1's devices audited after the row
  * ?2. The unary + keeps SQLite's planner off the indexes on started and
