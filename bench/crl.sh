@@ -25,15 +25,18 @@ echo "## The agent: flushing the CRL"
 echo
 "$build/bench_crl" "$work" 100000 5 | tee "$work/agent.md"
 # Each size's CRL, as the agent wrote it, for the broker.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=bench-server-ca \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
+  -keyout "$work/server-ca.key" -out "$work/server-ca.crt" -days 2 2>/dev/null
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
   -keyout "$work/server.key" -out "$work/server.csr" 2>/dev/null
-openssl x509 -req -in "$work/server.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial \
-  -days 2 -out "$work/server.crt" 2>/dev/null
+openssl x509 -req -in "$work/server.csr" -CA "$work/server-ca.crt" -CAkey "$work/server-ca.key" \
+  -CAcreateserial -days 2 -out "$work/server.crt" 2>/dev/null
 echo
 echo "## The broker: mosquitto reloading the CRL (SIGHUP)"
 echo
-echo "| CRL entries | CRL file (KiB) | broker CPU per reload: min / median / max (ms) |"
-echo "|---:|---:|---|"
+echo "| CRL entries | CRL file (KiB) | broker CPU per reload: min / median / max (ms) | broker CPU per TLS login (ms) |"
+echo "|---:|---:|---|---:|"
 for n in 1000 10000 100000; do
   mkdir -p "$work/$n"
   "$build/bench_crl" "$work/$n" "$n" 1 > /dev/null
@@ -48,8 +51,34 @@ for n in 1000 10000 100000; do
     a=$(cpu_ms "$pid"); kill -HUP "$pid"; sleep 1.5; b=$(cpu_ms "$pid")
     t+=("$(echo "$b - $a" | bc)")
   done
+  # Logins with a device certificate of the CRL's CA: the broker checks the
+  # certificate against the CRL at each (OpenSSL verifies the CRL's
+  # signature there, over the whole list). The chain needs a CA certificate
+  # with CA extensions: one for the same key and name (bench_crl's signs
+  # CRLs only).
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  openssl req -x509 -new -key "$work/$n/ca.key" -subj /CN=bench-crl-ca -days 2 \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+    -out "$work/$n/ca-v3.crt" 2>/dev/null
+  sed -i "s|^cafile .*|cafile $work/$n/ca-v3.crt|" "$work/m.conf"
+  : > "$work/m.log"
+  mosquitto -c "$work/m.conf" > "$work/m.log" 2>&1 &
+  pid=$!
+  for i in $(seq 100); do grep -q "running" "$work/m.log" && break; sleep 0.05; done
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=device \
+    -keyout "$work/$n/dev.key" -out "$work/$n/dev.csr" 2>/dev/null
+  openssl x509 -req -in "$work/$n/dev.csr" -CA "$work/$n/ca-v3.crt" -CAkey "$work/$n/ca.key" \
+    -CAcreateserial -days 2 -out "$work/$n/dev.crt" 2>/dev/null
+  logins=${LOGINS:-300}
+  a=$(cpu_ms "$pid")
+  for i in $(seq "$logins"); do
+    mosquitto_pub -h localhost -p "$port" --cafile "$work/server-ca.crt" --cert "$work/$n/dev.crt" \
+      --key "$work/$n/dev.key" -t t -m x -q 0 || { echo "bench/crl.sh: a login was refused" >&2; cat "$work/m.log" >&2; exit 1; }
+  done
+  b=$(cpu_ms "$pid")
+  login=$(echo "scale=2; ($b - $a) / $logins" | bc)
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
   sorted=$(printf '%s\n' "${t[@]}" | sort -n | tr '\n' ' ')
   set -- $sorted
-  printf '| %s | %s | %s / %s / %s |\n' "$n" "$(( $(stat -c %s "$work/$n/crl.pem") / 1024 ))" "$1" "$3" "$5"
+  printf '| %s | %s | %s / %s / %s | %s |\n' "$n" "$(( $(stat -c %s "$work/$n/crl.pem") / 1024 ))" "$1" "$3" "$5" "$login"
 done
