@@ -301,9 +301,8 @@ static otk_status set_state(pgstore *s, pgconn *c, int64_t id, int state, int re
     return failures_base == -2 ? OTK_OK : audit_state(s, c, id, state);
 }
 
-otk_status pgc_set_state(void *impl, int64_t id, int state)
+static otk_status set_state_once(pgstore *s, int64_t id, int state)
 {
-    pgstore *s = impl;
     otk_campaign_status cur;
     pgq q = {0};
     PGresult *r;
@@ -352,6 +351,30 @@ otk_status pgc_set_state(void *impl, int64_t id, int state)
 fail:
     (void)pg_exec(s->db.c, "ROLLBACK");
     return OTK_ERR_STORAGE;
+}
+
+/*
+ * An operator's pause, resume or abort. An abort writes the campaign's
+ * undecided devices, their device rows and the other campaigns' rows in one
+ * transaction, while the agents' campaign steps lock the same rows in their
+ * own order: PostgreSQL then ends one of them as a deadlock. Such a loss is
+ * run again (a few times, after a short wait), not reported as a failure.
+ */
+otk_status pgc_set_state(void *impl, int64_t id, int state)
+{
+    pgstore *s = impl;
+    otk_status st = OTK_ERR_STORAGE;
+    int attempt;
+    for (attempt = 0; attempt < 5; attempt++) {
+        struct timespec pause = {0, 0};
+        s->db.sqlstate[0] = '\0';
+        st = set_state_once(s, id, state);
+        if (st != OTK_ERR_STORAGE || !pg_conflict(&s->db))
+            return st;
+        pause.tv_nsec = (long)(10 + 20 * attempt) * 1000000L;
+        nanosleep(&pause, NULL);
+    }
+    return st;
 }
 
 size_t pgc_list(void *impl, int64_t *ids, size_t max)

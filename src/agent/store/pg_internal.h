@@ -16,6 +16,7 @@ typedef struct pgconn {
     PGconn *c;
     const char *prepared[PREP_MAX];
     int n;
+    char sqlstate[6]; /* of the last statement pg_run saw fail ("" none) */
 } pgconn;
 
 typedef struct pgstore {
@@ -52,6 +53,9 @@ void pq_null(pgq *q);
  * error is cleared). The caller PQclear()s it.
  */
 PGresult *pg_run(pgconn *c, const char *sql, const pgq *q);
+/* Whether the last failure of pg_run on c was a deadlock or a serialization
+ * failure: the transaction lost to another, and may be run again. */
+int pg_conflict(const pgconn *c);
 /* PQreset with the prepared statements forgotten; 1 when connected again. */
 int pg_reset(pgconn *c);
 /* Runs a command without parameters; OTK_OK or OTK_ERR_STORAGE. */

@@ -183,8 +183,17 @@ PGresult *pg_run(pgconn *c, const char *sql, const pgq *q)
     st = PQresultStatus(r);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
         return r;
+    {
+        const char *code = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+        snprintf(c->sqlstate, sizeof c->sqlstate, "%s", code != NULL ? code : "");
+    }
     PQclear(r);
     return NULL;
+}
+
+int pg_conflict(const pgconn *c)
+{
+    return !strcmp(c->sqlstate, "40P01") || !strcmp(c->sqlstate, "40001");
 }
 
 int pg_reset(pgconn *c)
