@@ -3,7 +3,7 @@
 # "A million devices"): bench_scale over the given fleet sizes, one table.
 # Usage: bench/scale.sh [SIZES [SAMPLE [BUILD_DIR]]]
 #        (default 10000,100000,1000000, a sample of 1000 devices, build/release,
-#        built if missing; the million takes about 40 minutes of one core)
+#        built if missing; the three sizes take about 7 minutes of one core)
 set -euo pipefail
 umask 077
 cd "$(dirname "$0")/.."
