@@ -20,6 +20,7 @@
 #include "world.h"
 
 #include "campaign_sql.h"
+#include "sqlreg_internal.h"
 #include "otakey/sqlreg.h"
 #include "otakey/store.h"
 
@@ -1229,6 +1230,43 @@ static int plan_has(const char *file, const char *sql, const char *want)
 /* A campaign's outcome pass looks up the devices audited since the last
  * one by the primary key, and walks none of the campaign's devices in
  * flight (an index on started or finished): before and after ANALYZE. */
+/* Kept statements (otk_sqlreg_prep): one in use is not handed out twice,
+ * a given-back one is reset and kept, more texts than the table holds are
+ * prepared and finalized apart; the registry closes with none left open. */
+static void test_kept_statements(void)
+{
+    static const char *const one = "SELECT ?1 + 1";
+    static char many[40][32];
+    sqlite3_stmt *a, *b, *c, *v[40];
+    otk_crypto cr;
+    otk_sqlreg *r;
+    char err[200];
+    int i;
+    CHECK_OK(otk_crypto_openssl_init(&cr, NULL, NULL));
+    CHECK_OK(otk_sqlreg_open(path, &cr, &r, err, sizeof err));
+    a = otk_sqlreg_prep(r, one);
+    b = otk_sqlreg_prep(r, one); /* a is in use: another */
+    CHECK(a != NULL && b != NULL && a != b);
+    CHECK(sqlite3_bind_int(a, 1, 41) == SQLITE_OK && sqlite3_step(a) == SQLITE_ROW &&
+          sqlite3_column_int(a, 0) == 42);
+    otk_sqlreg_fin(r, a);
+    otk_sqlreg_fin(r, b);
+    c = otk_sqlreg_prep(r, one); /* given back: the same, reset, its binding cleared */
+    CHECK(c == a || c == b);
+    CHECK(sqlite3_step(c) == SQLITE_ROW && sqlite3_column_type(c, 0) == SQLITE_NULL);
+    otk_sqlreg_fin(r, c);
+    for (i = 0; i < 40; i++) {
+        snprintf(many[i], sizeof many[i], "SELECT %d", i);
+        v[i] = otk_sqlreg_prep(r, many[i]);
+        CHECK(v[i] != NULL && sqlite3_step(v[i]) == SQLITE_ROW && sqlite3_column_int(v[i], 0) == i);
+    }
+    for (i = 0; i < 40; i++)
+        otk_sqlreg_fin(r, v[i]);
+    CHECK(otk_sqlreg_prep(r, "SELECT no_such_column FROM meta") == NULL);
+    otk_sqlreg_close(r);
+    otk_crypto_openssl_free(&cr);
+}
+
 static void test_settle_plan(void)
 {
     int pass;
@@ -1279,6 +1317,7 @@ int main(int argc, char **argv)
     remove(shm);
     store_outcomes(path);
     test_settle_plan();
+    test_kept_statements();
     remove(path);
     remove(wal);
     remove(shm);
