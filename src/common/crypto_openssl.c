@@ -30,7 +30,7 @@ typedef struct os_state {
     EVP_CIPHER *ccm;
     EVP_MD_CTX *md;      /* SHA-256, initialised again per hash */
     EVP_MAC_CTX *mac;    /* HMAC-SHA256 (its digest set once), keyed per call */
-    EVP_KDF_CTX *kdf;    /* HKDF-SHA256 with its digest set, copied per call */
+    EVP_KDF_CTX *kdf;    /* HKDF-SHA256 with its digest set, copied per call (NULL: no copy) */
     EVP_PKEY_CTX *sign_pc; /* sign_key's signing context, initialised once */
     EC_GROUP *group;
     BN_CTX *bn;
@@ -85,7 +85,7 @@ static otk_status hkdf(os_state *s, int mode, const uint8_t *key, size_t key_len
     OSSL_PARAM params[6], *p = params;
     /* A copy of the kept context, whose digest is set (a context used again
      * would carry the last call's parameters: OpenSSL 3.0 appends infos). */
-    EVP_KDF_CTX *k = EVP_KDF_CTX_dup(s->kdf);
+    EVP_KDF_CTX *k = s->kdf != NULL ? EVP_KDF_CTX_dup(s->kdf) : NULL;
     int ok;
     *p++ = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
     if (k == NULL) { /* a provider without the copy: a new context, named digest */
@@ -480,11 +480,20 @@ otk_status otk_crypto_openssl_init(otk_crypto *c, otk_rng_fn rng, void *rng_ctx)
     s->order = BN_new();
     s->prime = BN_new();
     if (s->sha256 == NULL || s->hmac == NULL || s->hkdf == NULL || s->ccm == NULL ||
-        s->md == NULL || s->mac == NULL || s->kdf == NULL || !set_digest(s) || s->group == NULL || s->bn == NULL || s->order == NULL || s->prime == NULL ||
+        s->md == NULL || s->mac == NULL || s->kdf == NULL || !set_digest(s) || s->group == NULL ||
+        s->bn == NULL || s->order == NULL || s->prime == NULL ||
         EC_GROUP_get_order(s->group, s->order, s->bn) != 1 ||
         EC_GROUP_get_curve(s->group, s->prime, NULL, NULL, s->bn) != 1) {
         otk_crypto_openssl_free(c);
         return OTK_ERR_CRYPTO;
+    }
+    { /* OpenSSL 3.0's HKDF cannot be copied: then a new context per call. */
+        EVP_KDF_CTX *probe = EVP_KDF_CTX_dup(s->kdf);
+        if (probe == NULL) {
+            EVP_KDF_CTX_free(s->kdf);
+            s->kdf = NULL;
+        }
+        EVP_KDF_CTX_free(probe);
     }
     c->random = os_random;
     c->sha256 = os_sha256;

@@ -147,6 +147,9 @@ out:
     return st == OTK_OK ? OTK_ERR_STORAGE : st;
 }
 
+/* A campaign's devices recorded as failed (one text: one kept statement). */
+#define FAILED_COUNT_SQL "SELECT count(*) FROM campaign_devices WHERE campaign = ?1 AND finished = 2"
+
 /* sqlite3_prepare_v2 of a literal, kept (otk_sqlreg_prep); given back with otk_sqlreg_fin. */
 static int prep(otk_sqlreg *r, const char *sql, sqlite3_stmt **s)
 {
@@ -213,8 +216,7 @@ static otk_status get_status(otk_sqlreg *r, int64_t id, otk_campaign_status *st,
     /* Recorded outcomes, plus those decided since the last step settled. */
     st->done = count(r, "SELECT count(*) FROM campaign_devices WHERE campaign = ?1 AND finished = 1",
                      id);
-    st->failed = count(r, "SELECT count(*) FROM campaign_devices WHERE campaign = ?1 AND finished = 2",
-                       id);
+    st->failed = count(r, FAILED_COUNT_SQL, id);
     if (outcomes == 2)
         return OTK_OK;
     st->done += count(r, "SELECT count(*) FROM campaign_devices cd JOIN devices d ON d.id = cd.device"
@@ -538,9 +540,7 @@ size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a, otk_offer *offers, size_t 
                 settle_id[i % 32] = c.id;
                 settle(r, c.id);
                 if (c.max_failures) {
-                    c.failed = count(r,
-                                     "SELECT count(*) FROM campaign_devices WHERE campaign = ?1"
-                                     " AND finished = 2", c.id);
+                    c.failed = count(r, FAILED_COUNT_SQL, c.id);
                 }
             }
         } else {
@@ -557,8 +557,7 @@ size_t otk_campaign_step(otk_sqlreg *r, otk_agent *a, otk_offer *offers, size_t 
              * tail of a 100,000-device campaign cost what it had done). The
              * failed ones are counted: the threshold needs them, and they
              * are few. */
-            c.failed = count(r, "SELECT count(*) FROM campaign_devices WHERE campaign = ?1"
-                                " AND finished = 2", c.id);
+            c.failed = count(r, FAILED_COUNT_SQL, c.id);
             c.done = count(r, OTK_UNDECIDED_SQL, c.id) ? 0 : c.total - c.failed;
         }
         if (c.done + c.failed >= c.total) {

@@ -119,6 +119,8 @@ enum {
     Q_ADD_AUDIT,
     Q_SAVEPOINT,
     Q_RELEASE,
+    Q_BEGIN,
+    Q_COMMIT,
     Q_COUNT
 };
 
@@ -159,6 +161,9 @@ static const char *const queries[Q_COUNT] = {
     /* A put inside a batch (prepared once: each put of a batch has two). */
     "SAVEPOINT put",
     "RELEASE put",
+    /* A batch's, a claim of due devices', a put outside a batch. */
+    "BEGIN IMMEDIATE",
+    "COMMIT",
 };
 
 #define N_KEPT 32 /* statements otk_sqlreg_prep keeps (the campaign engine's) */
@@ -386,15 +391,6 @@ void otk_sqlreg_fin(otk_sqlreg *r, sqlite3_stmt *s)
             return;
         }
     sqlite3_finalize(s);
-}
-
-/* A kept statement that takes no parameters and returns no row (BEGIN, COMMIT). */
-static otk_status run_kept(otk_sqlreg *r, const char *sql)
-{
-    sqlite3_stmt *s = otk_sqlreg_prep(r, sql);
-    int rc = s != NULL ? sqlite3_step(s) : SQLITE_ERROR;
-    otk_sqlreg_fin(r, s);
-    return rc == SQLITE_DONE ? OTK_OK : OTK_ERR_STORAGE;
 }
 
 static sqlite3_stmt *stmt(otk_sqlreg *r, int which)
@@ -641,7 +637,7 @@ static otk_status run(otk_sqlreg *r, int which)
 static otk_status sr_put_device(void *ctx, const otk_agent_device *d, const otk_audit *ev)
 {
     otk_sqlreg *r = ctx;
-    otk_status st = r->in_batch ? run(r, Q_SAVEPOINT) : exec(r, "BEGIN IMMEDIATE");
+    otk_status st = run(r, r->in_batch ? Q_SAVEPOINT : Q_BEGIN);
     if (st != OTK_OK)
         return OTK_ERR_BUSY;
     if (d != NULL)
@@ -649,7 +645,7 @@ static otk_status sr_put_device(void *ctx, const otk_agent_device *d, const otk_
     if (st == OTK_OK && ev != NULL)
         st = otk_sqlreg_append_audit(r, ev);
     if (st == OTK_OK)
-        st = r->in_batch ? run(r, Q_RELEASE) : exec(r, "COMMIT");
+        st = run(r, r->in_batch ? Q_RELEASE : Q_COMMIT);
     if (st != OTK_OK) {
         if (r->in_batch) {
             (void)exec(r, "ROLLBACK TO put");
@@ -665,7 +661,7 @@ otk_status otk_sqlreg_batch_begin(otk_sqlreg *r)
 {
     if (r == NULL || r->in_batch)
         return OTK_ERR_BAD_STATE;
-    if (run_kept(r, "BEGIN IMMEDIATE") != OTK_OK)
+    if (run(r, Q_BEGIN) != OTK_OK)
         return OTK_ERR_BUSY;
     r->in_batch = 1;
     return OTK_OK;
@@ -676,7 +672,7 @@ otk_status otk_sqlreg_batch_end(otk_sqlreg *r)
     if (r == NULL || !r->in_batch)
         return OTK_ERR_BAD_STATE;
     r->in_batch = 0;
-    if (run_kept(r, "COMMIT") == OTK_OK)
+    if (run(r, Q_COMMIT) == OTK_OK)
         return OTK_OK;
     (void)exec(r, "ROLLBACK");
     return OTK_ERR_STORAGE;
@@ -775,7 +771,7 @@ static size_t claim_due(otk_sqlreg *r, const char *const *sql, size_t n_sql, uin
     sqlite3_stmt *s = NULL, *u = NULL;
     int64_t now = now_ms();
     size_t n = 0, q;
-    if (r == NULL || ids == NULL || max == 0 || run_kept(r, "BEGIN IMMEDIATE") != OTK_OK)
+    if (r == NULL || ids == NULL || max == 0 || run(r, Q_BEGIN) != OTK_OK)
         return 0;
     if ((u = otk_sqlreg_prep(r, "UPDATE devices SET notified_at = ?1 WHERE id = ?2")) != NULL)
         for (q = 0; q < n_sql && n < max; q++) {
@@ -796,7 +792,7 @@ static size_t claim_due(otk_sqlreg *r, const char *const *sql, size_t n_sql, uin
         }
     otk_sqlreg_fin(r, s);
     otk_sqlreg_fin(r, u);
-    if (run_kept(r, "COMMIT") != OTK_OK) {
+    if (run(r, Q_COMMIT) != OTK_OK) {
         (void)exec(r, "ROLLBACK");
         n = 0;
     }
@@ -835,7 +831,7 @@ size_t otk_sqlreg_hold_offers(otk_sqlreg *r, const uint8_t (*ids)[16], size_t n,
     sqlite3_stmt *u = NULL;
     int64_t now = now_ms();
     size_t held = 0, i;
-    if (r == NULL || ids == NULL || n == 0 || exec(r, "BEGIN IMMEDIATE") != OTK_OK)
+    if (r == NULL || ids == NULL || n == 0 || run(r, Q_BEGIN) != OTK_OK)
         return 0;
     if (hold_ms < resend_ms)
         hold_ms = resend_ms;
@@ -854,7 +850,7 @@ size_t otk_sqlreg_hold_offers(otk_sqlreg *r, const uint8_t (*ids)[16], size_t n,
                 held += (size_t)sqlite3_changes(r->db);
         }
     sqlite3_finalize(u);
-    if (exec(r, "COMMIT") != OTK_OK) {
+    if (run(r, Q_COMMIT) != OTK_OK) {
         (void)exec(r, "ROLLBACK");
         held = 0;
     }
