@@ -6,8 +6,9 @@
  * retired certificates at once), then the steady cost of one more
  * revocation on a CRL of that size. CPU time of the process, min/median/max
  * of R runs. The broker's reload of the same files is measured by
- * bench/crl.sh, which runs this first.
- * Usage: bench_crl DIR [N] [RUNS]   (DIR: an empty scratch directory)
+ * bench/crl.sh, which runs this first. SHARES: the CRL's shares
+ * (crl_shares; default OTK_X509_CRL_SHARES).
+ * Usage: bench_crl DIR [N] [RUNS] [SHARES]   (DIR: an empty scratch directory)
  */
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -68,17 +69,20 @@ int main(int argc, char **argv)
 {
     long max = argc > 2 ? strtol(argv[2], NULL, 10) : 100000, size, have;
     int runs = argc > 3 ? atoi(argv[3]) : 5, r;
+    long shares = argc > 4 ? strtol(argv[4], NULL, 10) : OTK_X509_CRL_SHARES;
     otk_x509_cloud cfg;
     otk_x509 *x = NULL;
     char err[256];
     struct stat st;
-    if (argc < 2 || max < 1 || max > 10000000 || runs < 1 || runs > 100) {
-        fprintf(stderr, "usage: bench_crl DIR [N] [RUNS]\n");
+    if (argc < 2 || max < 1 || max > 10000000 || runs < 1 || runs > 100 || shares < 1 ||
+        shares > OTK_X509_CRL_SHARES_MAX) {
+        fprintf(stderr, "usage: bench_crl DIR [N] [RUNS] [SHARES]\n");
         return 2;
     }
     memset(&cfg, 0, sizeof cfg);
     cfg.cloud_id = 3;
     cfg.validity_days = 30;
+    cfg.crl_shares = (unsigned)shares;
     snprintf(cfg.ca_cert, sizeof cfg.ca_cert, "%s/ca.crt", argv[1]);
     snprintf(cfg.ca_key, sizeof cfg.ca_key, "%s/ca.key", argv[1]);
     snprintf(cfg.crl_file, sizeof cfg.crl_file, "%s/crl.pem", argv[1]);

@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,8 +33,8 @@ static X509_CRL *read_crl(void)
     return c;
 }
 
-/* Writes a CRL of one entry as OpenSSL makes it (signed with the CA key
- * file), with a reason code when reason >= 0. */
+/* Writes a CRL of one entry (none when sn is NULL) as OpenSSL makes it
+ * (signed with the CA key file), with a reason code when reason >= 0. */
 static void openssl_crl(const char *path, X509 *issuer, const char *key_path, const ASN1_INTEGER *sn,
                         const ASN1_TIME *t, int reason)
 {
@@ -52,7 +53,10 @@ static void openssl_crl(const char *path, X509 *issuer, const char *key_path, co
     X509_CRL_set_version(o, 1);
     X509_CRL_set_issuer_name(o, X509_get_subject_name(issuer));
     X509_CRL_set1_lastUpdate(o, t);
-    X509_CRL_add0_revoked(o, r);
+    if (sn != NULL)
+        X509_CRL_add0_revoked(o, r);
+    else
+        X509_REVOKED_free(r);
     X509_CRL_sign(o, k, EVP_sha256());
     if ((f = fopen(path, "w")) != NULL) {
         PEM_write_X509_CRL(f, o);
@@ -61,6 +65,274 @@ static void openssl_crl(const char *path, X509 *issuer, const char *key_path, co
     X509_CRL_free(o);
     ASN1_ENUMERATED_free(why);
     EVP_PKEY_free(k);
+}
+
+/* A v3 CA (basicConstraints CA, keyUsage keyCertSign and cRLSign) as
+ * X509_verify_cert wants an issuer, its key 0600. */
+static int make_v3_ca(const char *cert_path, const char *key_path)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *c = X509_new();
+    X509V3_CTX v3;
+    X509_EXTENSION *e1 = NULL, *e2 = NULL;
+    FILE *f;
+    int ok;
+    X509_NAME *n = c ? X509_get_subject_name(c) : NULL;
+    ok = k != NULL && c != NULL && X509_set_version(c, 2) == 1 &&
+         ASN1_INTEGER_set(X509_get_serialNumber(c), 2) == 1 &&
+         X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"shares-ca", -1, -1, 0) == 1 &&
+         X509_set_issuer_name(c, n) == 1 && X509_gmtime_adj(X509_getm_notBefore(c), -3600) != NULL &&
+         X509_gmtime_adj(X509_getm_notAfter(c), 86400) != NULL && X509_set_pubkey(c, k) == 1;
+    if (ok) {
+        X509V3_set_ctx(&v3, c, c, NULL, NULL, 0);
+        e1 = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, "critical,CA:TRUE");
+        e2 = X509V3_EXT_conf_nid(NULL, &v3, NID_key_usage, "critical,keyCertSign,cRLSign");
+        ok = e1 != NULL && e2 != NULL && X509_add_ext(c, e1, -1) == 1 && X509_add_ext(c, e2, -1) == 1 &&
+             X509_sign(c, k, EVP_sha256()) > 0;
+    }
+    if (ok && (f = fopen(cert_path, "w")) != NULL) {
+        ok = PEM_write_X509(f, c) == 1;
+        ok = fclose(f) == 0 && ok;
+    } else {
+        ok = 0;
+    }
+    if (ok && (f = fopen(key_path, "w")) != NULL) {
+        ok = PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) == 1;
+        ok = fclose(f) == 0 && ok && chmod(key_path, 0600) == 0;
+    } else {
+        ok = 0;
+    }
+    X509_EXTENSION_free(e1);
+    X509_EXTENSION_free(e2);
+    X509_free(c);
+    EVP_PKEY_free(k);
+    return ok ? 0 : -1;
+}
+
+/* The CRL file's PEM blocks, each as its text (at most max). */
+static size_t crl_blocks(char blocks[][4096], size_t max)
+{
+    FILE *f = fopen(crl, "r");
+    char line[128];
+    size_t n = 0;
+    int in = 0;
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, "-----BEGIN X509 CRL-----", 24) == 0 && n < max) {
+            in = 1;
+            blocks[n][0] = '\0';
+        }
+        if (in && strlen(blocks[n]) + strlen(line) < 4096)
+            strcat(blocks[n], line);
+        if (in && strncmp(line, "-----END X509 CRL-----", 22) == 0) {
+            in = 0;
+            n++;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+/* X509_verify_cert of c under ca with CRL checking and the CRL file's
+ * CRLs (all, or all but the one of share `skip`): its error, 0 if valid. */
+static int verify(X509 *ca, X509 *c, int skip)
+{
+    X509_STORE *st = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    FILE *f = fopen(crl, "r");
+    X509_CRL *l;
+    int i = 0, rc = -1;
+    X509_STORE_add_cert(st, ca);
+    while (f != NULL && (l = PEM_read_X509_CRL(f, NULL, NULL, NULL)) != NULL) {
+        if (i++ != skip)
+            X509_STORE_add_crl(st, l);
+        X509_CRL_free(l);
+    }
+    if (f != NULL)
+        fclose(f);
+    X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK);
+    if (X509_STORE_CTX_init(ctx, st, c, NULL) == 1)
+        rc = X509_verify_cert(ctx) == 1 ? 0 : X509_STORE_CTX_get_error(ctx);
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(st);
+    return rc;
+}
+
+/*
+ * The CRL in shares (the default: 16): each certificate names its share,
+ * the file holds one CRL per share with that name as its issuing
+ * distribution point, and OpenSSL, given them all, checks a certificate
+ * against its own share: revoked ones are refused, the others pass, and a
+ * certificate whose share is missing is refused too. A flush signs again
+ * only the shares with news; a refresh signs all; another number of shares
+ * on the same file is refused at open.
+ */
+static void test_shares(void)
+{
+    enum { N = 48 };
+    char cert[128], key[128], err[256], serial[OTK_USER_MAX + 1], sers[N][OTK_USER_MAX + 1];
+    static char before[16][4096], after[16][4096];
+    otk_x509_cloud cfg;
+    otk_x509 *x = NULL, *y = NULL;
+    otk_crypto cr;
+    uint8_t priv[32], pub[64], der[OTK_CERT_MAX], pin[32], id[16];
+    X509 *ca = NULL, *certs[N] = {0};
+    size_t len, i;
+    int k, changed, revoked_share = -1;
+    FILE *f;
+    snprintf(cert, sizeof cert, "%s/shares-ca.crt", dir);
+    snprintf(key, sizeof key, "%s/shares-ca.key", dir);
+    CHECK(make_v3_ca(cert, key) == 0);
+    CHECK_OK(otk_crypto_openssl_init(&cr, NULL, NULL));
+    CHECK_OK(cr.ec_keygen(cr.ctx, OTK_KEY_EPHEMERAL, priv, pub));
+    memset(&cfg, 0, sizeof cfg);
+    cfg.cloud_id = 5;
+    snprintf(cfg.ca_cert, sizeof cfg.ca_cert, "%s", cert);
+    snprintf(cfg.ca_key, sizeof cfg.ca_key, "%s", key);
+    snprintf(cfg.crl_file, sizeof cfg.crl_file, "%s", crl);
+    f = fopen(cert, "r");
+    ca = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    /* One CRL that lists a certificate: of one share, not of 16. */
+    {
+        ASN1_INTEGER *one = ASN1_INTEGER_new();
+        ASN1_TIME *t = X509_gmtime_adj(NULL, 0);
+        ASN1_INTEGER_set(one, 9);
+        openssl_crl(crl, ca, key, one, t, -1);
+        CHECK_ST(otk_x509_open(&cfg, &x, err, sizeof err), OTK_ERR_CLOUD);
+        CHECK(x == NULL && strstr(err, "1 CRLs in it, crl_shares = 16") != NULL);
+        /* One that lists nothing (a broker's first CRL from `openssl ca
+         * -gencrl`) is a placeholder, written over. */
+        openssl_crl(crl, ca, key, NULL, t, -1);
+        ASN1_INTEGER_free(one);
+        ASN1_TIME_free(t);
+    }
+    CHECK_OK(otk_x509_open(&cfg, &x, err, sizeof err));
+    if (x == NULL || ca == NULL) {
+        fprintf(stderr, "test_shares: %s\n", err);
+        goto out;
+    }
+    CHECK(otk_x509_templated(x));
+    memset(id, 0x5c, sizeof id);
+    for (i = 0; i < N; i++) {
+        const unsigned char *p = der;
+        CRL_DIST_POINTS *dps;
+        char want[32];
+        uint8_t sn[16];
+        CHECK_OK(otk_x509_issue_cert(x, id, 5, pub, der, sizeof der, &len, sers[i], pin));
+        certs[i] = d2i_X509(NULL, &p, (long)len);
+        CHECK(certs[i] != NULL && otk_hex_decode(sers[i], sn, sizeof sn) == 0);
+        if (certs[i] == NULL)
+            goto out;
+        /* Its distribution point: its serial's last two octets modulo 16. */
+        snprintf(want, sizeof want, "urn:otakey:crl:%03u/016", (unsigned)((sn[14] << 8 | sn[15]) % 16));
+        dps = X509_get_ext_d2i(certs[i], NID_crl_distribution_points, NULL, NULL);
+        CHECK(dps != NULL && sk_DIST_POINT_num(dps) == 1);
+        if (dps != NULL && sk_DIST_POINT_num(dps) == 1) {
+            DIST_POINT *dp = sk_DIST_POINT_value(dps, 0);
+            GENERAL_NAME *gn = dp->distpoint && dp->distpoint->type == 0
+                                   ? sk_GENERAL_NAME_value(dp->distpoint->name.fullname, 0)
+                                   : NULL;
+            int t = 0;
+            ASN1_IA5STRING *u = gn ? GENERAL_NAME_get0_value(gn, &t) : NULL;
+            CHECK(u != NULL && t == GEN_URI && ASN1_STRING_length(u) == (int)strlen(want) &&
+                  memcmp(ASN1_STRING_get0_data(u), want, strlen(want)) == 0);
+        }
+        CRL_DIST_POINTS_free(dps);
+        CHECK(verify(ca, certs[i], -1) == 0); /* the placeholder: every certificate's, empty */
+    }
+    /* The template's certificate is OpenSSL's, distribution point included. */
+    for (i = 0; i < 3; i++) {
+        uint8_t sn[16], d1[OTK_CERT_MAX], d2[OTK_CERT_MAX];
+        size_t l1 = 0, l2 = 0;
+        const unsigned char *q;
+        X509 *c1, *c2;
+        unsigned char *t1 = NULL, *t2 = NULL;
+        int n1, n2;
+        memset(sn, 0x52, sizeof sn);
+        sn[15] = (uint8_t)(7 * i + 1);
+        CHECK_OK(otk_x509_issue_at(x, id, pub, sn, time(NULL), 0, d1, sizeof d1, &l1));
+        CHECK_OK(otk_x509_issue_at(x, id, pub, sn, time(NULL), 1, d2, sizeof d2, &l2));
+        q = d1;
+        c1 = d2i_X509(NULL, &q, (long)l1);
+        q = d2;
+        c2 = d2i_X509(NULL, &q, (long)l2);
+        n1 = c1 ? i2d_re_X509_tbs(c1, &t1) : 0;
+        n2 = c2 ? i2d_re_X509_tbs(c2, &t2) : -1;
+        CHECK(n1 > 0 && n1 == n2 && memcmp(t1, t2, (size_t)n1) == 0);
+        OPENSSL_free(t1);
+        OPENSSL_free(t2);
+        X509_free(c1);
+        X509_free(c2);
+    }
+    /* Every other certificate revoked. */
+    for (i = 0; i < N; i += 2)
+        CHECK_OK(otk_x509_remove(x, 5, sers[i]));
+    CHECK_OK(otk_x509_flush(x));
+    CHECK(otk_x509_crl_entries(x) == N / 2);
+    CHECK(crl_blocks(before, 16) == 16);
+    for (i = 0; i < N; i++)
+        CHECK(verify(ca, certs[i], -1) == (i % 2 == 0 ? X509_V_ERR_CERT_REVOKED : 0));
+    /* Without its share's CRL a certificate is refused ("different CRL
+     * scope": the others are not for it), whatever they list. */
+    {
+        const ASN1_INTEGER *ai = X509_get0_serialNumber(certs[1]);
+        uint8_t b[20];
+        int n = ASN1_STRING_length(ai);
+        memcpy(b, ASN1_STRING_get0_data(ai), (size_t)n);
+        k = (int)((b[n - 2] << 8 | b[n - 1]) % 16);
+        CHECK(verify(ca, certs[1], k) == X509_V_ERR_DIFFERENT_CRL_SCOPE);
+    }
+    /* One more revocation: its share alone is signed again. */
+    CHECK_OK(otk_x509_issue_cert(x, id, 5, pub, der, sizeof der, &len, serial, pin));
+    {
+        uint8_t sn[16];
+        CHECK(otk_hex_decode(serial, sn, sizeof sn) == 0);
+        revoked_share = (int)((sn[14] << 8 | sn[15]) % 16);
+    }
+    CHECK_OK(otk_x509_remove(x, 5, serial));
+    CHECK_OK(otk_x509_flush(x));
+    CHECK(crl_blocks(after, 16) == 16);
+    for (k = 0, changed = 0; k < 16; k++)
+        if (strcmp(before[k], after[k]) != 0)
+            changed++;
+    CHECK(changed == 1 && strcmp(before[revoked_share], after[revoked_share]) != 0);
+    for (i = 0; i < N; i++)
+        CHECK(verify(ca, certs[i], -1) == (i % 2 == 0 ? X509_V_ERR_CERT_REVOKED : 0));
+    /* A refresh signs every share again. */
+    CHECK_OK(otk_x509_refresh(x));
+    CHECK(crl_blocks(before, 16) == 16);
+    for (k = 0, changed = 0; k < 16; k++)
+        if (strcmp(before[k], after[k]) != 0)
+            changed++;
+    CHECK(changed == 16 && otk_x509_crl_entries(x) == N / 2 + 1);
+    /* Another number of shares on this file: refused, saying so; the same one reads it back. */
+    cfg.crl_shares = 4;
+    CHECK_ST(otk_x509_open(&cfg, &y, err, sizeof err), OTK_ERR_CLOUD);
+    CHECK(y == NULL && strstr(err, "crl_shares = 4") != NULL && strstr(err, "16 CRLs") != NULL);
+    cfg.crl_shares = 16;
+    CHECK_OK(otk_x509_open(&cfg, &y, err, sizeof err));
+    CHECK_OK(otk_x509_refresh(y));
+    CHECK(otk_x509_crl_entries(y) == N / 2 + 1);
+    for (i = 0; i < N; i++)
+        CHECK(verify(ca, certs[i], -1) == (i % 2 == 0 ? X509_V_ERR_CERT_REVOKED : 0));
+out:
+    for (i = 0; i < N; i++)
+        X509_free(certs[i]);
+    X509_free(ca);
+    otk_x509_close(x);
+    otk_x509_close(y);
+    otk_crypto_openssl_free(&cr);
+    unlink(cert);
+    unlink(key);
+    unlink(crl);
+    {
+        char q[160];
+        snprintf(q, sizeof q, "%s.queue", crl);
+        unlink(q);
+    }
 }
 
 int main(void)
@@ -88,6 +360,7 @@ int main(void)
     snprintf(cfg.ca_key, sizeof cfg.ca_key, "%s", ca_key);
     snprintf(cfg.crl_file, sizeof cfg.crl_file, "%s", crl);
     snprintf(cfg.server_ca, sizeof cfg.server_ca, "%s", ca_cert);
+    cfg.crl_shares = 1; /* one CRL (test_shares: a CRL in shares) */
     /* A CA key others may read is refused. */
     chmod(ca_key, 0644);
     CHECK_ST(otk_x509_open(&cfg, &x, err, sizeof err), OTK_ERR_CLOUD);
@@ -356,6 +629,7 @@ int main(void)
         unlink(rc_crl);
     }
     otk_crypto_openssl_free(&cr);
+    test_shares();
     unlink(ca_cert);
     unlink(ca_key);
     unlink(crl);

@@ -202,7 +202,7 @@ check "a live session of a revoked certificate is ended within $prompt s" bash -
 check "a certificate logs in under its own CN only (use_username_as_clientid)" bash -c \
   "grep -q 'as $id1 (p5' '$LAB_DIR/cloud-b.log' && ! grep -q 'as $id1-probe' '$LAB_DIR/cloud-a.log'"
 check "the CRL of cloud 1 lists the retired certificates (2 per version 2 device)" bash -c \
-  "[ \$(openssl crl -in '$LAB_CLOUD_A_CRL' -noout -text | grep -c 'Serial Number') -eq 6 ]"
+  "[ \$(openssl storeutl -noout -text -crls '$LAB_CLOUD_A_CRL' | grep -c 'Serial Number') -eq 6 ]"
 
 # A device that loses power as it commits an update has sent its CONFIRM
 # and the agent has committed, answered, and revoked the old set's
@@ -244,7 +244,7 @@ for id in "${pc[@]}"; do
   "$bin/otakey-flashdump" "$work/dev/$id.flash" --pem "$work/pc-$id" > /dev/null 2>&1 || continue
   sn=$(openssl x509 -in "$work/pc-$id.active.crt" -noout -serial | sed 's/serial=//')
   if "$bin/otakey" device show --db "$work/registry.db" --json "$id" | grep -q '"version":2,' &&
-     wait_for 30 bash -c "openssl crl -in '$LAB_DEVICES_CRL' -noout -text 2>/dev/null | grep -q 'Serial Number: $sn'"; then
+     wait_for 30 bash -c "openssl storeutl -noout -text -crls '$LAB_DEVICES_CRL' 2>/dev/null | grep -q 'Serial Number: $sn'"; then
     stranded=$((stranded + 1))
   fi
 done

@@ -221,6 +221,9 @@ static int on_cloud(parse_ctx *p, const char *s, const char *k, const char *v)
         return copy(p, s, k, c->x509[i].server_ca, sizeof c->x509[i].server_ca, v);
     if (!strcmp(k, "validity_days"))
         return number(p, s, k, v, 1, 3650, &x) && (c->x509[i].validity_days = (unsigned)x, 1);
+    if (!strcmp(k, "crl_shares"))
+        return number(p, s, k, v, 1, OTK_X509_CRL_SHARES_MAX, &x) &&
+               (c->x509[i].crl_shares = (unsigned)x, 1);
     if (!strcmp(k, "password_file"))
         return copy(p, s, k, c->pwfile[i].password_file, sizeof c->pwfile[i].password_file, v);
     if (!strcmp(k, "acl_file"))

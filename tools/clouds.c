@@ -255,7 +255,7 @@ otk_status otk_clouds_refresh_crls(otk_clouds *c)
     size_t i;
     otk_status st = OTK_OK;
     for (i = 0; i < c->n_x509; i++)
-        if (otk_x509_flush(c->x509[i]) != OTK_OK)
+        if (otk_x509_refresh(c->x509[i]) != OTK_OK)
             st = OTK_ERR_CLOUD;
     if (c->n_x509 && write_bundle(c) != OTK_OK)
         st = OTK_ERR_CLOUD;

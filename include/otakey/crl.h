@@ -37,13 +37,23 @@ typedef struct otk_crl_list {
 void otk_crl_clear(otk_crl_list *l);
 
 /*
- * Reads the CRL in PEM file f (its first "X509 CRL" block) into l, which
- * it replaces. 0 on success; -1 when f holds no CRL or one this list cannot
- * hold (an entry with extensions is read without them; a serial or a date
- * longer than an entry holds is an error), l then empty. The signature is
- * not checked: the file is the agent's own.
+ * Reads every CRL in PEM file f (its "X509 CRL" blocks: one, or a cloud's
+ * shares) into l, which it replaces, their entries merged; *crls (if not
+ * NULL) gets how many CRLs the file holds. 0 on success; -1 when f holds no
+ * CRL or one this list cannot hold (an entry with extensions is read
+ * without them; a serial or a date longer than an entry holds is an
+ * error), l then empty. Signatures are not checked: the file is the
+ * agent's own.
  */
-int otk_crl_read(FILE *f, otk_crl_list *l);
+int otk_crl_read(FILE *f, otk_crl_list *l, size_t *crls);
+
+/*
+ * Which of `shares` CRLs lists serial sn (len octets, big-endian, as a
+ * certificate or an entry holds it): its last two octets modulo shares
+ * (0 when shares <= 1). A certificate names its share's CRL (its CRL
+ * distribution point), and that CRL only is checked when it is presented.
+ */
+unsigned otk_crl_share(const uint8_t *sn, size_t len, unsigned shares);
 
 /* The same from the CRL's DER (len bytes at der). */
 int otk_crl_parse(const unsigned char *der, long len, otk_crl_list *l);
@@ -61,11 +71,17 @@ int otk_crl_has(const otk_crl_list *l, const uint8_t *sn, size_t len);
 int otk_crl_update(otk_crl_list *l, const ASN1_TIME *horizon, const uint8_t *fresh, size_t n,
                    size_t sn_len, const ASN1_TIME *when);
 
+/* The entries of `all` into n shares (otk_crl_share), each sorted as all is. 0, or -1 (out of memory: shares emptied). */
+int otk_crl_split(const otk_crl_list *all, otk_crl_list *shares, unsigned n);
+
 /*
  * Writes l as a version 2 CRL by issuer ca, signed with key (SHA-256),
- * lastUpdate now and nextUpdate next, PEM, to f. 0 or -1.
+ * lastUpdate now and nextUpdate next, PEM, to f; with idp_uri (not NULL) it
+ * carries a critical issuingDistributionPoint of that URI: the CRL of the
+ * certificates naming it as their distribution point, and of no others.
+ * 0 or -1.
  */
 int otk_crl_write(FILE *f, const otk_crl_list *l, X509 *ca, EVP_PKEY *key, const ASN1_TIME *now,
-                  const ASN1_TIME *next);
+                  const ASN1_TIME *next, const char *idp_uri);
 
 #endif

@@ -10,7 +10,8 @@
  *                 without shared state, so several agents may issue),
  *                 validity validity_days from now (backdated 5 minutes),
  *                 basicConstraints CA:FALSE, keyUsage digitalSignature,
- *                 extendedKeyUsage clientAuth; signed by the CA's key;
+ *                 extendedKeyUsage clientAuth, and its CRL distribution point
+ *                 when the CRL is in shares (below); signed by the CA's key;
  *   remove     -> the serial is appended to the revocation queue
  *                 "<crl_file>.queue" (0600) and queued for the CRL: an agent
  *                 that crashes before the CRL is written loses nothing (the
@@ -19,7 +20,8 @@
  *                 back, the queued serials and the queue file's added, the
  *                 queue file emptied once the CRL is written, entries older than the
  *                 longest validity dropped (their certificates expired),
- *                 signed, written atomically (0644: a CRL is public),
+ *                 the shares with news signed, written atomically (0644: a
+ *                 CRL is public),
  *                 SIGHUP to the broker, which reloads it.
  * The pin given with each certificate is the SHA-256 of the DER of the CA
  * that signed the cloud's server certificate (server_ca).
@@ -46,7 +48,20 @@ typedef struct otk_x509_cloud {
     char pid_file[256];     /* the broker's pid, for SIGHUP ("" none) */
     char server_ca[256];    /* the CA of the cloud's server certificate ("" no pin) */
     unsigned validity_days; /* device certificates' lifetime (default 30) */
+    unsigned crl_shares;    /* the CRL's shares, 1 to OTK_X509_CRL_SHARES_MAX (0: the default) */
 } otk_x509_cloud;
+
+/*
+ * The CRL in shares: with crl_shares > 1 every certificate names one share
+ * (a CRL distribution point, "urn:otakey:crl:<share>/<shares>", chosen by
+ * its serial) and the file holds one CRL per share, each with that name as
+ * its issuing distribution point. A TLS login checks one share, not the
+ * whole list (OpenSSL verifies the signature of the CRL it checks, over
+ * all its entries, at every login); a flush signs again only the shares
+ * with news. The number is fixed for a cloud once it issued certificates.
+ */
+#define OTK_X509_CRL_SHARES 16
+#define OTK_X509_CRL_SHARES_MAX 256
 
 typedef struct otk_x509 otk_x509;
 
@@ -75,6 +90,10 @@ int otk_x509_templated(const otk_x509 *x);
 /* Makes the revocation queue file durable (fdatasync; before the registry
  * commits the updates whose certificates it retires). */
 OTK_CHECK_RETURN otk_status otk_x509_sync(otk_x509 *x);
+
+/* Every share of the CRL signed again (at start, and daily: a broker
+ * refuses a CRL past its next update), with the queued revocations. */
+OTK_CHECK_RETURN otk_status otk_x509_refresh(otk_x509 *x);
 
 /* Revocations queued and not yet in the CRL. */
 size_t otk_x509_pending(const otk_x509 *x);

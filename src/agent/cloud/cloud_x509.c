@@ -28,6 +28,18 @@
 
 #define SERIAL_LEN 16 /* 128 random bits, top bit clear: a positive INTEGER */
 
+/* A certificate's CRL distribution point when the CRL is split in shares:
+ * its share and the number of shares, three digits each. */
+#define DP_PREFIX "urn:otakey:crl:"
+#define DP_FORMAT DP_PREFIX "%03u/%03u"
+#define DP_LEN (sizeof DP_PREFIX - 1 + 7)
+
+/* Where a share's CRL is in the file this agent last wrote. */
+typedef struct share_seg {
+    long off, len;
+    int dirty; /* to be signed again at the next write */
+} share_seg;
+
 struct otk_x509 {
     otk_x509_cloud cfg;
     X509 *ca;
@@ -39,18 +51,22 @@ struct otk_x509 {
     char (*queue)[2 * SERIAL_LEN + 1];
     size_t pending, cap;
     size_t entries;
-    otk_crl_list crl;    /* the CRL as this agent last wrote or read it */
+    unsigned shares;     /* the CRL's shares (1: one CRL, without a distribution point) */
+    otk_crl_list *crl;   /* each share's list as this agent last wrote or read it */
+    share_seg *seg;      /* ... where it is in the file, */
     int crl_known;       /* ... and crl_st says which file that was */
+    size_t file_crls;    /* the CRLs the file held when read (0: no file, or a placeholder) */
     struct stat crl_st;
     int journal;  /* "<crl_file>.queue": revocations not yet in the CRL, one serial a line */
     int unsynced; /* appended since the last otk_x509_sync */
     /* The TBSCertificate OpenSSL made once for a placeholder device, and
      * where a device's own fields (all of fixed length) go in it. */
     unsigned char *tbs, *alg;
-    size_t tbs_len, alg_len, sn_off, cn_off, pub_off, nb_off, na_off, nb_len, na_len;
+    size_t tbs_len, alg_len, sn_off, cn_off, pub_off, nb_off, na_off, nb_len, na_len, dp_off;
 };
 
 static void make_template(otk_x509 *x);
+static int load_crl(otk_x509 *x);
 
 static int err_out(char *err, size_t n, const char *fmt, const char *a)
 {
@@ -62,7 +78,7 @@ static int err_out(char *err, size_t n, const char *fmt, const char *a)
 otk_status otk_x509_open(const otk_x509_cloud *cfg, otk_x509 **out, char *err, size_t err_size)
 {
     otk_x509 *x;
-    FILE *f;
+    FILE *f = NULL;
     struct stat st;
     if (cfg == NULL || out == NULL)
         return OTK_ERR_INVALID_ARGUMENT;
@@ -76,6 +92,16 @@ otk_status otk_x509_open(const otk_x509_cloud *cfg, otk_x509 **out, char *err, s
         abort();
     if (x->cfg.validity_days == 0)
         x->cfg.validity_days = 30;
+    if (x->cfg.crl_shares == 0)
+        x->cfg.crl_shares = OTK_X509_CRL_SHARES;
+    if (x->cfg.crl_shares > OTK_X509_CRL_SHARES_MAX) {
+        err_out(err, err_size, "crl_shares: at most %s", "256");
+        goto fail;
+    }
+    x->shares = x->cfg.crl_shares;
+    if ((x->crl = calloc(x->shares, sizeof *x->crl)) == NULL ||
+        (x->seg = calloc(x->shares, sizeof *x->seg)) == NULL)
+        abort();
     if ((f = fopen(cfg->ca_cert, "r")) == NULL || (x->ca = PEM_read_X509(f, NULL, NULL, NULL)) == NULL) {
         err_out(err, err_size, "ca_cert '%s': not a PEM certificate", cfg->ca_cert);
         goto fail;
@@ -141,6 +167,17 @@ key_done:
             goto fail;
         }
     }
+    /* A CRL written for another number of shares: the certificates issued
+     * since name shares this agent would not write (or none), and their
+     * logins would fail. */
+    if (load_crl(x) != 0 && x->file_crls != 0 && x->file_crls != x->shares) {
+        char e[600];
+        snprintf(e, sizeof e, "crl_file '%s': %zu CRLs in it, crl_shares = %u (fixed once "
+                 "certificates are issued: each names its share; to change it, switch the "
+                 "devices to a new cloud)", cfg->crl_file, x->file_crls, x->shares);
+        err_out(err, err_size, "%s", e);
+        goto fail;
+    }
     make_template(x);
     *out = x;
     return OTK_OK;
@@ -153,6 +190,7 @@ fail:
 
 void otk_x509_close(otk_x509 *x)
 {
+    unsigned i;
     if (x == NULL)
         return;
     X509_free(x->ca);
@@ -167,7 +205,10 @@ void otk_x509_close(otk_x509 *x)
     free(x->queue);
     OPENSSL_free(x->tbs);
     OPENSSL_free(x->alg);
-    otk_crl_clear(&x->crl);
+    for (i = 0; x->crl != NULL && i < x->shares; i++)
+        otk_crl_clear(&x->crl[i]);
+    free(x->crl);
+    free(x->seg);
     otk_wipe(x, sizeof *x);
     free(x);
 }
@@ -220,7 +261,7 @@ static int add_ext(X509 *c, X509 *issuer, int nid, const char *value)
 static X509 *build_cert(otk_x509 *x, const uint8_t device_id[16], const uint8_t dpub[OTK_PUB_LEN],
                         const uint8_t sn[SERIAL_LEN], time_t now, int *bad_key)
 {
-    char cn[33];
+    char cn[33], dp[32];
     X509 *c = NULL;
     X509_NAME *name = NULL;
     BIGNUM *bn = NULL;
@@ -228,6 +269,7 @@ static X509 *build_cert(otk_x509 *x, const uint8_t device_id[16], const uint8_t 
     int ok;
     *bad_key = 0;
     otk_hex_encode(device_id, OTK_DEVICE_ID_LEN, cn);
+    snprintf(dp, sizeof dp, "URI:" DP_FORMAT, otk_crl_share(sn, SERIAL_LEN, x->shares), x->shares);
     if ((c = X509_new()) == NULL)
         return NULL;
     if (!set_public_key(c, x->group, dpub)) {
@@ -246,7 +288,9 @@ static X509 *build_cert(otk_x509 *x, const uint8_t device_id[16], const uint8_t 
          X509_time_adj(X509_getm_notAfter(c), (long)x->cfg.validity_days * 86400L, &now) != NULL &&
          add_ext(c, x->ca, NID_basic_constraints, "critical,CA:FALSE") &&
          add_ext(c, x->ca, NID_key_usage, "critical,digitalSignature") &&
-         add_ext(c, x->ca, NID_ext_key_usage, "clientAuth") && X509_sign(c, x->ca_key, EVP_sha256()) > 0;
+         add_ext(c, x->ca, NID_ext_key_usage, "clientAuth") &&
+         (x->shares <= 1 || add_ext(c, x->ca, NID_crl_distribution_points, dp)) &&
+         X509_sign(c, x->ca_key, EVP_sha256()) > 0;
     X509_NAME_free(name);
     BN_free(bn);
     ASN1_INTEGER_free(ai);
@@ -302,7 +346,7 @@ static void make_template(otk_x509 *x)
 {
     uint8_t id[16], pub[1 + OTK_PUB_LEN], sn[SERIAL_LEN];
     unsigned char nb[17], na[17], *tbs = NULL, *alg = NULL;
-    char cn[33];
+    char cn[33], dp[32];
     const X509_ALGOR *sig_alg = NULL;
     time_t t = time(NULL);
     size_t nbl = der_time(t - 300, nb), nal = der_time(t + (time_t)x->cfg.validity_days * 86400, na);
@@ -330,12 +374,16 @@ static void make_template(otk_x509 *x)
     snd[1] = SERIAL_LEN;
     memcpy(snd + 2, sn, SERIAL_LEN);
     otk_hex_encode(id, sizeof id, cn);
+    snprintf(dp, sizeof dp, DP_FORMAT, otk_crl_share(sn, SERIAL_LEN, x->shares), x->shares);
+    if (x->shares > 1 && (tl <= 0 || !find_once(tbs, (size_t)tl, dp, DP_LEN, &x->dp_off)))
+        tl = 0; /* no template */
     if (tl > 0 && al > 0 && find_once(tbs, (size_t)tl, snd, sizeof snd, &x->sn_off) &&
         find_once(tbs, (size_t)tl, cn, 32, &x->cn_off) &&
         find_once(tbs, (size_t)tl, pub, sizeof pub, &x->pub_off) &&
         find_once(tbs, (size_t)tl, nb, nbl, &x->nb_off) && find_once(tbs, (size_t)tl, na, nal, &x->na_off)) {
         x->sn_off += 2;
         x->pub_off += 1;
+        x->dp_off += sizeof DP_PREFIX - 1; /* the share's digits */
         x->tbs = tbs;
         x->tbs_len = (size_t)tl;
         x->alg = alg;
@@ -377,7 +425,7 @@ static int from_template(otk_x509 *x, const uint8_t device_id[16], const uint8_t
                          size_t *der_len)
 {
     unsigned char nb[17], na[17], tbs[1024], sig[160], *q;
-    char cn[33];
+    char cn[33], digits[12];
     size_t sig_len = sizeof sig, bits, content, total;
     EVP_MD_CTX *mc;
     int ok;
@@ -393,6 +441,10 @@ static int from_template(otk_x509 *x, const uint8_t device_id[16], const uint8_t
     memcpy(tbs + x->pub_off, dpub, OTK_PUB_LEN);
     memcpy(tbs + x->nb_off, nb, x->nb_len);
     memcpy(tbs + x->na_off, na, x->na_len);
+    if (x->shares > 1) {
+        snprintf(digits, sizeof digits, "%03u", otk_crl_share(sn, SERIAL_LEN, x->shares));
+        memcpy(tbs + x->dp_off, digits, 3);
+    }
     /* A signing context is a copy of one initialised once: an initialisation
      * looks the digest and the signature up by name in OpenSSL 3. */
     if (x->sign_tpl == NULL && (x->sign_tpl = EVP_MD_CTX_new()) != NULL &&
@@ -614,25 +666,38 @@ static int fresh_serials(otk_x509 *x, uint8_t **out, size_t *n)
         if (otk_hex_decode(x->queue[i], sn, SERIAL_LEN) != 0)
             return 0;
         /* (a serial with its top bit set is listed with a leading zero) */
-        if (!otk_crl_has(&x->crl, sn, SERIAL_LEN))
+        if (!otk_crl_has(&x->crl[otk_crl_share(sn, SERIAL_LEN, x->shares)], sn, SERIAL_LEN))
             (*n)++;
     }
     return 1;
 }
 
+/* Every share empty; each to be written. */
+static void clear_shares(otk_x509 *x)
+{
+    unsigned i;
+    for (i = 0; i < x->shares; i++) {
+        x->crl[i].n = 0;
+        x->seg[i].dirty = 1;
+    }
+}
+
 /* The CRL file as this agent left it, or read again: another agent (or an
  * operator) wrote it since. A file that holds no CRL this can read stops
- * the flush: writing over it would drop the revocations it lists. */
+ * the flush: writing over it would drop the revocations it lists. So does
+ * one of another number of shares (x->file_crls says how many). */
 static int load_crl(otk_x509 *x)
 {
     struct stat st;
+    otk_crl_list all = {NULL, 0, 0};
     FILE *f;
     int rc;
     if (stat(x->cfg.crl_file, &st) != 0) {
         if (errno != ENOENT)
             return -1;
-        x->crl.n = 0; /* none yet */
+        clear_shares(x); /* none yet */
         x->crl_known = 0;
+        x->file_crls = 0;
         return 0;
     }
     if (x->crl_known && st.st_ino == x->crl_st.st_ino && st.st_dev == x->crl_st.st_dev &&
@@ -640,9 +705,11 @@ static int load_crl(otk_x509 *x)
         st.st_mtim.tv_nsec == x->crl_st.st_mtim.tv_nsec)
         return 0;
     x->crl_known = 0;
+    x->file_crls = 0;
+    clear_shares(x);
     if ((f = fopen(x->cfg.crl_file, "r")) == NULL)
         return -1;
-    rc = otk_crl_read(f, &x->crl);
+    rc = otk_crl_read(f, x->shares == 1 ? &x->crl[0] : &all, &x->file_crls);
     if (rc != 0 && st.st_size <= 4096) {
         /* A placeholder (empty, blank, a comment) lists nothing: no PEM block in it. */
         char head[4097];
@@ -650,23 +717,70 @@ static int load_crl(otk_x509 *x)
         rewind(f);
         n = fread(head, 1, sizeof head - 1, f);
         head[n] = '\0';
-        if (strstr(head, "-----BEGIN") == NULL) {
-            x->crl.n = 0;
+        if (strstr(head, "-----BEGIN") == NULL)
             rc = 0;
-        }
     }
     fclose(f);
+    /* One CRL listing nothing (what `openssl ca -gencrl` gives a broker to
+     * start with) is a placeholder for any number of shares. */
+    if (rc == 0 && x->file_crls == 1 && x->shares > 1 && all.n == 0)
+        x->file_crls = 0;
+    if (rc == 0 && x->file_crls != 0 && x->file_crls != x->shares)
+        rc = -1;
+    if (rc == 0 && x->shares > 1 && otk_crl_split(&all, x->crl, x->shares) != 0)
+        rc = -1;
+    otk_crl_clear(&all);
+    if (rc != 0)
+        clear_shares(x);
     return rc;
+}
+
+/*
+ * The shares into f: those with news signed anew, the others copied from
+ * the file this agent wrote last (old, NULL when there is none); where
+ * each went into seg. 1, or 0 on failure.
+ */
+static int write_shares(otk_x509 *x, FILE *f, FILE *old, share_seg *seg, const ASN1_TIME *now,
+                        const ASN1_TIME *next)
+{
+    char uri[32], buf[16384];
+    unsigned i;
+    for (i = 0; i < x->shares; i++) {
+        long off = ftell(f), left = x->seg[i].len;
+        if (off < 0)
+            return 0;
+        if (x->seg[i].dirty || old == NULL) {
+            snprintf(uri, sizeof uri, DP_FORMAT, i, x->shares);
+            if (otk_crl_write(f, &x->crl[i], x->ca, x->ca_key, now, next,
+                              x->shares > 1 ? uri : NULL) != 0)
+                return 0;
+        } else {
+            if (fseek(old, x->seg[i].off, SEEK_SET) != 0)
+                return 0;
+            while (left > 0) {
+                size_t n = fread(buf, 1, left < (long)sizeof buf ? (size_t)left : sizeof buf, old);
+                if (n == 0 || fwrite(buf, 1, n, f) != n)
+                    return 0;
+                left -= (long)n;
+            }
+        }
+        seg[i].off = off;
+        seg[i].len = ftell(f) - off;
+        seg[i].dirty = 0;
+    }
+    return 1;
 }
 
 otk_status otk_x509_flush(otk_x509 *x)
 {
     char lock_path[300], tmp[300];
     ASN1_TIME *now = NULL, *next = NULL, *horizon = NULL;
-    uint8_t *fresh = NULL;
-    size_t n_fresh = 0;
+    uint8_t *fresh = NULL, *by_share = NULL;
+    size_t n_fresh = 0, i, *at = NULL;
+    share_seg *seg = NULL;
     int journal_locked = 0;
-    FILE *f;
+    unsigned s;
+    FILE *f, *old = NULL;
     otk_status st = OTK_ERR_STORAGE;
     int lock = -1, fd, k;
     long pid = 0;
@@ -687,11 +801,44 @@ otk_status otk_x509_flush(otk_x509 *x)
     horizon = X509_gmtime_adj(NULL, -(long)(x->cfg.validity_days + 1u) * 86400L);
     if (now == NULL || next == NULL || horizon == NULL || !fresh_serials(x, &fresh, &n_fresh))
         goto out;
-    /* From here the list may hold what the file does not: read it again
+    /* The shares not written anew are copied from the file as this agent
+     * wrote it. */
+    if (x->crl_known && (old = fopen(x->cfg.crl_file, "r")) != NULL) {
+        struct stat os;
+        if (fstat(fileno(old), &os) != 0 || os.st_ino != x->crl_st.st_ino ||
+            os.st_dev != x->crl_st.st_dev || os.st_size != x->crl_st.st_size) {
+            fclose(old);
+            old = NULL;
+        }
+    }
+    /* From here the lists may hold what the file does not: read it again
      * next time unless it is written. */
     x->crl_known = 0;
-    if (otk_crl_update(&x->crl, horizon, fresh, n_fresh, SERIAL_LEN, now) != 0)
+    /* The fresh serials by share (each run still in order), each share
+     * with news merged (and pruned). */
+    if ((by_share = malloc((n_fresh ? n_fresh : 1) * SERIAL_LEN)) == NULL ||
+        (at = calloc(x->shares + 1u, sizeof *at)) == NULL ||
+        (seg = calloc(x->shares, sizeof *seg)) == NULL)
         goto out;
+    for (i = 0; i < n_fresh; i++)
+        at[otk_crl_share(fresh + i * SERIAL_LEN, SERIAL_LEN, x->shares) + 1]++;
+    for (s = 0; s < x->shares; s++)
+        at[s + 1] += at[s];
+    for (i = 0; i < n_fresh; i++) {
+        s = otk_crl_share(fresh + i * SERIAL_LEN, SERIAL_LEN, x->shares);
+        memcpy(by_share + at[s]++ * SERIAL_LEN, fresh + i * SERIAL_LEN, SERIAL_LEN);
+    }
+    for (s = 0, i = 0; s < x->shares; i = at[s++]) {
+        if (at[s] > i) {
+            x->seg[s].dirty = 1;
+            if (otk_crl_update(&x->crl[s], horizon, by_share + i * SERIAL_LEN, at[s] - i,
+                               SERIAL_LEN, now) != 0)
+                goto out;
+        } else if (x->seg[s].dirty &&
+                   otk_crl_update(&x->crl[s], horizon, NULL, 0, SERIAL_LEN, now) != 0) {
+            goto out;
+        }
+    }
     /* A CRL is public: the broker (maybe another user) reads it. */
     (void)unlink(tmp);
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
@@ -700,14 +847,17 @@ otk_status otk_x509_flush(otk_x509 *x)
             close(fd);
         goto out;
     }
-    k = otk_crl_write(f, &x->crl, x->ca, x->ca_key, now, next) == 0 && fflush(f) == 0 &&
-        fsync(fileno(f)) == 0 && fstat(fileno(f), &x->crl_st) == 0; /* (rename keeps these) */
+    k = write_shares(x, f, old, seg, now, next) && fflush(f) == 0 && fsync(fileno(f)) == 0 &&
+        fstat(fileno(f), &x->crl_st) == 0; /* (rename keeps these) */
     if (fclose(f) != 0 || !k || rename(tmp, x->cfg.crl_file) != 0) {
         unlink(tmp);
         goto out;
     }
+    memcpy(x->seg, seg, x->shares * sizeof *seg);
     x->crl_known = 1;
-    x->entries = x->crl.n;
+    x->file_crls = x->shares;
+    for (s = 0, x->entries = 0; s < x->shares; s++)
+        x->entries += x->crl[s].n;
     x->pending = 0;
     st = OTK_OK;
     /* Everything the journal held is in the CRL now. (Should emptying it
@@ -727,9 +877,24 @@ out:
         (void)flock(x->journal, LOCK_UN);
     if (lock >= 0)
         close(lock);
+    if (old != NULL)
+        fclose(old);
     free(fresh);
+    free(by_share);
+    free(at);
+    free(seg);
     ASN1_TIME_free(now);
     ASN1_TIME_free(next);
     ASN1_TIME_free(horizon);
     return st;
+}
+
+otk_status otk_x509_refresh(otk_x509 *x)
+{
+    unsigned i;
+    if (x == NULL)
+        return OTK_ERR_INVALID_ARGUMENT;
+    for (i = 0; i < x->shares; i++)
+        x->seg[i].dirty = 1;
+    return otk_x509_flush(x);
 }

@@ -2,6 +2,8 @@
 #include "otakey/crl.h"
 
 #include <openssl/asn1.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
 #include <openssl/pem.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,15 +176,10 @@ static int parse(const unsigned char *p, long len, otk_crl_list *l)
     return p == end ? 0 : -1;
 }
 
-int otk_crl_parse(const unsigned char *der, long len, otk_crl_list *l)
+/* Sorted and each serial once: as written here (one pass finds it so), sorted anew otherwise. */
+static void sort_unique(otk_crl_list *l)
 {
     size_t i, k;
-    l->n = 0;
-    if (der == NULL || len <= 0 || parse(der, len, l) != 0) {
-        l->n = 0;
-        return -1;
-    }
-    /* Sorted and each serial once, as written here; sorted anew otherwise. */
     for (i = 1; i < l->n && cmp_entry(&l->e[i - 1], &l->e[i]) < 0; i++)
         ;
     if (i < l->n) {
@@ -192,28 +189,75 @@ int otk_crl_parse(const unsigned char *der, long len, otk_crl_list *l)
                 l->e[k++] = l->e[i];
         l->n = l->n ? k : 0;
     }
+}
+
+int otk_crl_parse(const unsigned char *der, long len, otk_crl_list *l)
+{
+    l->n = 0;
+    if (der == NULL || len <= 0 || parse(der, len, l) != 0) {
+        l->n = 0;
+        return -1;
+    }
+    sort_unique(l);
     return 0;
 }
 
-int otk_crl_read(FILE *f, otk_crl_list *l)
+int otk_crl_read(FILE *f, otk_crl_list *l, size_t *crls)
 {
     char *name = NULL, *header = NULL;
     unsigned char *data = NULL;
     long len = 0;
-    int rc = -1;
+    size_t n = 0;
+    int bad = 0;
     l->n = 0;
-    while (rc != 0 && PEM_read(f, &name, &header, &data, &len) == 1) {
-        if (strcmp(name, PEM_STRING_X509_CRL) == 0)
-            rc = otk_crl_parse(data, len, l) == 0 ? 0 : -2;
+    while (!bad && PEM_read(f, &name, &header, &data, &len) == 1) {
+        if (strcmp(name, PEM_STRING_X509_CRL) == 0) {
+            bad = data == NULL || len <= 0 || parse(data, len, l) != 0;
+            n++;
+        }
         OPENSSL_free(name);
         OPENSSL_free(header);
         OPENSSL_free(data);
         name = header = NULL;
         data = NULL;
-        if (rc == -2)
-            break;
     }
-    return rc == 0 ? 0 : -1;
+    ERR_clear_error(); /* the end of the file */
+    if (bad || n == 0) {
+        l->n = 0;
+        return -1;
+    }
+    sort_unique(l); /* shares: each sorted, together not */
+    if (crls != NULL)
+        *crls = n;
+    return 0;
+}
+
+int otk_crl_split(const otk_crl_list *all, otk_crl_list *shares, unsigned n)
+{
+    size_t i;
+    unsigned k;
+    for (k = 0; k < n; k++)
+        shares[k].n = 0;
+    for (i = 0; i < all->n; i++) {
+        const otk_crl_entry *e = &all->e[i];
+        otk_crl_list *l = &shares[otk_crl_share(e->sn, e->sn_len, n)];
+        if (reserve(l, l->n + 1) != 0) {
+            for (k = 0; k < n; k++)
+                shares[k].n = 0;
+            return -1;
+        }
+        l->e[l->n++] = *e;
+    }
+    return 0;
+}
+
+unsigned otk_crl_share(const uint8_t *sn, size_t len, unsigned shares)
+{
+    unsigned v;
+    if (shares <= 1 || len == 0)
+        return 0;
+    v = len >= 2 ? (unsigned)sn[len - 2] << 8 | sn[len - 1] : sn[0];
+    return v % shares;
 }
 
 /* An unsigned big-endian number as a DER INTEGER's content: no leading
@@ -280,14 +324,55 @@ static size_t entry_content(const otk_crl_entry *e)
     return (size_t)ASN1_object_size(0, e->sn_len, V_ASN1_INTEGER) + e->t_len;
 }
 
+/* An issuingDistributionPoint naming one URI (its full name), critical, on h. */
+static int add_idp(X509_CRL *h, const char *uri)
+{
+    ISSUING_DIST_POINT *idp = ISSUING_DIST_POINT_new();
+    GENERAL_NAME *gn = GENERAL_NAME_new();
+    ASN1_IA5STRING *s = ASN1_IA5STRING_new();
+    int ok = 0;
+    if (idp == NULL || gn == NULL || s == NULL || ASN1_STRING_set(s, uri, -1) != 1 ||
+        (idp->distpoint = DIST_POINT_NAME_new()) == NULL ||
+        (idp->distpoint->name.fullname = GENERAL_NAMES_new()) == NULL)
+        goto out;
+    GENERAL_NAME_set0_value(gn, GEN_URI, s);
+    s = NULL;
+    idp->distpoint->type = 0;
+    if (sk_GENERAL_NAME_push(idp->distpoint->name.fullname, gn) <= 0)
+        goto out;
+    gn = NULL;
+    ok = X509_CRL_add1_ext_i2d(h, NID_issuing_distribution_point, idp, 1, 0) == 1;
+out:
+    ASN1_IA5STRING_free(s);
+    GENERAL_NAME_free(gn);
+    ISSUING_DIST_POINT_free(idp);
+    return ok;
+}
+
+/* Where the entries go in the header's content (hc, n bytes): before the
+ * crlExtensions ([0]) when there are any, else at the end. */
+static long entries_at(const unsigned char *hc, long n)
+{
+    const unsigned char *p = hc, *end = hc + n;
+    elem e;
+    while (p < end) {
+        const unsigned char *at = p;
+        if (next(&p, end, &e) != 0)
+            return -1;
+        if (e.cls == V_ASN1_CONTEXT_SPECIFIC && e.tag == 0 && e.cons)
+            return p == end ? (long)(at - hc) : -1;
+    }
+    return n;
+}
+
 int otk_crl_write(FILE *f, const otk_crl_list *l, X509 *ca, EVP_PKEY *key, const ASN1_TIME *now,
-                  const ASN1_TIME *next_update)
+                  const ASN1_TIME *next_update, const char *idp_uri)
 {
     X509_CRL *h = X509_CRL_new();
     const X509_ALGOR *alg = NULL;
     unsigned char *hdr = NULL, *algd = NULL, *buf = NULL, *q, *sig;
     const unsigned char *hp;
-    long hc_len = 0;
+    long hc_len = 0, split;
     int tag, cls, hl, al, rc = -1;
     size_t body = 0, i, tbs_content, tbs, sig_max, content, total, off, sig_len;
     EVP_MD_CTX *mc = NULL;
@@ -296,12 +381,12 @@ int otk_crl_write(FILE *f, const otk_crl_list *l, X509 *ca, EVP_PKEY *key, const
     if (h == NULL || X509_CRL_set_version(h, 1) != 1 ||
         X509_CRL_set_issuer_name(h, X509_get_subject_name(ca)) != 1 ||
         X509_CRL_set1_lastUpdate(h, now) != 1 || X509_CRL_set1_nextUpdate(h, next_update) != 1 ||
-        X509_CRL_sign(h, key, EVP_sha256()) <= 0 || (hl = i2d_re_X509_CRL_tbs(h, &hdr)) <= 0)
+        (idp_uri != NULL && !add_idp(h, idp_uri)) || X509_CRL_sign(h, key, EVP_sha256()) <= 0 || (hl = i2d_re_X509_CRL_tbs(h, &hdr)) <= 0)
         goto out;
     X509_CRL_get0_signature(h, NULL, &alg);
     hp = hdr;
     if ((ASN1_get_object(&hp, &hc_len, &tag, &cls, hl) & 0x80) || tag != V_ASN1_SEQUENCE ||
-        (al = i2d_X509_ALGOR(alg, &algd)) <= 0)
+        (al = i2d_X509_ALGOR(alg, &algd)) <= 0 || (split = entries_at(hp, hc_len)) < 0)
         goto out;
     for (i = 0; i < l->n; i++)
         body += (size_t)ASN1_object_size(1, (int)entry_content(&l->e[i]), V_ASN1_SEQUENCE);
@@ -320,8 +405,8 @@ int otk_crl_write(FILE *f, const otk_crl_list *l, X509 *ca, EVP_PKEY *key, const
     off = total - content;
     q = buf + off;
     ASN1_put_object(&q, 1, (int)tbs_content, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL);
-    memcpy(q, hp, (size_t)hc_len);
-    q += hc_len;
+    memcpy(q, hp, (size_t)split);
+    q += split;
     if (l->n)
         ASN1_put_object(&q, 1, (int)body, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL);
     for (i = 0; i < l->n; i++) {
@@ -333,6 +418,8 @@ int otk_crl_write(FILE *f, const otk_crl_list *l, X509 *ca, EVP_PKEY *key, const
         memcpy(q, e->t, e->t_len);
         q += e->t_len;
     }
+    memcpy(q, hp + split, (size_t)(hc_len - split)); /* the extensions */
+    q += hc_len - split;
     if ((size_t)(q - (buf + off)) != tbs)
         goto out;
     /* Signed (after the buffer's end, then moved into place). */
