@@ -178,6 +178,11 @@ struct otk_sqlreg {
         int busy;
     } kept[N_KEPT];
     int in_batch; /* a group-commit transaction is open */
+    /* The audit log's last row, known while a batch holds the write lock
+     * (every row then is appended here): no lookup per row. */
+    int head_known;
+    int64_t head_seq;
+    uint8_t head_hash[32];
     char actor[OTK_ACTOR_MAX + 1]; /* named by the audit rows written ("" none) */
 };
 
@@ -519,21 +524,28 @@ out:
 /* Appends an audit row chained to the previous one (inside a transaction). */
 otk_status otk_sqlreg_append_audit(otk_sqlreg *r, const otk_audit *ev)
 {
-    sqlite3_stmt *s = stmt(r, Q_LAST_AUDIT);
+    sqlite3_stmt *s;
     uint8_t prev[32], hash[32];
     int64_t seq = 1, ts = now_ms();
-    int rc = sqlite3_step(s);
+    int rc;
     memset(prev, 0, sizeof prev);
-    if (rc == SQLITE_ROW) {
-        seq = sqlite3_column_int64(s, 0) + 1;
-        if (!col_blob(s, 1, prev, sizeof prev)) {
-            sqlite3_reset(s);
-            return OTK_ERR_CORRUPT;
+    if (r->in_batch && r->head_known) {
+        seq = r->head_seq + 1;
+        memcpy(prev, r->head_hash, sizeof prev);
+    } else {
+        s = stmt(r, Q_LAST_AUDIT);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            seq = sqlite3_column_int64(s, 0) + 1;
+            if (!col_blob(s, 1, prev, sizeof prev)) {
+                sqlite3_reset(s);
+                return OTK_ERR_CORRUPT;
+            }
+        } else if (rc != SQLITE_DONE) {
+            return OTK_ERR_STORAGE;
         }
-    } else if (rc != SQLITE_DONE) {
-        return OTK_ERR_STORAGE;
+        sqlite3_reset(s);
     }
-    sqlite3_reset(s);
     OTK_TRY(otk_audit_link(r->crypto, prev, (uint64_t)seq, ts, ev, r->actor, hash));
     s = stmt(r, Q_ADD_AUDIT);
     sqlite3_bind_int64(s, 1, seq);
@@ -551,7 +563,16 @@ otk_status otk_sqlreg_append_audit(otk_sqlreg *r, const otk_audit *ev)
         sqlite3_bind_null(s, 9);
     rc = sqlite3_step(s);
     sqlite3_reset(s);
-    return rc == SQLITE_DONE ? OTK_OK : OTK_ERR_STORAGE;
+    if (rc != SQLITE_DONE) {
+        r->head_known = 0;
+        return OTK_ERR_STORAGE;
+    }
+    if (r->in_batch) {
+        r->head_known = 1;
+        r->head_seq = seq;
+        memcpy(r->head_hash, hash, sizeof hash);
+    }
+    return OTK_OK;
 }
 
 static otk_status write_device(otk_sqlreg *r, const otk_agent_device *d)
@@ -647,6 +668,7 @@ static otk_status sr_put_device(void *ctx, const otk_agent_device *d, const otk_
     if (st == OTK_OK)
         st = run(r, r->in_batch ? Q_RELEASE : Q_COMMIT);
     if (st != OTK_OK) {
+        r->head_known = 0; /* the row appended, if any, is rolled back */
         if (r->in_batch) {
             (void)exec(r, "ROLLBACK TO put");
             (void)run(r, Q_RELEASE);
@@ -664,6 +686,7 @@ otk_status otk_sqlreg_batch_begin(otk_sqlreg *r)
     if (run(r, Q_BEGIN) != OTK_OK)
         return OTK_ERR_BUSY;
     r->in_batch = 1;
+    r->head_known = 0; /* another process may have appended since the last batch */
     return OTK_OK;
 }
 
@@ -672,6 +695,7 @@ otk_status otk_sqlreg_batch_end(otk_sqlreg *r)
     if (r == NULL || !r->in_batch)
         return OTK_ERR_BAD_STATE;
     r->in_batch = 0;
+    r->head_known = 0;
     if (run(r, Q_COMMIT) == OTK_OK)
         return OTK_OK;
     (void)exec(r, "ROLLBACK");
