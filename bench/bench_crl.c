@@ -7,7 +7,7 @@
  * revocation on a CRL of that size. CPU time of the process, min/median/max
  * of R runs. The broker's reload of the same files is measured by
  * bench/crl.sh, which runs this first. SHARES: the CRL's shares
- * (crl_shares; default OTK_X509_CRL_SHARES).
+ * (crl_shares; default 16, what docs/operations.md configures).
  * Usage: bench_crl DIR [N] [RUNS] [SHARES]   (DIR: an empty scratch directory)
  */
 #include <openssl/rand.h>
@@ -69,7 +69,7 @@ int main(int argc, char **argv)
 {
     long max = argc > 2 ? strtol(argv[2], NULL, 10) : 100000, size, have;
     int runs = argc > 3 ? atoi(argv[3]) : 5, r;
-    long shares = argc > 4 ? strtol(argv[4], NULL, 10) : OTK_X509_CRL_SHARES;
+    long shares = argc > 4 ? strtol(argv[4], NULL, 10) : 16;
     otk_x509_cloud cfg;
     otk_x509 *x = NULL;
     char err[256];

@@ -79,7 +79,7 @@ EOC
         key="pkcs11:token=otakey;object=cloud-$lc-ca;type=private"
         printf 'pkcs11_module = %s\npkcs11_pin_file = %s\n' "$FLEET_PKCS11_MODULE" "$work/hsm/pin" >> "$work/agent.ini"
       fi
-      printf 'type = x509\nca_cert = %s\nca_key = %s\ncrl_file = %s\nserver_ca = %s\npid_file = %s\n' \
+      printf 'type = x509\nca_cert = %s\nca_key = %s\ncrl_file = %s\ncrl_shares = 16\nserver_ca = %s\npid_file = %s\n' \
         "${!cc}" "$key" "${!crl}" "$LAB_CA" "$LAB_DIR/cloud-$lc.pid" >> "$work/agent.ini"
     elif [ "$kind" = passwd ]; then
       printf 'type = passwd\npassword_file = %s\nacl_file = %s\npid_file = %s\n' \

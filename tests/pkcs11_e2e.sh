@@ -51,7 +51,7 @@ check "a device's certificate verifies under its cloud's CA" \
 # after each batch (an update offer could be lost with it).
 check "the agent's broker connection held throughout" bash -c "! grep 'broker connection lost' '$work/agent.log'"
 # (the retired certificates reach the CRL within a second on an idle machine)
-# The CRL is in shares (crl_shares, 16 by default): one CRL each, all verified.
+# The CRL is in shares (the lab sets crl_shares = 16): one CRL each, all verified.
 crls_verify() { # FILE CA: every CRL in FILE verifies under CA, and there are 16
   local d f n=0
   d=$(mktemp -d)

@@ -160,7 +160,7 @@ static int verify(X509 *ca, X509 *c, int skip)
 }
 
 /*
- * The CRL in shares (the default: 16): each certificate names its share,
+ * The CRL in shares (crl_shares = 16): each certificate names its share,
  * the file holds one CRL per share with that name as its issuing
  * distribution point, and OpenSSL, given them all, checks a certificate
  * against its own share: revoked ones are refused, the others pass, and a
@@ -191,6 +191,7 @@ static void test_shares(void)
     snprintf(cfg.ca_cert, sizeof cfg.ca_cert, "%s", cert);
     snprintf(cfg.ca_key, sizeof cfg.ca_key, "%s", key);
     snprintf(cfg.crl_file, sizeof cfg.crl_file, "%s", crl);
+    cfg.crl_shares = 16;
     f = fopen(cert, "r");
     ca = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
     if (f)
@@ -360,7 +361,7 @@ int main(void)
     snprintf(cfg.ca_key, sizeof cfg.ca_key, "%s", ca_key);
     snprintf(cfg.crl_file, sizeof cfg.crl_file, "%s", crl);
     snprintf(cfg.server_ca, sizeof cfg.server_ca, "%s", ca_cert);
-    cfg.crl_shares = 1; /* one CRL (test_shares: a CRL in shares) */
+    /* crl_shares 0: the default, one CRL (test_shares: a CRL in shares) */
     /* A CA key others may read is refused. */
     chmod(ca_key, 0644);
     CHECK_ST(otk_x509_open(&cfg, &x, err, sizeof err), OTK_ERR_CLOUD);
@@ -399,6 +400,8 @@ int main(void)
         CHECK(X509_verify(c, capub) == 1);
         CHECK(X509_check_purpose(c, X509_PURPOSE_SSL_CLIENT, 0) == 1);
         CHECK(X509_check_ca(c) == 0);
+        /* One CRL (the default): no distribution point to name. */
+        CHECK(X509_get_ext_by_NID(c, NID_crl_distribution_points, -1) < 0);
         CHECK(EVP_PKEY_get_octet_string_param(X509_get0_pubkey(c), "encoded-pub-key", point,
                                               sizeof point, &plen) == 1 &&
               plen == 65 && point[0] == 4 && memcmp(point + 1, pub, 64) == 0);

@@ -48,7 +48,7 @@ typedef struct otk_x509_cloud {
     char pid_file[256];     /* the broker's pid, for SIGHUP ("" none) */
     char server_ca[256];    /* the CA of the cloud's server certificate ("" no pin) */
     unsigned validity_days; /* device certificates' lifetime (default 30) */
-    unsigned crl_shares;    /* the CRL's shares, 1 to OTK_X509_CRL_SHARES_MAX (0: the default) */
+    unsigned crl_shares;    /* the CRL's shares, 1 to OTK_X509_CRL_SHARES_MAX (0: the default, 1) */
 } otk_x509_cloud;
 
 /*
@@ -59,8 +59,11 @@ typedef struct otk_x509_cloud {
  * whole list (OpenSSL verifies the signature of the CRL it checks, over
  * all its entries, at every login); a flush signs again only the shares
  * with news. The number is fixed for a cloud once it issued certificates.
+ * The default is one CRL, as before shares existed (a cloud whose
+ * certificates name no share keeps working); new clouds set 16
+ * (docs/operations.md), 64 beyond a million certificates.
  */
-#define OTK_X509_CRL_SHARES 16
+#define OTK_X509_CRL_SHARES 1
 #define OTK_X509_CRL_SHARES_MAX 256
 
 typedef struct otk_x509 otk_x509;
