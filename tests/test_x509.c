@@ -309,6 +309,80 @@ static void test_shares(void)
         if (strcmp(before[k], after[k]) != 0)
             changed++;
     CHECK(changed == 16 && otk_x509_crl_entries(x) == N / 2 + 1);
+    /* A damaged file is not read as less than it holds, nor written over.
+     * An empty CRL naming no share, then a block cut short: not a
+     * placeholder (the flush fails, the file stays). An empty share alone
+     * (a file cut at a block's end): not a placeholder either (refused at
+     * open). */
+    {
+        FILE *g;
+        char back[8192] = "", other[160], one[4096], serial9[OTK_USER_MAX + 1];
+        static char blocks[16][4096];
+        size_t got;
+        otk_x509 *z = NULL;
+        otk_x509_cloud zc = cfg;
+        ASN1_TIME *t = X509_gmtime_adj(NULL, 0);
+        CHECK(crl_blocks(before, 16) == 16);
+        openssl_crl(crl, ca, key, NULL, t, -1);
+        g = fopen(crl, "r");
+        got = g ? fread(one, 1, sizeof one - 1, g) : 0;
+        if (g)
+            fclose(g);
+        one[got] = '\0';
+        g = fopen(crl, "a");
+        fputs("-----BEGIN X509 CRL-----\nMIIB!!not base64!!\n", g);
+        fclose(g);
+        CHECK_OK(otk_x509_issue_cert(x, id, 5, pub, der, sizeof der, &len, serial, pin));
+        CHECK_OK(otk_x509_remove(x, 5, serial));
+        CHECK_ST(otk_x509_flush(x), OTK_ERR_STORAGE);
+        g = fopen(crl, "r");
+        got = g ? fread(back, 1, sizeof back - 1, g) : 0;
+        if (g)
+            fclose(g);
+        CHECK(got > strlen(one) && strncmp(back, one, strlen(one)) == 0 &&
+              strstr(back, "not base64") != NULL);
+        /* Another cloud's file of 16 shares with one revocation, in share 9:
+         * its share 0 is empty. */
+        snprintf(other, sizeof other, "%s/other-crl.pem", dir);
+        snprintf(zc.crl_file, sizeof zc.crl_file, "%s", other);
+        memset(serial9, '0', 32);
+        serial9[0] = '4';
+        serial9[31] = '9';
+        serial9[32] = '\0';
+        CHECK_OK(otk_x509_open(&zc, &z, err, sizeof err));
+        CHECK_OK(otk_x509_remove(z, 5, serial9));
+        CHECK_OK(otk_x509_flush(z));
+        otk_x509_close(z);
+        {
+            /* (crl_blocks reads the file named by crl) */
+            char saved[sizeof crl];
+            memcpy(saved, crl, sizeof crl);
+            if (strlen(other) < sizeof crl) {
+                memcpy(crl, other, strlen(other) + 1);
+                CHECK(crl_blocks(blocks, 16) == 16);
+            }
+            memcpy(crl, saved, sizeof crl);
+        }
+        CHECK(strstr(blocks[0], "BEGIN X509 CRL") != NULL);
+        g = fopen(crl, "w");
+        fputs(blocks[0], g);
+        fclose(g);
+        CHECK_ST(otk_x509_open(&cfg, &y, err, sizeof err), OTK_ERR_CLOUD);
+        CHECK(y == NULL && strstr(err, "1 CRLs in it, crl_shares = 16") != NULL);
+        /* Put back whole: the queued revocation is listed at the next flush. */
+        g = fopen(crl, "w");
+        for (k = 0; k < 16; k++)
+            fputs(before[k], g);
+        fclose(g);
+        CHECK_OK(otk_x509_flush(x));
+        CHECK(otk_x509_crl_entries(x) == N / 2 + 2);
+        unlink(other);
+        snprintf(back, sizeof back, "%s.queue", other);
+        unlink(back);
+        snprintf(back, sizeof back, "%s.lock", other);
+        unlink(back);
+        ASN1_TIME_free(t);
+    }
     /* Another number of shares on this file: refused, saying so; the same one reads it back. */
     cfg.crl_shares = 4;
     CHECK_ST(otk_x509_open(&cfg, &y, err, sizeof err), OTK_ERR_CLOUD);
@@ -316,7 +390,7 @@ static void test_shares(void)
     cfg.crl_shares = 16;
     CHECK_OK(otk_x509_open(&cfg, &y, err, sizeof err));
     CHECK_OK(otk_x509_refresh(y));
-    CHECK(otk_x509_crl_entries(y) == N / 2 + 1);
+    CHECK(otk_x509_crl_entries(y) == N / 2 + 2);
     for (i = 0; i < N; i++)
         CHECK(verify(ca, certs[i], -1) == (i % 2 == 0 ? X509_V_ERR_CERT_REVOKED : 0));
 out:

@@ -31,6 +31,7 @@ typedef struct otk_crl_entry {
 typedef struct otk_crl_list {
     otk_crl_entry *e;
     size_t n, cap;
+    int idp; /* otk_crl_read: a CRL of the file has an issuing distribution point (a share) */
 } otk_crl_list;
 
 /* Frees the entries; the list is empty again. */
@@ -39,11 +40,12 @@ void otk_crl_clear(otk_crl_list *l);
 /*
  * Reads every CRL in PEM file f (its "X509 CRL" blocks: one, or a cloud's
  * shares) into l, which it replaces, their entries merged; *crls (if not
- * NULL) gets how many CRLs the file holds. 0 on success; -1 when f holds no
- * CRL or one this list cannot hold (an entry with extensions is read
- * without them; a serial or a date longer than an entry holds is an
- * error), l then empty. Signatures are not checked: the file is the
- * agent's own.
+ * NULL) gets how many CRLs the file holds, l->idp whether one names an
+ * issuing distribution point. 0 on success; -1 when f holds no CRL, a
+ * block that is not PEM to its end (damaged, cut short), or a CRL this
+ * list cannot hold (an entry with extensions is read without them; a
+ * serial or a date longer than an entry holds is an error), l then empty.
+ * Signatures are not checked: the file is the agent's own.
  */
 int otk_crl_read(FILE *f, otk_crl_list *l, size_t *crls);
 

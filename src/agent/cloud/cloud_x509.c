@@ -689,7 +689,7 @@ static void clear_shares(otk_x509 *x)
 static int load_crl(otk_x509 *x)
 {
     struct stat st;
-    otk_crl_list all = {NULL, 0, 0};
+    otk_crl_list all = {0};
     FILE *f;
     int rc;
     if (stat(x->cfg.crl_file, &st) != 0) {
@@ -721,9 +721,10 @@ static int load_crl(otk_x509 *x)
             rc = 0;
     }
     fclose(f);
-    /* One CRL listing nothing (what `openssl ca -gencrl` gives a broker to
-     * start with) is a placeholder for any number of shares. */
-    if (rc == 0 && x->file_crls == 1 && x->shares > 1 && all.n == 0)
+    /* One CRL listing nothing and naming no share (what `openssl ca -gencrl`
+     * gives a broker to start with) is a placeholder for any number of
+     * shares; one share alone is a file cut short. */
+    if (rc == 0 && x->file_crls == 1 && x->shares > 1 && all.n == 0 && !all.idp)
         x->file_crls = 0;
     if (rc == 0 && x->file_crls != 0 && x->file_crls != x->shares)
         rc = -1;

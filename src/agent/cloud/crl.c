@@ -171,8 +171,17 @@ static int parse(const unsigned char *p, long len, otk_crl_list *l)
         if (p < end && (q = p, next(&q, end, &e) != 0))
             return -1;
     }
-    if (p < end && e.cls == V_ASN1_CONTEXT_SPECIFIC && e.tag == 0 && e.cons)
+    if (p < end && e.cls == V_ASN1_CONTEXT_SPECIFIC && e.tag == 0 && e.cons) {
+        /* An issuingDistributionPoint (OID 2.5.29.28) among the extensions:
+         * looked for as its encoding; a false match only takes the CRL for
+         * a share, which is never written over as a placeholder. */
+        static const unsigned char idp_oid[] = {0x06, 0x03, 0x55, 0x1d, 0x1c};
+        long i;
+        for (i = 0; i + (long)sizeof idp_oid <= e.len; i++)
+            if (memcmp(e.content + i, idp_oid, sizeof idp_oid) == 0)
+                l->idp = 1;
         p = q;
+    }
     return p == end ? 0 : -1;
 }
 
@@ -209,7 +218,10 @@ int otk_crl_read(FILE *f, otk_crl_list *l, size_t *crls)
     long len = 0;
     size_t n = 0;
     int bad = 0;
+    unsigned long err;
     l->n = 0;
+    l->idp = 0;
+    ERR_clear_error();
     while (!bad && PEM_read(f, &name, &header, &data, &len) == 1) {
         if (strcmp(name, PEM_STRING_X509_CRL) == 0) {
             bad = data == NULL || len <= 0 || parse(data, len, l) != 0;
@@ -221,7 +233,12 @@ int otk_crl_read(FILE *f, otk_crl_list *l, size_t *crls)
         name = header = NULL;
         data = NULL;
     }
-    ERR_clear_error(); /* the end of the file */
+    /* The loop ends at the end of the file (no further block), or at a
+     * block that is not PEM to its end: a damaged file, not read as less. */
+    err = ERR_peek_last_error();
+    if (!bad && !(ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE))
+        bad = 1;
+    ERR_clear_error();
     if (bad || n == 0) {
         l->n = 0;
         return -1;
