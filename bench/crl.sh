@@ -44,12 +44,6 @@ echo "## The broker: mosquitto reloading the CRL (SIGHUP), and a TLS login check
 echo
 echo "| CRL entries | crl_shares | CRL file (KiB) | broker CPU per reload: min / median / max (ms) | broker CPU per TLS login (ms) |"
 echo "|---:|---:|---:|---|---:|"
-start_broker() {
-  : > "$work/m.log"
-  mosquitto -c "$work/m.conf" > "$work/m.log" 2>&1 &
-  pid=$!
-  for i in $(seq 100); do grep -q "running" "$work/m.log" && break; sleep 0.05; done
-}
 for n in 1000 10000 100000; do
   for sh in $shares; do
     d="$work/$n-$sh"
@@ -63,7 +57,10 @@ for n in 1000 10000 100000; do
       -out "$d/ca-v3.crt" 2>/dev/null
     printf 'user root\nlistener %s 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\ncrlfile %s\nrequire_certificate true\nuse_identity_as_username true\nallow_anonymous false\npersistence false\n' \
       "$port" "$d/ca-v3.crt" "$work/server.crt" "$work/server.key" "$d/crl.pem" > "$work/m.conf"
-    start_broker
+    : > "$work/m.log"
+    mosquitto -c "$work/m.conf" > "$work/m.log" 2>&1 &
+    pid=$!
+    for i in $(seq 100); do grep -q "running" "$work/m.log" && break; sleep 0.05; done
     t=()
     for r in 1 2 3 4 5; do
       a=$(cpu_ms "$pid"); kill -HUP "$pid"; sleep 1.5; b=$(cpu_ms "$pid")

@@ -171,11 +171,10 @@ key_done:
      * since name shares this agent would not write (or none), and their
      * logins would fail. */
     if (load_crl(x) != 0 && x->file_crls != 0 && x->file_crls != x->shares) {
-        char e[600];
-        snprintf(e, sizeof e, "crl_file '%s': %zu CRLs in it, crl_shares = %u (fixed once "
-                 "certificates are issued: each names its share; to change it, switch the "
-                 "devices to a new cloud)", cfg->crl_file, x->file_crls, x->shares);
-        err_out(err, err_size, "%s", e);
+        if (err != NULL && err_size > 0)
+            snprintf(err, err_size, "crl_file '%s': %zu CRLs in it, crl_shares = %u (fixed once "
+                     "certificates are issued: each names its share; to change it, switch the "
+                     "devices to a new cloud)", cfg->crl_file, x->file_crls, x->shares);
         goto fail;
     }
     make_template(x);
@@ -731,9 +730,16 @@ static int load_crl(otk_x509 *x)
     if (rc == 0 && x->shares > 1 && otk_crl_split(&all, x->crl, x->shares) != 0)
         rc = -1;
     otk_crl_clear(&all);
-    if (rc != 0)
+    if (rc != 0) {
         clear_shares(x);
-    return rc;
+        return rc;
+    }
+    /* The lists are the file's (read once: at start, not again at the first
+     * flush); where each share sits in it is not known, so all are signed
+     * anew at the next write. */
+    x->crl_known = 1;
+    x->crl_st = st;
+    return 0;
 }
 
 /*

@@ -398,7 +398,8 @@ int otk_crl_write(FILE *f, const otk_crl_list *l, X509 *ca, EVP_PKEY *key, const
     if (h == NULL || X509_CRL_set_version(h, 1) != 1 ||
         X509_CRL_set_issuer_name(h, X509_get_subject_name(ca)) != 1 ||
         X509_CRL_set1_lastUpdate(h, now) != 1 || X509_CRL_set1_nextUpdate(h, next_update) != 1 ||
-        (idp_uri != NULL && !add_idp(h, idp_uri)) || X509_CRL_sign(h, key, EVP_sha256()) <= 0 || (hl = i2d_re_X509_CRL_tbs(h, &hdr)) <= 0)
+        (idp_uri != NULL && !add_idp(h, idp_uri)) || X509_CRL_sign(h, key, EVP_sha256()) <= 0 ||
+        (hl = i2d_re_X509_CRL_tbs(h, &hdr)) <= 0)
         goto out;
     X509_CRL_get0_signature(h, NULL, &alg);
     hp = hdr;

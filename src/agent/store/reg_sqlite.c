@@ -695,7 +695,6 @@ otk_status otk_sqlreg_batch_end(otk_sqlreg *r)
     if (r == NULL || !r->in_batch)
         return OTK_ERR_BAD_STATE;
     r->in_batch = 0;
-    r->head_known = 0;
     if (run(r, Q_COMMIT) == OTK_OK)
         return OTK_OK;
     (void)exec(r, "ROLLBACK");
