@@ -122,6 +122,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_agent: certificate clouds: setup failed\n");
         return 1;
     }
+    /* Every device's messages run inside a group commit, as in the daemon. */
+    w.agent.group_commit = batch > 0 && w.sql != NULL;
     printf("agent core CPU per operation, %ld %sdevices, registry: %s, clouds: %s\n\n", n,
            x509 ? "version 2 " : "", sqlite ? "SQLite (WAL)" : "memory",
            x509 ? "x509 (certificates issued by OpenSSL)" : "passwords");

@@ -258,9 +258,78 @@ static void test_failures(void)
     world_free(&w);
 }
 
+/* The registry's puts, counted (around the memory registry's). */
+static otk_registry counted_reg;
+static unsigned n_puts;
+
+static otk_status count_put(void *ctx, const otk_agent_device *dev, const otk_audit *ev)
+{
+    n_puts++;
+    return counted_reg.put_device(ctx, dev, ev);
+}
+
+/*
+ * Inside a group commit (otk_agent.group_commit, the daemon's batch) a
+ * commit writes its device once: the retired client recorded as removed,
+ * removed after the write, the removal audited. Should the removal fail,
+ * the client is written back as stale for otk_agent_cleanup; should the
+ * write fail, nothing is removed and the set stays pending.
+ */
+static void test_group_commit(void)
+{
+    world w;
+    wdev d;
+    otk_agent_device rec;
+    unsigned before;
+    CHECK(world_init(&w, 2) == 0);
+    CHECK(wdev_init(&w, &d, 1) == 0);
+    CHECK_OK(wdev_boot(&w, &d));
+    counted_reg = w.agent.reg;
+    w.agent.reg.put_device = count_put;
+    w.agent.group_commit = 1;
+    CHECK_OK(world_settle(&w, &d, STEPS));
+    CHECK(otk_memcloud_count(w.cloud) == 1);
+    /* A rotation: the commit is one put, the old client gone, audited. */
+    CHECK_OK(world_request(&w, &d, OTK_WANT_ROTATE, 0)); /* the request: its set issued */
+    CHECK(otk_device_state(&d.dev) == OTK_DEV_PROVE);
+    before = n_puts;
+    CHECK_OK(world_settle(&w, &d, STEPS)); /* the proof, the commit */
+    CHECK(n_puts == before + 1);
+    CHECK_OK(world_record(&w, &d, &rec));
+    CHECK(rec.committed.version == 2 && !rec.has_stale && otk_memcloud_count(w.cloud) == 1);
+    CHECK(otk_memreg_audit_count(w.reg, OTK_AUD_CLOUD_CLEANUP) == 1);
+    CHECK(otk_device_version(&d.dev, OTK_SET_ACTIVE) == 2);
+    /* The removal fails: written back as stale (a second put), removed by cleanup. */
+    CHECK_OK(world_request(&w, &d, OTK_WANT_ROTATE, 0));
+    otk_memcloud_fail(w.cloud, 1);
+    CHECK_OK(world_settle(&w, &d, STEPS));
+    CHECK_OK(world_record(&w, &d, &rec));
+    CHECK(rec.committed.version == 3 && rec.has_stale && otk_memcloud_count(w.cloud) == 2);
+    CHECK(otk_memreg_audit_count(w.reg, OTK_AUD_CLOUD_CLEANUP) == 1);
+    CHECK_OK(otk_agent_cleanup(&w.agent, d.cfg.device_id));
+    CHECK_OK(world_record(&w, &d, &rec));
+    CHECK(!rec.has_stale && otk_memcloud_count(w.cloud) == 1);
+    CHECK(otk_memreg_audit_count(w.reg, OTK_AUD_CLOUD_CLEANUP) == 2);
+    /* The commit's write fails: nothing removed, the set still pending; then it commits. */
+    CHECK_OK(world_request(&w, &d, OTK_WANT_SWITCH, WORLD_CLOUD_B));
+    otk_memreg_fail_puts(w.reg, 1);
+    w.last_agent = OTK_OK;
+    CHECK_ST(world_settle(&w, &d, 2), OTK_ERR_STORAGE);
+    CHECK_OK(world_record(&w, &d, &rec));
+    CHECK(rec.has_pending && rec.committed.version == 3 && otk_memcloud_count(w.cloud) == 2);
+    w.last_agent = OTK_OK;
+    CHECK_OK(world_settle(&w, &d, STEPS));
+    CHECK_OK(world_record(&w, &d, &rec));
+    CHECK(rec.committed.version == 4 && rec.committed.cloud.cloud_id == WORLD_CLOUD_B &&
+          !rec.has_stale && otk_memcloud_count(w.cloud) == 1);
+    wdev_free(&d);
+    world_free(&w);
+}
+
 int main(void)
 {
     test_refusals();
     test_failures();
+    test_group_commit();
     return CHECK_DONE();
 }

@@ -618,6 +618,9 @@ static void handle_message(struct mosquitto *m, void *ud, const struct mosquitto
      * their replies wait for its commit. */
     if (!d->in_batch && otk_store_batch_begin(d->reg) == OTK_OK)
         d->in_batch = 1;
+    /* Inside the batch's transaction, which commits after the revocation
+     * queue is synced: a commit writes its device once. */
+    d->agent.group_commit = d->in_batch && otk_store_batches(d->reg);
     st = otk_agent_handle(&d->agent, msg->payload, (size_t)msg->payloadlen, out, sizeof out, &n);
     /* Ends the device's transaction (PostgreSQL: its lock) before replying. */
     if (otk_store_release(d->reg) != OTK_OK)
@@ -633,6 +636,7 @@ static void handle_message(struct mosquitto *m, void *ud, const struct mosquitto
         if (otk_store_release(d->reg) != OTK_OK)
             logf_(1, "database: a transaction did not commit");
     }
+    d->agent.group_commit = 0;
     d->handled++;
     if (st == OTK_OK && client_known)
         heard_now(d, client, now);

@@ -160,6 +160,16 @@ typedef struct otk_agent {
     otk_registry reg;
     otk_cloud_adapter cloud;
     otk_agent_config cfg;
+    /*
+     * Set by the caller (0 after otk_agent_init) while the registry's writes
+     * become durable only together, at a commit the caller makes after the
+     * cloud adapter's queued changes are synced (the daemon's group commit).
+     * A commit then writes its device once: the retired client recorded as
+     * removed, removed right after, an audit row saying so. (Otherwise the
+     * record is written twice, with the retired client, then without it
+     * once it is removed: a crash between the two leaves the removal to do.)
+     */
+    int group_commit;
 } otk_agent;
 
 /* Copies the interfaces and config; crypto must outlive the agent. */

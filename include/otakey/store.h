@@ -68,6 +68,8 @@ OTK_CHECK_RETURN otk_status otk_store_release(otk_store *s);
  */
 OTK_CHECK_RETURN otk_status otk_store_batch_begin(otk_store *s);
 OTK_CHECK_RETURN otk_status otk_store_batch_end(otk_store *s);
+/* 1 when begin opens a transaction (SQLite): what otk_agent.group_commit asks. */
+int otk_store_batches(const otk_store *s);
 
 /* ---- batches and devices ---- */
 

@@ -514,6 +514,33 @@ static otk_status on_confirm(otk_agent *a, const otk_msg *m, const uint8_t *in, 
     memset(&next.pending, 0, sizeof next.pending);
     next.state = OTK_DS_ACTIVE;
     next.reclaim_allowed = 0;
+    if (a->group_commit && next.has_stale) {
+        /* The commit, the removal and its record are durable together or
+         * not at all: one device write. */
+        otk_cloud old;
+        memset(&old, 0, sizeof old);
+        old.cloud_id = next.stale_cloud;
+        memcpy(old.user, next.stale_user, sizeof old.user);
+        next.has_stale = 0;
+        memset(next.stale_user, 0, sizeof next.stale_user);
+        st = put(a, &next, OTK_AUD_COMMIT, OTK_MSG_CONFIRM, m->version, OTK_OK);
+        if (st == OTK_OK) {
+            *rec = next;
+            if (cloud_remove(a, &old) == OTK_OK) {
+                (void)audit(a, OTK_AUD_CLOUD_CLEANUP, 0, rec->id, rec->committed.version, OTK_OK);
+            } else { /* kept for otk_agent_cleanup to retry */
+                rec->has_stale = 1;
+                rec->stale_cloud = old.cloud_id;
+                memcpy(rec->stale_user, old.user, sizeof rec->stale_user);
+                (void)put(a, rec, 0, 0, rec->committed.version, OTK_OK);
+            }
+            st = mac_reply(a, m->proto, OTK_MSG_ACK, rec->id, m->version, OTK_OK, rec->committed.ak,
+                           NULL, 0, out, out_size, out_len);
+        }
+        otk_wipe(&old, sizeof old);
+        otk_wipe(&next, sizeof next);
+        return st;
+    }
     st = put(a, &next, OTK_AUD_COMMIT, OTK_MSG_CONFIRM, m->version, OTK_OK);
     if (st == OTK_OK) {
         *rec = next;

@@ -79,6 +79,11 @@ otk_status otk_store_batch_begin(otk_store *s)
     return s->ops->batch ? s->ops->batch(s->impl, 1) : OTK_OK;
 }
 
+int otk_store_batches(const otk_store *s)
+{
+    return s != NULL && s->ops->batch != NULL;
+}
+
 otk_status otk_store_batch_end(otk_store *s)
 {
     if (s == NULL)
