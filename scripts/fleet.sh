@@ -24,6 +24,8 @@ fleet_cleanup() {
 # with the token.
 # FLEET_CLOUDS=mixed: clouds 1 and 2 take certificates, cloud 3 (dynamic
 # security) is where version 1 devices claim (claim_cloud_v1).
+# FLEET_LINK=unix: the agent reaches its broker through the lab's Unix socket
+# (broker_socket) instead of TLS on loopback.
 fleet_setup() {
   local c l lc port
   umask 077 # keys, PK, configs with passwords, registries: the owner's alone
@@ -44,13 +46,18 @@ fleet_setup() {
   fi
   "$bin/otakey" product create --db "${FLEET_DB:-$work/registry.db}" --batch $batch --name demo-sensor \
     --pk-out "$work/batch.pk"
+  local link
+  if [ "${FLEET_LINK:-tls}" = unix ]; then
+    [ -n "${LAB_SERVER_SOCKET:-}" ] || { echo "fleet: the lab has no Unix socket (path too long)" >&2; return 1; }
+    link="broker_socket = $LAB_SERVER_SOCKET"
+  else
+    link=$(printf 'broker_host = 127.0.0.1\nbroker_port = %s\ncafile = %s' "$LAB_SERVER_PORT" "$LAB_CA")
+  fi
   cat > "$work/agent.ini" <<EOC
 [agent]
 database = ${FLEET_DB:-$work/registry.db}
 signing_key = $sign_key
-broker_host = 127.0.0.1
-broker_port = $LAB_SERVER_PORT
-cafile = $LAB_CA
+$link
 username = $LAB_AGENT_USER
 password = $LAB_AGENT_PASSWORD
 claim_cloud = 1

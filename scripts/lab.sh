@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A local lab of real brokers on free loopback ports, all over TLS:
+# A local lab of real brokers on free loopback ports, all over TLS (and one
+# Unix socket for the servers on this host):
 #   agent broker  - two listeners, each guarded by otakey's mosquitto plugin
 #                   (src/broker/policy.h; docs/security.md):
 #                   devices (LAB_AGENT_PORT): anonymous clients whose client id
@@ -8,7 +9,9 @@
 #                   servers (LAB_SERVER_PORT): agents, and the benchmark's
 #                     baseline servers, log in with a password; each topic
 #                     space has one owner (otakey/v1: otakey-agent, bench/v1:
-#                     otakey-bench), shared subscriptions included
+#                     otakey-bench), shared subscriptions included; the
+#                     same on a Unix socket (LAB_SERVER_SOCKET, DIR/servers.sock,
+#                     the owner's alone; empty when DIR's path is too long)
 #                   devices with certificates (LAB_AGENT_CERTS_PORT, x509
 #                     and mixed labs): devices holding a certificate set log
 #                     in with it; the anonymous listener cannot take their ids
@@ -146,6 +149,10 @@ start() {
     cat "$dir/cloud-a-crl.pem" "$dir/cloud-b-crl.pem" > "$dir/devices-crl.pem"
     chmod 644 "$dir/devices-ca.pem" "$dir/devices-crl.pem"
   fi
+  # The servers' Unix socket (a sockaddr_un path holds 107 bytes: none
+  # beyond that).
+  sock=$dir/servers.sock
+  [ ${#sock} -le 107 ] || sock=
   while :; do
     attempt=$((attempt + 1))
     pick_ports
@@ -173,6 +180,14 @@ start() {
       printf 'allow_anonymous false\npassword_file %s\n' "$dir/agent.pw"
       printf 'plugin %s\nplugin_opt_role agents\n' "$otk_so"
       printf 'plugin_opt_spaces otakey/v1=otakey-agent bench/v1=otakey-bench\n'
+      if [ -n "$sock" ]; then
+        printf '\n# Servers on this host through a Unix socket: the same passwords and\n'
+        printf '# owners; no TLS (only the owner may connect: umask 077).\n'
+        printf 'listener 0 %s\n' "$sock"
+        printf 'allow_anonymous false\npassword_file %s\n' "$dir/agent.pw"
+        printf 'plugin %s\nplugin_opt_role agents\n' "$otk_so"
+        printf 'plugin_opt_spaces otakey/v1=otakey-agent bench/v1=otakey-bench\n'
+      fi
       if [ $certs = 1 ]; then
         printf '\n# Devices holding a certificate set: logged in with it, the CN as user\n'
         printf '# name and client id; the plugin keeps their ids from anonymous clients.\n'
@@ -230,6 +245,7 @@ LAB_DIR=$dir
 LAB_CA=$dir/ca.crt
 LAB_AGENT_PORT=$pa
 LAB_SERVER_PORT=$ps
+LAB_SERVER_SOCKET=$sock
 LAB_AGENT_USER=otakey-agent
 LAB_AGENT_PASSWORD=$agent_pw
 LAB_CLOUD_A_PORT=$pca

@@ -82,6 +82,17 @@ out=$(timeout -k 5 30 mosquitto_sub "${tls[@]}" -p "$LAB_SERVER_PORT" -i otakey-
 expect "anonymous client on the servers' listener" has "$out" "Not authorized"
 out=$(timeout -k 5 30 mosquitto_sub "${tls[@]}" -p "$LAB_SERVER_PORT" -i otakey-agent -u otakey-agent -P wrong -t x -W 20 2>&1 || true)
 expect "agent id with a wrong password" has "$out" "Not authorized"
+# The servers' Unix socket (broker_socket): anonymous and wrong passwords
+# refused as on TCP; a local user without write permission on the socket
+# cannot even connect, the agent's password in hand.
+sk=(-V 5 --unix "$LAB_SERVER_SOCKET")
+out=$(timeout -k 5 30 mosquitto_sub "${sk[@]}" -i otakey-agent -t 'otakey/v1/up/#' -W 20 2>&1 || true)
+expect "anonymous client on the servers' Unix socket" has "$out" "Not authorized"
+out=$(timeout -k 5 30 mosquitto_sub "${sk[@]}" -i otakey-agent -u otakey-agent -P wrong -t x -W 20 2>&1 || true)
+expect "agent id with a wrong password on the Unix socket" has "$out" "Not authorized"
+out=$(timeout -k 5 30 runuser -u nobody -- mosquitto_sub "${sk[@]}" -i x -u otakey-agent \
+  -P "$LAB_AGENT_PASSWORD" -t x -W 20 2>&1 || true)
+expect "another local user on the servers' Unix socket (with the agent's password)" has "$out" "Permission denied"
 out=$(timeout -k 5 30 mosquitto_sub "${tls[@]}" "${dev[@]}" -i "$(rand_id)" -u otakey-agent -P "$LAB_AGENT_PASSWORD" -t x -W 20 2>&1 || true)
 expect "a user name (even the agent's) on the device listener" has "$out" "Not authorized"
 me=$(rand_id)

@@ -6,6 +6,8 @@
 #    device and restarted: every device ends on one consistent version;
 #  - a revoked device is refused by the agent;
 #  - editing a row of the audit log by hand makes 'otakey audit verify' fail.
+# The agent reaches its broker through the broker's Unix socket here
+# (broker_socket); the other end-to-end tests use TLS on loopback.
 # Usage: tests/e2e_agent.sh BUILD_DIR
 set -euo pipefail
 umask 077 # keys, PK, configs with passwords, registries: the owner's alone
@@ -22,11 +24,14 @@ check() { # check DESCRIPTION COMMAND...
 
 n=6
 POLL_MS=500 # revocation is seen at the next poll
+FLEET_LINK=unix
 fleet_setup
 start_agent
 t0=$(date +%s.%N)
 for i in $(seq 1 $n); do start_device "$(device_id "$i")"; done
 check "all $n devices claim" wait_all claim '"state":"ready","version":1' $n
+check "the agent is connected through the broker's Unix socket" \
+  grep -q "connected to unix:$LAB_SERVER_SOCKET," "$work/agent.log"
 
 # A device restarted keeps its key set (its key partition is its only state).
 # (its old status file goes first: what the new process writes is read; a
@@ -43,6 +48,24 @@ check "the registry lists the product with its devices" \
 printf '[agent]\ndatabase = x\nbogus = 1\n' > "$work/bad.ini"
 set +e; "$bin/otakey-agent" -c "$work/bad.ini" 2> "$work/bad.err"; rc=$?; set -e
 check "a bad agent config exits 2 naming the key" bash -c "test $rc -eq 2 && grep -q 'bogus' '$work/bad.err'"
+# A Unix socket takes no TCP keys, its path is absolute; a socket nobody
+# listens on, or a wrong password on it, stops the agent (exit 1).
+sed 's/^broker_socket = .*/&\nbroker_port = 8883/' "$work/agent.ini" > "$work/bad.ini"
+set +e; "$bin/otakey-agent" -c "$work/bad.ini" 2> "$work/bad.err"; rc=$?; set -e
+check "broker_socket with broker_port exits 2 naming both" \
+  bash -c "test $rc -eq 2 && grep -q 'broker_socket takes no broker_host, broker_port' '$work/bad.err'"
+sed 's|^broker_socket = .*|broker_socket = lab/servers.sock|' "$work/agent.ini" > "$work/bad.ini"
+set +e; "$bin/otakey-agent" -c "$work/bad.ini" 2> "$work/bad.err"; rc=$?; set -e
+check "a relative broker_socket exits 2" \
+  bash -c "test $rc -eq 2 && grep -q 'broker_socket: must be an absolute path' '$work/bad.err'"
+sed "s|^broker_socket = .*|broker_socket = $work/none.sock|" "$work/agent.ini" > "$work/bad.ini"
+set +e; timeout 30 "$bin/otakey-agent" -c "$work/bad.ini" 2> "$work/bad.err"; rc=$?; set -e
+check "a socket nobody listens on exits 1 naming it" \
+  bash -c "test $rc -eq 1 && grep -q 'cannot connect to broker unix:$work/none.sock' '$work/bad.err'"
+sed 's/^password = .*/password = wrong/' "$work/agent.ini" > "$work/bad.ini"
+set +e; timeout 30 "$bin/otakey-agent" -c "$work/bad.ini" 2> "$work/bad.err"; rc=$?; set -e
+check "a wrong password on the socket exits 1 (refused)" \
+  bash -c "test $rc -eq 1 && grep -q 'refused the agent' '$work/bad.err'"
 set +e; "$bin/otakey" device show --db "$work/registry.db" nothex 2> "$work/bad.err"; rc=$?; set -e
 check "a bad CLI argument exits 2 naming it" bash -c "test $rc -eq 2 && grep -q 'ID' '$work/bad.err'"
 

@@ -19,6 +19,7 @@ typedef struct parse_ctx {
     char *err;
     size_t err_size;
     int failed;
+    int tcp_keys; /* a key of the broker's TCP link was given (not with broker_socket) */
 } parse_ctx;
 
 static int fail(parse_ctx *p, const char *section, const char *key, const char *why)
@@ -89,6 +90,14 @@ static int on_agent(parse_ctx *p, const char *s, const char *k, const char *v)
         return copy(p, s, k, c->pkcs11_module, sizeof c->pkcs11_module, v);
     if (!strcmp(k, "pkcs11_pin_file"))
         return copy(p, s, k, c->pkcs11_pin_file, sizeof c->pkcs11_pin_file, v);
+    if (!strcmp(k, "broker_socket")) {
+        if (v[0] != '/')
+            return fail(p, s, k, "must be an absolute path");
+        return copy(p, s, k, c->broker_socket, sizeof c->broker_socket, v);
+    }
+    if (!strcmp(k, "broker_host") || !strcmp(k, "broker_port") || !strcmp(k, "tls") ||
+        !strcmp(k, "cafile") || !strcmp(k, "certfile") || !strcmp(k, "keyfile"))
+        p->tcp_keys = 1;
     if (!strcmp(k, "broker_host"))
         return copy(p, s, k, c->broker_host, sizeof c->broker_host, v);
     if (!strcmp(k, "broker_port"))
@@ -288,6 +297,7 @@ int otk_agentd_config_load(const char *path, otk_agentd_config *cfg, char *err, 
     p.err = err;
     p.err_size = err_size;
     p.failed = 0;
+    p.tcp_keys = 0;
     line = ini_parse(path, handler, &p);
     if (line == -1) {
         snprintf(err, err_size, "cannot open config file '%s'", path);
@@ -306,6 +316,20 @@ int otk_agentd_config_load(const char *path, otk_agentd_config *cfg, char *err, 
     if (cfg->n_clouds == 0) {
         snprintf(err, err_size, "%s: at least one [cloud.N] section is required", path);
         return -1;
+    }
+    /* A broker on this host through its Unix socket: the socket's file
+     * permissions and the password guard it; no TLS (docs/operations.md). */
+    if (cfg->broker_socket[0]) {
+        if (p.tcp_keys) {
+            snprintf(err, err_size, "%s: [agent] broker_socket takes no broker_host, broker_port, "
+                     "tls, cafile, certfile or keyfile (those are for a TCP broker)", path);
+            return -1;
+        }
+        cfg->tls = 0;
+        snprintf(cfg->broker_where, sizeof cfg->broker_where, "unix:%s", cfg->broker_socket);
+    } else {
+        snprintf(cfg->broker_where, sizeof cfg->broker_where, "%s:%u", cfg->broker_host,
+                 (unsigned)cfg->broker_port);
     }
     /* TLS fails closed: no CA, no connection (plain TCP only when asked). */
     if (cfg->tls && !cfg->cafile[0]) {

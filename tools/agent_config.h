@@ -21,6 +21,8 @@ typedef struct otk_agentd_config {
     char broker_host[OTK_HOST_MAX + 1];
     uint16_t broker_port;
     int tls;               /* TLS to the agent broker (default 1; cafile required) */
+    char broker_socket[108]; /* or a Unix socket of a broker on this host ("" none; no TLS) */
+    char broker_where[300];  /* "HOST:PORT" or "unix:PATH", for messages */
     char cafile[256];
     char certfile[256];    /* optional client certificate and key for the broker */
     char keyfile[256];

@@ -211,12 +211,14 @@ typedef struct daemon_ctx {
  * What one pass of the main loop sends (the batch's replies, the tick's
  * offers) leaves in as few TCP segments as it fills: corked while they are
  * written, pushed together when uncorked (on loopback each segment also
- * costs the sender the receiver's processing).
+ * costs the sender the receiver's processing). A Unix socket has no cork.
  */
+static int link_tcp = 1;
+
 static void cork(struct mosquitto *m, int on)
 {
     int fd = mosquitto_socket(m);
-    if (fd >= 0)
+    if (fd >= 0 && link_tcp)
         (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
 }
 
@@ -440,8 +442,7 @@ static void on_connect(struct mosquitto *m, void *ud, int rc, int flags, const m
              mosquitto_subscribe_v5(m, NULL, d->cfg.report_topic, 0, 0, NULL) != MOSQ_ERR_SUCCESS)
         logf_(1, "subscribe to %s failed", d->cfg.report_topic);
     else
-        logf_(2, "connected to %s:%u, subscribed to %s", d->cfg.broker_host, d->cfg.broker_port,
-              d->sub);
+        logf_(2, "connected to %s, subscribed to %s", d->cfg.broker_where, d->sub);
 }
 
 static void hold(daemon_ctx *d, const char *topic, const uint8_t *msg, size_t n)
@@ -858,7 +859,9 @@ static int setup(daemon_ctx *d, const char *path)
     if (d->mosq == NULL)
         abort();
     /* Small request/response messages: no Nagle delay. */
-    (void)mosquitto_int_option(d->mosq, MOSQ_OPT_TCP_NODELAY, 1);
+    link_tcp = !d->cfg.broker_socket[0];
+    if (link_tcp)
+        (void)mosquitto_int_option(d->mosq, MOSQ_OPT_TCP_NODELAY, 1);
     mosquitto_int_option(d->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
     mosquitto_connect_v5_callback_set(d->mosq, on_connect);
     mosquitto_message_v5_callback_set(d->mosq, on_message);
@@ -884,10 +887,12 @@ static int setup(daemon_ctx *d, const char *path)
     {
         int crc;
         ERR_clear_error(); /* see broker_loop */
-        crc = mosquitto_connect(d->mosq, d->cfg.broker_host, d->cfg.broker_port, 30);
+        /* Port 0: libmosquitto takes the host as a Unix socket's path. */
+        crc = d->cfg.broker_socket[0]
+                  ? mosquitto_connect(d->mosq, d->cfg.broker_socket, 0, 30)
+                  : mosquitto_connect(d->mosq, d->cfg.broker_host, d->cfg.broker_port, 30);
         if (crc != MOSQ_ERR_SUCCESS) {
-            fprintf(stderr, "otakey-agent: cannot connect to broker %s:%u: %s\n", d->cfg.broker_host,
-                    d->cfg.broker_port,
+            fprintf(stderr, "otakey-agent: cannot connect to broker %s: %s\n", d->cfg.broker_where,
                     crc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(crc));
             return 1;
         }
@@ -1062,7 +1067,7 @@ static void reload(daemon_ctx *d)
             logf_(1, "SIGHUP: API tokens not reloaded (the old ones stay): %s", err);
     }
     if (strcmp(n.database, d->cfg.database) || strcmp(n.signing_key, d->cfg.signing_key) ||
-        strcmp(n.broker_host, d->cfg.broker_host) || n.broker_port != d->cfg.broker_port ||
+        strcmp(n.broker_where, d->cfg.broker_where) ||
         strcmp(n.username, d->cfg.username) || strcmp(n.password, d->cfg.password) ||
         strcmp(n.client_id, d->cfg.client_id) || strcmp(n.api_listen, d->cfg.api_listen))
         logf_(1, "SIGHUP: database, signing key, broker or API listener changed: they take "
@@ -1168,21 +1173,21 @@ static int await_first_connack(daemon_ctx *d, unsigned timeout_ms)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     while (d->conn_rc < 0 && !stopping) {
         if (broker_loop(d->mosq, 100) != MOSQ_ERR_SUCCESS && d->conn_rc < 0) {
-            fprintf(stderr, "otakey-agent: broker %s:%u closed the connection before answering "
+            fprintf(stderr, "otakey-agent: broker %s closed the connection before answering "
                             "(TLS or network failure)\n",
-                    d->cfg.broker_host, d->cfg.broker_port);
+                    d->cfg.broker_where);
             return 1;
         }
         clock_gettime(CLOCK_MONOTONIC, &t);
         if (ms_between(&t0, &t) > (long)timeout_ms) {
-            fprintf(stderr, "otakey-agent: broker %s:%u did not answer within %u ms\n",
-                    d->cfg.broker_host, d->cfg.broker_port, timeout_ms);
+            fprintf(stderr, "otakey-agent: broker %s did not answer within %u ms\n",
+                    d->cfg.broker_where, timeout_ms);
             return 1;
         }
     }
     if (d->conn_rc > 0) {
-        fprintf(stderr, "otakey-agent: broker %s:%u refused the agent: %s\n", d->cfg.broker_host,
-                d->cfg.broker_port, mosquitto_reason_string(d->conn_rc));
+        fprintf(stderr, "otakey-agent: broker %s refused the agent: %s\n", d->cfg.broker_where,
+                mosquitto_reason_string(d->conn_rc));
         return 1;
     }
     return 0;
