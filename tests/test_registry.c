@@ -1305,6 +1305,14 @@ static void test_batch_audit(void)
     CHECK_OK(otk_sqlreg_audit_verify(r, &rows, &bad));
     CHECK(rows == before + 3 * 6);
     CHECK(otk_sqlreg_audit_count(r, OTK_AUD_REFUSED) >= 18);
+    {
+        /* A device's savepoint journal stays in memory (2 = MEMORY): never a
+         * file in /var/tmp holding page images of pending keys. */
+        sqlite3_stmt *s = NULL;
+        CHECK(sqlite3_prepare_v2(otk_sqlreg_handle(r), "PRAGMA temp_store", -1, &s, NULL) == SQLITE_OK);
+        CHECK(sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) == 2);
+        sqlite3_finalize(s);
+    }
     otk_sqlreg_close(other);
     otk_sqlreg_close(r);
     otk_crypto_openssl_free(&cr);

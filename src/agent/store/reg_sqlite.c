@@ -313,8 +313,15 @@ otk_status otk_sqlreg_open(const char *path, const otk_crypto *crypto, otk_sqlre
      * pages of every table and index of a million devices, so that a lookup
      * reads its leaf page alone from the file; the cache fills only as far as
      * the registry is read. */
+    /* temp_store MEMORY: a device's writes inside a group commit run in a
+     * savepoint, whose journal (the pages' images before the device's
+     * writes) SQLite moves to a file in /var/tmp past 64 KiB and then keeps
+     * there: two writes to it for each one to the WAL, and the images of
+     * pages holding pending keys left on a disk in a deleted file. In
+     * memory it is emptied at each release. */
     if (exec(r, "PRAGMA journal_mode=WAL") != OTK_OK || exec(r, "PRAGMA synchronous=NORMAL") != OTK_OK ||
-        exec(r, "PRAGMA secure_delete=ON") != OTK_OK || exec(r, "PRAGMA cache_size=-16384") != OTK_OK)
+        exec(r, "PRAGMA secure_delete=ON") != OTK_OK || exec(r, "PRAGMA cache_size=-16384") != OTK_OK ||
+        exec(r, "PRAGMA temp_store=MEMORY") != OTK_OK)
         goto fail;
     if (migrate(r, err, err_size) != OTK_OK) {
         sqlite3_close(r->db);
