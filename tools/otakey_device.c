@@ -8,9 +8,11 @@
  * usage: otakey-device --id HEX32 --flash FILE --batch HEX16 --pk FILE
  *          --agent-pub HEX128 --broker HOST:PORT --cafile FILE
  *          [--status FILE] [--poll-ms N] [--telemetry-ms N] [--run-ms N]
- *          [--cut-at N [--tear]]
+ *          [--cut-at N [--tear] | --cut-at-commit]
  * --cut-at is the power-loss test hook: the process dies at its N-th
- * flash operation (see otk_file_flash_cut); the status file counts the
+ * flash operation (see otk_file_flash_cut); --cut-at-commit at the first
+ * one made for a message that answers its CONFIRM (the agent's ACK: the
+ * agent committed, the device does not); the status file counts the
  * operations done so far (flash_ops) and the versions found at boot.
  * Exit codes: 0 done (--run-ms elapsed or SIGTERM), 1 failure, 2 bad usage,
  * 3 power cut by --cut-at.
@@ -60,6 +62,7 @@ typedef struct dev_ctx {
     uint32_t cert_fails_version; /* ... with the certificate of this active version */
     int cert_tried;   /* a certificate login reached the listener; no CONNACK yet */
     uint64_t cert_off_ms; /* when the link went to the anonymous listener */
+    int cut_commit; /* --cut-at-commit */
 } dev_ctx;
 
 /* A certificate the listener refuses this many times in a row is given up
@@ -157,6 +160,9 @@ static void on_agent_message(struct mosquitto *m, void *ud, const struct mosquit
     (void)m;
     (void)p;
     d->down_bytes += (unsigned long)msg->payloadlen;
+    /* (test hook) the answer to a CONFIRM: power goes at its first flash write */
+    if (d->cut_commit && otk_device_state(&d->dev) == OTK_DEV_CONFIRMING)
+        otk_file_flash_cut(&d->flash, d->flash.ops + 1, 0);
     st = otk_device_receive(&d->dev, msg->payload, (size_t)msg->payloadlen, out, sizeof out, &n);
     if (st != OTK_OK)
         fprintf(stderr, "otakey-device %s: message refused: %s\n", d->hex, otk_strerror(st));
@@ -367,14 +373,15 @@ static int usage(const char *why)
             "usage: otakey-device --id HEX32 --flash FILE --batch HEX16 --pk FILE --agent-pub HEX128\n"
             "         --broker HOST:PORT --cafile FILE [--status FILE] [--poll-ms N]\n"
             "         [--telemetry-ms N] [--run-ms N] [--proto 1|2] [--broker-certs HOST:PORT]\n"
-            "         [--cut-at N [--tear]]\n"
+            "         [--cut-at N [--tear] | --cut-at-commit]\n"
             "       otakey-device --help | --version\n"
             "--proto 2: protocol version 2 (certificate key sets, docs/protocol.md §11).\n"
             "--broker-certs: the agent broker's listener for devices with certificates: once\n"
             "  the device holds a certificate set it talks to the agent there, logged in with it.\n"
             "--cut-at N: test hook, power is cut at the N-th flash operation (exit 3);\n"
-            "  --tear leaves that operation half done.\n"
-            "Exit codes: 0 done, 1 failure, 2 bad usage, 3 power cut by --cut-at.\n");
+            "  --tear leaves that operation half done. --cut-at-commit: at the first flash\n"
+            "  operation for the answer to a CONFIRM (the agent committed, the device not).\n"
+            "Exit codes: 0 done, 1 failure, 2 bad usage, 3 power cut by --cut-at(-commit).\n");
     return why ? 2 : 0;
 }
 
@@ -401,6 +408,10 @@ int main(int argc, char **argv)
         }
         if (!strcmp(k, "--tear")) {
             tear = 1;
+            continue;
+        }
+        if (!strcmp(k, "--cut-at-commit")) {
+            d.cut_commit = 1;
             continue;
         }
         if (v == NULL)
@@ -456,6 +467,8 @@ int main(int argc, char **argv)
         return usage("--poll-ms, --telemetry-ms must be > 0 and --run-ms >= 0");
     if (tear && cut_at == 0)
         return usage("--tear needs --cut-at");
+    if (d.cut_commit && cut_at != 0)
+        return usage("--cut-at-commit and --cut-at: one or the other");
     memcpy(d.hex, id, 32);
     for (i = 0; i < 32; i++)
         d.hex[i] = (char)(d.hex[i] | 0x20); /* lowercase, as topics use */
