@@ -121,6 +121,18 @@ check "a bad selector is refused" test "$rc" -eq 1
 check "a revoked device is refused by the agent (at its next poll)" \
   wait_for 30 grep -q '"last_remote":"REVOKED"' "$work/dev/$(device_id 2).json"
 
+# The agent broker restarted: the agent connects to its new socket again.
+ups() { grep -c 'connected to unix:' "$work/agent.log" || true; }
+up0=$(ups)
+bp=$(cat "$LAB_DIR/agent-broker.pid"); kill "$bp"
+while kill -0 "$bp" 2>/dev/null; do sleep 0.05; done
+sleep 2
+mosquitto -c "$LAB_DIR/agent-broker.conf" >> "$LAB_DIR/agent-broker.log" 2>&1 &
+echo $! > "$LAB_DIR/agent-broker.pid"
+pids+=($!)
+check "after a restart of its broker the agent is connected through the new socket again" \
+  wait_for 30 bash -c "[ \$(grep -c 'connected to unix:' '$work/agent.log') -gt $up0 ]"
+
 # The audit log: intact, then edited by hand, then caught.
 check "audit log verifies" "$bin/otakey" audit verify --db "$work/registry.db"
 kill -TERM "$agent_pid"; set +e; wait "$agent_pid"; rc=$?; set -e
