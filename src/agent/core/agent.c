@@ -463,19 +463,28 @@ static otk_status on_update_req(otk_agent *a, const otk_msg *m, const uint8_t *i
 }
 
 /* Deletes the retired credentials after the commit is durable. */
-static void retire_stale(otk_agent *a, otk_agent_device *rec)
+/* Removes the record's retired client from its cloud; the record (in
+ * memory) no longer names it when that worked. */
+static otk_status remove_stale(otk_agent *a, otk_agent_device *rec)
 {
     otk_cloud c;
-    if (!rec->has_stale)
-        return;
+    otk_status st;
     memset(&c, 0, sizeof c);
     c.cloud_id = rec->stale_cloud;
     memcpy(c.user, rec->stale_user, sizeof c.user);
-    if (cloud_remove(a, &c) != OTK_OK)
-        return; /* kept: otk_agent_cleanup retries */
-    rec->has_stale = 0;
-    memset(rec->stale_user, 0, sizeof rec->stale_user);
-    (void)put(a, rec, OTK_AUD_CLOUD_CLEANUP, 0, rec->committed.version, OTK_OK);
+    st = cloud_remove(a, &c);
+    if (st == OTK_OK) {
+        rec->has_stale = 0;
+        memset(rec->stale_user, 0, sizeof rec->stale_user);
+    }
+    return st;
+}
+
+static void retire_stale(otk_agent *a, otk_agent_device *rec)
+{
+    /* (a failed removal is kept: otk_agent_cleanup retries) */
+    if (rec->has_stale && remove_stale(a, rec) == OTK_OK)
+        (void)put(a, rec, OTK_AUD_CLOUD_CLEANUP, 0, rec->committed.version, OTK_OK);
 }
 
 static otk_status on_confirm(otk_agent *a, const otk_msg *m, const uint8_t *in, size_t len,
@@ -483,6 +492,7 @@ static otk_status on_confirm(otk_agent *a, const otk_msg *m, const uint8_t *in, 
 {
     otk_agent_device next;
     otk_status st;
+    int once;
     size_t off = otk_msg_auth_offset(m->type, len);
     if (proto_of(m->proto) < proto_of(rec->proto))
         return OTK_ERR_UNKNOWN_VERSION;
@@ -514,37 +524,21 @@ static otk_status on_confirm(otk_agent *a, const otk_msg *m, const uint8_t *in, 
     memset(&next.pending, 0, sizeof next.pending);
     next.state = OTK_DS_ACTIVE;
     next.reclaim_allowed = 0;
-    if (a->group_commit && next.has_stale) {
-        /* The commit, the removal and its record are durable together or
-         * not at all: one device write. */
-        otk_cloud old;
-        memset(&old, 0, sizeof old);
-        old.cloud_id = next.stale_cloud;
-        memcpy(old.user, next.stale_user, sizeof old.user);
-        next.has_stale = 0;
-        memset(next.stale_user, 0, sizeof next.stale_user);
-        st = put(a, &next, OTK_AUD_COMMIT, OTK_MSG_CONFIRM, m->version, OTK_OK);
-        if (st == OTK_OK) {
-            *rec = next;
-            if (cloud_remove(a, &old) == OTK_OK) {
-                (void)audit(a, OTK_AUD_CLOUD_CLEANUP, 0, rec->id, rec->committed.version, OTK_OK);
-            } else { /* kept for otk_agent_cleanup to retry */
-                rec->has_stale = 1;
-                rec->stale_cloud = old.cloud_id;
-                memcpy(rec->stale_user, old.user, sizeof rec->stale_user);
-                (void)put(a, rec, 0, 0, rec->committed.version, OTK_OK);
-            }
-            st = mac_reply(a, m->proto, OTK_MSG_ACK, rec->id, m->version, OTK_OK, rec->committed.ak,
-                           NULL, 0, out, out_size, out_len);
-        }
-        otk_wipe(&old, sizeof old);
-        otk_wipe(&next, sizeof next);
-        return st;
-    }
+    /* Inside a group commit (otk_agent.group_commit) the commit, the removal
+     * and its record are durable together or not at all: the commit records
+     * the retired client as removed, one device write, and removes it. */
+    once = a->group_commit && next.has_stale;
+    next.has_stale = (uint8_t)(next.has_stale && !once);
     st = put(a, &next, OTK_AUD_COMMIT, OTK_MSG_CONFIRM, m->version, OTK_OK);
     if (st == OTK_OK) {
         *rec = next;
-        retire_stale(a, rec);
+        rec->has_stale = (uint8_t)(rec->has_stale || once); /* (its name is still in it) */
+        if (!once)
+            retire_stale(a, rec);
+        else if (remove_stale(a, rec) == OTK_OK)
+            (void)audit(a, OTK_AUD_CLOUD_CLEANUP, 0, rec->id, rec->committed.version, OTK_OK);
+        else /* written back as stale, for otk_agent_cleanup to retry */
+            (void)put(a, rec, 0, 0, rec->committed.version, OTK_OK);
         st = mac_reply(a, m->proto, OTK_MSG_ACK, rec->id, m->version, OTK_OK, rec->committed.ak, NULL, 0,
                        out, out_size, out_len);
     }
