@@ -6,7 +6,8 @@
 #   SECONDS   time per target (default 60)
 #   --runs N  also stop a target after N executions (whichever comes first)
 #   TARGET    fuzz_wire fuzz_keyset fuzz_keystore fuzz_device fuzz_agent
-#             fuzz_config fuzz_dynsec (default: all, one after another)
+#             fuzz_config fuzz_dynsec fuzz_policy fuzz_api fuzz_crl fuzz_mqtt
+#             (default: all, one after another)
 #
 # Installs clang and its libFuzzer runtime if missing, builds build/fuzz
 # (clang, ASan + UBSan, every library instrumented) and fuzzes a copy of
@@ -17,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-all=(fuzz_wire fuzz_keyset fuzz_keystore fuzz_device fuzz_agent fuzz_config fuzz_dynsec fuzz_policy fuzz_api fuzz_crl)
+all=(fuzz_wire fuzz_keyset fuzz_keystore fuzz_device fuzz_agent fuzz_config fuzz_dynsec fuzz_policy fuzz_api fuzz_crl fuzz_mqtt)
 seconds=60
 runs=
 targets=()

@@ -276,6 +276,28 @@ bg+=($!)
 wait_for 30 bash -c "(exec 3<>/dev/tcp/127.0.0.1/$sport) 2>/dev/null" || true
 "$bin/otakey-device" "${d[@]/127.0.0.1:$rport/127.0.0.1:$sport}" --cafile "$LAB_CA" 2> /dev/null || true
 expect "otakey-device against a server it cannot verify sends nothing" test ! -s "$work/rogue.out"
+# The agent's broker link against the same server (not the lab's CA), then
+# against a certificate the lab's CA signed for another host (a DNS name, no
+# 127.0.0.1 among its addresses): refused at the handshake, exit 1 saying
+# why, nothing decrypted.
+sed -e "s/^broker_port = .*/broker_port = $sport/" "$work/agent.ini" > "$work/t-agent.ini"
+rc=0; timeout -k 5 30 "$bin/otakey-agent" -c "$work/t-agent.ini" 2> "$work/t.err" || rc=$?
+expect "otakey-agent against a broker it cannot verify: exit 1, says why, sends nothing" \
+  bash -c "[ $rc = 1 ] && grep -q \"broker's certificate\" '$work/t.err' && test ! -s '$work/rogue.out'"
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=elsewhere.example \
+  -keyout "$work/other.key" -out "$work/other.csr" 2>/dev/null
+printf 'subjectAltName=DNS:elsewhere.example\n' > "$work/other.ext"
+openssl x509 -req -in "$work/other.csr" -CA "$LAB_CA" -CAkey "$LAB_DIR/ca.key" -CAcreateserial \
+  -days 1 -extfile "$work/other.ext" -out "$work/other.crt" 2>/dev/null
+hport=$(free_port attacks)
+openssl s_server -quiet -accept "$hport" -cert "$work/other.crt" -key "$work/other.key" \
+  > "$work/other.out" 2>/dev/null &
+bg+=($!)
+wait_for 30 bash -c "(exec 3<>/dev/tcp/127.0.0.1/$hport) 2>/dev/null" || true
+sed -e "s/^broker_port = .*/broker_port = $hport/" "$work/agent.ini" > "$work/t-agent.ini"
+rc=0; timeout -k 5 30 "$bin/otakey-agent" -c "$work/t-agent.ini" 2> "$work/t.err" || rc=$?
+expect "otakey-agent against its CA's certificate for another host: exit 1, says why, sends nothing" \
+  bash -c "[ $rc = 1 ] && grep -q 'address mismatch' '$work/t.err' && test ! -s '$work/other.out'"
 
 echo "== secrets at rest"
 private() { local m; m=$(stat -c %a "$1"); [ $((8#$m & 8#077)) = 0 ] || { echo "  $1: mode $m" >&2; return 1; }; }

@@ -11,8 +11,6 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <mosquitto.h>
-#include <mqtt_protocol.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -23,13 +21,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "agent_config.h"
 #include "api.h"
 #include "clouds.h"
+#include "mqtt_link.h"
 #include "otakey/dynsec.h"
 #include "otakey/pkcs11.h"
 #include "otakey/ratelimit.h"
@@ -42,7 +40,7 @@
  * at most TICK_MAX offers a tick (so notify_rate up to 5,120 a second). */
 #define TICKS_PER_S 20
 #define TICK_MAX 256
-/* Update offers whose PUBACK is awaited, by message id (libmosquitto counts
+/* Update offers whose PUBACK is awaited, by message id (the link counts
  * them up one by one, so this holds the last OFFER_TRACK published). */
 #define OFFER_TRACK 8192
 /* Devices heard lately (a message that passed its MAC), by a hash of the
@@ -171,7 +169,7 @@ typedef struct daemon_ctx {
     size_t n_held, cap_held;
     int in_batch; /* a group-commit transaction is open (SQLite) */
     otk_agent agent;
-    struct mosquitto *mosq;
+    otk_link *link; /* the agent broker (mqtt_link.h) */
     char sub[96];
     unsigned long handled, refused;
     unsigned long flushes;  /* cloud flushes and group commits: how batched the work was */
@@ -198,122 +196,6 @@ typedef struct daemon_ctx {
     } heard[HEARD_SLOTS];
 } daemon_ctx;
 
-/*
- * libmosquitto's TLS reads and writes ask OpenSSL what a short read or write
- * means (SSL_get_error), and the answer is only right if this thread's
- * OpenSSL error queue is empty. The agent's other OpenSSL work (a PKCS#11
- * engine signing a response or a certificate) can leave entries there after
- * success; a "would block" was then taken for a TLS failure and the broker
- * connection dropped. Every read and write of the broker connection goes
- * through these two.
- */
-/*
- * What one pass of the main loop sends (the batch's replies, the tick's
- * offers) leaves in as few TCP segments as it fills: corked while they are
- * written, pushed together when uncorked (on loopback each segment also
- * costs the sender the receiver's processing). A Unix socket has no cork.
- */
-static int link_tcp = 1;
-
-static void cork(struct mosquitto *m, int on)
-{
-    int fd = mosquitto_socket(m);
-    if (fd >= 0 && link_tcp)
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
-}
-
-/*
- * The broker connection's reads. Once the agent is connected the main loop
- * polls the socket itself and calls libmosquitto's read, write and
- * housekeeping steps (its external-loop API) instead of mosquitto_loop():
- * mosquitto_loop() also waits on the socket pair libmosquitto keeps to wake
- * a loop thread, into which every publish writes a byte, so each published
- * message cost a write there, a read back and one more pass of the loop with
- * nothing to do. The agent publishes from the thread that runs its loop, so
- * it needs no wake-up: the reads and the empty passes are gone (the write
- * stays; libmosquitto 2.0 has no switch for the pair). Before the first
- * CONNACK (and after a loss, until the next) mosquitto_loop() runs as before:
- * it also finishes a TLS handshake.
- *
- * Once connected, TLS reads ahead (on_connect): one read(2) takes in every
- * record the broker sent, instead of two reads (record header, body) per
- * MQTT packet.
- */
-static int loop_fast;              /* connected: the agent's own poll */
-static unsigned long packets_seen; /* packets libmosquitto passed to a callback */
-
-/* Whether bytes of the broker's are waiting: in OpenSSL (decrypted or read
- * ahead), or, without TLS, on the socket. */
-static int broker_pending(struct mosquitto *m)
-{
-    SSL *ssl = mosquitto_ssl_get(m);
-    int n = 0;
-    if (ssl != NULL)
-        return SSL_has_pending(ssl);
-    return mosquitto_socket(m) >= 0 && ioctl(mosquitto_socket(m), FIONREAD, &n) == 0 && n > 0;
-}
-
-/* One wait for the broker (libmosquitto reads a packet a call), then the
- * packets already received, without waiting again (up to 64). Buffered
- * bytes that make no packet yet (a record's first part) wait for the socket. */
-static int broker_more; /* the last broker_loop stopped with packets still buffered */
-
-static int broker_loop(struct mosquitto *m, int timeout_ms)
-{
-    struct pollfd p;
-    unsigned long seen;
-    int rc = MOSQ_ERR_SUCCESS, i, was_more = broker_more, read_now;
-    ERR_clear_error();
-    broker_more = 0;
-    if (!loop_fast) {
-        rc = mosquitto_loop(m, timeout_ms, 1);
-        read_now = broker_pending(m);
-    } else {
-        p.fd = mosquitto_socket(m);
-        if (p.fd < 0) {
-            loop_fast = 0;
-            return MOSQ_ERR_NO_CONN;
-        }
-        p.events = (short)(POLLIN | (mosquitto_want_write(m) ? POLLOUT : 0));
-        p.revents = 0;
-        if (poll(&p, 1, was_more ? 0 : timeout_ms) < 0)
-            p.revents = 0; /* (EINTR: a signal; the caller looks at its flags) */
-        if (p.revents & POLLOUT)
-            rc = mosquitto_loop_write(m, 1);
-        /* (a closed connection is found by the read: the caller reconnects) */
-        read_now = (p.revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) ||
-                   (was_more && broker_pending(m));
-    }
-    for (i = 0; rc == MOSQ_ERR_SUCCESS && read_now && i < 64; i++) {
-        /* Read on while bytes are buffered and the last read made a packet:
-         * one a callback saw, or one that left no EAGAIN behind (a SUBACK, a
-         * PINGRESP: no callback; a read that found only part of a record
-         * ends in EAGAIN). A callback's own writes may leave EAGAIN, hence
-         * the count as well. */
-        seen = packets_seen;
-        errno = 0;
-        ERR_clear_error();
-        rc = mosquitto_loop_read(m, 1);
-        read_now = broker_pending(m) &&
-                   (packets_seen != seen || (errno != EAGAIN && errno != EWOULDBLOCK));
-    }
-    broker_more = rc == MOSQ_ERR_SUCCESS && read_now;
-    if (rc == MOSQ_ERR_SUCCESS && loop_fast) {
-        ERR_clear_error();
-        rc = mosquitto_loop_misc(m); /* (keepalive) */
-    }
-    if (rc != MOSQ_ERR_SUCCESS)
-        loop_fast = 0;
-    return rc;
-}
-
-static int broker_publish(struct mosquitto *m, int *mid, const char *topic, size_t len,
-                          const void *msg)
-{
-    ERR_clear_error();
-    return mosquitto_publish_v5(m, mid, topic, (int)len, msg, 1, false, NULL);
-}
-
 /* Milliseconds from a to b (CLOCK_MONOTONIC readings). */
 static long ms_between(const struct timespec *a, const struct timespec *b)
 {
@@ -325,6 +207,78 @@ static uint64_t mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/*
+ * The broker connection (tools/mqtt_link.h). The main loop polls its socket
+ * and reads what came: one read(2) takes in every packet waiting, and the
+ * PUBACKs of what was read leave together at the end of the read. What the
+ * loop publishes (the batch's replies, the tick's offers) goes into the
+ * link's buffer and leaves in one write(2) when the pass pushes it, so that
+ * the broker is woken once for them, not once a packet. The agent's other
+ * OpenSSL work (a PKCS#11 engine signing a response or a certificate) can
+ * leave entries in this thread's error queue after success; the link clears
+ * it before each TLS read and write, so that a "would block" is not taken
+ * for a failure.
+ */
+static int link_flush(daemon_ctx *d)
+{
+    return otk_link_fd(d->link) < 0 ? -1 : otk_link_flush(d->link);
+}
+
+/* What was published since the last push leaves now. */
+static void push(daemon_ctx *d)
+{
+    if (otk_link_fd(d->link) >= 0 && link_flush(d) != 0)
+        logf_(1, "broker connection: %s", otk_link_error(d->link));
+}
+
+/* Packets still buffered after the last broker_loop (at most 64 are read a call). */
+static int broker_more;
+
+/*
+ * One wait for the broker (up to timeout_ms; none when packets are
+ * buffered), then up to 64 of the packets waiting. 0, or -1 when the
+ * connection failed (otk_link_error says why; the caller reconnects).
+ */
+static int broker_loop(daemon_ctx *d, int timeout_ms)
+{
+    struct pollfd p;
+    int rc = 0;
+    p.fd = otk_link_fd(d->link);
+    if (p.fd < 0)
+        return -1;
+    p.events = (short)(POLLIN | (otk_link_want_write(d->link) ? POLLOUT : 0));
+    p.revents = 0;
+    if (poll(&p, 1, broker_more ? 0 : timeout_ms) < 0)
+        p.revents = 0; /* (EINTR: a signal; the caller looks at its flags) */
+    if ((p.revents & POLLOUT) && link_flush(d) != 0)
+        rc = -1;
+    if (rc == 0 && (broker_more || (p.revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL))) &&
+        otk_link_read(d->link, 64) < 0)
+        rc = -1;
+    broker_more = rc == 0 && otk_link_buffered(d->link);
+    if (rc == 0 && otk_link_tick(d->link, mono_ms()) != 0)
+        rc = -1;
+    /* The PUBACKs of what was read leave now: the broker sends a client no
+     * more than its max_inflight_messages unacknowledged (20 by default). */
+    if (rc == 0 && link_flush(d) != 0)
+        rc = -1;
+    return rc;
+}
+
+/* Connected, and the broker accepted the agent. */
+static int link_up(const daemon_ctx *d)
+{
+    return otk_link_fd(d->link) >= 0 && __atomic_load_n(&d->metrics.broker_connected, __ATOMIC_RELAXED);
+}
+
+static int broker_publish(daemon_ctx *d, int *mid, const char *topic, size_t len, const void *msg)
+{
+    uint16_t id = 0;
+    int rc = otk_link_publish(d->link, topic, msg, len, 1, &id);
+    *mid = id;
+    return rc;
 }
 
 /*
@@ -374,8 +328,8 @@ static int heard_lately(const daemon_ctx *d, const uint8_t id[16], uint64_t now)
 
 /*
  * What a published message's PUBACK will answer for: an update offer to
- * device id, or (id NULL) anything else. libmosquitto keeps a message's id
- * when it sends it again after a reconnection.
+ * device id, or (id NULL) anything else. A connection lost drops what was
+ * in flight (the devices ask again).
  */
 static void track_publish(daemon_ctx *d, int mid, const uint8_t *id)
 {
@@ -392,17 +346,14 @@ static void track_publish(daemon_ctx *d, int mid, const uint8_t *id)
  * subscriber for an update offer says the device sleeps: no more offers go
  * to it for notify_asleep_ms; its own poll, when it wakes, gets the update.
  */
-static void on_publish(struct mosquitto *m, void *ud, int mid, int rc, const mosquitto_property *p)
+static void on_puback(void *ud, uint16_t mid, int rc)
 {
     daemon_ctx *d = ud;
     unsigned slot = (unsigned)mid & (OFFER_TRACK - 1);
-    (void)m;
-    (void)p;
-    packets_seen++;
     if (!d->offers[slot].used || d->offers[slot].mid != (uint16_t)mid)
         return; /* not an offer */
     d->offers[slot].used = 0;
-    if (rc != MQTT_RC_NO_MATCHING_SUBSCRIBERS)
+    if (rc != OTK_MQTT_RC_NO_MATCHING_SUBSCRIBERS)
         return;
     otk_api_add(&d->metrics.notifies_asleep, 1);
     if (mono_ms() - d->link_up_ms >= LINK_GRACE_MS && !heard_lately(d, d->offers[slot].id, mono_ms()) &&
@@ -418,28 +369,19 @@ static void on_signal(int sig)
         stopping = 1;
 }
 
-static void on_connect(struct mosquitto *m, void *ud, int rc, int flags, const mosquitto_property *p)
+static void on_connack(void *ud, int rc)
 {
     daemon_ctx *d = ud;
-    SSL *ssl = mosquitto_ssl_get(m);
-    (void)flags;
-    (void)p;
     d->conn_rc = rc;
-    packets_seen++;
-    loop_fast = rc == 0;
     __atomic_store_n(&d->metrics.broker_connected, rc == 0, __ATOMIC_RELAXED);
     if (rc != 0) {
-        logf_(0, "broker refused the connection: %s", mosquitto_reason_string(rc));
+        logf_(0, "broker refused the connection: %s", otk_mqtt_reason(rc));
         return;
     }
     d->link_up_ms = mono_ms();
-    if (ssl != NULL) /* (see broker_loop) */
-        SSL_set_read_ahead(ssl, 1);
-    ERR_clear_error(); /* see broker_loop */
-    if (mosquitto_subscribe_v5(m, NULL, d->sub, 1, 0, NULL) != MOSQ_ERR_SUCCESS)
+    if (otk_link_subscribe(d->link, d->sub, 1) != 0)
         logf_(0, "subscribe to %s failed", d->sub);
-    else if (d->cfg.report_topic[0] &&
-             mosquitto_subscribe_v5(m, NULL, d->cfg.report_topic, 0, 0, NULL) != MOSQ_ERR_SUCCESS)
+    else if (d->cfg.report_topic[0] && otk_link_subscribe(d->link, d->cfg.report_topic, 0) != 0)
         logf_(1, "subscribe to %s failed", d->cfg.report_topic);
     else
         logf_(2, "connected to %s, subscribed to %s", d->cfg.broker_where, d->sub);
@@ -560,17 +502,20 @@ static void count_message(daemon_ctx *d, uint8_t in_type, otk_status st, const u
 }
 
 /* Every inbound message: never trusted, never fatal. */
-static void handle_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg,
-                           const mosquitto_property *p)
+typedef struct link_msg {
+    const char *topic;
+    const void *payload;
+    int payloadlen;
+} link_msg;
+
+static void handle_message(daemon_ctx *d, const link_msg *msg)
 {
-    daemon_ctx *d = ud;
     uint8_t out[OTK_MSG_MAX_LEN], client[16];
     char topic[64], hex[33];
     size_t n = 0;
     otk_status st;
     uint64_t now = mono_ms();
     int client_known;
-    (void)p;
     if (d->cfg.report_topic[0] && strcmp(msg->topic, d->cfg.report_topic) == 0) {
         broker_report(msg->payload, msg->payloadlen);
         return;
@@ -656,7 +601,7 @@ static void handle_message(struct mosquitto *m, void *ud, const struct mosquitto
             hold(d, topic, out, n);
         } else {
             int mid = 0;
-            if (broker_publish(m, &mid, topic, n, out) != MOSQ_ERR_SUCCESS)
+            if (broker_publish(d, &mid, topic, n, out) != 0)
                 logf_(1, "publish to %s failed", topic);
             else
                 track_publish(d, mid, NULL);
@@ -665,16 +610,24 @@ static void handle_message(struct mosquitto *m, void *ud, const struct mosquitto
 }
 
 /*
- * libmosquitto calls this in the middle of its read loop and reads on when
- * it returns: what the handling left in OpenSSL's error queue (a token's
- * signature) would fail that read (see broker_loop).
+ * The link calls this in the middle of its read and reads on when it
+ * returns: what the handling left in OpenSSL's error queue (a token's
+ * signature) is cleared (see broker_loop).
  */
-static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg,
-                       const mosquitto_property *p)
+static void on_message(void *ud, const char *topic, const uint8_t *payload, size_t len)
 {
-    packets_seen++;
-    handle_message(m, ud, msg, p);
+    link_msg m;
+    m.topic = topic;
+    m.payload = payload;
+    m.payloadlen = (int)len;
+    handle_message(ud, &m);
     ERR_clear_error();
+}
+
+static void on_refused(void *ud, const char *what, int reason)
+{
+    (void)ud;
+    logf_(0, "broker refused the agent's %s: %s", what, otk_mqtt_reason(reason));
 }
 
 /*
@@ -713,9 +666,13 @@ static void flush_replies(daemon_ctx *d)
         drop_replies(d, "cloud not updated");
         return;
     }
+    if (!link_up(d)) {
+        drop_replies(d, "broker connection lost");
+        return;
+    }
     for (i = 0; i < d->n_held; i++) {
         int mid = 0;
-        if (broker_publish(d->mosq, &mid, d->held[i].topic, d->held[i].len, d->held[i].msg) != MOSQ_ERR_SUCCESS)
+        if (broker_publish(d, &mid, d->held[i].topic, d->held[i].len, d->held[i].msg) != 0)
             logf_(1, "publish to %s failed", d->held[i].topic);
         else
             track_publish(d, mid, NULL);
@@ -855,47 +812,40 @@ static int setup(daemon_ctx *d, const char *path)
     }
     snprintf(d->sub, sizeof d->sub, "$share/%s/" UP_PREFIX "+", d->cfg.share_group);
     d->conn_rc = -1;
-    d->mosq = mosquitto_new(d->cfg.client_id, true, d);
-    if (d->mosq == NULL)
-        abort();
-    /* Small request/response messages: no Nagle delay. */
-    link_tcp = !d->cfg.broker_socket[0];
-    if (link_tcp)
-        (void)mosquitto_int_option(d->mosq, MOSQ_OPT_TCP_NODELAY, 1);
-    mosquitto_int_option(d->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
-    mosquitto_connect_v5_callback_set(d->mosq, on_connect);
-    mosquitto_message_v5_callback_set(d->mosq, on_message);
-    mosquitto_publish_v5_callback_set(d->mosq, on_publish);
-    mosquitto_reconnect_delay_set(d->mosq, 1, 10, true);
-    if (d->cfg.username[0] &&
-        mosquitto_username_pw_set(d->mosq, d->cfg.username, d->cfg.password) != MOSQ_ERR_SUCCESS) {
-        fprintf(stderr, "otakey-agent: bad broker username or password\n");
-        return 2;
-    }
-    /* TLS fails closed: a CA (or client key) that cannot be loaded stops
-     * the agent; it never falls back to plain TCP. */
-    if (d->cfg.tls &&
-        mosquitto_tls_set(d->mosq, d->cfg.cafile, NULL, d->cfg.certfile[0] ? d->cfg.certfile : NULL,
-                          d->cfg.keyfile[0] ? d->cfg.keyfile : NULL, NULL) != MOSQ_ERR_SUCCESS) {
-        fprintf(stderr, "otakey-agent: TLS to the agent broker: cannot load cafile '%s'%s%s\n",
-                d->cfg.cafile, d->cfg.certfile[0] ? " or the certificate/key " : "",
-                d->cfg.certfile);
-        return 2;
+    {
+        otk_link_opts o;
+        otk_link_cb cb;
+        char why[256];
+        memset(&o, 0, sizeof o);
+        memset(&cb, 0, sizeof cb);
+        o.client_id = d->cfg.client_id;
+        o.username = d->cfg.username;
+        o.password = d->cfg.password;
+        o.socket_path = d->cfg.broker_socket;
+        o.host = d->cfg.broker_host;
+        o.port = d->cfg.broker_port;
+        o.tls = d->cfg.tls;
+        o.cafile = d->cfg.cafile;
+        o.certfile = d->cfg.certfile;
+        o.keyfile = d->cfg.keyfile;
+        o.keepalive_s = 30;
+        cb.connack = on_connack;
+        cb.message = on_message;
+        cb.puback = on_puback;
+        cb.refused = on_refused;
+        /* TLS fails closed: a CA (or client key) that cannot be loaded stops
+         * the agent; it never falls back to plain TCP. */
+        if (otk_link_new(&d->link, &o, &cb, d, why, sizeof why) != 0) {
+            fprintf(stderr, "otakey-agent: %s%s\n", d->cfg.tls ? "TLS to the agent broker: " : "", why);
+            return 2;
+        }
     }
     if (d->cfg.api_listen[0] && start_api(d) != 0)
         return 2;
-    {
-        int crc;
-        ERR_clear_error(); /* see broker_loop */
-        /* Port 0: libmosquitto takes the host as a Unix socket's path. */
-        crc = d->cfg.broker_socket[0]
-                  ? mosquitto_connect(d->mosq, d->cfg.broker_socket, 0, 30)
-                  : mosquitto_connect(d->mosq, d->cfg.broker_host, d->cfg.broker_port, 30);
-        if (crc != MOSQ_ERR_SUCCESS) {
-            fprintf(stderr, "otakey-agent: cannot connect to broker %s: %s\n", d->cfg.broker_where,
-                    crc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(crc));
-            return 1;
-        }
+    if (otk_link_connect(d->link, 15000) != 0) {
+        fprintf(stderr, "otakey-agent: cannot connect to broker %s: %s\n", d->cfg.broker_where,
+                otk_link_error(d->link));
+        return 1;
     }
     return 0;
 }
@@ -907,7 +857,7 @@ static void publish_offer(daemon_ctx *d, const uint8_t id[16], const uint8_t *ms
     int mid;
     otk_hex_encode(id, 16, hex);
     snprintf(topic, sizeof topic, DOWN_PREFIX "%s", hex);
-    if (broker_publish(d->mosq, &mid, topic, len, msg) != MOSQ_ERR_SUCCESS) {
+    if (broker_publish(d, &mid, topic, len, msg) != 0) {
         logf_(1, "NOTIFY to %s not sent", hex);
         return;
     }
@@ -1004,9 +954,9 @@ static void teardown(daemon_ctx *d)
     otk_api_stop(d->api);
     free(d->next_cfg);
     otk_rl_free(d->rl);
-    if (d->mosq) {
-        mosquitto_disconnect(d->mosq);
-        mosquitto_destroy(d->mosq);
+    if (d->link) {
+        otk_link_disconnect(d->link);
+        otk_link_free(d->link);
     }
     /* Retired certificates queued for a CRL go out before the agent does. */
     if (d->clouds && otk_clouds_revocations(d->clouds) && otk_clouds_flush_crls(d->clouds) != OTK_OK)
@@ -1172,7 +1122,7 @@ static int await_first_connack(daemon_ctx *d, unsigned timeout_ms)
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     while (d->conn_rc < 0 && !stopping) {
-        if (broker_loop(d->mosq, 100) != MOSQ_ERR_SUCCESS && d->conn_rc < 0) {
+        if (broker_loop(d, 100) != 0 && d->conn_rc < 0) {
             fprintf(stderr, "otakey-agent: broker %s closed the connection before answering "
                             "(TLS or network failure)\n",
                     d->cfg.broker_where);
@@ -1187,7 +1137,7 @@ static int await_first_connack(daemon_ctx *d, unsigned timeout_ms)
     }
     if (d->conn_rc > 0) {
         fprintf(stderr, "otakey-agent: broker %s refused the agent: %s\n", d->cfg.broker_where,
-                mosquitto_reason_string(d->conn_rc));
+                otk_mqtt_reason(d->conn_rc));
         return 1;
     }
     return 0;
@@ -1221,7 +1171,6 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    mosquitto_lib_init();
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
@@ -1250,10 +1199,7 @@ int main(int argc, char **argv)
                 since = ms_between(&last, &now);
                 wait_ms = since >= 1000 / TICKS_PER_S ? 0 : (int)(1000 / TICKS_PER_S - since);
             }
-            /* What the pass's reads answer (the PUBACKs of the devices'
-             * messages) leaves with its replies, in one push below. */
-            cork(d.mosq, 1);
-            lrc = broker_loop(d.mosq, wait_ms);
+            lrc = broker_loop(&d, wait_ms);
             if (reloading) {
                 reloading = 0;
                 reload(&d);
@@ -1264,7 +1210,7 @@ int main(int argc, char **argv)
              * that one commit and one cloud reload serve a whole batch. */
             clock_gettime(CLOCK_MONOTONIC, &t0);
             long ms = 0; /* into the batch, as of the last read */
-            while (lrc == MOSQ_ERR_SUCCESS && d.n_held > 0 && d.n_held < BATCH_MAX) {
+            while (lrc == 0 && d.n_held > 0 && d.n_held < BATCH_MAX) {
                 size_t before = d.n_held;
                 long since_flush, left = BATCH_MS - ms; /* > 0: the loop ends at BATCH_MS */
                 struct timespec slice = {0, 0};
@@ -1274,7 +1220,7 @@ int main(int argc, char **argv)
                  * short; the flags are seen when the batch ends. */
                 if (slice.tv_nsec > 0 && !broker_more)
                     nanosleep(&slice, NULL);
-                lrc = broker_loop(d.mosq, 0);
+                lrc = broker_loop(&d, 0);
                 clock_gettime(CLOCK_MONOTONIC, &now);
                 ms = ms_between(&t0, &now);
                 since_flush = ms_between(&last_flush, &now);
@@ -1298,25 +1244,26 @@ int main(int argc, char **argv)
             /* Pushed now: the replies (a certificate device's ACK) are on
              * their way before this pass's tick writes the CRL that revokes
              * the certificates they retire. */
-            cork(d.mosq, 0);
+            push(&d);
             clock_gettime(CLOCK_MONOTONIC, &now);
             if (ms_between(&last, &now) >= 1000 / TICKS_PER_S) {
                 last = now;
                 if (d.next_cfg && d.n_held == 0 && !d.in_batch)
                     swap_clouds(&d);
                 static otk_offer offers[TICK_MAX];
-                size_t n_offers = 0, budget = offers_per_tick(&d), i;
+                /* No offers while the broker connection is down: the
+                 * notify pass makes them once it is back. */
+                size_t n_offers = 0, budget = link_up(&d) ? offers_per_tick(&d) : 0, i;
                 size_t started = otk_store_campaign_step(d.reg, &d.agent, offers, budget, &n_offers),
                        offered;
                 if (started > 0)
                     logf_(3, "campaign devices started");
-                cork(d.mosq, 1);
                 /* Devices started now get their offer at once (within the
                  * tick's budget); the notify pass takes what is left. */
                 for (i = 0; i < n_offers; i++)
                     publish_offer(&d, offers[i].id, offers[i].msg, offers[i].len);
                 offered = n_offers + push_notifications(&d, budget - n_offers);
-                cork(d.mosq, 0);
+                push(&d);
                 busy = started > 0 || offered > 0;
                 if (++ticks % 5 == 0) /* four times a second */
                     finish_revocations(&d);
@@ -1333,11 +1280,13 @@ int main(int argc, char **argv)
                     logf_(1, "certificate clouds: a CRL could not be signed again");
                 report_drops(&d, now_ms);
             }
-            if (lrc != MOSQ_ERR_SUCCESS && !stopping) {
-                logf_(1, "broker connection lost (%s); reconnecting", mosquitto_strerror(lrc));
+            if (lrc != 0 && !stopping) {
+                logf_(1, "broker connection lost (%s); reconnecting", otk_link_error(d.link));
+                __atomic_store_n(&d.metrics.broker_connected, 0, __ATOMIC_RELAXED);
+                broker_more = 0;
                 sleep(1);
-                ERR_clear_error(); /* see broker_loop */
-                (void)mosquitto_reconnect(d.mosq);
+                if (otk_link_connect(d.link, 15000) != 0)
+                    logf_(1, "broker %s: %s", d.cfg.broker_where, otk_link_error(d.link));
             }
             log_flush();
         }
@@ -1349,6 +1298,5 @@ int main(int argc, char **argv)
               (unsigned long long)d.metrics.notifies_asleep);
     }
     teardown(&d);
-    mosquitto_lib_cleanup();
     return rc;
 }
