@@ -1312,6 +1312,10 @@ static void test_batch_audit(void)
         CHECK(sqlite3_prepare_v2(otk_sqlreg_handle(r), "PRAGMA temp_store", -1, &s, NULL) == SQLITE_OK);
         CHECK(sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) == 2);
         sqlite3_finalize(s);
+        /* One thread at a time per connection: no mutex of its own, and no
+         * global memory count (SQLite reports none used). */
+        CHECK(sqlite3_db_mutex(otk_sqlreg_handle(r)) == NULL);
+        CHECK(sqlite3_memory_used() == 0);
     }
     otk_sqlreg_close(other);
     otk_sqlreg_close(r);
