@@ -183,7 +183,6 @@ int otk_mqtt_parse(const uint8_t *buf, size_t len, otk_mqtt_pkt *p, size_t *used
     int k;
     unsigned hdr, flags;
     rd r;
-    size_t l;
     if (len < 2)
         return 0;
     k = varint(buf + 1, len - 1, &rl);
@@ -266,7 +265,6 @@ int otk_mqtt_parse(const uint8_t *buf, size_t len, otk_mqtt_pkt *p, size_t *used
     default: /* nothing else is sent to a client that asks for no AUTH or QoS 2 */
         return -1;
     }
-    (void)l;
     return r.bad || r.off != r.n ? -1 : 1;
 }
 
@@ -966,6 +964,7 @@ int otk_link_publish(otk_link *l, const char *topic, const void *payload, size_t
     size_t tl = strlen(topic), rl = 2 + tl + (qos ? 2 : 0) + 1 + len, n = 0;
     uint8_t *b;
     uint16_t mid = 0;
+    int later; /* beyond the broker's Receive Maximum, or before its CONNACK */
     if (l->fd < 0)
         return not_connected(l);
     if (tl == 0 || tl > 65535 || qos < 0 || qos > 1 || rl > PKT_MAX)
@@ -974,8 +973,8 @@ int otk_link_publish(otk_link *l, const char *topic, const void *payload, size_t
         return fail(l, "%s", "a publish over the broker's packet size");
     if (qos && (mid = new_id(l)) == 0)
         return -1;
-    if (qos && (l->inflight >= l->quota || !l->connected || l->q_len > 0)) {
-        /* Beyond the broker's Receive Maximum (or before its CONNACK): in order, later. */
+    later = qos && (l->inflight >= l->quota || !l->connected || l->q_len > 0);
+    if (later) { /* in order, when PUBACKs make room */
         queued *e;
         if (l->q_len == l->q_cap) {
             size_t cap = l->q_cap ? 2 * l->q_cap : 64, i;
@@ -1011,7 +1010,7 @@ int otk_link_publish(otk_link *l, const char *topic, const void *payload, size_t
     if (len)
         memcpy(b + n, payload, len);
     n += len;
-    if (b == l->out + l->out_len)
+    if (!later)
         l->out_len += n;
     if (qos) {
         l->id_used[mid >> 3] |= (uint8_t)(1u << (mid & 7));

@@ -221,15 +221,10 @@ static uint64_t mono_ms(void)
  * it before each TLS read and write, so that a "would block" is not taken
  * for a failure.
  */
-static int link_flush(daemon_ctx *d)
-{
-    return otk_link_fd(d->link) < 0 ? -1 : otk_link_flush(d->link);
-}
-
 /* What was published since the last push leaves now. */
 static void push(daemon_ctx *d)
 {
-    if (otk_link_fd(d->link) >= 0 && link_flush(d) != 0)
+    if (otk_link_fd(d->link) >= 0 && otk_link_flush(d->link) != 0)
         logf_(1, "broker connection: %s", otk_link_error(d->link));
 }
 
@@ -252,7 +247,7 @@ static int broker_loop(daemon_ctx *d, int timeout_ms)
     p.revents = 0;
     if (poll(&p, 1, broker_more ? 0 : timeout_ms) < 0)
         p.revents = 0; /* (EINTR: a signal; the caller looks at its flags) */
-    if ((p.revents & POLLOUT) && link_flush(d) != 0)
+    if ((p.revents & POLLOUT) && otk_link_flush(d->link) != 0)
         rc = -1;
     if (rc == 0 && (broker_more || (p.revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL))) &&
         otk_link_read(d->link, 64) < 0)
@@ -262,7 +257,7 @@ static int broker_loop(daemon_ctx *d, int timeout_ms)
         rc = -1;
     /* The PUBACKs of what was read leave now: the broker sends a client no
      * more than its max_inflight_messages unacknowledged (20 by default). */
-    if (rc == 0 && link_flush(d) != 0)
+    if (rc == 0 && otk_link_flush(d->link) != 0)
         rc = -1;
     return rc;
 }
