@@ -868,6 +868,22 @@ static size_t offers_per_tick(const daemon_ctx *d)
 }
 
 /*
+ * The devices the broker found asleep since the last call: their next offer
+ * waits notify_asleep_ms. Inside an open batch (SQLite), written in its
+ * transaction: no commit of their own.
+ */
+static void hold_asleep(daemon_ctx *d)
+{
+    size_t n;
+    if (d->n_asleep == 0)
+        return;
+    n = otk_store_hold_offers(d->reg, (const uint8_t(*)[16])d->asleep, d->n_asleep,
+                              d->cfg.notify_resend_ms, d->cfg.notify_asleep_ms);
+    logf_(3, "%zu devices asleep: their next offer in %u ms", n, d->cfg.notify_asleep_ms);
+    d->n_asleep = 0;
+}
+
+/*
  * Offers requested updates: NOTIFY to devices whose operator request has
  * not been offered yet (budget this tick: what the campaign step's offers
  * left of offers_per_tick). Devices that are offline get the update when
@@ -878,12 +894,7 @@ static size_t push_notifications(daemon_ctx *d, size_t budget)
     static uint8_t ids[TICK_MAX][16];
     uint8_t out[OTK_MSG_MAX_LEN];
     size_t n, i, len;
-    if (d->n_asleep) {
-        n = otk_store_hold_offers(d->reg, (const uint8_t(*)[16])d->asleep, d->n_asleep,
-                                  d->cfg.notify_resend_ms, d->cfg.notify_asleep_ms);
-        logf_(3, "%zu devices asleep: their next offer in %u ms", n, d->cfg.notify_asleep_ms);
-        d->n_asleep = 0;
-    }
+    hold_asleep(d);
     if (budget == 0)
         return 0;
     n = otk_store_due_notifications(d->reg, ids, budget, d->cfg.notify_resend_ms);
@@ -1223,6 +1234,8 @@ int main(int argc, char **argv)
                     break;
             }
             if (d.in_batch) {
+                if (otk_store_batches(d.reg))
+                    hold_asleep(&d);
                 d.in_batch = 0;
                 /* The retired certificates' revocations reach the disk before
                  * the registry commits the sets that retire them. */

@@ -431,8 +431,7 @@ typedef struct offer_sink {
 static size_t start_devices(otk_sqlreg *r, otk_agent *a, const otk_campaign_status *c, uint64_t want,
                             offer_sink *sink)
 {
-    sqlite3 *db = otk_sqlreg_handle(r);
-    sqlite3_stmt *s = NULL, *u = NULL, *o = NULL;
+    sqlite3_stmt *s = NULL, *u = NULL;
     static uint8_t ids[OTK_CAMPAIGN_STEP_MAX][16];
     uint8_t out[OTK_MSG_MAX_LEN];
     size_t n = 0, i, started = 0, len;
@@ -454,33 +453,27 @@ static size_t start_devices(otk_sqlreg *r, otk_agent *a, const otk_campaign_stat
         otk_sqlreg_fin(r, u);
         return 0;
     }
-    /* Only a device not told yet: one the put left marked (an earlier
-     * request of the same kind, offered or held asleep) keeps its timing. */
-    if (sink->n < sink->max &&
-        prep(r, "UPDATE devices SET notified_at = ?1 WHERE id = ?2"
-                " AND notified_at IS NULL", &o) != SQLITE_OK) {
-        otk_sqlreg_fin(r, o);
-        o = NULL; /* no offers with this step: the notify pass makes them */
-    }
     for (i = 0; i < n; i++) {
+        otk_status rs;
+        int told;
+        /* While the sink has room, the request's own put marks the device
+         * told now, unless it was told of the same request already (an
+         * earlier request of the same kind, offered or held asleep: it
+         * keeps its timing). */
+        if (sink->n < sink->max)
+            otk_sqlreg_offer_with_put(r, otk_wall_ms());
         /* A request the agent refuses (the device revoked since selection, a
          * target cloud this agent does not serve) fails the device at once,
          * with the refusal as its reason. */
-        otk_status rs =
-            otk_agent_request_update(a, ids[i], c->kind, c->target_cloud, out, sizeof out, &len);
+        rs = otk_agent_request_update(a, ids[i], c->kind, c->target_cloud, out, sizeof out, &len);
+        told = otk_sqlreg_offered(r);
         /* Its offer goes with the start: the notify pass, which would load
          * the row again and mark it in a transaction of its own, passes it by. */
-        if (rs == OTK_OK && o != NULL && sink->n < sink->max && len > 0 &&
-            len <= sizeof sink->v[0].msg) {
-            sqlite3_reset(o);
-            sqlite3_bind_int64(o, 1, otk_wall_ms());
-            sqlite3_bind_blob(o, 2, ids[i], 16, SQLITE_STATIC);
-            if (sqlite3_step(o) == SQLITE_DONE && sqlite3_changes(db) == 1) {
-                otk_offer *f = &sink->v[sink->n++];
-                memcpy(f->id, ids[i], 16);
-                memcpy(f->msg, out, len);
-                f->len = (uint8_t)len;
-            }
+        if (rs == OTK_OK && told && sink->n < sink->max && len > 0 && len <= sizeof sink->v[0].msg) {
+            otk_offer *f = &sink->v[sink->n++];
+            memcpy(f->id, ids[i], 16);
+            memcpy(f->msg, out, len);
+            f->len = (uint8_t)len;
         }
         sqlite3_reset(u);
         sqlite3_bind_int64(u, 1, c->id);
@@ -491,7 +484,6 @@ static size_t start_devices(otk_sqlreg *r, otk_agent *a, const otk_campaign_stat
             started++;
     }
     otk_sqlreg_fin(r, u);
-    otk_sqlreg_fin(r, o);
     /* The count kept with the campaign; counted again when it says devices
      * are left that the table does not have (a step cut short by a crash). */
     add_started(r, c->id, n == 0 && c->started < c->total ? -1 : (int64_t)started);

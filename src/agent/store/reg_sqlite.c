@@ -113,6 +113,7 @@ enum {
     Q_GET_BATCH,
     Q_GET_DEVICE,
     Q_PUT_DEVICE,
+    Q_PUT_OFFERED,
     Q_GET_PENDING,
     Q_PUT_PENDING,
     Q_DEL_PENDING,
@@ -125,6 +126,31 @@ enum {
     Q_COUNT
 };
 
+/* A device's put. notified_at: "told at" (see otk_sqlreg_due_notifications):
+ * set when the put makes a set pending, kept while the request stays the
+ * same and was told, else ?29 (NULL, or now for a device offered its
+ * update in the same transaction: otk_sqlreg_offer_with_put). */
+#define PUT_SQL \
+    "INSERT INTO devices(id, batch_id, state, reclaim, issued, want, want_cloud, c_version, c_ak," \
+    " c_cloud, c_host, c_port, c_flags, c_user, c_secret_hash, p_version, p_claim," \
+    " stale_cloud, stale_user, updated, proto, c_kind, p_kind, p_dpub, p_serial)" \
+    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?21,?22,?23," \
+    "?24,?25,?26,?27,?28)" \
+    " ON CONFLICT(id) DO UPDATE SET state = excluded.state," \
+    " reclaim = excluded.reclaim, issued = excluded.issued, want = excluded.want," \
+    " want_cloud = excluded.want_cloud, c_version = excluded.c_version, c_ak = excluded.c_ak," \
+    " c_cloud = excluded.c_cloud, c_host = excluded.c_host, c_port = excluded.c_port," \
+    " c_flags = excluded.c_flags, c_user = excluded.c_user," \
+    " c_secret_hash = CASE WHEN excluded.c_secret_hash IS NOT NULL THEN excluded.c_secret_hash" \
+    "   WHEN excluded.c_user IS c_user THEN c_secret_hash END," \
+    " p_version = excluded.p_version, p_claim = excluded.p_claim, stale_cloud = excluded.stale_cloud," \
+    " stale_user = excluded.stale_user, updated = excluded.updated," \
+    " proto = excluded.proto, c_kind = excluded.c_kind, p_kind = excluded.p_kind," \
+    " p_dpub = excluded.p_dpub, p_serial = excluded.p_serial," \
+    " notified_at = CASE WHEN excluded.p_version IS NOT NULL AND p_version IS NULL" \
+    "   THEN excluded.updated WHEN excluded.want = want AND notified_at IS NOT NULL" \
+    "   THEN notified_at ELSE ?29 END"
+
 static const char *const queries[Q_COUNT] = {
     "SELECT pk FROM batches WHERE batch_id = ?1",
     "SELECT batch_id, state, reclaim, issued, want, want_cloud, c_version, c_ak, c_cloud, c_host,"
@@ -134,24 +160,12 @@ static const char *const queries[Q_COUNT] = {
      * naming another batch is refused): leaving batch_id out of the update
      * spares the batch index a delete and an insert at every put. ?18-?20
      * are unused since schema 11 (the pending set's bulk: Q_PUT_PENDING). */
-    "INSERT INTO devices(id, batch_id, state, reclaim, issued, want, want_cloud, c_version, c_ak,"
-    " c_cloud, c_host, c_port, c_flags, c_user, c_secret_hash, p_version, p_claim,"
-    " stale_cloud, stale_user, updated, proto, c_kind, p_kind, p_dpub, p_serial)"
-    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?21,?22,?23,"
-    "?24,?25,?26,?27,?28)"
-    " ON CONFLICT(id) DO UPDATE SET state = excluded.state,"
-    " reclaim = excluded.reclaim, issued = excluded.issued, want = excluded.want,"
-    " want_cloud = excluded.want_cloud, c_version = excluded.c_version, c_ak = excluded.c_ak,"
-    " c_cloud = excluded.c_cloud, c_host = excluded.c_host, c_port = excluded.c_port,"
-    " c_flags = excluded.c_flags, c_user = excluded.c_user,"
-    " c_secret_hash = CASE WHEN excluded.c_secret_hash IS NOT NULL THEN excluded.c_secret_hash"
-    "   WHEN excluded.c_user IS c_user THEN c_secret_hash END,"
-    " p_version = excluded.p_version, p_claim = excluded.p_claim, stale_cloud = excluded.stale_cloud,"
-    " stale_user = excluded.stale_user, updated = excluded.updated,"
-    " proto = excluded.proto, c_kind = excluded.c_kind, p_kind = excluded.p_kind,"
-    " p_dpub = excluded.p_dpub, p_serial = excluded.p_serial,"
-    " notified_at = CASE WHEN excluded.p_version IS NOT NULL AND p_version IS NULL"
-    "   THEN excluded.updated WHEN excluded.want = want THEN notified_at END",
+    PUT_SQL,
+    /* The same put, for a device offered its update in the same
+     * transaction (otk_sqlreg_offer_with_put): says whether the put left it
+     * marked as told now (a device already told of a request of the same
+     * kind keeps its timing). */
+    PUT_SQL " RETURNING notified_at IS ?29",
     "SELECT keyset, th, resp FROM pending WHERE id = ?1",
     "INSERT INTO pending(id, keyset, th, resp) VALUES(?1, ?2, ?3, ?4) ON CONFLICT(id) DO UPDATE"
     " SET keyset = excluded.keyset, th = excluded.th, resp = excluded.resp",
@@ -185,7 +199,23 @@ struct otk_sqlreg {
     int64_t head_seq;
     uint8_t head_hash[32];
     char actor[OTK_ACTOR_MAX + 1]; /* named by the audit rows written ("" none) */
+    int64_t offer_at; /* the next put marks its device told at this time (0: not) */
+    int offered;      /* the last such put did */
 };
+
+void otk_sqlreg_offer_with_put(otk_sqlreg *r, int64_t at)
+{
+    r->offer_at = at;
+    r->offered = 0;
+}
+
+int otk_sqlreg_offered(otk_sqlreg *r)
+{
+    int o = r->offered;
+    r->offer_at = 0;
+    r->offered = 0;
+    return o;
+}
 
 void otk_sqlreg_set_actor(otk_sqlreg *r, const char *actor)
 {
@@ -600,7 +630,7 @@ otk_status otk_sqlreg_append_audit(otk_sqlreg *r, const otk_audit *ev)
 
 static otk_status write_device(otk_sqlreg *r, const otk_agent_device *d)
 {
-    sqlite3_stmt *s = stmt(r, Q_PUT_DEVICE);
+    sqlite3_stmt *s = stmt(r, r->offer_at ? Q_PUT_OFFERED : Q_PUT_DEVICE);
     uint8_t ks[OTK_KEYSET2_MAX_LEN], secret_hash[32];
     size_t ks_len = 0;
     otk_status st = OTK_OK;
@@ -647,7 +677,13 @@ static otk_status write_device(otk_sqlreg *r, const otk_agent_device *d)
         sqlite3_bind_text(s, 22, d->stale_user, -1, SQLITE_STATIC);
     }
     sqlite3_bind_int64(s, 23, now_ms());
+    if (r->offer_at)
+        sqlite3_bind_int64(s, 29, r->offer_at);
     rc = st == OTK_OK ? sqlite3_step(s) : SQLITE_ERROR;
+    if (rc == SQLITE_ROW) { /* Q_PUT_OFFERED: its one row */
+        r->offered = sqlite3_column_int(s, 0);
+        rc = sqlite3_step(s);
+    }
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
     if (rc == SQLITE_DONE) { /* the pending set's bulk: written, or dropped with the set */
@@ -692,6 +728,7 @@ static otk_status sr_put_device(void *ctx, const otk_agent_device *d, const otk_
         st = run(r, r->in_batch ? Q_RELEASE : Q_COMMIT);
     if (st != OTK_OK) {
         r->head_known = 0; /* the row appended, if any, is rolled back */
+        r->offered = 0;
         if (r->in_batch) {
             (void)exec(r, "ROLLBACK TO put");
             (void)run(r, Q_RELEASE);
@@ -877,16 +914,16 @@ size_t otk_sqlreg_hold_offers(otk_sqlreg *r, const uint8_t (*ids)[16], size_t n,
     sqlite3_stmt *u = NULL;
     int64_t now = now_ms();
     size_t held = 0, i;
-    if (r == NULL || ids == NULL || n == 0 || run(r, Q_BEGIN) != OTK_OK)
+    /* Inside a batch, a savepoint of its transaction: no commit of its own. */
+    if (r == NULL || ids == NULL || n == 0 || run(r, r->in_batch ? Q_SAVEPOINT : Q_BEGIN) != OTK_OK)
         return 0;
     if (hold_ms < resend_ms)
         hold_ms = resend_ms;
     /* Due again at now + hold: notified_at is "told at", due after resend. */
-    if (sqlite3_prepare_v2(r->db,
-                           "UPDATE devices SET notified_at = ?1 WHERE id = ?2 AND state = 2"
-                           " AND ((want != 0 AND p_version IS NULL)"
-                           " OR (p_version IS NOT NULL AND p_claim = 0)) AND notified_at <= ?3",
-                           -1, &u, NULL) == SQLITE_OK)
+    if ((u = otk_sqlreg_prep(r, "UPDATE devices SET notified_at = ?1 WHERE id = ?2 AND state = 2"
+                                " AND ((want != 0 AND p_version IS NULL)"
+                                " OR (p_version IS NOT NULL AND p_claim = 0)) AND notified_at <= ?3")) !=
+        NULL)
         for (i = 0; i < n; i++) {
             sqlite3_reset(u);
             sqlite3_bind_int64(u, 1, now + (int64_t)hold_ms - (int64_t)resend_ms);
@@ -895,9 +932,14 @@ size_t otk_sqlreg_hold_offers(otk_sqlreg *r, const uint8_t (*ids)[16], size_t n,
             if (sqlite3_step(u) == SQLITE_DONE)
                 held += (size_t)sqlite3_changes(r->db);
         }
-    sqlite3_finalize(u);
-    if (run(r, Q_COMMIT) != OTK_OK) {
-        (void)exec(r, "ROLLBACK");
+    otk_sqlreg_fin(r, u);
+    if (run(r, r->in_batch ? Q_RELEASE : Q_COMMIT) != OTK_OK) {
+        if (r->in_batch) {
+            (void)exec(r, "ROLLBACK TO put");
+            (void)run(r, Q_RELEASE);
+        } else {
+            (void)exec(r, "ROLLBACK");
+        }
         held = 0;
     }
     return held;
