@@ -1311,6 +1311,34 @@ static void test_batch_audit(void)
     CHECK(rows == before + 3 * 6);
     CHECK(otk_sqlreg_audit_count(r, OTK_AUD_REFUSED) >= 18);
     {
+        /* A write that fails inside a batch fails the batch: its later
+         * writes are refused and its end rolls all of it back (the rows
+         * written before the failure included); the next batch works. */
+        sqlite3 *h = otk_sqlreg_handle(r);
+        uint64_t n0 = otk_sqlreg_audit_count(r, OTK_AUD_REFUSED);
+        CHECK(sqlite3_exec(h,
+                           "CREATE TEMP TRIGGER fail_one BEFORE INSERT ON audit WHEN NEW.version = 77"
+                           " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+                           NULL, NULL, NULL) == SQLITE_OK);
+        CHECK_OK(otk_sqlreg_batch_begin(r));
+        ev.version = 1;
+        CHECK_OK(reg.audit(reg.ctx, &ev));
+        ev.version = 77;
+        CHECK_ST(reg.audit(reg.ctx, &ev), OTK_ERR_STORAGE);
+        ev.version = 2;
+        CHECK_ST(reg.audit(reg.ctx, &ev), OTK_ERR_STORAGE);
+        CHECK_ST(otk_sqlreg_batch_end(r), OTK_ERR_STORAGE);
+        CHECK(otk_sqlreg_audit_count(r, OTK_AUD_REFUSED) == n0);
+        CHECK(sqlite3_exec(h, "DROP TRIGGER temp.fail_one", NULL, NULL, NULL) == SQLITE_OK);
+        CHECK_OK(otk_sqlreg_batch_begin(r));
+        ev.version = 3;
+        CHECK_OK(reg.audit(reg.ctx, &ev));
+        CHECK_OK(otk_sqlreg_batch_end(r));
+        CHECK(otk_sqlreg_audit_count(r, OTK_AUD_REFUSED) == n0 + 1);
+        CHECK_OK(otk_sqlreg_audit_verify(r, &rows, &bad));
+        CHECK(bad == 0);
+    }
+    {
         /* A device's savepoint journal stays in memory (2 = MEMORY): never a
          * file in /var/tmp holding page images of pending keys. */
         sqlite3_stmt *s = NULL;

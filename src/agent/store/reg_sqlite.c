@@ -173,7 +173,7 @@ static const char *const queries[Q_COUNT] = {
     "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
     "INSERT INTO audit(seq, ts, kind, msg_type, device, version, code, hash, actor)"
     " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
-    /* A put inside a batch (prepared once: each put of a batch has two). */
+    /* The held offers' writes inside a batch (otk_sqlreg_hold_offers). */
     "SAVEPOINT put",
     "RELEASE put",
     /* A batch's, a claim of due devices', a put outside a batch. */
@@ -192,7 +192,8 @@ struct otk_sqlreg {
         sqlite3_stmt *s;
         int busy;
     } kept[N_KEPT];
-    int in_batch; /* a group-commit transaction is open */
+    int in_batch;     /* a group-commit transaction is open */
+    int batch_failed; /* a write of it failed: it rolls back as a whole */
     /* The audit log's last row, known while a batch holds the write lock
      * (every row then is appended here): no lookup per row. */
     int head_known;
@@ -713,28 +714,37 @@ static otk_status run(otk_sqlreg *r, int which)
     return rc == SQLITE_DONE ? OTK_OK : OTK_ERR_STORAGE;
 }
 
-/* Runs the writes in one transaction (a savepoint inside a batch): all of them or none. */
+/*
+ * Runs the writes in one transaction: all of them or none. Inside a batch,
+ * in the batch's transaction, without a savepoint of their own (one a put
+ * cost ~2 % of an update's CPU, bench/results/hold-fold-ab.md): a put that
+ * fails marks the batch failed, the batch's later puts are refused, and its
+ * end rolls all of it back (the daemon then drops the batch's replies; the
+ * devices ask again). The errors a put meets in a batch that holds the write
+ * lock (a full disk, I/O) may roll SQLite's transaction back by themselves
+ * anyway.
+ */
 static otk_status sr_put_device(void *ctx, const otk_agent_device *d, const otk_audit *ev)
 {
     otk_sqlreg *r = ctx;
-    otk_status st = run(r, r->in_batch ? Q_SAVEPOINT : Q_BEGIN);
-    if (st != OTK_OK)
+    otk_status st = OTK_OK;
+    if (r->in_batch && r->batch_failed)
+        return OTK_ERR_STORAGE;
+    if (!r->in_batch && run(r, Q_BEGIN) != OTK_OK)
         return OTK_ERR_BUSY;
     if (d != NULL)
         st = write_device(r, d);
     if (st == OTK_OK && ev != NULL)
         st = otk_sqlreg_append_audit(r, ev);
-    if (st == OTK_OK)
-        st = run(r, r->in_batch ? Q_RELEASE : Q_COMMIT);
+    if (st == OTK_OK && !r->in_batch)
+        st = run(r, Q_COMMIT);
     if (st != OTK_OK) {
         r->head_known = 0; /* the row appended, if any, is rolled back */
         r->offered = 0;
-        if (r->in_batch) {
-            (void)exec(r, "ROLLBACK TO put");
-            (void)run(r, Q_RELEASE);
-        } else {
+        if (r->in_batch)
+            r->batch_failed = 1;
+        else
             (void)exec(r, "ROLLBACK");
-        }
     }
     return st;
 }
@@ -746,6 +756,7 @@ otk_status otk_sqlreg_batch_begin(otk_sqlreg *r)
     if (run(r, Q_BEGIN) != OTK_OK)
         return OTK_ERR_BUSY;
     r->in_batch = 1;
+    r->batch_failed = 0;
     r->head_known = 0; /* another process may have appended since the last batch */
     return OTK_OK;
 }
@@ -755,8 +766,10 @@ otk_status otk_sqlreg_batch_end(otk_sqlreg *r)
     if (r == NULL || !r->in_batch)
         return OTK_ERR_BAD_STATE;
     r->in_batch = 0;
-    if (run(r, Q_COMMIT) == OTK_OK)
+    if (!r->batch_failed && run(r, Q_COMMIT) == OTK_OK)
         return OTK_OK;
+    r->batch_failed = 0;
+    r->head_known = 0;
     (void)exec(r, "ROLLBACK");
     return OTK_ERR_STORAGE;
 }
@@ -915,7 +928,8 @@ size_t otk_sqlreg_hold_offers(otk_sqlreg *r, const uint8_t (*ids)[16], size_t n,
     int64_t now = now_ms();
     size_t held = 0, i;
     /* Inside a batch, a savepoint of its transaction: no commit of its own. */
-    if (r == NULL || ids == NULL || n == 0 || run(r, r->in_batch ? Q_SAVEPOINT : Q_BEGIN) != OTK_OK)
+    if (r == NULL || ids == NULL || n == 0 || (r->in_batch && r->batch_failed) ||
+        run(r, r->in_batch ? Q_SAVEPOINT : Q_BEGIN) != OTK_OK)
         return 0;
     if (hold_ms < resend_ms)
         hold_ms = resend_ms;
