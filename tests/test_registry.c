@@ -396,7 +396,7 @@ static void store_suite(const char *db)
         size_t k;
         memcpy(held[0], d[0].cfg.device_id, 16);
         memcpy(held[1], d[1].cfg.device_id, 16);
-        /* Inside a group commit (SQLite: a savepoint of its transaction),
+        /* Inside a group commit (SQLite: in its transaction),
          * kept by its commit. */
         CHECK_OK(otk_store_batch_begin(st));
         CHECK(otk_store_hold_offers(st, (const uint8_t(*)[16])held, 2, 50, 60000) == 2);

@@ -119,8 +119,6 @@ enum {
     Q_DEL_PENDING,
     Q_LAST_AUDIT,
     Q_ADD_AUDIT,
-    Q_SAVEPOINT,
-    Q_RELEASE,
     Q_BEGIN,
     Q_COMMIT,
     Q_COUNT
@@ -173,9 +171,6 @@ static const char *const queries[Q_COUNT] = {
     "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
     "INSERT INTO audit(seq, ts, kind, msg_type, device, version, code, hash, actor)"
     " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
-    /* The held offers' writes inside a batch (otk_sqlreg_hold_offers). */
-    "SAVEPOINT put",
-    "RELEASE put",
     /* A batch's, a claim of due devices', a put outside a batch. */
     "BEGIN IMMEDIATE",
     "COMMIT",
@@ -715,6 +710,31 @@ static otk_status run(otk_sqlreg *r, int which)
 }
 
 /*
+ * A write's transaction: its own outside a batch; inside one, the batch's
+ * (refused once the batch has failed). end_write commits or rolls back its
+ * own, and marks the batch failed when a write inside it failed.
+ */
+static otk_status begin_write(otk_sqlreg *r)
+{
+    if (r->in_batch)
+        return r->batch_failed ? OTK_ERR_STORAGE : OTK_OK;
+    return run(r, Q_BEGIN) == OTK_OK ? OTK_OK : OTK_ERR_BUSY;
+}
+
+static otk_status end_write(otk_sqlreg *r, otk_status st)
+{
+    if (st == OTK_OK && !r->in_batch)
+        st = run(r, Q_COMMIT);
+    if (st != OTK_OK) {
+        if (r->in_batch)
+            r->batch_failed = 1;
+        else
+            (void)exec(r, "ROLLBACK");
+    }
+    return st;
+}
+
+/*
  * Runs the writes in one transaction: all of them or none. Inside a batch,
  * in the batch's transaction, without a savepoint of their own (one a put
  * cost ~2 % of an update's CPU, bench/results/hold-fold-ab.md): a put that
@@ -727,24 +747,17 @@ static otk_status run(otk_sqlreg *r, int which)
 static otk_status sr_put_device(void *ctx, const otk_agent_device *d, const otk_audit *ev)
 {
     otk_sqlreg *r = ctx;
-    otk_status st = OTK_OK;
-    if (r->in_batch && r->batch_failed)
-        return OTK_ERR_STORAGE;
-    if (!r->in_batch && run(r, Q_BEGIN) != OTK_OK)
-        return OTK_ERR_BUSY;
+    otk_status st = begin_write(r);
+    if (st != OTK_OK)
+        return st;
     if (d != NULL)
         st = write_device(r, d);
     if (st == OTK_OK && ev != NULL)
         st = otk_sqlreg_append_audit(r, ev);
-    if (st == OTK_OK && !r->in_batch)
-        st = run(r, Q_COMMIT);
+    st = end_write(r, st);
     if (st != OTK_OK) {
         r->head_known = 0; /* the row appended, if any, is rolled back */
         r->offered = 0;
-        if (r->in_batch)
-            r->batch_failed = 1;
-        else
-            (void)exec(r, "ROLLBACK");
     }
     return st;
 }
@@ -927,9 +940,8 @@ size_t otk_sqlreg_hold_offers(otk_sqlreg *r, const uint8_t (*ids)[16], size_t n,
     sqlite3_stmt *u = NULL;
     int64_t now = now_ms();
     size_t held = 0, i;
-    /* Inside a batch, a savepoint of its transaction: no commit of its own. */
-    if (r == NULL || ids == NULL || n == 0 || (r->in_batch && r->batch_failed) ||
-        run(r, r->in_batch ? Q_SAVEPOINT : Q_BEGIN) != OTK_OK)
+    /* Inside a batch, in its transaction: no commit of its own. */
+    if (r == NULL || ids == NULL || n == 0 || begin_write(r) != OTK_OK)
         return 0;
     if (hold_ms < resend_ms)
         hold_ms = resend_ms;
@@ -947,16 +959,7 @@ size_t otk_sqlreg_hold_offers(otk_sqlreg *r, const uint8_t (*ids)[16], size_t n,
                 held += (size_t)sqlite3_changes(r->db);
         }
     otk_sqlreg_fin(r, u);
-    if (run(r, r->in_batch ? Q_RELEASE : Q_COMMIT) != OTK_OK) {
-        if (r->in_batch) {
-            (void)exec(r, "ROLLBACK TO put");
-            (void)run(r, Q_RELEASE);
-        } else {
-            (void)exec(r, "ROLLBACK");
-        }
-        held = 0;
-    }
-    return held;
+    return end_write(r, OTK_OK) == OTK_OK ? held : 0;
 }
 
 uint64_t otk_sqlreg_audit_count(otk_sqlreg *r, int kind)
